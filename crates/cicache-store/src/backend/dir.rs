@@ -1,0 +1,236 @@
+//! The directory backend: the embedded default store.
+//!
+//! Objects are files under the root. Every write goes to `cicache-v1/tmp/` first, is
+//! fsynced, then published with `link(2)` (create-if-absent: content-named objects and
+//! refs) or `rename(2)` (replace), and the parent directory is fsynced. A process killed at
+//! any point leaves at worst a stray temp file, which `prune` removes after a day.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::{Backend, ObjectInfo, ObjectReader, PutMode};
+use crate::error::BackendError;
+
+/// Directory for temp files, relative to the root.
+pub const TMP_DIR: &str = "cicache-v1/tmp";
+
+#[derive(Debug, Clone)]
+pub struct DirBackend {
+    root: PathBuf,
+}
+
+impl DirBackend {
+    /// Opens (and creates) a directory store.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, BackendError> {
+        let root = root.into();
+        let b = DirBackend { root };
+        fs::create_dir_all(b.root.join(TMP_DIR)).map_err(|e| BackendError::Unusable {
+            location: b.location(),
+            message: format!(
+                "cannot create {}: {e}; pass a writable --store DIR or set CICACHE_STORE",
+                b.root.join(TMP_DIR).display()
+            ),
+        })?;
+        Ok(b)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    fn err(&self, op: &'static str, object: &str, source: io::Error) -> BackendError {
+        BackendError::Io {
+            location: self.location(),
+            op,
+            object: object.to_string(),
+            source,
+        }
+    }
+
+    fn temp_file(&self) -> io::Result<tempfile::NamedTempFile> {
+        tempfile::Builder::new()
+            .prefix(".w-")
+            .tempfile_in(self.root.join(TMP_DIR))
+    }
+
+    fn ensure_parent(&self, dest: &Path) -> io::Result<()> {
+        match dest.parent() {
+            Some(p) => fs::create_dir_all(p),
+            None => Ok(()),
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Backend for DirBackend {
+    fn location(&self) -> String {
+        format!("dir:{}", self.root.display())
+    }
+
+    fn get(&self, name: &str) -> Result<Option<ObjectReader>, BackendError> {
+        match File::open(self.path(name)) {
+            Ok(f) => Ok(Some(Box::new(BufReader::with_capacity(256 * 1024, f)))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err("read", name, e)),
+        }
+    }
+
+    fn head(&self, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
+        match fs::metadata(self.path(name)) {
+            Ok(m) => Ok(Some(ObjectInfo {
+                name: name.to_string(),
+                size: m.len(),
+                modified: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err("stat", name, e)),
+        }
+    }
+
+    fn put_file(&self, name: &str, file: &Path) -> Result<(), BackendError> {
+        let dest = self.path(name);
+        if dest.exists() {
+            let _ = fs::remove_file(file);
+            return Ok(());
+        }
+        self.ensure_parent(&dest)
+            .map_err(|e| self.err("create directory for", name, e))?;
+        // The source must be on our filesystem for link(2): anything not in our tmp dir is
+        // copied there first.
+        let tmp_root = self.root.join(TMP_DIR);
+        let (src, _guard) = if file.parent() == Some(tmp_root.as_path()) {
+            (file.to_path_buf(), None)
+        } else {
+            let tmp = self.temp_file().map_err(|e| self.err("write", name, e))?;
+            fs::copy(file, tmp.path()).map_err(|e| self.err("write", name, e))?;
+            (tmp.path().to_path_buf(), Some(tmp))
+        };
+        File::open(&src)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| self.err("sync", name, e))?;
+        match fs::hard_link(&src, &dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(self.err("publish", name, e)),
+        }
+        let _ = fs::remove_file(&src);
+        if let Some(p) = dest.parent() {
+            sync_dir(p).map_err(|e| self.err("sync directory of", name, e))?;
+        }
+        Ok(())
+    }
+
+    fn put_bytes(&self, name: &str, data: &[u8], mode: PutMode) -> Result<bool, BackendError> {
+        let dest = self.path(name);
+        self.ensure_parent(&dest)
+            .map_err(|e| self.err("create directory for", name, e))?;
+        let mut tmp = self.temp_file().map_err(|e| self.err("write", name, e))?;
+        tmp.write_all(data)
+            .and_then(|_| tmp.as_file().sync_all())
+            .map_err(|e| self.err("write", name, e))?;
+        let created = match mode {
+            PutMode::CreateNew => match fs::hard_link(tmp.path(), &dest) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(self.err("publish", name, e)),
+            },
+            PutMode::Overwrite => {
+                tmp.persist(&dest)
+                    .map_err(|e| self.err("publish", name, e.error))?;
+                true
+            }
+        };
+        if let Some(p) = dest.parent() {
+            sync_dir(p).map_err(|e| self.err("sync directory of", name, e))?;
+        }
+        Ok(created)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {
+        let dir_part = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        let base = self.root.join(dir_part);
+        let mut out = Vec::new();
+        if !base.is_dir() {
+            return Ok(out);
+        }
+        for entry in walkdir::WalkDir::new(&base).follow_links(false) {
+            let entry = match entry {
+                Ok(e) => e,
+                // Objects deleted while we walk (a concurrent prune) are simply not listed.
+                Err(e) if e.io_error().map(|e| e.kind()) == Some(io::ErrorKind::NotFound) => {
+                    continue;
+                }
+                Err(e) => {
+                    return Err(self.err("list", prefix, io::Error::other(e.to_string())));
+                }
+            };
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let Ok(rel) = entry.path().strip_prefix(&self.root) else {
+                continue;
+            };
+            let Some(name) = rel.to_str() else { continue };
+            if !name.starts_with(prefix) || name.starts_with(TMP_DIR) {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            out.push(ObjectInfo {
+                name: name.to_string(),
+                size: meta.len(),
+                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), BackendError> {
+        match fs::remove_file(self.path(name)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.err("delete", name, e)),
+        }
+    }
+
+    fn staging_dir(&self) -> Option<PathBuf> {
+        Some(self.root.join(TMP_DIR))
+    }
+}
+
+/// Removes temp files older than `age` left by killed writers; returns how many.
+pub fn clean_tmp(root: &Path, age: std::time::Duration) -> usize {
+    let mut n = 0;
+    let Ok(rd) = fs::read_dir(root.join(TMP_DIR)) else {
+        return 0;
+    };
+    for e in rd.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|el| el > age);
+        if old && fs::remove_file(e.path()).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Opens a file for writing that must not exist yet.
+pub(crate) fn create_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).open(path)
+}

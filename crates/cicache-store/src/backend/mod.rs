@@ -1,0 +1,78 @@
+//! Storage backends.
+//!
+//! A backend is a flat namespace of objects named by `/`-separated paths relative to the
+//! store's root (`cicache-v1/refs/main/pip-abc`). Every backend keeps the same logical format;
+//! see `docs/FORMAT.md`.
+//!
+//! # Contract
+//!
+//! - `get` of a missing object is `Ok(None)`, never an error: a miss is not a failure.
+//! - `put_file` stores an immutable, content-named object. When the object already exists it
+//!   writes nothing and succeeds. When it returns, the object is durable and complete; a
+//!   reader never sees a partial object, whatever is killed when.
+//! - `put_bytes` with [`PutMode::CreateNew`] creates the object atomically only if absent and
+//!   returns `false` when another writer got there first (dir: `link(2)`, S3: `If-None-Match: *`).
+//!   With [`PutMode::Overwrite`] it replaces the object atomically.
+//! - `list` returns every object whose name starts with `prefix`, with its size and the time
+//!   the store last wrote it (the store's own clock, so agents' clocks never matter).
+//! - Errors carry the location and the object name.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::error::BackendError;
+
+pub mod dir;
+
+/// One stored object, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Name relative to the store root.
+    pub name: String,
+    pub size: u64,
+    /// When the store last wrote the object.
+    pub modified: SystemTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Create only if absent, atomically; `Ok(false)` when it already existed.
+    CreateNew,
+    /// Replace atomically.
+    Overwrite,
+}
+
+/// A reader over a stored object.
+pub type ObjectReader = Box<dyn Read + Send>;
+
+/// See the module documentation for the contract.
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Where the store is, for messages: `dir:/var/cache/cicache`, `s3://bucket/prefix`.
+    fn location(&self) -> String;
+
+    /// Opens an object, or `Ok(None)` when it does not exist.
+    fn get(&self, name: &str) -> Result<Option<ObjectReader>, BackendError>;
+
+    /// Metadata of an object, or `Ok(None)` when it does not exist.
+    fn head(&self, name: &str) -> Result<Option<ObjectInfo>, BackendError>;
+
+    /// Stores an immutable object from a local file. The backend may move the file instead of
+    /// copying it (the caller does not use it afterwards). Existing object: a no-op.
+    fn put_file(&self, name: &str, file: &Path) -> Result<(), BackendError>;
+
+    /// Stores a small object; see [`PutMode`].
+    fn put_bytes(&self, name: &str, data: &[u8], mode: PutMode) -> Result<bool, BackendError>;
+
+    /// Every object whose name starts with `prefix`.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError>;
+
+    /// Deletes an object; deleting a missing object is not an error.
+    fn delete(&self, name: &str) -> Result<(), BackendError>;
+
+    /// A local directory where temporary files for `put_file` are best written (on the same
+    /// filesystem as a directory store, so the put is a rename). `None`: the system temp dir.
+    fn staging_dir(&self) -> Option<PathBuf> {
+        None
+    }
+}

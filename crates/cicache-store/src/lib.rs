@@ -1,0 +1,14 @@
+//! The cicache store: keys and templates, the content-addressed entry format, save, restore,
+//! prune and verify, over pluggable backends (a directory, S3).
+//!
+//! See `docs/FORMAT.md` and the invariants in DESIGN.md ("The store").
+
+pub mod backend;
+pub mod error;
+pub mod format;
+pub mod key;
+pub mod progress;
+
+pub use backend::{Backend, ObjectInfo, PutMode};
+pub use error::{BackendError, Result, StoreError};
+pub use progress::{NoProgress, Progress};

@@ -1,0 +1,29 @@
+//! `cicache`: the command-line helper. Thin: parsing, configuration and output live here;
+//! the work is done by the library crates.
+
+mod cli;
+mod cmd;
+mod config;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let ctx = match cli::Context::new(&cli.global) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("cicache: error: {e:#}");
+            return ExitCode::from(output::exit::USAGE);
+        }
+    };
+    match cmd::run(cli.command, &ctx) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            ctx.out.error(&e);
+            ExitCode::from(output::exit::FAILURE)
+        }
+    }
+}

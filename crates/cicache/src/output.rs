@@ -1,0 +1,215 @@
+//! Everything the binary prints. Results go to stdout (text, or one JSON document with
+//! `--json`); warnings, errors and progress go to stderr.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cli::ProgressMode;
+
+/// Exit codes, documented in `cicache --help` and docs/CLI.md.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const MISS: u8 = 3;
+}
+
+pub struct Output {
+    pub json: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+    pub progress: ProgressMode,
+}
+
+impl Output {
+    pub fn new(json: bool, quiet: bool, verbose: u8, progress: ProgressMode) -> Self {
+        let level = match (quiet, verbose) {
+            (true, _) => "error",
+            (false, 0) => "warn",
+            (false, 1) => "info",
+            _ => "debug",
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("CICACHE_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+            )
+            .with_writer(std::io::stderr)
+            .without_time()
+            .with_target(false)
+            .try_init();
+        Output {
+            json,
+            quiet,
+            verbose,
+            progress,
+        }
+    }
+
+    /// A line for the person reading the log (stderr), unless `-q`.
+    pub fn info(&self, msg: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("cicache: {}", msg.as_ref());
+        }
+    }
+
+    /// A cache problem that does not stop the build.
+    pub fn warn(&self, msg: impl AsRef<str>) {
+        eprintln!("cicache: warning: {}", msg.as_ref());
+    }
+
+    pub fn error(&self, err: &anyhow::Error) {
+        eprintln!("cicache: error: {err:#}");
+        if self.json {
+            let doc = serde_json::json!({ "ok": false, "error": format!("{err:#}") });
+            println!("{doc}");
+        }
+    }
+
+    /// Prints the command's result: the JSON document with `--json`, else `text`.
+    pub fn result<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
+        if self.json {
+            match serde_json::to_string_pretty(value) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("cicache: error: cannot encode the result as JSON: {e}"),
+            }
+        } else {
+            let t = text();
+            if !t.is_empty() {
+                println!("{t}");
+            }
+        }
+    }
+
+    /// A progress reporter for a long transfer.
+    pub fn progress(&self, what: &str) -> Reporter {
+        let bars = match self.progress {
+            ProgressMode::Never => false,
+            ProgressMode::Always => true,
+            ProgressMode::Auto => std::io::stderr().is_terminal(),
+        };
+        let plain = !bars && self.progress != ProgressMode::Never && !self.quiet;
+        Reporter {
+            what: what.to_string(),
+            bars,
+            plain,
+            state: Mutex::new(ReporterState::default()),
+        }
+    }
+}
+
+#[derive(Default)]
+struct ReporterState {
+    bar: Option<indicatif::ProgressBar>,
+    phase: String,
+    total: Option<u64>,
+    done: u64,
+    started: Option<Instant>,
+    last_line: Option<Instant>,
+}
+
+/// Progress: indicatif bars on a terminal; on a CI log a plain line every few seconds.
+pub struct Reporter {
+    what: String,
+    bars: bool,
+    plain: bool,
+    state: Mutex<ReporterState>,
+}
+
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+impl cicache_store::Progress for Reporter {
+    fn start(&self, phase: &str, total: Option<u64>) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        if let Some(b) = st.bar.take() {
+            b.finish_and_clear();
+        }
+        st.phase = phase.to_string();
+        st.total = total;
+        st.done = 0;
+        st.started = Some(Instant::now());
+        st.last_line = Some(Instant::now());
+        if self.bars {
+            let bar = match total {
+                Some(t) => indicatif::ProgressBar::new(t),
+                None => indicatif::ProgressBar::new_spinner(),
+            };
+            let style = indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_message(format!("{} {phase}", self.what));
+            st.bar = Some(bar);
+        }
+    }
+
+    fn inc(&self, bytes: u64) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        st.done += bytes;
+        if let Some(b) = &st.bar {
+            b.inc(bytes);
+        }
+        if self.plain && st.last_line.is_some_and(|t| t.elapsed() >= PLAIN_EVERY) {
+            st.last_line = Some(Instant::now());
+            let secs = st.started.map(|t| t.elapsed().as_secs_f64()).unwrap_or(1.0);
+            let rate = st.done as f64 / secs.max(0.001) / 1e6;
+            let of = st
+                .total
+                .map(|t| format!(" of {}", human_bytes(t)))
+                .unwrap_or_default();
+            eprintln!(
+                "cicache: {} {}: {}{of} ({rate:.1} MB/s)",
+                self.what,
+                st.phase,
+                human_bytes(st.done)
+            );
+        }
+    }
+
+    fn finish(&self) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        if let Some(b) = st.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// `1.2 GB`, `340 MB`, `12 kB`, `17 B` (decimal units, like docker and pip).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1000.0 {
+            break;
+        }
+        v /= 1000.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
+/// `1m12s`, `3.4s`.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        let m = (s / 60.0).floor();
+        format!("{}m{:02}s", m as u64, (s - m * 60.0).round() as u64)
+    }
+}
