@@ -76,3 +76,70 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         None
     }
 }
+
+#[cfg(feature = "s3")]
+pub mod s3;
+
+/// Options for opening a store.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Bound on each remote operation (connect, idle read, whole request); `None`: the
+    /// backend's default.
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// The embedded default store: `$CICACHE_STORE` is handled by the caller; this is
+/// `/var/cache/cicache` when writable, else `~/.cache/cicache`.
+pub fn default_store_dir() -> PathBuf {
+    let system = PathBuf::from("/var/cache/cicache");
+    if std::fs::create_dir_all(&system).is_ok() && is_writable(&system) {
+        return system;
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("cicache")
+}
+
+fn is_writable(dir: &Path) -> bool {
+    tempfile::tempfile_in(dir).is_ok()
+}
+
+/// Opens a store from its spec: `DIR`, `dir:DIR`, `s3://BUCKET/PREFIX`.
+pub fn open_backend(
+    spec: Option<&str>,
+    opts: &OpenOptions,
+) -> Result<std::sync::Arc<dyn Backend>, BackendError> {
+    let _ = opts;
+    let spec = match spec {
+        None | Some("") => {
+            return Ok(std::sync::Arc::new(dir::DirBackend::open(
+                default_store_dir(),
+            )?));
+        }
+        Some(s) => s,
+    };
+    if let Some(rest) = spec.strip_prefix("s3://") {
+        #[cfg(feature = "s3")]
+        {
+            return Ok(std::sync::Arc::new(s3::S3Backend::open(rest, opts)?));
+        }
+        #[cfg(not(feature = "s3"))]
+        {
+            let _ = rest;
+            return Err(BackendError::Unusable {
+                location: spec.to_string(),
+                message: "this cicache was built without S3 support (cargo feature `s3`)".into(),
+            });
+        }
+    }
+    if spec.contains("://") {
+        return Err(BackendError::Unusable {
+            location: spec.to_string(),
+            message: "unknown store scheme; use DIR, dir:DIR or s3://BUCKET/PREFIX".into(),
+        });
+    }
+    let path = spec.strip_prefix("dir:").unwrap_or(spec);
+    Ok(std::sync::Arc::new(dir::DirBackend::open(path)?))
+}
