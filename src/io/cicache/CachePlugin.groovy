@@ -1,0 +1,82 @@
+package io.cicache
+
+import com.cloudbees.groovy.cps.NonCPS
+
+/**
+ * Which plugin provides the pipeline's `cache` step, if any. Two plugins register a step of
+ * that name with different arguments:
+ *   - Job Cacher (jobcacher):        cache(caches: [arbitraryFileCache(path:, ...)]) { }
+ *   - Pipeline Cache (pipeline-cache, S3): cache(path:, key:, restoreKeys:) { }
+ * The step is found through StepDescriptor.byFunctionName, and the plugin by the step's class.
+ * That needs a trusted (global) library; in a sandboxed library the lookup is refused and the
+ * answer is 'unavailable' (pass cachePlugin: 'jobcacher' or 'pipeline-cache' to say which).
+ */
+class CachePlugin implements Serializable {
+    private static final long serialVersionUID = 1L
+
+    static final String JOBCACHER = 'jobcacher'
+    static final String S3 = 'pipeline-cache'
+
+    static final Map CLASS_PREFIXES = [
+        'jenkins.plugins.jobcacher.'        : JOBCACHER,
+        'io.jenkins.plugins.pipeline.cache.': S3,
+    ]
+
+    /** 'jobcacher', 'pipeline-cache', 'none', 'unknown:<class>' or 'unavailable:<why>'. */
+    @NonCPS
+    static String detect() {
+        Object d
+        try {
+            d = org.jenkinsci.plugins.workflow.steps.StepDescriptor.byFunctionName('cache')
+        } catch (Throwable e) {
+            return "unavailable:${e.getClass().simpleName}".toString()
+        }
+        if (d == null) {
+            return 'none'
+        }
+        String cls
+        try {
+            cls = d.clazz?.name ?: d.getClass().name
+        } catch (Throwable e) {
+            cls = d.getClass().name
+        }
+        for (Map.Entry e : CLASS_PREFIXES.entrySet()) {
+            if (cls.startsWith(e.key.toString())) {
+                return e.value.toString()
+            }
+        }
+        return "unknown:${cls}".toString()
+    }
+
+    @NonCPS
+    static boolean usable(String detected) {
+        return detected == JOBCACHER || detected == S3
+    }
+
+    @NonCPS
+    static String explain(String detected) {
+        if (detected == 'none') {
+            return 'no `cache` step is installed (neither the Job Cacher plugin nor the Pipeline Cache plugin)'
+        }
+        if (detected?.startsWith('unknown:')) {
+            return "the `cache` step comes from an unsupported plugin (${detected.substring(8)})"
+        }
+        if (detected?.startsWith('unavailable:')) {
+            return "the library cannot look up the `cache` step (${detected.substring(12)}; a sandboxed library?)"
+        }
+        return "detected ${detected}"
+    }
+
+    /** The one log line of an 'auto' build that falls back to the helper's store. */
+    @NonCPS
+    static String fallbackLine(String detected) {
+        return "cicache: cacheBackend 'auto': ${explain(detected)}; keeping the cache dir in the cicache store instead."
+    }
+
+    @NonCPS
+    static String missingMessage(String step, String detected) {
+        return "${step}: cacheBackend 'plugin' needs the Job Cacher plugin (jobcacher) or the Pipeline Cache plugin " +
+            "(pipeline-cache), but ${explain(detected)}. Install one of them, pass cachePlugin: 'jobcacher' or " +
+            "'pipeline-cache' if the lookup is refused, or use cacheBackend: 'auto' or 'helper'."
+    }
+}

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Stand-in for the cicache helper in the Groovy step tests (the real helper is exercised by
+# LiveCliTest). Records its arguments, one call per line, arguments separated by \037, in
+# $CICACHE_STANDIN_DIR/calls; saves its stdin to $CICACHE_STANDIN_DIR/<command>.stdin when
+# there is one; prints $CICACHE_STANDIN_DIR/<command>.out and exits with <command>.status
+# (default: no output, 0). <command> skips the global options; registry/docker/mount
+# commands are named with their subcommand, e.g. registry-login.
+dir=${CICACHE_STANDIN_DIR:?CICACHE_STANDIN_DIR is not set}
+for a in "$@"; do printf '%s\037' "$a"; done >>"$dir/calls"
+printf '\n' >>"$dir/calls"
+cmd=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --store|--scope|--fallback-scope|--progress|--config|--timeout) shift 2 ;;
+    -*) shift ;;
+    *) cmd=$1; shift; break ;;
+  esac
+done
+case "$cmd" in
+  registry|docker|mount) cmd="$cmd-${1:-}" ;;
+esac
+if [ ! -t 0 ]; then cat >"$dir/$cmd.stdin"; fi
+[ -f "$dir/$cmd.out" ] && cat "$dir/$cmd.out"
+if [ -f "$dir/$cmd.status" ]; then exit "$(cat "$dir/$cmd.status")"; fi
+exit 0

@@ -1,0 +1,206 @@
+// A cached `docker build` of a Python project: restore the pip cache, inject it into the
+// Dockerfile's BuildKit cache mounts, build with the registry layer cache, push, extract and
+// save the cache, report. One `cicache build` call; see cachedDockerBuild.txt.
+import io.cicache.Args
+import io.cicache.CachePlugin
+import io.cicache.Cli
+import io.cicache.EnvRef
+import io.cicache.Scope
+
+private Map spec() {
+    return [
+        image                : [type: 'string', required: true, nonEmpty: true,
+                                help: "the image repository, e.g. image: '123456789012.dkr.ecr.eu-north-1.amazonaws.com/app'"],
+        tags                 : [type: 'list', default: []],
+        dockerfile           : [type: 'string', nonEmpty: true],
+        context              : [type: 'string', default: '.', nonEmpty: true],
+        buildArgs            : [type: 'map', default: [:]],
+        target               : [type: 'string', nonEmpty: true],
+        dockerArgs           : [type: 'list', default: []],
+        cacheDir             : [type: 'string', default: '.pip-cache', nonEmpty: true],
+        cacheKey             : [type: 'string', nonEmpty: true],
+        restoreKeys          : [type: 'list', default: []],
+        saveCache            : [type: 'boolean', default: true],
+        store                : [type: 'string'],
+        scope                : [type: 'string'],
+        defaultBranch        : [type: 'string', default: 'main', nonEmpty: true],
+        cacheBackend         : [type: 'string', values: ['auto', 'plugin', 'helper', 'none'], default: 'auto'],
+        cachePlugin          : [type: 'string', values: ['detect', 'jobcacher', 'pipeline-cache'], default: 'detect'],
+        cacheValidityFile    : [type: 'string', default: 'requirements*.txt'],
+        registryCache        : [type: 'boolean', default: true],
+        push                 : [type: 'boolean', default: false],
+        registryLogin        : [type: 'boolean', default: false],
+        registryCredentialsId: [type: 'string', nonEmpty: true],
+        region               : [type: 'string', nonEmpty: true],
+        strict               : [type: 'boolean', default: false],
+        logFile              : [type: 'string', default: 'cicache-build.log', nonEmpty: true],
+        reportFile           : [type: 'string', default: 'cicache-report.md', nonEmpty: true],
+        archiveReport        : [type: 'boolean', default: false],
+        setDescription       : [type: 'boolean', default: true],
+    ]
+}
+
+// The key the S3 Pipeline Cache plugin stores under when no cacheKey is given.
+private String defaultPluginKey() {
+    return 'pip-{{ os }}-{{ arch }}-{{ hashFiles "requirements*.txt" }}'
+}
+
+def call(Map args = [:]) {
+    Map r = Args.check('cachedDockerBuild', args, spec())
+    if (r.error) {
+        error(r.error)
+    }
+    Map a = r.args
+    if (a.region) {
+        Map result = null
+        withEnv(["AWS_REGION=${a.region}", "AWS_DEFAULT_REGION=${a.region}"]) {
+            result = runBuild(a)
+        }
+        return result
+    }
+    return runBuild(a)
+}
+
+private Map runBuild(Map a) {
+    String bin = cicache.install()
+    Map sc = Scope.resolve(a.scope, env.CHANGE_ID, env.CHANGE_TARGET, env.BRANCH_NAME, env.GIT_BRANCH, a.defaultBranch)
+
+    // Which backend keeps the cache dir between builds.
+    String plugin = null
+    if (a.cacheBackend == 'auto' || a.cacheBackend == 'plugin') {
+        String detected = a.cachePlugin == 'detect' ? CachePlugin.detect() : a.cachePlugin
+        if (CachePlugin.usable(detected)) {
+            plugin = detected
+        } else if (a.cacheBackend == 'plugin') {
+            error(CachePlugin.missingMessage('cachedDockerBuild', detected))
+        } else {
+            echo(CachePlugin.fallbackLine(detected))
+        }
+    }
+    String backend = plugin ? "plugin:${plugin}".toString() : (a.cacheBackend == 'none' ? 'none' : 'helper')
+    boolean helperStore = backend == 'helper'
+
+    if (a.registryCredentialsId) {
+        withCredentials([usernamePassword(credentialsId: a.registryCredentialsId,
+            usernameVariable: 'CICACHE_REGISTRY_USERNAME', passwordVariable: 'CICACHE_REGISTRY_PASSWORD')]) {
+            login(bin, a, true)
+        }
+    } else if (a.registryLogin) {
+        login(bin, a, false)
+    }
+
+    List<String> cmd = Cli.globalArgs(helperStore ? a.store : null, sc, a.strict) + buildArgs(a, helperStore)
+    Map out = null
+    if (plugin == CachePlugin.JOBCACHER) {
+        Map cacheArgs = [path: a.cacheDir, compressionMethod: 'TAR_ZSTD']
+        if (a.cacheValidityFile) {
+            cacheArgs.cacheValidityDecidingFile = a.cacheValidityFile
+        }
+        cache(caches: [arbitraryFileCache(cacheArgs)], defaultBranch: a.defaultBranch, skipSave: !a.saveCache) {
+            out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
+        }
+    } else if (plugin == CachePlugin.S3) {
+        String key = cicache.key(a.cacheKey ?: defaultPluginKey())
+        List<String> restoreKeys = a.restoreKeys ?: (a.cacheKey ? [] : ['pip-'])
+        cache(path: a.cacheDir, key: key, restoreKeys: restoreKeys) {
+            out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
+        }
+    } else {
+        out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
+    }
+
+    Map result = out.result instanceof Map ? out.result : [:]
+    String verdict = result.verdict instanceof CharSequence ? result.verdict.toString() : null
+    if (out.exitCode == 0 && !fileExists(a.reportFile) && fileExists(a.logFile)) {
+        // An older helper without --report-markdown: make the report from the log.
+        Map rep = Cli.exec(this, bin, ['report', a.logFile, '--format', 'markdown'], [json: false, label: 'cicache report'])
+        if (rep.exitCode == 0 && rep.stdout) {
+            writeFile(file: a.reportFile, text: rep.stdout)
+        }
+    }
+    if (!verdict && fileExists(a.reportFile)) {
+        verdict = firstLine(readFile(a.reportFile))
+    }
+    if (a.setDescription && verdict) {
+        String old = currentBuild.description
+        currentBuild.description = old ? "${old}\n${verdict}".toString() : verdict
+    }
+    if (a.archiveReport && fileExists(a.reportFile)) {
+        archiveArtifacts(artifacts: a.reportFile, allowEmptyArchive: true)
+    }
+    if (out.exitCode != 0 || out.result == null) {
+        error(Cli.failure("cachedDockerBuild: cicache build of ${a.image}", out))
+    }
+    result.cacheBackend = backend
+    result.scope = sc.scope
+    result.reportFile = a.reportFile
+    result.logFile = a.logFile
+    return result
+}
+
+private void login(String bin, Map a, boolean withPassword) {
+    List cmd = ['registry', 'login', '--image', a.image]
+    Map opts = [label: 'cicache registry login']
+    if (withPassword) {
+        // The secret stays in the variable: the script text names it, the helper reads stdin.
+        cmd.addAll(['--username', new EnvRef('CICACHE_REGISTRY_USERNAME'), '--password-stdin'])
+        opts.stdinEnv = 'CICACHE_REGISTRY_PASSWORD'
+    }
+    Map r = Cli.exec(this, bin, cmd, opts)
+    if (r.exitCode != 0) {
+        error(Cli.failure("cachedDockerBuild: cicache registry login for ${a.image}", r))
+    }
+}
+
+@NonCPS
+private static String firstLine(String text) {
+    for (String l : (text ?: '').readLines()) {
+        String t = l.replaceFirst(/^#+\s*/, '').trim()
+        if (t) {
+            return t
+        }
+    }
+    return null
+}
+
+@NonCPS
+private static List<String> buildArgs(Map a, boolean helperStore) {
+    List<String> c = ['build', '--image', a.image]
+    for (String t : a.tags) {
+        c.addAll(['--tag', t])
+    }
+    if (a.dockerfile) {
+        c.addAll(['-f', a.dockerfile])
+    }
+    for (Map.Entry e : a.buildArgs.entrySet()) {
+        c.addAll(['--build-arg', "${e.key}=${e.value}".toString()])
+    }
+    if (a.target) {
+        c.addAll(['--target', a.target])
+    }
+    c.addAll(['--cache-dir', a.cacheDir])
+    if (helperStore) {
+        if (a.cacheKey) {
+            c.addAll(['--key', a.cacheKey])
+        }
+        for (String p : a.restoreKeys) {
+            c.addAll(['--restore-key', p])
+        }
+        if (!a.saveCache) {
+            c.add('--no-cache-save')
+        }
+    } else {
+        // The plugin (or nobody) keeps the cache dir: only the dance in and out of BuildKit.
+        c.addAll(['--no-cache-restore', '--no-cache-save'])
+    }
+    c.add(a.registryCache ? '--registry-cache' : '--no-registry-cache')
+    if (a.push) {
+        c.add('--push')
+    }
+    c.addAll(['--log', a.logFile, '--report-markdown', a.reportFile, a.context])
+    if (a.dockerArgs) {
+        c.add('--')
+        c.addAll(a.dockerArgs)
+    }
+    return c
+}
