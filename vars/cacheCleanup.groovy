@@ -29,7 +29,7 @@ private Map spec() {
     ]
 }
 
-def call(Map args = [:]) {
+def call(Object args = null) {
     Map r = Args.check('cacheCleanup', args, spec())
     if (r.error) {
         error(r.error)

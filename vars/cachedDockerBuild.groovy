@@ -45,7 +45,7 @@ private String defaultPluginKey() {
     return 'pip-{{ os }}-{{ arch }}-{{ hashFiles "requirements*.txt" }}'
 }
 
-def call(Map args = [:]) {
+def call(Object args = null) {
     Map r = Args.check('cachedDockerBuild', args, spec())
     if (r.error) {
         error(r.error)

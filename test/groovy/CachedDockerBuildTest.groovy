@@ -1,6 +1,7 @@
 import org.junit.After
 import org.junit.Before
 import org.junit.Test
+import org.jenkinsci.plugins.workflow.steps.StepDescriptor
 
 import static org.junit.Assert.*
 
@@ -52,5 +53,319 @@ class CachedDockerBuildTest {
         assertEquals('helper', r.cacheBackend)
         assertEquals('main', r.scope)
         assertEquals(BUILD_RESULT.verdict, h.currentBuild.description)
+    }
+
+    @Test
+    void everyOptionBecomesItsFlagWithValuesQuotedForTheShell() {
+        h.file('app/req.txt').with { parentFile.mkdirs(); text = 'x' }
+        Map r = build(image: '123456789012.dkr.ecr.eu-north-1.amazonaws.com/rag-medical-repo',
+            tags: ['abc123', 'latest'], dockerfile: 'docker/Dockerfile.prod', context: 'app',
+            buildArgs: [PY: '3.12', NOTE: "it's \"quoted\" \$HOME `x`"], target: 'runtime',
+            dockerArgs: ['--label', 'team=ml', '--secret', 'id=pip,src=/run/pip.conf'],
+            cacheDir: 'build/pip cache', cacheKey: 'pip-{{ hashFiles "requirements*.txt" }}',
+            restoreKeys: ['pip-', 'py-'], store: 's3://bucket/ci', strict: true, push: true,
+            registryCache: false, saveCache: false, logFile: 'out/build.log', reportFile: 'out/report.md')
+        List<String> argv = buildCall()
+        assertEquals(['--json', '--store', 's3://bucket/ci', '--scope', 'main', '--strict', 'build',
+                      '--image', '123456789012.dkr.ecr.eu-north-1.amazonaws.com/rag-medical-repo',
+                      '--tag', 'abc123', '--tag', 'latest', '-f', 'docker/Dockerfile.prod',
+                      '--build-arg', 'PY=3.12', '--build-arg', "NOTE=it's \"quoted\" \$HOME `x`".toString(),
+                      '--target', 'runtime', '--cache-dir', 'build/pip cache',
+                      '--key', 'pip-{{ hashFiles "requirements*.txt" }}', '--restore-key', 'pip-', '--restore-key', 'py-',
+                      '--no-cache-save', '--no-registry-cache', '--push', '--log', 'out/build.log',
+                      '--report-markdown', 'out/report.md', 'app',
+                      '--', '--label', 'team=ml', '--secret', 'id=pip,src=/run/pip.conf'], argv)
+        assertEquals('out/report.md', r.reportFile)
+        // The command line is in the log once, as the user would type it.
+        assertTrue(h.log.any { it.startsWith('cicache: ') && it.contains(" build --image 123456789012") })
+    }
+
+    @Test
+    void pullRequestBuildSavesToItsOwnScopeAndFallsBackToTargetThenDefaultBranch() {
+        h.env.CHANGE_ID = '42'
+        h.env.CHANGE_TARGET = 'develop'
+        h.env.BRANCH_NAME = 'PR-42'
+        Map r = build(image: 'reg/app')
+        List<String> argv = buildCall()
+        assertEquals(['pr-42'], values(argv, '--scope'))
+        assertEquals(['develop', 'main'], values(argv, '--fallback-scope'))
+        assertEquals('pr-42', r.scope)
+    }
+
+    @Test
+    void branchBuildFallsBackToTheDefaultBranchArgument() {
+        h.env.BRANCH_NAME = 'feature/faster'
+        build(image: 'reg/app', defaultBranch: 'trunk')
+        List<String> argv = buildCall()
+        assertEquals(['feature/faster'], values(argv, '--scope'))
+        assertEquals(['trunk'], values(argv, '--fallback-scope'))
+    }
+
+    @Test
+    void defaultBranchBuildHasNoFallbackScope() {
+        h.env.BRANCH_NAME = 'main'
+        build(image: 'reg/app')
+        assertEquals([], values(buildCall(), '--fallback-scope'))
+    }
+
+    @Test
+    void plainPipelineJobTakesTheScopeFromGitBranch() {
+        h.env.remove('BRANCH_NAME')
+        h.env.GIT_BRANCH = 'origin/release-2'
+        build(image: 'reg/app')
+        assertEquals(['release-2'], values(buildCall(), '--scope'))
+        assertEquals(['main'], values(buildCall(), '--fallback-scope'))
+    }
+
+    @Test
+    void explicitScopeWins() {
+        h.env.CHANGE_ID = '7'
+        build(image: 'reg/app', scope: 'nightly')
+        assertEquals(['nightly'], values(buildCall(), '--scope'))
+    }
+
+    @Test
+    void autoWithoutAPluginFallsBackToTheHelperWithOneLogLine() {
+        h.installCachePlugin(null)
+        Map r = build(image: 'reg/app', store: '/srv/cache')
+        List<String> lines = h.log.findAll { it.contains("cacheBackend 'auto'") }
+        assertEquals(1, lines.size())
+        assertTrue(lines[0], lines[0].contains('no `cache` step is installed'))
+        assertTrue(h.steps('cache').isEmpty())
+        List<String> argv = buildCall()
+        assertEquals(['/srv/cache'], values(argv, '--store'))
+        assertFalse(argv.contains('--no-cache-restore'))
+        assertFalse(argv.contains('--no-cache-save'))
+        assertEquals('helper', r.cacheBackend)
+    }
+
+    @Test
+    void autoWithJobCacherKeepsTheCacheDirInThePluginAroundTheBuild() {
+        h.installCachePlugin('jobcacher')
+        Map r = build(image: 'reg/app', store: '/srv/cache', cacheDir: '.pip')
+        List<Map> cache = h.steps('cache')
+        assertEquals(1, cache.size())
+        Map args = cache[0].args
+        assertEquals([[symbol: 'arbitraryFileCache', args: [path: '.pip', compressionMethod: 'TAR_ZSTD',
+                                                            cacheValidityDecidingFile: 'requirements*.txt']]], args.caches)
+        assertEquals('main', args.defaultBranch)
+        assertEquals(false, args.skipSave)
+        // The build ran inside the cache block, with the helper's own save/restore off.
+        int restore = h.log.indexOf('[cache plugin] restore')
+        int save = h.log.indexOf('[cache plugin] save')
+        int buildLine = h.log.findIndexOf { it.startsWith('cicache: ') && it.contains(' build ') }
+        assertTrue("order in ${h.log}", restore >= 0 && restore < buildLine && buildLine < save)
+        List<String> argv = buildCall()
+        assertTrue(argv.containsAll(['--no-cache-restore', '--no-cache-save']))
+        assertEquals([], values(argv, '--store'))
+        assertEquals('plugin:jobcacher', r.cacheBackend)
+        assertFalse(h.log.any { it.contains("cacheBackend 'auto'") })
+    }
+
+    @Test
+    void jobCacherSkipsItsSaveWhenSaveCacheIsFalseAndCanDropTheValidityFile() {
+        h.installCachePlugin('jobcacher')
+        build(image: 'reg/app', saveCache: false, cacheValidityFile: '')
+        Map args = h.steps('cache')[0].args
+        assertEquals(true, args.skipSave)
+        assertEquals([path: '.pip-cache', compressionMethod: 'TAR_ZSTD'], args.caches[0].args)
+    }
+
+    @Test
+    void autoWithTheS3PipelineCachePluginUsesItsPathKeySignature() {
+        h.installCachePlugin('pipeline-cache')
+        h.respond('key', [key: 'pip-linux-x86_64-0123abcd'])
+        Map r = build(image: 'reg/app', cacheKey: 'pip-{{ hashFiles "requirements*.txt" }}', restoreKeys: ['pip-'])
+        assertEquals([['--json', 'key', 'pip-{{ hashFiles "requirements*.txt" }}']], h.helperCalls('key'))
+        assertEquals([[path: '.pip-cache', key: 'pip-linux-x86_64-0123abcd', restoreKeys: ['pip-']]], h.steps('cache')*.args)
+        assertTrue(buildCall().containsAll(['--no-cache-restore', '--no-cache-save']))
+        assertEquals('plugin:pipeline-cache', r.cacheBackend)
+    }
+
+    @Test
+    void pipelineCachePluginGetsADefaultKeyWhenNoneIsGiven() {
+        h.installCachePlugin('pipeline-cache')
+        h.respond('key', [key: 'pip-linux-x86_64-99'])
+        build(image: 'reg/app')
+        assertEquals('pip-{{ os }}-{{ arch }}-{{ hashFiles "requirements*.txt" }}', h.helperCalls('key')[0][2])
+        assertEquals([path: '.pip-cache', key: 'pip-linux-x86_64-99', restoreKeys: ['pip-']], h.steps('cache')[0].args)
+    }
+
+    @Test
+    void pluginBackendWithoutAPluginFailsNamingThePlugins() {
+        h.installCachePlugin(null)
+        String msg = Harness.expectError { build(image: 'reg/app', cacheBackend: 'plugin') }
+        assertTrue(msg, msg.contains("cacheBackend 'plugin' needs the Job Cacher plugin (jobcacher) or the Pipeline Cache plugin (pipeline-cache)"))
+        assertTrue(h.helperCalls('build').isEmpty())
+    }
+
+    @Test
+    void pluginBackendWithJobCacherUsesIt() {
+        h.installCachePlugin('jobcacher')
+        assertEquals('plugin:jobcacher', build(image: 'reg/app', cacheBackend: 'plugin').cacheBackend)
+        assertEquals(1, h.steps('cache').size())
+    }
+
+    @Test
+    void helperBackendIgnoresAnInstalledPluginAndDoesNotLookItUp() {
+        h.installCachePlugin('jobcacher')
+        Map r = build(image: 'reg/app', cacheBackend: 'helper')
+        assertTrue(h.steps('cache').isEmpty())
+        assertEquals(0, StepDescriptor.lookups)
+        assertFalse(buildCall().contains('--no-cache-restore'))
+        assertEquals('helper', r.cacheBackend)
+    }
+
+    @Test
+    void helperBackendWithoutPluginWorks() {
+        h.installCachePlugin(null)
+        assertEquals('helper', build(image: 'reg/app', cacheBackend: 'helper').cacheBackend)
+        assertFalse(h.log.any { it.contains("cacheBackend 'auto'") })
+    }
+
+    @Test
+    void noneBackendOnlyDoesTheBuildKitDance() {
+        h.installCachePlugin('jobcacher')
+        Map r = build(image: 'reg/app', cacheBackend: 'none', store: '/srv/cache')
+        assertTrue(h.steps('cache').isEmpty())
+        List<String> argv = buildCall()
+        assertTrue(argv.containsAll(['--no-cache-restore', '--no-cache-save']))
+        assertEquals([], values(argv, '--store'))
+        assertEquals('none', r.cacheBackend)
+    }
+
+    @Test
+    void anotherPluginsCacheStepIsNotCalledWithTheWrongSignature() {
+        h.installCachePlugin('other')
+        build(image: 'reg/app')
+        assertTrue(h.steps('cache').isEmpty())
+        assertTrue(h.log.any { it.contains("cacheBackend 'auto'") && it.contains('unsupported plugin (java.util.ArrayList)') })
+        String msg = Harness.expectError { build(image: 'reg/app', cacheBackend: 'plugin') }
+        assertTrue(msg, msg.contains('unsupported plugin'))
+    }
+
+    @Test
+    void aRefusedLookupFallsBackUnderAutoAndCachePluginNamesThePlugin() {
+        h.installCachePlugin('refused')
+        build(image: 'reg/app')
+        assertTrue(h.steps('cache').isEmpty())
+        assertTrue(h.log.any { it.contains("cacheBackend 'auto'") && it.contains('sandboxed') })
+        Map r = build(image: 'reg/app', cachePlugin: 'jobcacher')
+        assertEquals('plugin:jobcacher', r.cacheBackend)
+        assertEquals(1, h.steps('cache').size())
+    }
+
+    @Test
+    void failedBuildFailsTheStepWithTheHelpersErrorAndStillDescribesTheBuild() {
+        h.respond('build', [ok: false, error: 'docker build failed at step 4/9: RUN pip install', verdict: 'cache: 3/9 steps cached'], 1)
+        String msg = Harness.expectError { build(image: 'reg/app') }
+        assertTrue(msg, msg.contains('cicache build of reg/app failed (exit code 1): docker build failed at step 4/9'))
+        assertEquals('cache: 3/9 steps cached', h.currentBuild.description)
+    }
+
+    @Test
+    void outputThatIsNotJsonIsAClearError() {
+        h.respondText('build', 'Segmentation fault\n', 139)
+        String msg = Harness.expectError { build(image: 'reg/app') }
+        assertTrue(msg, msg.contains('exit code 139') && msg.contains('no JSON result'))
+    }
+
+    @Test
+    void usageErrorSaysTheVersionsMayDiffer() {
+        h.respondText('build', '', 2)
+        String msg = Harness.expectError { build(image: 'reg/app') }
+        assertTrue(msg, msg.contains('bad usage; the library and the helper may be different versions'))
+    }
+
+    @Test
+    void descriptionIsAppendedAndReportIsArchivedOnRequest() {
+        h.currentBuild.description = 'deploy to staging'
+        h.file('cicache-report.md').text = '# cache: 7/9 steps cached\n\n| step | time |\n'
+        build(image: 'reg/app', archiveReport: true)
+        assertEquals("deploy to staging\n${BUILD_RESULT.verdict}".toString(), h.currentBuild.description)
+        assertEquals([[artifacts: 'cicache-report.md', allowEmptyArchive: true]], h.steps('archiveArtifacts')*.args)
+    }
+
+    @Test
+    void descriptionComesFromTheReportsFirstLineWhenTheResultHasNoVerdict() {
+        h.respond('build', [ok: true, steps: [cached: 1, total: 2]])
+        h.file('cicache-report.md').text = '\n## cache: 1/2 steps cached, build 12s\nmore\n'
+        build(image: 'reg/app')
+        assertEquals('cache: 1/2 steps cached, build 12s', h.currentBuild.description)
+        build(image: 'reg/app', setDescription: false)
+        assertEquals('cache: 1/2 steps cached, build 12s', h.currentBuild.description)
+    }
+
+    @Test
+    void missingMarkdownReportIsMadeFromTheLog() {
+        h.file('cicache-build.log').text = '#5 CACHED\n'
+        h.respondText('report', '# cache: 1/1 steps cached\n')
+        build(image: 'reg/app')
+        assertEquals([['report', 'cicache-build.log', '--format', 'markdown']], h.helperCalls('report'))
+        assertEquals('# cache: 1/1 steps cached\n', h.file('cicache-report.md').text)
+    }
+
+    @Test
+    void registryCredentialsReachTheHelperOnStdinAndNeverTheLogOrTheScript() {
+        h.credentials['registry-robot'] = ['robot$ci', 'pa55 w0rd\'"$secret']
+        build(image: '127.0.0.1:5000/app', registryCredentialsId: 'registry-robot', push: true)
+        List<List<String>> login = h.helperCalls('registry')
+        assertEquals([['--json', 'registry', 'login', '--image', '127.0.0.1:5000/app', '--username', 'robot$ci', '--password-stdin']], login)
+        assertEquals('pa55 w0rd\'"$secret', h.stdinOf('registry-login'))
+        // Login comes before the build.
+        assertEquals('registry', Harness.commandOf(h.helperCalls()[0]))
+        String everything = (h.log + h.steps('sh').collect { it.args.script } + h.steps('echo')*.args).join('\n')
+        assertFalse(everything.contains('pa55'))
+        assertFalse(everything.contains('robot$ci'))
+    }
+
+    @Test
+    void registryLoginWithoutCredentialsUsesTheAmbientOnesAndRegionGoesToTheEnvironment() {
+        build(image: '123456789012.dkr.ecr.eu-north-1.amazonaws.com/app', registryLogin: true, region: 'eu-north-1')
+        assertEquals([['--json', 'registry', 'login', '--image', '123456789012.dkr.ecr.eu-north-1.amazonaws.com/app']], h.helperCalls('registry'))
+        Map buildSh = h.steps('sh').find { it.args.label == 'cicache build' }
+        assertEquals('eu-north-1', buildSh.args.env.AWS_REGION)
+        assertEquals('eu-north-1', buildSh.args.env.AWS_DEFAULT_REGION)
+    }
+
+    @Test
+    void failedLoginStopsBeforeTheBuild() {
+        h.respond('registry-login', [ok: false, error: 'no basic auth credentials'], 1)
+        String msg = Harness.expectError { build(image: 'reg/app', registryLogin: true) }
+        assertTrue(msg, msg.contains('registry login for reg/app failed (exit code 1): no basic auth credentials'))
+        assertTrue(h.helperCalls('build').isEmpty())
+    }
+
+    @Test
+    void badArgumentsNameTheArgumentAndTheAcceptedValues() {
+        Map cases = [
+            ([:])                                      : "argument 'image' is required",
+            ([image: ''])                              : "argument 'image' must not be empty",
+            ([image: 'r', imgae: 'x'])                 : "unknown argument 'imgae' (did you mean 'image'?). Accepted arguments: archiveReport, buildArgs,",
+            ([image: 'r', tags: 'latest'])             : "argument 'tags' must be a list of strings",
+            ([image: 'r', tags: ['a', 1]])             : "argument 'tags' must be a list of strings; it holds Integer 1",
+            ([image: 'r', buildArgs: ['A=1']])         : "argument 'buildArgs' must be a map of strings",
+            ([image: 'r', cacheBackend: 'sometimes'])  : "argument 'cacheBackend' must be one of 'auto', 'plugin', 'helper', 'none' (got 'sometimes')",
+            ([image: 'r', cachePlugin: 'gradle'])      : "argument 'cachePlugin' must be one of 'detect', 'jobcacher', 'pipeline-cache'",
+            ([image: 'r', push: 'yes'])                : "argument 'push' must be true or false (got the string 'yes')",
+            ([image: ['r']])                           : "argument 'image' must be a string",
+        ]
+        cases.each { Map args, String expected ->
+            String msg = Harness.expectError { build(args) }
+            assertTrue("${args}: ${msg}", msg.startsWith('cachedDockerBuild: '))
+            assertTrue("${args}: ${msg}", msg.contains(expected))
+        }
+        String msg = Harness.expectError { h.var('cachedDockerBuild').call('reg/app') }
+        assertTrue(msg, msg.contains("cachedDockerBuild: expected named arguments, e.g. cachedDockerBuild(image: ...)"))
+        assertTrue('no helper call for bad arguments', h.helperCalls().isEmpty())
+    }
+
+    @Test
+    void gStringArgumentsAreAccepted() {
+        String sha = 'abc123'
+        build(image: "reg/${'app'}", tags: ["${sha}", 'latest'], buildArgs: [REV: "${sha}"])
+        List<String> argv = buildCall()
+        assertEquals(['abc123', 'latest'], values(argv, '--tag'))
+        assertEquals(['REV=abc123'], values(argv, '--build-arg'))
     }
 }

@@ -8,6 +8,7 @@ package org.jenkinsci.plugins.workflow.steps
 class StepDescriptor {
     static Map<String, StepDescriptor> installed = [:]
     static boolean refused = false
+    static int lookups = 0
 
     final Class clazz
 
@@ -16,6 +17,7 @@ class StepDescriptor {
     }
 
     static StepDescriptor byFunctionName(String name) {
+        lookups++
         if (refused) {
             throw new SecurityException('Scripts not permitted to use staticMethod org.jenkinsci.plugins.workflow.steps.StepDescriptor byFunctionName java.lang.String')
         }
@@ -25,5 +27,6 @@ class StepDescriptor {
     static void reset() {
         installed = [:]
         refused = false
+        lookups = 0
     }
 }
