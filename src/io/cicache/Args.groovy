@@ -161,9 +161,14 @@ class Args implements Serializable {
         return parts.join(', ')
     }
 
-    /** The accepted name closest to a misspelling (edit distance <= 2), or null. */
+    /** The accepted name closest to a misspelling (edit distance <= 2, or a prefix), or null. */
     @NonCPS
     static String closest(String name, List<String> accepted) {
+        for (String a : accepted) {
+            if (name.length() >= 3 && a.toLowerCase().startsWith(name.toLowerCase())) {
+                return a
+            }
+        }
         String best = null
         int bestD = 3
         for (String a : accepted) {

@@ -1,0 +1,133 @@
+import org.junit.After
+import org.junit.Before
+import org.junit.Test
+
+import static org.junit.Assert.*
+
+/** Finding the helper, all for real: the shell, PATH lookup, curl of a file:// URL, sha256sum. */
+class HelperInstallTest {
+    Harness h
+    File release
+
+    @Before
+    void setUp() {
+        h = new Harness()
+        h.env.remove('CICACHE_BIN')
+        // A "release" of the helper, under a path that stands for a secret token in a presigned URL.
+        release = new File(h.work, 'downloads/token-S3CR3T/cicache')
+        release.parentFile.mkdirs()
+        release.bytes = new File(Harness.ROOT, 'test/groovy/cicache-standin.sh').bytes
+    }
+
+    @After
+    void tearDown() {
+        h.cleanup()
+    }
+
+    String install(Map args = [:]) {
+        return h.var('cicache').install(args)
+    }
+
+    static String sha256(File f) {
+        return java.security.MessageDigest.getInstance('SHA-256').digest(f.bytes).encodeHex().toString()
+    }
+
+    @Test
+    void cicacheBinWins() {
+        h.env.CICACHE_BIN = new File(Harness.ROOT, 'test/groovy/cicache-standin.sh').path
+        assertEquals(h.env.CICACHE_BIN, install())
+    }
+
+    @Test
+    void cicacheBinThatIsNotExecutableIsAnError() {
+        h.env.CICACHE_BIN = '/nonexistent/cicache'
+        String msg = Harness.expectError { install() }
+        assertTrue(msg, msg.contains("CICACHE_BIN is '/nonexistent/cicache', which is not an executable file on this agent"))
+        assertTrue(msg, msg.contains('agent.Dockerfile'))
+    }
+
+    @Test
+    void foundOnPath() {
+        File dir = new File(h.work, 'bin')
+        dir.mkdirs()
+        File bin = new File(dir, 'cicache')
+        bin.bytes = release.bytes
+        bin.setExecutable(true)
+        h.env.PATH = "${dir.path}:/usr/bin:/bin".toString()
+        assertEquals(bin.path, install())
+    }
+
+    @Test
+    void missingEverywhereSaysHowToInstall() {
+        String msg = Harness.expectError { install() }
+        assertTrue(msg, msg.startsWith('cicache helper not found: CICACHE_BIN is not set, `cicache` is not on the agent\'s PATH and CICACHE_DOWNLOAD_URL is not set.'))
+        assertTrue(msg, msg.contains('resources/io/cicache/agent.Dockerfile'))
+        assertTrue(msg, msg.contains('CICACHE_DOWNLOAD_URL and CICACHE_SHA256'))
+    }
+
+    @Test
+    void downloadedWithAMatchingChecksumThenReused() {
+        h.env.CICACHE_DOWNLOAD_URL = release.toURI().toString()
+        h.env.CICACHE_SHA256 = sha256(release).toUpperCase()
+        String bin = install()
+        File f = new File(bin)
+        assertTrue(bin, bin.startsWith(h.workspace.path + '@tmp/cicache-helper/' + sha256(release)))
+        assertTrue(f.canExecute())
+        assertEquals(sha256(release), sha256(f))
+        // The helper it installed runs.
+        h.respond('list', [entries: []])
+        h.env.CICACHE_BIN = bin
+        assertEquals([entries: []], h.var('cicache').run(['list']))
+        // A second install on this agent does not download again.
+        h.env.remove('CICACHE_BIN')
+        release.delete()
+        assertEquals(bin, install())
+        // The URL (it may carry a token) is in no script and no log line.
+        String everything = (h.log + h.steps('sh').collect { it.args.script } + h.steps('echo')*.args).join('\n')
+        assertFalse(everything.contains('S3CR3T'))
+    }
+
+    @Test
+    void downloadArgumentsOverrideTheEnvironment() {
+        String bin = install(downloadUrl: release.toURI().toString(), sha256: sha256(release))
+        assertTrue(new File(bin).canExecute())
+    }
+
+    @Test
+    void wrongChecksumIsRefusedAndNothingIsKept() {
+        String wrong = 'a' * 64
+        h.env.CICACHE_DOWNLOAD_URL = release.toURI().toString()
+        h.env.CICACHE_SHA256 = wrong
+        String msg = Harness.expectError { install() }
+        assertTrue(msg, msg.contains("has sha256 ${sha256(release)}, but CICACHE_SHA256 is ${wrong}"))
+        assertTrue(msg, msg.contains('deleted and not run'))
+        File dir = new File(h.workspace.path + '@tmp/cicache-helper/' + wrong)
+        assertEquals([], (dir.listFiles() ?: []).toList())
+    }
+
+    @Test
+    void downloadWithoutAChecksumIsRefused() {
+        h.env.CICACHE_DOWNLOAD_URL = release.toURI().toString()
+        String msg = Harness.expectError { install() }
+        assertTrue(msg, msg.contains('CICACHE_DOWNLOAD_URL is set but CICACHE_SHA256 is not'))
+        h.env.CICACHE_SHA256 = 'deadbeef'
+        msg = Harness.expectError { install() }
+        assertTrue(msg, msg.contains("CICACHE_SHA256 ('deadbeef') is not a sha256"))
+    }
+
+    @Test
+    void failedDownloadSaysSo() {
+        h.env.CICACHE_DOWNLOAD_URL = new File(h.work, 'nothing-here').toURI().toString()
+        h.env.CICACHE_SHA256 = sha256(release)
+        String msg = Harness.expectError { install() }
+        assertTrue(msg, msg.contains('the download from CICACHE_DOWNLOAD_URL failed (curl could not fetch the URL)'))
+    }
+
+    @Test
+    void stepsFailClearlyWhenTheHelperIsMissing() {
+        String msg = Harness.expectError { h.var('cachedDockerBuild').call(image: 'reg/app') }
+        assertTrue(msg, msg.startsWith('cicache helper not found'))
+        msg = Harness.expectError { h.var('cacheCleanup').call() }
+        assertTrue(msg, msg.startsWith('cicache helper not found'))
+    }
+}
