@@ -260,6 +260,19 @@ class Harness {
         }
     }
 
+    // ---- Jenkinsfiles --------------------------------------------------------------------
+
+    /** Runs a declarative Jenkinsfile's stages with this harness's steps (see DeclarativeScript). */
+    Object runJenkinsfile(File f, Map params = [:]) {
+        CompilerConfiguration cc = new CompilerConfiguration()
+        cc.scriptBaseClass = 'DeclarativeScript'
+        binding.setVariable('__harness', this)
+        binding.setVariable('params', params)
+        String text = f.text.replaceAll(/(?m)^@Library\(.*\)\s*_\s*$/, '')
+        Script s = new GroovyShell(getClass().classLoader, binding, cc).parse(text, f.name.replaceAll(/[^A-Za-z0-9]/, '_'))
+        return s.run()
+    }
+
     // ---- assertions helpers ---------------------------------------------------------------
 
     List<Map> steps(String name) {
