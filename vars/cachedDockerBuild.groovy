@@ -153,7 +153,7 @@ private void login(String bin, Map a, boolean withPassword) {
 }
 
 @NonCPS
-private static String firstLine(String text) {
+private String firstLine(String text) {
     for (String l : (text ?: '').readLines()) {
         String t = l.replaceFirst(/^#+\s*/, '').trim()
         if (t) {
@@ -164,7 +164,7 @@ private static String firstLine(String text) {
 }
 
 @NonCPS
-private static List<String> buildArgs(Map a, boolean helperStore) {
+private List<String> buildArgs(Map a, boolean helperStore) {
     List<String> c = ['build', '--image', a.image]
     for (String t : a.tags) {
         c.addAll(['--tag', t])
