@@ -8,10 +8,24 @@ import org.junit.runner.notification.RunListener
 
 File dir = new File(Harness.ROOT, 'test/groovy')
 List<String> only = args ? args.toList() : []
-List<Class> classes = dir.listFiles().findAll { it.name.endsWith('Test.groovy') }.sort { it.name }
+List<String> names = dir.listFiles().findAll { it.name.endsWith('Test.groovy') }.sort { it.name }
     .collect { it.name - '.groovy' }
     .findAll { !only || only.contains(it) }
-    .collect { Class.forName(it, true, this.class.classLoader) }
+List<Class> classes = []
+int loadFailures = 0
+for (String n : names) {
+    try {
+        classes.add(Class.forName(n, true, this.class.classLoader))
+    } catch (Throwable e) {
+        loadFailures++
+        println "FAIL ${n}: does not compile or load"
+        println '    ' + e.toString().readLines().take(20).join('\n    ')
+    }
+}
+if (only && names.size() != only.size()) {
+    println "FAIL no such test class: ${only - names}"
+    loadFailures++
+}
 
 JUnitCore core = new JUnitCore()
 Set<String> failedNames = []
@@ -30,7 +44,7 @@ core.addListener(new RunListener() {
     }
 })
 Result r = core.run(classes as Class[])
-int failed = r.failureCount
+int failed = r.failureCount + loadFailures
 int passed = r.runCount - failedNames.findAll { !it.startsWith('initializationError') }.size()
 if (passed < 0) {
     passed = 0

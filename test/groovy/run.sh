@@ -19,4 +19,14 @@ if [ ! -x target/debug/cicache ]; then
 fi
 CP="/usr/share/java/junit4.jar:/usr/share/java/hamcrest-core.jar:$ROOT/src:$ROOT/test/groovy/stubs:$ROOT/test/groovy"
 export JAVA_OPTS="${JAVA_OPTS:-} -Dcicache.root=$ROOT"
-exec groovy -cp "$CP" "$ROOT/test/groovy/AllTests.groovy" "$@"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+rc=0
+groovy -cp "$CP" "$ROOT/test/groovy/AllTests.groovy" "$@" | tee "$out" || rc=$?
+# A crash before the summary (the JVM, a broken harness) still ends with the count line.
+if ! tail -n 1 "$out" | grep -Eq '^[0-9]+ passed, [0-9]+ failed$'; then
+  echo "the Groovy test runner stopped before its summary (exit code $rc)"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+exit "$rc"
