@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-export JAVA_HOME=${JAVA_HOME:-/usr/lib/jvm/java-17-openjdk-amd64}
-[ -x "$JAVA_HOME/bin/java" ] || export JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64
+for j in "${JAVA_HOME:-}" /usr/lib/jvm/java-17-openjdk-amd64 /usr/lib/jvm/default-java; do
+  if [ -n "$j" ] && [ -x "$j/bin/java" ]; then export JAVA_HOME=$j; break; fi
+done
 if ! command -v groovy >/dev/null || [ ! -f /usr/share/java/junit4.jar ]; then
   echo "groovy or junit4 is missing: run test/run.sh (test/lib/groovy.sh installs them) or apt-get install -y groovy junit4" >&2
   echo "0 passed, 1 failed"
