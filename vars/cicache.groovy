@@ -167,15 +167,15 @@ def report(Map args = [:]) {
         error("cicache.report: argument 'logs' must name at least one log file")
     }
     String bin = install()
-    List<String> cmd = ['report'] + a.logs + ['--format', a.format]
     if (a.format == 'json') {
-        Map r = runChecked('cicache report', bin, cmd, [label: 'cicache report'])
+        // The global --json is the JSON format (one document, like every command).
+        Map r = runChecked('cicache report', bin, ['report'] + a.logs, [label: 'cicache report'])
         if (a.output) {
             writeFile(file: a.output, text: r.stdout)
         }
         return r.result
     }
-    Map r = runChecked('cicache report', bin, cmd, [json: false, label: 'cicache report'])
+    Map r = runChecked('cicache report', bin, ['report'] + a.logs + ['--format', a.format], [json: false, label: 'cicache report'])
     if (a.output) {
         writeFile(file: a.output, text: r.stdout)
     }

@@ -111,7 +111,7 @@ class CicacheStepTest {
         String md = cicache.report(logs: ['a.log'], format: 'markdown', output: 'out/report.md')
         assertEquals('# cache: 2/3 steps cached\n| step |\n', md)
         assertEquals(md, h.file('out/report.md').text)
-        assertEquals([['--json', 'report', 'a.log', 'b.log', '--format', 'json'], ['report', 'a.log', '--format', 'markdown']],
+        assertEquals([['--json', 'report', 'a.log', 'b.log'], ['report', 'a.log', '--format', 'markdown']],
             h.helperCalls('report'))
     }
 

@@ -71,6 +71,8 @@ class LiveCliTest {
         assertTrue("${what}: the helper rejected the flags the step passes (the CLI and the library have drifted):\n  " +
             (usage + [failure]).join('\n  '), usage.isEmpty() && !(failure ?: '').contains('exit code 2'))
         assertFalse("${what}: ${failure}", (failure ?: '').contains('not built yet'))
+        // Every command prints one JSON document with --json, also when it fails.
+        assertFalse("${what}: ${failure}", (failure ?: '').contains('printed no JSON result'))
     }
 
     @Test
