@@ -20,6 +20,7 @@ private Map spec() {
         cacheDir             : [type: 'string', default: '.pip-cache', nonEmpty: true],
         cacheKey             : [type: 'string', nonEmpty: true],
         restoreKeys          : [type: 'list', default: []],
+        restoreCache         : [type: 'boolean', default: true],
         saveCache            : [type: 'boolean', default: true],
         store                : [type: 'string'],
         scope                : [type: 'string'],
@@ -69,7 +70,14 @@ private Map runBuild(Map a) {
     String plugin = null
     if (a.cacheBackend == 'auto' || a.cacheBackend == 'plugin') {
         String detected = a.cachePlugin == 'detect' ? CachePlugin.detect() : a.cachePlugin
-        if (CachePlugin.usable(detected)) {
+        if (detected == CachePlugin.S3 && (!a.restoreCache || !a.saveCache)) {
+            // The S3 plugin's step always restores and saves: it cannot honour either switch.
+            String why = "the Pipeline Cache plugin (pipeline-cache) cannot skip its restore or save, and restoreCache or saveCache is false"
+            if (a.cacheBackend == 'plugin') {
+                error("cachedDockerBuild: cacheBackend 'plugin': ${why}. Use cacheBackend: 'helper', or the Job Cacher plugin.")
+            }
+            echo("cicache: cacheBackend 'auto': ${why}; keeping the cache dir in the cicache store instead.")
+        } else if (CachePlugin.usable(detected)) {
             plugin = detected
         } else if (a.cacheBackend == 'plugin') {
             error(CachePlugin.missingMessage('cachedDockerBuild', detected))
@@ -96,7 +104,8 @@ private Map runBuild(Map a) {
         if (a.cacheValidityFile) {
             cacheArgs.cacheValidityDecidingFile = a.cacheValidityFile
         }
-        cache(caches: [arbitraryFileCache(cacheArgs)], defaultBranch: a.defaultBranch, skipSave: !a.saveCache) {
+        cache(caches: [arbitraryFileCache(cacheArgs)], defaultBranch: a.defaultBranch,
+              skipRestore: !a.restoreCache, skipSave: !a.saveCache) {
             out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
         }
     } else if (plugin == CachePlugin.S3) {
@@ -185,6 +194,9 @@ private List<String> buildArgs(Map a, boolean helperStore) {
         }
         for (String p : a.restoreKeys) {
             c.addAll(['--restore-key', p])
+        }
+        if (!a.restoreCache) {
+            c.add('--no-cache-restore')
         }
         if (!a.saveCache) {
             c.add('--no-cache-save')

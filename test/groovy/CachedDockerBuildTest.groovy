@@ -150,6 +150,7 @@ class CachedDockerBuildTest {
                                                             cacheValidityDecidingFile: 'requirements*.txt']]], args.caches)
         assertEquals('main', args.defaultBranch)
         assertEquals(false, args.skipSave)
+        assertEquals(false, args.skipRestore)
         // The build ran inside the cache block, with the helper's own save/restore off.
         int restore = h.log.indexOf('[cache plugin] restore')
         int save = h.log.indexOf('[cache plugin] save')
@@ -168,6 +169,7 @@ class CachedDockerBuildTest {
         build(image: 'reg/app', saveCache: false, cacheValidityFile: '')
         Map args = h.steps('cache')[0].args
         assertEquals(true, args.skipSave)
+        assertEquals(false, args.skipRestore)
         assertEquals([path: '.pip-cache', compressionMethod: 'TAR_ZSTD'], args.caches[0].args)
     }
 
@@ -367,5 +369,28 @@ class CachedDockerBuildTest {
         List<String> argv = buildCall()
         assertEquals(['abc123', 'latest'], values(argv, '--tag'))
         assertEquals(['REV=abc123'], values(argv, '--build-arg'))
+    }
+
+    @Test
+    void restoreCacheFalseSkipsTheRestoreInEveryBackend() {
+        build(image: 'reg/app', cacheBackend: 'helper', restoreCache: false)
+        List<String> argv = buildCall()
+        assertTrue(argv.contains('--no-cache-restore'))
+        assertFalse(argv.contains('--no-cache-save'))
+        h.installCachePlugin('jobcacher')
+        build(image: 'reg/app', restoreCache: false)
+        assertEquals(true, h.steps('cache')[0].args.skipRestore)
+    }
+
+    @Test
+    void theS3PluginIsNotUsedWhenItCannotSkipASaveThatWasSwitchedOff() {
+        h.installCachePlugin('pipeline-cache')
+        Map r = build(image: 'reg/app', saveCache: false)
+        assertEquals('helper', r.cacheBackend)
+        assertTrue(h.steps('cache').isEmpty())
+        assertEquals(1, h.log.count { it.contains("cacheBackend 'auto'") && it.contains('cannot skip its restore or save') })
+        assertTrue(buildCall().contains('--no-cache-save'))
+        String msg = Harness.expectError { build(image: 'reg/app', saveCache: false, cacheBackend: 'plugin') }
+        assertTrue(msg, msg.contains("cacheBackend 'plugin': the Pipeline Cache plugin (pipeline-cache) cannot skip"))
     }
 }
