@@ -98,6 +98,8 @@ private Map runBuild(Map a) {
     }
 
     List<String> cmd = Cli.globalArgs(helperStore ? a.store : null, sc, a.strict) + buildArgs(a, helperStore)
+    // A workspace outlives builds: never report (or describe the build with) an old report.
+    writeFile(file: a.reportFile, text: '')
     Map out = null
     if (plugin == CachePlugin.JOBCACHER) {
         Map cacheArgs = [path: a.cacheDir, compressionMethod: 'TAR_ZSTD']
@@ -120,21 +122,23 @@ private Map runBuild(Map a) {
 
     Map result = out.result instanceof Map ? out.result : [:]
     String verdict = result.verdict instanceof CharSequence ? result.verdict.toString() : null
-    if (out.exitCode == 0 && !fileExists(a.reportFile) && fileExists(a.logFile)) {
-        // An older helper without --report-markdown: make the report from the log.
+    String markdown = readFile(a.reportFile)
+    if (out.exitCode == 0 && !markdown.trim() && fileExists(a.logFile)) {
+        // The helper wrote no report (its report phase failed, which is only a warning): make it from the log.
         Map rep = Cli.exec(this, bin, ['report', a.logFile, '--format', 'markdown'], [json: false, label: 'cicache report'])
         if (rep.exitCode == 0 && rep.stdout) {
-            writeFile(file: a.reportFile, text: rep.stdout)
+            markdown = rep.stdout
+            writeFile(file: a.reportFile, text: markdown)
         }
     }
-    if (!verdict && fileExists(a.reportFile)) {
-        verdict = firstLine(readFile(a.reportFile))
+    if (!verdict && markdown.trim()) {
+        verdict = firstLine(markdown)
     }
     if (a.setDescription && verdict) {
         String old = currentBuild.description
         currentBuild.description = old ? "${old}\n${verdict}".toString() : verdict
     }
-    if (a.archiveReport && fileExists(a.reportFile)) {
+    if (a.archiveReport && markdown.trim()) {
         archiveArtifacts(artifacts: a.reportFile, allowEmptyArchive: true)
     }
     if (out.exitCode != 0 || out.result == null) {

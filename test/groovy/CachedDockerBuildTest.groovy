@@ -282,20 +282,49 @@ class CachedDockerBuildTest {
     @Test
     void descriptionIsAppendedAndReportIsArchivedOnRequest() {
         h.currentBuild.description = 'deploy to staging'
-        h.file('cicache-report.md').text = '# cache: 7/9 steps cached\n\n| step | time |\n'
+        helperWritesReport('# cache: 7/9 steps cached\n\n| step | time |\n')
         build(image: 'reg/app', archiveReport: true)
         assertEquals("deploy to staging\n${BUILD_RESULT.verdict}".toString(), h.currentBuild.description)
         assertEquals([[artifacts: 'cicache-report.md', allowEmptyArchive: true]], h.steps('archiveArtifacts')*.args)
     }
 
+    /** Makes the stand-in helper write TEXT to the --report-markdown file, as the real one does. */
+    void helperWritesReport(String text) {
+        File script = new File(h.work, 'helper-with-report.sh')
+        script.text = '''#!/bin/sh
+prev=
+for a in "$@"; do
+  if [ "$prev" = --report-markdown ]; then cp "$CICACHE_REPORT_SOURCE" "$a"; fi
+  prev=$a
+done
+exec "$CICACHE_STANDIN" "$@"
+'''
+        script.setExecutable(true)
+        h.file('report-source.md').text = text
+        h.env.CICACHE_REPORT_SOURCE = h.file('report-source.md').path
+        h.env.CICACHE_STANDIN = h.env.CICACHE_BIN
+        h.env.CICACHE_BIN = script.path
+    }
+
     @Test
     void descriptionComesFromTheReportsFirstLineWhenTheResultHasNoVerdict() {
         h.respond('build', [ok: true, steps: [cached: 1, total: 2]])
-        h.file('cicache-report.md').text = '\n## cache: 1/2 steps cached, build 12s\nmore\n'
-        build(image: 'reg/app')
+        helperWritesReport('\n## cache: 1/2 steps cached, build 12s\nmore\n')
+        build(image: 'reg/app', archiveReport: true)
         assertEquals('cache: 1/2 steps cached, build 12s', h.currentBuild.description)
+        assertEquals(1, h.steps('archiveArtifacts').size())
         build(image: 'reg/app', setDescription: false)
         assertEquals('cache: 1/2 steps cached, build 12s', h.currentBuild.description)
+    }
+
+    @Test
+    void aReportLeftByAnEarlierBuildIsNeitherUsedNorArchived() {
+        h.respond('build', [ok: true, steps: [cached: 0, total: 2]])
+        h.file('cicache-report.md').text = '# cache: 2/2 steps cached (an old build)\n'
+        build(image: 'reg/app', archiveReport: true)
+        assertNull(h.currentBuild.description)
+        assertTrue(h.steps('archiveArtifacts').isEmpty())
+        assertEquals('', h.file('cicache-report.md').text)
     }
 
     @Test
