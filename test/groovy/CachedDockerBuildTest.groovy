@@ -374,7 +374,7 @@ exec "$CICACHE_STANDIN" "$@"
             ([image: ''])                              : "argument 'image' must not be empty",
             ([image: 'r', imgae: 'x'])                 : "unknown argument 'imgae' (did you mean 'image'?). Accepted arguments: archiveReport, buildArgs,",
             ([image: 'r', tags: 'latest'])             : "argument 'tags' must be a list of strings",
-            ([image: 'r', tags: ['a', 1]])             : "argument 'tags' must be a list of strings; it holds Integer 1",
+            ([image: 'r', tags: ['a', 1]])             : "argument 'tags' must be a list of strings; it holds the number 1",
             ([image: 'r', buildArgs: ['A=1']])         : "argument 'buildArgs' must be a map of strings",
             ([image: 'r', cacheBackend: 'sometimes'])  : "argument 'cacheBackend' must be one of 'auto', 'plugin', 'helper', 'none' (got 'sometimes')",
             ([image: 'r', cachePlugin: 'gradle'])      : "argument 'cachePlugin' must be one of 'detect', 'jobcacher', 'pipeline-cache'",

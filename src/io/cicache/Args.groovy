@@ -142,7 +142,13 @@ class Args implements Serializable {
         if (v instanceof Map) {
             return 'a map'
         }
-        return "${v.getClass().simpleName} ${v}"
+        if (v instanceof Boolean) {
+            return "the boolean ${v}"
+        }
+        if (v instanceof Number) {
+            return "the number ${v}"
+        }
+        return "the value ${v}"
     }
 
     @NonCPS

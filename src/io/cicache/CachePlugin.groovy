@@ -29,7 +29,9 @@ class CachePlugin implements Serializable {
         try {
             d = org.jenkinsci.plugins.workflow.steps.StepDescriptor.byFunctionName('cache')
         } catch (Throwable e) {
-            return "unavailable:${e.getClass().simpleName}".toString()
+            // In a sandboxed library this is a RejectedAccessException; say so without more reflection.
+            String why = e.message ?: e.toString()
+            return "unavailable:${why.length() > 160 ? why.substring(0, 160) + '...' : why}".toString()
         }
         if (d == null) {
             return 'none'
@@ -62,7 +64,7 @@ class CachePlugin implements Serializable {
             return "the `cache` step comes from an unsupported plugin (${detected.substring(8)})"
         }
         if (detected?.startsWith('unavailable:')) {
-            return "the library cannot look up the `cache` step (${detected.substring(12)}; a sandboxed library?)"
+            return "the library cannot look up the `cache` step (a sandboxed library? ${detected.substring(12)})"
         }
         return "detected ${detected}"
     }
