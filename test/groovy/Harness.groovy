@@ -30,6 +30,7 @@ class Harness {
     final Map<String, List<String>> credentials = [:]
     final Map currentBuild = [description: null, result: null]
     final Binding binding = new Binding()
+    boolean unix = true
     private final List<List<String>> envStack = []
 
     Harness() {
@@ -124,7 +125,7 @@ class Harness {
         })
         binding.setVariable('archiveArtifacts', { Map a -> h.record('archiveArtifacts', a) })
         binding.setVariable('pwd', { Object... a -> (a && a[0] instanceof Map && a[0].tmp) ? h.workspace.path + '@tmp' : h.workspace.path })
-        binding.setVariable('isUnix', { -> true })
+        binding.setVariable('isUnix', { -> h.unix })
         binding.setVariable('libraryResource', { String p -> new File(ROOT, "resources/${p}").text })
     }
 

@@ -130,4 +130,12 @@ class HelperInstallTest {
         msg = Harness.expectError { h.var('cacheCleanup').call() }
         assertTrue(msg, msg.startsWith('cicache helper not found'))
     }
+
+    @Test
+    void aWindowsAgentIsRefusedClearly() {
+        h.unix = false
+        String msg = Harness.expectError { h.var('cachedDockerBuild').call(image: 'reg/app') }
+        assertTrue(msg, msg.contains('need a Linux agent'))
+        assertTrue(h.steps('sh').isEmpty())
+    }
 }

@@ -19,6 +19,9 @@ class Helper implements Serializable {
         'or set CICACHE_DOWNLOAD_URL and CICACHE_SHA256 to download a pinned release.'
 
     static String locate(def steps, Map opts = [:]) {
+        if (!steps.isUnix()) {
+            steps.error('cicache: the steps run the helper with `sh` and need a Linux agent; this agent is not Unix-like.')
+        }
         String bin = opts?.bin ?: steps.env.CICACHE_BIN
         if (bin) {
             int rc = steps.sh(script: "#!/bin/sh\ntest -f ${Shell.quote(bin)} && test -x ${Shell.quote(bin)}",
