@@ -65,6 +65,9 @@ class ShellQuotingTest {
     void parseToleratesLinesBeforeTheJsonDocumentAndReportsBrokenJson() {
         Map r = Cli.parse('WARNING! Your password will be stored unencrypted\n{"ok": true}\n\n__cicache_exit_code=0\n', true)
         assertEquals([ok: true], r.result)
+        // Compact and pretty documents after other output that looks like JSON: the last document wins.
+        r = Cli.parse('{"stream": "docker says"}\n{\n  "ok": true,\n  "steps": {\n    "cached": 1\n  }\n}\n__cicache_exit_code=0\n', true)
+        assertEquals([ok: true, steps: [cached: 1]], r.result)
         r = Cli.parse('{"ok": tru\n__cicache_exit_code=1\n', true)
         assertNull(r.result)
         assertTrue(r.problem, r.problem.startsWith('the helper printed invalid JSON'))

@@ -73,21 +73,36 @@ class Cli implements Serializable {
         if (trimmed.isEmpty()) {
             return [exitCode: code, result: null, stdout: body, problem: 'the helper printed no JSON result']
         }
-        int start = trimmed.startsWith('{') ? 0 : trimmed.indexOf('\n{')
-        if (start < 0) {
+        // The document is the last one that starts at the beginning of a line (pretty-printed
+        // JSON has its nested braces indented); anything printed before it is ignored.
+        List<Integer> starts = []
+        if (trimmed.startsWith('{')) {
+            starts.add(0)
+        }
+        int at = trimmed.indexOf('\n{')
+        while (at >= 0) {
+            starts.add(at + 1)
+            at = trimmed.indexOf('\n{', at + 1)
+        }
+        if (starts.isEmpty()) {
             return [exitCode: code, result: null, stdout: body,
                     problem: "the helper printed no JSON result (stdout began: ${abbrev(trimmed)})"]
         }
-        try {
-            Object doc = Json.parse(trimmed.substring(start))
-            if (!(doc instanceof Map)) {
-                return [exitCode: code, result: null, stdout: body, problem: 'the helper printed JSON that is not an object']
+        String firstError = null
+        for (int k = starts.size() - 1; k >= 0; k--) {
+            try {
+                Object doc = Json.parse(trimmed.substring(starts[k]))
+                if (doc instanceof Map) {
+                    return [exitCode: code, result: doc, stdout: body, problem: null]
+                }
+            } catch (Exception e) {
+                if (firstError == null) {
+                    firstError = e.message?.readLines()?.getAt(0)
+                }
             }
-            return [exitCode: code, result: doc, stdout: body, problem: null]
-        } catch (Exception e) {
-            return [exitCode: code, result: null, stdout: body,
-                    problem: "the helper printed invalid JSON (${e.message?.readLines()?.getAt(0)}): ${abbrev(trimmed)}"]
         }
+        return [exitCode: code, result: null, stdout: body,
+                problem: "the helper printed invalid JSON (${firstError ?: 'not an object'}): ${abbrev(trimmed)}"]
     }
 
     /** A one-line reason for a failed command, for error(). */
