@@ -50,7 +50,16 @@ def install(Map args = [:]) {
         downloadUrl: [type: 'string', nonEmpty: true, help: 'URL of the helper binary (default: CICACHE_DOWNLOAD_URL)'],
         sha256     : [type: 'string', nonEmpty: true, help: 'sha256 of that binary (default: CICACHE_SHA256)'],
     ])
-    return Helper.locate(this, a)
+    String bin = Helper.locate(this, a)
+    // Given here, they hold for the rest of the build (every later step finds the helper the same way).
+    if (a.bin) {
+        env.CICACHE_BIN = a.bin
+    }
+    if (a.downloadUrl) {
+        env.CICACHE_DOWNLOAD_URL = a.downloadUrl
+        env.CICACHE_SHA256 = a.sha256
+    }
+    return bin
 }
 
 /** Renders a key template with `cicache key`; returns the key. */

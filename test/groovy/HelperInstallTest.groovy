@@ -88,9 +88,12 @@ class HelperInstallTest {
     }
 
     @Test
-    void downloadArgumentsOverrideTheEnvironment() {
+    void downloadArgumentsOverrideTheEnvironmentAndHoldForLaterSteps() {
         String bin = install(downloadUrl: release.toURI().toString(), sha256: sha256(release))
         assertTrue(new File(bin).canExecute())
+        h.respond('list', [entries: []])
+        assertEquals([entries: []], h.var('cicache').run(['list']))
+        assertEquals(1, h.helperCalls('list').size())
     }
 
     @Test
