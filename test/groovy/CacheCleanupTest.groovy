@@ -21,7 +21,7 @@ class CacheCleanupTest {
     }
 
     Map cleanup(Map args = [:]) {
-        return h.var('cacheCleanup').call(args)
+        return Harness.assertSerializable(h.var('cacheCleanup').call(args))
     }
 
     @Test

@@ -21,7 +21,7 @@ class CachedDockerBuildTest {
     }
 
     Map build(Map args) {
-        return h.var('cachedDockerBuild').call(args)
+        return Harness.assertSerializable(h.var('cachedDockerBuild').call(args))
     }
 
     List<String> buildCall() {

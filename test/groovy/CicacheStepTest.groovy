@@ -24,7 +24,7 @@ class CicacheStepTest {
     @Test
     void restoreWithDefaultsOnABranch() {
         h.respond('restore', [ok: true, hit: true, key: 'pip-abc', scope: 'main'])
-        Map r = cicache.restore(key: 'pip-abc')
+        Map r = Harness.assertSerializable(cicache.restore(key: 'pip-abc'))
         assertEquals([['--json', '--scope', 'main', 'restore', '--key', 'pip-abc', '--path', '.pip-cache']], h.helperCalls('restore'))
         assertEquals(true, r.hit)
     }
@@ -105,7 +105,7 @@ class CicacheStepTest {
     @Test
     void reportAsJsonTextAndMarkdown() {
         h.respond('report', [steps: [cached: 2, total: 3], verdict: 'cache: 2/3 steps cached'])
-        Map j = cicache.report(logs: ['a.log', 'b.log'])
+        Map j = Harness.assertSerializable(cicache.report(logs: ['a.log', 'b.log']))
         assertEquals(2, j.steps.cached)
         h.respondText('report', '# cache: 2/3 steps cached\n| step |\n')
         String md = cicache.report(logs: ['a.log'], format: 'markdown', output: 'out/report.md')

@@ -280,6 +280,12 @@ class Harness {
         return calls.findAll { it.step == name }
     }
 
+    /** What a step returns lives on in the CPS program state: it must serialize (plain Maps, Lists, Strings). */
+    static Object assertSerializable(Object o) {
+        new ObjectOutputStream(new ByteArrayOutputStream()).writeObject(o)
+        return o
+    }
+
     /** Runs CODE expecting error(); returns the message. */
     static String expectError(Closure code) {
         try {
