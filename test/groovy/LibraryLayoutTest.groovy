@@ -84,6 +84,9 @@ class LibraryLayoutTest {
         h.respond('restore', [ok: true, hit: false])
         h.respond('save', [ok: true])
         h.respond('registry-login', [ok: true])
+        h.respond('prune', [ok: true])
+        h.respond('docker-prune', [ok: true])
+        h.respond('registry-gc', [ok: true])
         // The example's test stage runs pip and pytest: make them no-ops on this PATH.
         File bin = new File(h.work, 'bin')
         bin.mkdirs()
@@ -92,7 +95,10 @@ class LibraryLayoutTest {
         h.runJenkinsfile(new File(ROOT, 'Jenkinsfile.example'))
         List<String> build = h.helperCalls('build')[0]
         assertTrue(build.containsAll(['--tag', '0123abc', '--push']))
-        assertEquals(['registry', 'build', 'restore', 'save'], h.helperCalls().collect { Harness.commandOf(it) })
+        // The harness runs every stage (it does not evaluate `when`): the build stages, then the cleanup.
+        assertEquals(['registry', 'build', 'restore', 'save', 'prune', 'docker', 'registry'], h.helperCalls().collect { Harness.commandOf(it) })
+        assertEquals([['cron', 'H 3 * * *']], h.steps('dsl:cron').collect { [it.step - 'dsl:', it.args[0]] })
+        assertEquals(['TimerTrigger'] * 3, h.steps('dsl:triggeredBy').collect { it.args[0] })
         assertEquals('cache: 5/6 steps cached', h.currentBuild.description)
         assertTrue(h.log.contains('cached steps: 5/6 (helper)'))
     }
