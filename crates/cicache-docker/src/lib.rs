@@ -1,4 +1,8 @@
 //! cicache-docker: Dockerfile cache-mount parsing, the BuildKit cache dance, `build`
 //! orchestration and builder housekeeping.
 
+pub mod build;
+pub mod dance;
 pub mod dockerfile;
+pub mod engine;
+pub mod prune;
