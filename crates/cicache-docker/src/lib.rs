@@ -4,5 +4,7 @@
 pub mod build;
 pub mod dance;
 pub mod dockerfile;
+pub mod doctor;
 pub mod engine;
 pub mod prune;
+pub mod report;

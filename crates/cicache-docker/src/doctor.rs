@@ -1,0 +1,1 @@
+//! `cicache doctor`: checks of docker, BuildKit, the Dockerfile, the store and the registry.
