@@ -278,6 +278,7 @@ def build(root: Path, name: str, wheels: list[Path], min_small: int, base: Path 
         "wheels": [w.name for w in wheels],
         "wheel_bytes": sum(w.stat().st_size for w in wheels),
         "small_responses_added": extra_small,
+        "based_on": base.name if base is not None else None,
         "census": census(target),
         "pip": subprocess.run([sys.executable, "-m", "pip", "--version"], check=True,
                               capture_output=True, text=True).stdout.split(" from ")[0],
