@@ -41,9 +41,13 @@ private Map spec() {
     ]
 }
 
-// The key the S3 Pipeline Cache plugin stores under when no cacheKey is given.
+// What the S3 Pipeline Cache plugin stores under when no cacheKey is given: the helper's own defaults.
 private String defaultPluginKey() {
-    return 'pip-{{ os }}-{{ arch }}-{{ hashFiles "requirements*.txt" }}'
+    return 'pip-{{ os }}-{{ arch }}-{{ hashFiles "**/requirements*.txt" }}'
+}
+
+private String defaultPluginRestoreKey() {
+    return 'pip-{{ os }}-{{ arch }}-'
 }
 
 def call(Object args = null) {
@@ -111,8 +115,12 @@ private Map runBuild(Map a) {
             out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
         }
     } else if (plugin == CachePlugin.S3) {
+        // The plugin knows nothing of key templates: render them with the helper.
         String key = cicache.key(a.cacheKey ?: defaultPluginKey())
-        List<String> restoreKeys = a.restoreKeys ?: (a.cacheKey ? [] : ['pip-'])
+        List<String> restoreKeys = []
+        for (String p : (a.restoreKeys ?: (a.cacheKey ? [] : [defaultPluginRestoreKey()]))) {
+            restoreKeys.add(p.contains('{{') ? cicache.key(p) : p)
+        }
         cache(path: a.cacheDir, key: key, restoreKeys: restoreKeys) {
             out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
         }

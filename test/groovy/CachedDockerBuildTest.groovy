@@ -185,12 +185,13 @@ class CachedDockerBuildTest {
     }
 
     @Test
-    void pipelineCachePluginGetsADefaultKeyWhenNoneIsGiven() {
+    void pipelineCachePluginGetsTheHelpersDefaultKeysRenderedWhenNoneAreGiven() {
         h.installCachePlugin('pipeline-cache')
-        h.respond('key', [key: 'pip-linux-x86_64-99'])
+        h.respond('key', [key: 'rendered'])
         build(image: 'reg/app')
-        assertEquals('pip-{{ os }}-{{ arch }}-{{ hashFiles "requirements*.txt" }}', h.helperCalls('key')[0][2])
-        assertEquals([path: '.pip-cache', key: 'pip-linux-x86_64-99', restoreKeys: ['pip-']], h.steps('cache')[0].args)
+        assertEquals(['pip-{{ os }}-{{ arch }}-{{ hashFiles "**/requirements*.txt" }}', 'pip-{{ os }}-{{ arch }}-'],
+            h.helperCalls('key').collect { it[2] })
+        assertEquals([path: '.pip-cache', key: 'rendered', restoreKeys: ['rendered']], h.steps('cache')[0].args)
     }
 
     @Test
