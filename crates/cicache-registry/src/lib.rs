@@ -1,1 +1,134 @@
-//! cicache-registry
+//! cicache-registry: the registry `cache` tags of image builds.
+//!
+//! `IMAGE:cache` holds the default branch's BuildKit layer cache, `IMAGE:cache-<scope>` the
+//! other branches'. This crate lists them ([`Registry::images`]), plans their garbage
+//! collection as a pure function ([`gc::plan`]), carries the plan out, writes ECR lifecycle
+//! policies ([`lifecycle`]) and logs docker in ([`login`]).
+//!
+//! Two APIs: ECR through aws-sdk-ecr ([`ecr`]) for `<account>.dkr.ecr.<region>.amazonaws.com`,
+//! the OCI distribution API ([`oci`]) for every other registry.
+
+pub mod credentials;
+pub mod ecr;
+pub mod error;
+pub mod gc;
+pub mod lifecycle;
+pub mod login;
+pub mod model;
+pub mod oci;
+pub mod reference;
+pub mod tags;
+
+use std::time::Duration;
+
+pub use credentials::{Credentials, Secret};
+pub use ecr::{DeleteFailure, EcrClient};
+pub use error::{Error, Result};
+pub use model::{ImageRecord, RepositoryInfo};
+pub use oci::{OciClient, OciOptions};
+pub use reference::{Kind, Target};
+
+/// How to reach a registry.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// ECR: the region, when not the one in the registry host.
+    pub region: Option<String>,
+    /// OCI: credentials given on the command line (else the Docker config is read).
+    pub credentials: Option<Credentials>,
+    /// OCI: plain HTTP instead of HTTPS (default: only for loopback registries).
+    pub plain_http: Option<bool>,
+    /// Bound on each request.
+    pub timeout: Option<Duration>,
+}
+
+/// A connected registry, either API.
+pub enum Registry {
+    Ecr { client: EcrClient, target: Target },
+    Oci(OciClient),
+}
+
+impl Registry {
+    pub fn connect(target: &Target, opts: &ConnectOptions) -> Result<Registry> {
+        if target.is_ecr() {
+            let client = EcrClient::connect(target, opts.region.as_deref(), opts.timeout)?;
+            return Ok(Registry::Ecr {
+                client,
+                target: target.clone(),
+            });
+        }
+        let creds = match &opts.credentials {
+            Some(c) => Some(c.clone()),
+            None => credentials::from_docker_config(&target.registry)?,
+        };
+        Ok(Registry::Oci(OciClient::new(
+            target,
+            creds,
+            &OciOptions {
+                plain_http: opts.plain_http,
+                timeout: opts.timeout,
+            },
+        )))
+    }
+
+    pub fn target(&self) -> &Target {
+        match self {
+            Registry::Ecr { target, .. } => target,
+            Registry::Oci(c) => c.target(),
+        }
+    }
+
+    /// Whether one tag can be removed from a manifest that keeps its other tags.
+    pub fn deletes_by_tag(&self) -> bool {
+        matches!(self, Registry::Ecr { .. })
+    }
+
+    /// Whether untagged manifests can be listed (the distribution API cannot).
+    pub fn lists_untagged(&self) -> bool {
+        matches!(self, Registry::Ecr { .. })
+    }
+
+    /// Every manifest of the repository (OCI: the tagged ones only).
+    pub fn images(&self) -> Result<Vec<ImageRecord>> {
+        match self {
+            Registry::Ecr { client, target } => client.images(&target.repository),
+            Registry::Oci(c) => c.images(),
+        }
+    }
+
+    /// Carries out deletions (from [`gc::plan`] or a `clear`); returns the ones refused.
+    pub fn delete(&self, deletions: &[gc::Deletion]) -> Result<Vec<DeleteFailure>> {
+        match self {
+            Registry::Ecr { client, target } => client.delete(&target.repository, deletions),
+            Registry::Oci(c) => {
+                let mut failures = Vec::new();
+                for d in deletions {
+                    if !d.manifest {
+                        failures.push(DeleteFailure {
+                            digest: d.digest.clone(),
+                            tag: d.tags.first().cloned(),
+                            code: "Unsupported".into(),
+                            reason: "the distribution API deletes whole manifests only".into(),
+                        });
+                        continue;
+                    }
+                    c.delete_manifest(&d.digest)?;
+                }
+                Ok(failures)
+            }
+        }
+    }
+}
+
+/// Why an immutable-tag repository cannot hold cache tags, and what to do.
+pub fn immutable_explanation(target: &Target) -> String {
+    format!(
+        "repository {} has immutable tags: ECR rejects the second push of `cache` (and of every \
+         `cache-<scope>`), so the layer cache can never be updated. Keep the cache tags in a \
+         mutable repository of their own: `cicache registry ensure --image {} --cache-repo` \
+         creates {}-buildcache, then build with --cache-image {}-buildcache",
+        target.image(),
+        target.image(),
+        target.image(),
+        target.image()
+    )
+}
