@@ -145,9 +145,15 @@ class LiveCliTest {
 #6 1.204 Using cached numpy-2.1.0-cp312-cp312-manylinux_x86_64.whl (16.0 MB)
 #6 DONE 3.1s
 '''
-        Map j = cicache.report(logs: ['build.log'])
-        assertNotNull(j.steps)
-        String md = cicache.report(logs: ['build.log'], format: 'markdown', output: 'report.md')
+        Map j = null
+        String failure = attempt { j = cicache.report(logs: ['build.log']) }
+        assertFlagsAccepted('cicache.report (json)', failure)
+        assertNull(failure)
+        assertNotNull("the report's JSON has no steps: ${j}", j.steps)
+        String md = null
+        failure = attempt { md = cicache.report(logs: ['build.log'], format: 'markdown', output: 'report.md') }
+        assertFlagsAccepted('cicache.report (markdown)', failure)
+        assertNull(failure)
         assertTrue(md, md.trim().length() > 0)
     }
 
@@ -155,19 +161,28 @@ class LiveCliTest {
     void cachedDockerBuildFlagsAreAcceptedByTheHelper() {
         h.file('Dockerfile').text = 'FROM scratch\nCOPY requirements.txt /\n'
         h.file('requirements.txt').text = 'numpy\n'
-        h.credentials['reg'] = ['robot', 'not-a-real-password']
-        String failure = attempt {
-            h.var('cachedDockerBuild').call(image: '127.0.0.1:1/app', tags: ['t1', 'latest'], dockerfile: 'Dockerfile',
-                buildArgs: [A: 'b c'], target: 'final', dockerArgs: ['--label', 'x=y'], cacheKey: 'pip-{{ hashFiles "requirements*.txt" }}',
-                restoreKeys: ['pip-'], store: store.path, cacheBackend: 'helper', saveCache: false, push: true,
-                registryCache: true, strict: false, registryCredentialsId: 'reg')
-        }
-        assertFlagsAccepted('cachedDockerBuild (registry login, build)', failure)
+        Map everyOption = [image: '127.0.0.1:1/app', tags: ['t1', 'latest'], dockerfile: 'Dockerfile',
+                           buildArgs: [A: 'b c'], target: 'final', dockerArgs: ['--label', 'x=y'], cacheKey: 'pip-{{ hashFiles "requirements*.txt" }}',
+                           restoreKeys: ['pip-'], store: store.path, cacheBackend: 'helper', restoreCache: false, saveCache: false, push: true,
+                           registryCache: true, strict: true, logFile: 'out/build.log', reportFile: 'out/report.md']
+        assertFlagsAccepted('cachedDockerBuild (every option)', attempt { h.var('cachedDockerBuild').call(everyOption) })
         h.log.clear()
-        failure = attempt {
-            h.var('cachedDockerBuild').call(image: '127.0.0.1:1/app', cacheBackend: 'none', registryCache: false)
-        }
-        assertFlagsAccepted('cachedDockerBuild (no cache backend)', failure)
+        assertFlagsAccepted('cachedDockerBuild (defaults, no registry cache)',
+            attempt { h.var('cachedDockerBuild').call(image: '127.0.0.1:1/app', registryCache: false) })
+        h.log.clear()
+        assertFlagsAccepted('cachedDockerBuild (plugin: only the BuildKit dance)',
+            attempt { h.var('cachedDockerBuild').call(image: '127.0.0.1:1/app', cacheBackend: 'none') })
+    }
+
+    @Test
+    void registryLoginFlagsAreAcceptedByTheHelper() {
+        h.credentials['reg'] = ['robot', 'not-a-real-password']
+        String failure = attempt { h.var('cachedDockerBuild').call(image: '127.0.0.1:1/app', registryCredentialsId: 'reg') }
+        assertFlagsAccepted('cachedDockerBuild (registry login with a credential)', failure)
+        assertFalse(h.log.join('\n').contains('not-a-real-password'))
+        h.log.clear()
+        failure = attempt { h.var('cachedDockerBuild').call(image: '127.0.0.1:1/app', registryLogin: true, region: 'eu-north-1') }
+        assertFlagsAccepted('cachedDockerBuild (registry login)', failure)
     }
 
     @Test
