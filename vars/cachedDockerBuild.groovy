@@ -129,6 +129,14 @@ private Map runBuild(Map a) {
     }
 
     Map result = out.result instanceof Map ? out.result : [:]
+    // The documented shape is result.steps / result.verdict; a helper that nests its report
+    // (result.report.steps) gets them lifted, so Jenkinsfiles read one shape.
+    if (!(result.steps instanceof Map) && result.report instanceof Map && result.report.steps instanceof Map) {
+        result.steps = result.report.steps
+    }
+    if (result.verdict == null && result.report instanceof Map && result.report.verdict instanceof CharSequence) {
+        result.verdict = result.report.verdict.toString()
+    }
     String verdict = result.verdict instanceof CharSequence ? result.verdict.toString() : null
     String markdown = readFile(a.reportFile)
     if (out.exitCode == 0 && !markdown.trim() && fileExists(a.logFile)) {

@@ -423,4 +423,13 @@ exec "$CICACHE_STANDIN" "$@"
         String msg = Harness.expectError { build(image: 'reg/app', saveCache: false, cacheBackend: 'plugin') }
         assertTrue(msg, msg.contains("cacheBackend 'plugin': the Pipeline Cache plugin (pipeline-cache) cannot skip"))
     }
+
+    @Test
+    void aNestedReportIsLiftedToTheDocumentedShape() {
+        h.respond('build', [ok: true, report: [steps: [cached: 2, total: 3], verdict: 'cache: 2/3 steps cached']])
+        Map r = build(image: 'reg/app')
+        assertEquals([cached: 2, total: 3], r.steps)
+        assertEquals('cache: 2/3 steps cached', r.verdict)
+        assertEquals('cache: 2/3 steps cached', h.currentBuild.description)
+    }
 }
