@@ -44,7 +44,7 @@ private Map runChecked(String what, String bin, List<String> args, Map opts = [:
 }
 
 /** The helper's path on this agent: bin:, CICACHE_BIN, PATH, or a pinned download. */
-def install(Map args = [:]) {
+def install(Object args = null) {
     Map a = checked('cicache.install', args, [
         bin        : [type: 'string', nonEmpty: true, help: 'path of the helper (default: CICACHE_BIN)'],
         downloadUrl: [type: 'string', nonEmpty: true, help: 'URL of the helper binary (default: CICACHE_DOWNLOAD_URL)'],
@@ -81,7 +81,7 @@ def key(Object template) {
 }
 
 /** Restores a cache dir. Returns the --json result; a miss is not an error unless failOnMiss. */
-def restore(Map args = [:]) {
+def restore(Object args = null) {
     Map a = checked('cicache.restore', args, storeSpec() + [
         key        : [type: 'string', required: true, nonEmpty: true, help: "the key or key template, e.g. 'pip-{{ hashFiles \"requirements*.txt\" }}'"],
         restoreKeys: [type: 'list', default: []],
@@ -112,7 +112,7 @@ def restore(Map args = [:]) {
 }
 
 /** Saves a cache dir under a key (a no-op when the key exists, unless update). */
-def save(Map args = [:]) {
+def save(Object args = null) {
     Map a = checked('cicache.save', args, storeSpec() + [
         key      : [type: 'string', required: true, nonEmpty: true, help: "the key or key template, e.g. 'pip-{{ hashFiles \"requirements*.txt\" }}'"],
         path     : [type: 'string', default: '.pip-cache', nonEmpty: true],
@@ -135,7 +135,7 @@ def save(Map args = [:]) {
 }
 
 /** Evicts store entries: maxAge, maxUnused, maxSize, keepLast; dryRun only reports. */
-def prune(Map args = [:]) {
+def prune(Object args = null) {
     Map a = checked('cicache.prune', args, [
         store    : [type: 'string'],
         maxAge   : [type: 'duration'],
@@ -166,7 +166,7 @@ def prune(Map args = [:]) {
 }
 
 /** Summarizes build logs. format 'json' returns a Map; 'text' and 'markdown' return the text (also written to output:). */
-def report(Map args = [:]) {
+def report(Object args = null) {
     Map a = checked('cicache.report', args, [
         logs  : [type: 'list', required: true, help: "the build logs to read, e.g. logs: ['cicache-build.log']"],
         format: [type: 'string', values: ['json', 'text', 'markdown'], default: 'json'],
@@ -192,7 +192,7 @@ def report(Map args = [:]) {
 }
 
 /** Checks docker, BuildKit, the Dockerfile, the store and the registry. */
-def doctor(Map args = [:]) {
+def doctor(Object args = null) {
     Map a = checked('cicache.doctor', args, [
         dockerfile: [type: 'string', nonEmpty: true],
         store     : [type: 'string'],

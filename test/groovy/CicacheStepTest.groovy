@@ -154,6 +154,8 @@ class CicacheStepTest {
             ({ cicache.run('list') })                       : "cicache.run: expected named arguments",
             ({ cicache.key('') })                           : "cicache.key: argument 'template' must not be empty",
             ({ cicache.install(sha: 'x') })                 : "cicache.install: unknown argument 'sha' (did you mean 'sha256'?)",
+            ({ cicache.restore('pip-1') })                  : "cicache.restore: expected named arguments, e.g. cicache.restore(key: ...)",
+            ({ cicache.save(['k']) })                       : "cicache.save: expected named arguments",
         ]
         cases.each { Closure c, String expected ->
             String msg = Harness.expectError(c)
