@@ -242,7 +242,7 @@ pub fn parse_log_bytes(bytes: &[u8]) -> BuildReport {
 impl BuildReport {
     /// The first line a person reads, e.g.
     /// `cache: 7/9 steps cached, 41/42 wheels from cache (1.9 GB not downloaded), build 1m12s`;
-    /// a failed build starts with `build FAILED at <step>: <error>; `.
+    /// a failed build starts with `build FAILED at <step> (exit code N); `.
     pub fn verdict(&self) -> String {
         let mut parts = Vec::new();
         if self.steps.total > 0 {
@@ -294,7 +294,12 @@ impl BuildReport {
                     .as_deref()
                     .map(|s| format!(" at {}", shorten(s, 70)))
                     .unwrap_or_default();
-                format!("build FAILED{at}: {}; {cache}", shorten(&f.error, 120))
+                // The message repeats the whole command; the exit code says it shorter.
+                let why = match f.exit_code {
+                    Some(code) => format!("exit code {code}"),
+                    None => shorten(&f.error, 120),
+                };
+                format!("build FAILED{at} ({why}); {cache}")
             }
             None => cache,
         }
@@ -495,7 +500,9 @@ impl Collector {
 
     /// A line the step printed: kept for failure reports and read for pip events.
     pub(crate) fn output(&mut self, i: usize, line: &str) {
-        if let Some(acc) = self.steps.get_mut(i) {
+        if let Some(acc) = self.steps.get_mut(i)
+            && !line.trim().is_empty()
+        {
             if acc.tail.len() == TAIL_LINES {
                 acc.tail.pop_front();
             }

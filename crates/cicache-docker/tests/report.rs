@@ -1,0 +1,365 @@
+//! `report` on recorded real build logs (tests/fixtures; its README.md says how each was
+//! recorded). The expected figures are read off the logs by hand.
+
+use cicache_docker::report::{
+    BuildReport, LogFormat, StepKind, StepStatus, TimeSource, WheelSource, parse_log,
+    parse_log_bytes,
+};
+use proptest::prelude::*;
+
+fn fixture(name: &str) -> BuildReport {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    parse_log_bytes(&bytes)
+}
+
+fn step<'a>(r: &'a BuildReport, instruction_start: &str) -> &'a cicache_docker::report::Step {
+    r.step_list
+        .iter()
+        .find(|s| {
+            s.instruction
+                .as_deref()
+                .is_some_and(|i| i.starts_with(instruction_start))
+        })
+        .unwrap_or_else(|| panic!("no step {instruction_start:?} in {:#?}", r.step_list))
+}
+
+#[test]
+fn buildkit_cold_build_runs_every_step() {
+    let r = fixture("bk-cold.log");
+    assert_eq!(r.format, LogFormat::BuildkitPlain);
+    assert_eq!(r.builds, 1);
+    assert_eq!((r.steps.total, r.steps.cached, r.steps.run), (5, 0, 5));
+    assert_eq!(step(&r, "RUN --mount").seconds, Some(3.2));
+    assert_eq!(step(&r, "FROM").kind, StepKind::From);
+    // 0.0+0.0+0.0+0.0+0.1+2.0+0.1+2.0+3.2+1.0+0.2 (every vertex, internal ones too)
+    let t = r.build_seconds.unwrap();
+    assert!((t - 8.6).abs() < 1e-9, "{t}");
+    assert_eq!(r.time_source, Some(TimeSource::StepSum));
+    assert!(r.slowest[0].name.contains("RUN --mount=type=cache"));
+    assert!(r.slowest.windows(2).all(|w| w[0].seconds >= w[1].seconds));
+    assert!(r.ok && r.failure.is_none());
+    assert_eq!(r.verdict, "cache: 0/5 steps cached, build 8.6s");
+}
+
+#[test]
+fn buildkit_warm_build_is_all_cached() {
+    let r = fixture("bk-warm.log");
+    assert_eq!((r.steps.total, r.steps.cached, r.steps.run), (5, 5, 0));
+    assert!(
+        r.verdict.starts_with("cache: 5/5 steps cached"),
+        "{}",
+        r.verdict
+    );
+    assert!(r.slowest.iter().all(|s| s.status != StepStatus::Cached));
+}
+
+#[test]
+fn buildkit_partial_cache() {
+    let r = fixture("bk-partial.log");
+    assert_eq!((r.steps.total, r.steps.cached), (5, 1));
+    assert_eq!(step(&r, "WORKDIR").status, StepStatus::Cached);
+    assert_eq!(step(&r, "COPY data.txt").status, StepStatus::Done);
+}
+
+#[test]
+fn buildkit_failed_build_names_the_step_and_its_error_lines() {
+    let r = fixture("bk-fail.log");
+    assert!(!r.ok);
+    let f = r.failure.as_ref().expect("a failure");
+    assert_eq!(
+        f.step.as_deref(),
+        Some(
+            "[3/4] RUN echo \"compiling...\" && echo \"error: module 'app' not found\" >&2 && ls /does-not-exist"
+        )
+    );
+    assert_eq!(f.exit_code, Some(1));
+    assert!(
+        f.error
+            .starts_with("executor failed running [/bin/sh -c echo")
+    );
+    assert_eq!(
+        f.lines,
+        vec![
+            "compiling...",
+            "error: module 'app' not found",
+            "ls: /does-not-exist: No such file or directory"
+        ]
+    );
+    assert_eq!((r.steps.total, r.steps.failed), (2, 1));
+    assert!(
+        r.verdict.starts_with("build FAILED at [3/4] RUN echo")
+            && r.verdict.contains("(exit code 1); cache: 0/2 steps cached"),
+        "{}",
+        r.verdict
+    );
+}
+
+#[test]
+fn buildkit_multistage_keeps_stages() {
+    let r = fixture("bk-multistage.log");
+    assert_eq!(r.steps.total, 7);
+    let stages: std::collections::BTreeSet<_> =
+        r.step_list.iter().filter_map(|s| s.stage.clone()).collect();
+    assert_eq!(
+        stages.into_iter().collect::<Vec<_>>(),
+        vec!["builder", "stage-2", "tests"]
+    );
+    let s = step(&r, "RUN sleep 1 && test -s");
+    assert_eq!(s.stage.as_deref(), Some("tests"));
+    assert_eq!(s.position.as_deref(), Some("3/3"));
+    assert_eq!(s.seconds, Some(1.6));
+}
+
+#[test]
+fn classic_builder_cold_warm_and_failed() {
+    let cold = fixture("classic-cold.log");
+    assert_eq!(cold.format, LogFormat::Classic);
+    assert_eq!((cold.steps.total, cold.steps.cached), (5, 0));
+    assert_eq!(
+        cold.build_seconds, None,
+        "the classic builder prints no times"
+    );
+    assert_eq!(cold.verdict, "cache: 0/5 steps cached");
+
+    let warm = fixture("classic-warm.log");
+    assert_eq!((warm.steps.total, warm.steps.cached), (5, 5));
+    assert_eq!(step(&warm, "CMD").status, StepStatus::Cached);
+
+    let failed = fixture("classic-fail.log");
+    let f = failed.failure.as_ref().expect("a failure");
+    assert_eq!(
+        f.step.as_deref().map(|s| s.starts_with("Step 3/4 : RUN")),
+        Some(true)
+    );
+    assert_eq!(f.exit_code, Some(1));
+    // stderr lines come wrapped in colour escapes in the log; the report shows them clean.
+    assert_eq!(
+        f.lines,
+        vec![
+            "compiling...",
+            "error: module 'app' not found",
+            "ls: /does-not-exist: No such file or directory"
+        ]
+    );
+}
+
+#[test]
+fn pip_in_buildkit_cold_downloads_everything() {
+    let r = fixture("pip-bk-cold.log");
+    assert_eq!((r.wheels.from_cache, r.wheels.downloaded), (0, 7));
+    // 64 kB + 18.3 MB + 11 kB + 269 kB + 69 kB + 135 kB + 134 kB, as pip printed them
+    assert_eq!(r.wheels.bytes_downloaded, 18_982_000);
+    let numpy = r
+        .wheel_list
+        .iter()
+        .find(|w| w.file.starts_with("numpy-1.26.4-"))
+        .expect("numpy");
+    assert_eq!(numpy.bytes, Some(18_300_000));
+    assert!(numpy.step.as_deref().unwrap().contains("pip install"));
+    assert_eq!(
+        r.verdict,
+        "cache: 2/4 steps cached, 0/7 wheels from cache (19.0 MB downloaded), build 9.4s"
+    );
+}
+
+#[test]
+fn pip_in_buildkit_warm_cache_mount() {
+    let r = fixture("pip-bk-warm.log");
+    assert_eq!((r.wheels.from_cache, r.wheels.downloaded), (7, 1));
+    let down: Vec<_> = r
+        .wheel_list
+        .iter()
+        .filter(|w| w.source == WheelSource::Download)
+        .map(|w| w.file.as_str())
+        .collect();
+    assert_eq!(down, vec!["attrs-24.2.0-py3-none-any.whl"]);
+    assert_eq!(r.wheels.bytes_from_cache, 18_982_000);
+    assert!(
+        r.verdict
+            .contains("7/8 wheels from cache (19.0 MB not downloaded, 63.0 kB downloaded)"),
+        "{}",
+        r.verdict
+    );
+}
+
+#[test]
+fn pip_step_cached_has_no_wheels() {
+    let r = fixture("pip-bk-cached.log");
+    assert_eq!((r.steps.total, r.steps.cached), (4, 4));
+    assert_eq!(r.wheels.from_cache + r.wheels.downloaded, 0);
+}
+
+#[test]
+fn pip_in_classic_builder_and_on_the_host() {
+    let c = fixture("pip-classic.log");
+    assert_eq!(c.format, LogFormat::Classic);
+    assert_eq!((c.wheels.from_cache, c.wheels.downloaded), (0, 8));
+    assert!(
+        c.wheel_list
+            .iter()
+            .all(|w| w.step.as_deref().unwrap().starts_with("Step 5/7"))
+    );
+
+    let h = fixture("pip-host.log");
+    assert_eq!(h.format, LogFormat::Pip);
+    assert_eq!((h.wheels.from_cache, h.wheels.downloaded), (2, 1));
+    assert_eq!(h.wheels.bytes_from_cache, 74_000);
+    assert_eq!(
+        h.verdict,
+        "cache: 2/3 wheels from cache (74.0 kB not downloaded, 53.0 kB downloaded)"
+    );
+}
+
+#[test]
+fn rawjson_pip_build() {
+    let r = fixture("rawjson-pip.log");
+    assert_eq!(r.format, LogFormat::BuildkitRawjson);
+    assert_eq!((r.wheels.from_cache, r.wheels.downloaded), (8, 1));
+    assert_eq!(r.wheels.bytes_downloaded, 53_000);
+    assert_eq!(r.time_source, Some(TimeSource::Timestamps));
+    let pip = step(&r, "RUN --mount=type=cache");
+    assert_eq!(pip.status, StepStatus::Done);
+    assert!(pip.seconds.unwrap() > 1.0);
+    assert!(r.build_seconds.unwrap() >= pip.seconds.unwrap());
+    assert!(r.ok);
+}
+
+#[test]
+fn rawjson_cached_failed_and_multistage() {
+    let c = fixture("rawjson-cached.log");
+    assert_eq!(c.steps.cached, c.steps.total);
+    assert_eq!(c.steps.total, 4);
+
+    let f = fixture("rawjson-fail.log");
+    let failure = f.failure.as_ref().expect("a failure");
+    assert!(
+        failure
+            .step
+            .as_deref()
+            .unwrap()
+            .starts_with("[3/4] RUN echo")
+    );
+    assert_eq!(failure.exit_code, Some(1));
+    assert!(
+        failure
+            .lines
+            .iter()
+            .any(|l| l == "error: module 'app' not found")
+    );
+
+    let m = fixture("rawjson-multistage.log");
+    assert!(
+        m.step_list
+            .iter()
+            .any(|s| s.stage.as_deref() == Some("builder"))
+    );
+    assert!(
+        m.step_list
+            .iter()
+            .any(|s| s.stage.as_deref() == Some("tests"))
+    );
+}
+
+#[test]
+fn several_builds_in_one_log() {
+    let mut log = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/bk-cold.log",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    log.push_str("\nsome other output\n");
+    log.push_str(
+        &std::fs::read_to_string(format!(
+            "{}/tests/fixtures/bk-warm.log",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    );
+    let r = parse_log(&log);
+    assert_eq!(r.builds, 2);
+    assert_eq!((r.steps.total, r.steps.cached), (10, 5));
+}
+
+#[test]
+fn jenkins_timestamps_and_unknown_text() {
+    let log =
+        "[2026-11-25T08:00:00.000Z] #5 [2/3] RUN true\n[2026-11-25T08:00:01.000Z] #5 DONE 1.5s\n";
+    let r = parse_log(log);
+    assert_eq!(r.steps.total, 1);
+    assert_eq!(r.build_seconds, Some(1.5));
+
+    let r = parse_log("hello\nworld\n");
+    assert_eq!(r.format, LogFormat::Unknown);
+    assert!(!r.ok);
+    assert!(r.verdict.contains("nothing to report"));
+}
+
+#[test]
+fn renderings_and_json() {
+    let r = fixture("pip-bk-warm.log");
+    let text = r.render_text();
+    assert!(text.starts_with(&r.verdict));
+    assert!(text.contains("downloaded  attrs-24.2.0-py3-none-any.whl (63.0 kB)"));
+    let md = r.render_markdown();
+    assert!(md.starts_with(&format!("**{}**", r.verdict)));
+    assert!(md.contains("| `[stage-0 2/5] WORKDIR /app` | CACHED |"));
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["format"], "buildkit_plain");
+    assert_eq!(json["wheels"]["from_cache"], 7);
+    assert_eq!(json["steps"]["cached"], 2);
+    let workdir = json["step_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["instruction"] == "WORKDIR /app")
+        .unwrap();
+    assert_eq!(workdir["status"], "cached");
+    assert_eq!(workdir["kind"], "step");
+    assert_eq!(workdir["position"], "2/5");
+    assert_eq!(json["wheel_list"][3]["source"], "download");
+
+    let f = fixture("bk-fail.log");
+    assert!(f.render_text().contains("| error: module 'app' not found"));
+    assert!(
+        f.render_markdown()
+            .contains("```text\nexecutor failed running")
+    );
+}
+
+#[test]
+fn wall_time_from_the_caller() {
+    let mut r = fixture("bk-cold.log");
+    r.set_wall_time(72.0);
+    assert_eq!(r.time_source, Some(TimeSource::WallClock));
+    assert!(r.verdict.ends_with("build 1m12s"), "{}", r.verdict);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn never_panics_on_arbitrary_text(s in "\\PC*") {
+        let _ = parse_log(&s).render_text();
+    }
+
+    #[test]
+    fn never_panics_on_log_like_lines(lines in proptest::collection::vec(
+        prop_oneof![
+            "#[0-9]{1,3} (\\[[a-z0-9 /-]{0,12}\\] )?[A-Z]{0,6} ?[ -~]{0,30}",
+            "#[0-9]{1,2} (DONE|CACHED|ERROR:|CANCELED) ?[0-9.ms]{0,6}",
+            "#[0-9]{1,2} [0-9.]{1,6} +(Using cached|Downloading) [ -~]{0,20}( \\([0-9.]{1,5} ?[kMG]?B\\))?",
+            "Step [0-9]{1,2}/[0-9]{1,2} : [ -~]{0,20}",
+            " ---> [ -~]{0,20}",
+            "\\{\"vertexes\":\\[\\{\"digest\":\"[a-z]{0,3}\",\"name\":\"[ -~&&[^\"\\\\]]{0,10}\",\"started\":\"[0-9T:.Z-]{0,25}\",\"completed\":\"[0-9T:.Z+-]{0,25}\"\\}\\],\"logs\":\\[\\{\"vertex\":\"[a-z]{0,3}\",\"data\":\"[A-Za-z0-9+/=]{0,12}\"\\}\\]\\}",
+            "-{0,8}",
+            "[\\x00-\\x7f]{0,20}",
+        ],
+        0..40,
+    )) {
+        let log = lines.join("\n");
+        let r = parse_log(&log);
+        let _ = (r.render_text(), r.render_markdown(), serde_json::to_string(&r));
+        prop_assert!(r.steps.cached + r.steps.run == r.steps.total);
+    }
+}
