@@ -25,6 +25,9 @@ use crate::error::BackendError;
 
 pub mod dir;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod contract;
+
 /// One stored object, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {

@@ -1,0 +1,599 @@
+//! The S3 backend against a real moto server (test/lib/moto.sh starts it and exports
+//! CICACHE_TEST_MOTO_URL, CICACHE_TEST_MOTO_BIN and test credentials).
+//!
+//! Without CICACHE_TEST_MOTO_URL each test prints "skipped: ..." and passes, unless
+//! CICACHE_TEST_REQUIRE_SERVICES=1 (test/run.sh), where it fails. The fault tests (a server
+//! killed or stopped with SIGSTOP) start a private moto server of their own, so they never
+//! disturb the shared one.
+#![cfg(feature = "s3")]
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use cicache_store::backend::contract::{check_backend, pattern, read_all};
+use cicache_store::backend::s3::S3Backend;
+use cicache_store::backend::{Backend, ObjectInfo, ObjectReader, OpenOptions, PutMode};
+use cicache_store::error::BackendError;
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+/// The shared moto server, or `None` (after saying why) when the test should be skipped.
+fn moto_url(test: &str) -> Option<String> {
+    match std::env::var("CICACHE_TEST_MOTO_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var("CICACHE_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("{test}: CICACHE_TEST_MOTO_URL is not set; run through test/run.sh");
+            }
+            eprintln!("skipped: {test}: CICACHE_TEST_MOTO_URL is not set (see test/lib/moto.sh)");
+            None
+        }
+    }
+}
+
+/// A bucket name no other test uses.
+fn unique_bucket(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "cicache-{tag}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Creates a bucket on the moto server at `url` with the SDK itself.
+fn create_bucket(url: &str, bucket: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url(url)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+            .create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create bucket {bucket} on {url}: {e:?}"));
+    });
+}
+
+fn open(url: &str, bucket: &str, prefix: &str, extra: &str, timeout: Duration) -> S3Backend {
+    let spec = format!("{bucket}/{prefix}?endpoint={url}{extra}");
+    S3Backend::open(
+        &spec,
+        &OpenOptions {
+            timeout: Some(timeout),
+        },
+    )
+    .unwrap_or_else(|e| panic!("open s3://{spec}: {e}"))
+}
+
+/// A fresh bucket on the shared server and a backend on it.
+fn fresh(test: &str, extra: &str) -> Option<(String, String, S3Backend)> {
+    let url = moto_url(test)?;
+    let bucket = unique_bucket(&test.replace('_', "-")[..test.len().min(20)]);
+    create_bucket(&url, &bucket);
+    let b = open(&url, &bucket, "ci/cache", extra, Duration::from_secs(30));
+    Some((url, bucket, b))
+}
+
+/// A private moto server for fault tests: killed when dropped.
+struct PrivateMoto {
+    child: Child,
+    url: String,
+}
+
+impl PrivateMoto {
+    fn start(test: &str) -> Option<PrivateMoto> {
+        moto_url(test)?;
+        let bin = match std::env::var("CICACHE_TEST_MOTO_BIN") {
+            Ok(b) if !b.is_empty() => b,
+            _ => {
+                if std::env::var("CICACHE_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                    panic!("{test}: CICACHE_TEST_MOTO_BIN is not set; run through test/run.sh");
+                }
+                eprintln!("skipped: {test}: CICACHE_TEST_MOTO_BIN is not set");
+                return None;
+            }
+        };
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        let m = PrivateMoto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "private moto did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Some(m)
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill({sig})");
+    }
+}
+
+impl Drop for PrivateMoto {
+    fn drop(&mut self) {
+        self.signal_quietly(libc::SIGCONT);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PrivateMoto {
+    fn signal_quietly(&self, sig: i32) {
+        // SAFETY: as above; failure (already dead) is fine here.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+}
+
+fn temp_file_with(data: &[u8]) -> tempfile::TempPath {
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(&mut f, data).expect("write");
+    f.into_temp_path()
+}
+
+const MIB: usize = 1024 * 1024;
+
+/// A decorator counting what a store writes, so store tests can assert "a save that reuses
+/// most blobs uploads only the new ones".
+#[derive(Debug)]
+pub struct CountingBackend {
+    inner: Arc<dyn Backend>,
+    pub put_files: AtomicU64,
+    pub put_bytes: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub written: std::sync::Mutex<Vec<String>>,
+}
+
+impl CountingBackend {
+    pub fn new(inner: Arc<dyn Backend>) -> Self {
+        CountingBackend {
+            inner,
+            put_files: AtomicU64::new(0),
+            put_bytes: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            written: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn record(&self, name: &str) {
+        if let Ok(mut w) = self.written.lock() {
+            w.push(name.to_string());
+        }
+    }
+
+    /// Names written through `put_file` that did not exist before (content-named uploads).
+    pub fn names(&self) -> Vec<String> {
+        self.written.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+}
+
+impl Backend for CountingBackend {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn get(&self, name: &str) -> Result<Option<ObjectReader>, BackendError> {
+        self.inner.get(name)
+    }
+    fn head(&self, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
+        self.inner.head(name)
+    }
+    fn put_file(&self, name: &str, file: &std::path::Path) -> Result<(), BackendError> {
+        let existed = self.inner.head(name)?.is_some();
+        let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+        self.inner.put_file(name, file)?;
+        if !existed {
+            self.put_files.fetch_add(1, Ordering::Relaxed);
+            self.bytes_written.fetch_add(size, Ordering::Relaxed);
+            self.record(name);
+        }
+        Ok(())
+    }
+    fn put_bytes(&self, name: &str, data: &[u8], mode: PutMode) -> Result<bool, BackendError> {
+        let created = self.inner.put_bytes(name, data, mode)?;
+        self.put_bytes.fetch_add(1, Ordering::Relaxed);
+        self.bytes_written
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.record(name);
+        Ok(created)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, name: &str) -> Result<(), BackendError> {
+        self.inner.delete(name)
+    }
+    fn staging_dir(&self) -> Option<std::path::PathBuf> {
+        self.inner.staging_dir()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The backend
+
+#[test]
+fn s3_backend_meets_the_contract() {
+    let Some((_, _, b)) = fresh("s3_backend_meets_the_contract", "") else {
+        return;
+    };
+    check_backend(&b);
+    // Through the counting decorator too, as the store tests use it.
+    let counting = CountingBackend::new(Arc::new(b));
+    check_backend(&counting);
+    assert!(counting.put_files.load(Ordering::Relaxed) > 0);
+}
+
+#[test]
+fn contract_holds_with_small_parts_so_big_objects_take_the_multipart_and_range_paths() {
+    // With 5 MiB parts the contract's 3 MiB object stays single; this adds objects that span
+    // several parts and ranges, in every way the contract reads and writes them.
+    let Some((_, _, b)) = fresh("contract_small_parts", "&part-size=5MiB") else {
+        return;
+    };
+    check_backend(&b);
+    for len in [5 * MIB, 5 * MIB + 1, 11 * MIB + 3] {
+        let data = pattern(len, len as u64);
+        let f = temp_file_with(&data);
+        let name = format!("blobs/x/{len}");
+        b.put_file(&name, &f).expect("put_file");
+        assert!(read_all(&b, &name).expect("stored") == data, "{len} bytes");
+    }
+}
+
+#[test]
+fn large_object_by_multipart_upload_and_parallel_ranged_gets() {
+    let Some((url, bucket, b)) = fresh("large_object", "&part-size=5MiB") else {
+        return;
+    };
+    let len = 23 * MIB + 12_345; // 5 parts of 5 MiB
+    let data = pattern(len, 42);
+    let f = temp_file_with(&data);
+    let before = b.stats();
+    b.put_file("blobs/ab/big.zst", &f).expect("multipart put");
+    let after = b.stats();
+    assert_eq!(after.multipart_uploads - before.multipart_uploads, 1);
+    assert_eq!(after.parts - before.parts, 5, "{after:?}");
+    assert_eq!(after.puts, before.puts, "no single PUT for a big object");
+
+    // S3 names a multipart object's ETag "<md5 of part md5s>-<parts>": the server agrees.
+    let etag = raw_etag(&url, &bucket, "ci/cache/blobs/ab/big.zst");
+    assert!(etag.trim_matches('"').ends_with("-5"), "ETag {etag}");
+
+    let info = b.head("blobs/ab/big.zst").expect("head").expect("exists");
+    assert_eq!(info.size, len as u64);
+
+    let before = b.stats();
+    let got = read_all(&b, "blobs/ab/big.zst").expect("stored");
+    let after = b.stats();
+    assert!(got == data, "ranged read changed the data");
+    assert_eq!(after.gets - before.gets, 1);
+    assert_eq!(after.ranges - before.ranges, 4, "{after:?}");
+    assert_eq!(after.bytes_down - before.bytes_down, len as u64);
+
+    // A second upload of the same content-named object moves nothing.
+    let before = b.stats();
+    let f2 = temp_file_with(&data);
+    b.put_file("blobs/ab/big.zst", &f2).expect("second put");
+    let after = b.stats();
+    assert_eq!(after.bytes_up, before.bytes_up);
+    assert_eq!(after.parts, before.parts);
+}
+
+fn raw_etag(url: &str, bucket: &str, key: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url(url)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("head")
+            .e_tag()
+            .unwrap_or_default()
+            .to_string()
+    })
+}
+
+#[test]
+fn a_reader_fails_rather_than_mix_two_versions_of_a_replaced_object() {
+    let Some((_, _, b)) = fresh("replaced_mid_read", "&part-size=5MiB") else {
+        return;
+    };
+    let len = 40 * MIB; // the first range + 4 read ahead + 3 more
+    let v1 = pattern(len, 1);
+    let v2 = pattern(len, 2);
+    b.put_bytes("refs/x", &v1, PutMode::Overwrite)
+        .expect("put v1");
+    let mut r = b.get("refs/x").expect("get").expect("exists");
+    let mut first = [0u8; 1];
+    r.read_exact(&mut first).expect("read one byte");
+    b.put_bytes("refs/x", &v2, PutMode::Overwrite)
+        .expect("put v2");
+    let mut rest = Vec::new();
+    let res = r.read_to_end(&mut rest);
+    match res {
+        Err(e) => assert!(e.to_string().contains("changed"), "{e}"),
+        Ok(_) => {
+            let mut all = first.to_vec();
+            all.extend_from_slice(&rest);
+            assert!(all == v1, "a reader returned a mix of two versions");
+        }
+    }
+}
+
+#[test]
+fn racing_conditional_creates_have_exactly_one_winner() {
+    let Some((_, _, b)) = fresh("racing_creates", "") else {
+        return;
+    };
+    const THREADS: usize = 16;
+    for round in 0..20 {
+        let name = format!("refs/main/pip-{round}");
+        let barrier = std::sync::Barrier::new(THREADS);
+        let wins: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let (b, barrier, name) = (&b, &barrier, &name);
+                    s.spawn(move || {
+                        barrier.wait();
+                        b.put_bytes(name, format!("{t}").as_bytes(), PutMode::CreateNew)
+                            .expect("create")
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| usize::from(h.join().expect("thread")))
+                .sum()
+        });
+        assert_eq!(wins, 1, "round {round}: {wins} winners of {THREADS}");
+    }
+}
+
+#[test]
+fn endpoint_from_aws_endpoint_url_with_path_style_by_default() {
+    // The SDK reads AWS_ENDPOINT_URL at open; setting it in this process would race other
+    // tests, so the check runs in a child process of this test binary.
+    let Some(url) = moto_url("endpoint_from_aws_endpoint_url") else {
+        return;
+    };
+    if std::env::var("CICACHE_TEST_CHILD_BUCKET").is_ok() {
+        return; // we are the child; see env_endpoint_child
+    }
+    let bucket = unique_bucket("env-endpoint");
+    create_bucket(&url, &bucket);
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "env_endpoint_child",
+            "--nocapture",
+            "--include-ignored",
+        ])
+        .env("AWS_ENDPOINT_URL", &url)
+        .env("CICACHE_TEST_CHILD_BUCKET", &bucket)
+        .env_remove("CICACHE_S3_PATH_STYLE")
+        .output()
+        .expect("run child");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child failed:\n{text}");
+    assert!(
+        text.contains("env endpoint ok"),
+        "child did not run:\n{text}"
+    );
+    // And the child's object is there.
+    let b = open(&url, &bucket, "p", "", Duration::from_secs(30));
+    assert_eq!(
+        read_all(&b, "hello").as_deref(),
+        Some(&b"from AWS_ENDPOINT_URL"[..])
+    );
+}
+
+#[test]
+#[ignore = "run by endpoint_from_aws_endpoint_url_with_path_style_by_default"]
+fn env_endpoint_child() {
+    let Ok(bucket) = std::env::var("CICACHE_TEST_CHILD_BUCKET") else {
+        return;
+    };
+    let b = S3Backend::open(&format!("{bucket}/p"), &OpenOptions::default()).expect("open");
+    assert!(
+        b.put_bytes("hello", b"from AWS_ENDPOINT_URL", PutMode::CreateNew)
+            .expect("put through AWS_ENDPOINT_URL")
+    );
+    println!("env endpoint ok");
+}
+
+#[test]
+fn a_missing_bucket_is_a_clear_error() {
+    let Some(url) = moto_url("a_missing_bucket_is_a_clear_error") else {
+        return;
+    };
+    let b = open(
+        &url,
+        "cicache-no-such-bucket",
+        "p",
+        "",
+        Duration::from_secs(10),
+    );
+    let e = b.get("refs/main/k").err().expect("an error, not a miss");
+    let msg = e.to_string();
+    assert!(msg.contains("does not exist"), "{msg}");
+    assert!(msg.contains("cicache-no-such-bucket"), "{msg}");
+    let e = b
+        .put_bytes("refs/main/k", b"x", PutMode::CreateNew)
+        .expect_err("write into a missing bucket");
+    assert!(e.to_string().contains("refs/main/k"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults: a store that is down, killed mid-read, or hung
+
+fn assert_fails_within<T: std::fmt::Debug>(
+    what: &str,
+    bound: Duration,
+    f: impl FnOnce() -> Result<T, BackendError>,
+) -> BackendError {
+    let t = Instant::now();
+    let r = f();
+    let took = t.elapsed();
+    let e = r.expect_err(&format!("{what} must fail"));
+    assert!(took <= bound, "{what} took {took:?} (bound {bound:?}): {e}");
+    e
+}
+
+#[test]
+fn a_store_that_is_down_fails_fast() {
+    let Some(_) = moto_url("a_store_that_is_down_fails_fast") else {
+        return;
+    };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    }; // closed again: nothing listens
+    let url = format!("http://127.0.0.1:{port}");
+    let b = open(&url, "cicache-down", "p", "", Duration::from_secs(3));
+    let e = assert_fails_within("get from a closed port", Duration::from_secs(5), || {
+        b.get("refs/main/k").map(|_| ())
+    });
+    let msg = e.to_string();
+    assert!(
+        msg.contains("refs/main/k") && msg.contains("s3://cicache-down/p"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_hung_store_times_out_within_the_bound() {
+    let Some(moto) = PrivateMoto::start("a_hung_store_times_out_within_the_bound") else {
+        return;
+    };
+    let bucket = unique_bucket("hung");
+    create_bucket(&moto.url, &bucket);
+    let timeout = Duration::from_secs(2);
+    let b = open(&moto.url, &bucket, "p", "", timeout);
+    b.put_bytes("refs/main/k", b"ref", PutMode::CreateNew)
+        .expect("put before the hang");
+    moto.signal(libc::SIGSTOP);
+    let bound = timeout + Duration::from_secs(2);
+    let e = assert_fails_within("get", bound, || b.get("refs/main/k").map(|_| ()));
+    assert!(matches!(e, BackendError::Timeout { .. }), "{e:?}");
+    assert!(e.to_string().contains("timed out"), "{e}");
+    let e = assert_fails_within("head", bound, || b.head("refs/main/k"));
+    assert!(matches!(e, BackendError::Timeout { .. }), "{e:?}");
+    let e = assert_fails_within("list", bound, || b.list("refs/"));
+    assert!(matches!(e, BackendError::Timeout { .. }), "{e:?}");
+    let e = assert_fails_within("put_bytes", bound, || {
+        b.put_bytes("refs/main/k2", b"x", PutMode::CreateNew)
+    });
+    assert!(matches!(e, BackendError::Timeout { .. }), "{e:?}");
+    let f = temp_file_with(&pattern(100_000, 3));
+    let e = assert_fails_within("put_file", bound * 2, || b.put_file("blobs/aa/x", &f));
+    assert!(matches!(e, BackendError::Timeout { .. }), "{e:?}");
+    moto.signal(libc::SIGCONT);
+    // The store works again once it answers.
+    assert_eq!(read_all(&b, "refs/main/k").as_deref(), Some(&b"ref"[..]));
+}
+
+#[test]
+fn a_store_hung_or_killed_during_a_read_fails_the_read_within_the_bound() {
+    let Some(moto) = PrivateMoto::start("store_hung_during_a_read") else {
+        return;
+    };
+    let bucket = unique_bucket("midread");
+    create_bucket(&moto.url, &bucket);
+    let timeout = Duration::from_secs(2);
+    let b = open(&moto.url, &bucket, "p", "&part-size=5MiB", timeout);
+    let len = 60 * MIB;
+    let data = pattern(len, 9);
+    let f = temp_file_with(&data);
+    b.put_file("blobs/aa/big", &f).expect("put");
+
+    // Hung: SIGSTOP after the first bytes.
+    let mut r = b.get("blobs/aa/big").expect("get").expect("exists");
+    let mut buf = vec![0u8; 64 * 1024];
+    r.read_exact(&mut buf).expect("first bytes");
+    moto.signal(libc::SIGSTOP);
+    let t = Instant::now();
+    let mut sink = Vec::new();
+    let res = r.read_to_end(&mut sink);
+    let took = t.elapsed();
+    moto.signal(libc::SIGCONT);
+    let e = res.expect_err("a read from a hung store must fail");
+    // Each range in flight is bounded by the timeout; a reader waits on at most two of them
+    // in turn (the one it needs, then the next started after it) before it fails.
+    assert!(
+        took <= timeout * 3 + Duration::from_secs(2),
+        "took {took:?}: {e}"
+    );
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+
+    // Killed: SIGKILL mid-read.
+    let mut r = b.get("blobs/aa/big").expect("get").expect("exists");
+    r.read_exact(&mut buf).expect("first bytes");
+    let mut moto = moto;
+    moto.child.kill().expect("kill moto");
+    let _ = moto.child.wait();
+    let t = Instant::now();
+    let res = r.read_to_end(&mut sink);
+    let took = t.elapsed();
+    // The bytes already received may complete the read only if they are all there.
+    match res {
+        Ok(_) => panic!("a read of a killed store cannot complete 60 MiB"),
+        Err(e) => assert!(
+            took <= timeout * 3 + Duration::from_secs(2),
+            "{took:?}: {e}"
+        ),
+    }
+    let e = assert_fails_within("get from a killed store", timeout * 2, || {
+        b.get("blobs/aa/big").map(|_| ())
+    });
+    assert!(e.to_string().contains("blobs/aa/big"), "{e}");
+}
