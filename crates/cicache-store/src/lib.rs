@@ -12,3 +12,16 @@ pub mod progress;
 pub use backend::{Backend, ObjectInfo, PutMode};
 pub use error::{BackendError, Result, StoreError};
 pub use progress::{NoProgress, Progress};
+pub mod rawzstd;
+pub mod restore;
+pub mod save;
+pub mod scan;
+pub mod state;
+pub mod store;
+
+pub use restore::{RestoreOutcome, RestoreRequest};
+pub use save::{SaveOutcome, SaveRequest, SaveStatus};
+pub use store::Store;
+pub mod maint;
+pub use maint::{EntryInfo, PruneOutcome, PrunePolicy, VerifyOutcome};
+pub mod archive;

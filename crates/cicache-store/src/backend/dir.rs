@@ -208,6 +208,10 @@ impl Backend for DirBackend {
     fn staging_dir(&self) -> Option<PathBuf> {
         Some(self.root.join(TMP_DIR))
     }
+
+    fn clean_temp(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
+        Ok(clean_tmp(&self.root, older_than) as u64)
+    }
 }
 
 /// Removes temp files older than `age` left by killed writers; returns how many.

@@ -78,6 +78,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn staging_dir(&self) -> Option<PathBuf> {
         None
     }
+
+    /// Removes temp files that killed writers left behind, older than `older_than`; returns
+    /// how many. Backends without temp files keep the default.
+    fn clean_temp(&self, _older_than: std::time::Duration) -> Result<u64, BackendError> {
+        Ok(0)
+    }
 }
 
 #[cfg(feature = "s3")]

@@ -1,11 +1,19 @@
 //! Store commands: key, restore, save, list, prune, verify, export, import.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
+use serde::Serialize;
+
+use cicache_store::backend::{OpenOptions, open_backend};
+use cicache_store::key::{ProcessEnv, render};
+use cicache_store::maint::parse_size;
+use cicache_store::{PrunePolicy, RestoreRequest, SaveRequest, SaveStatus, Store, StoreError};
 
 use crate::cli::Context;
+use crate::output::{exit, human_bytes, human_duration};
 
 #[derive(Debug, Args)]
 pub struct KeyArgs {
@@ -120,27 +128,492 @@ pub struct ImportArgs {
     pub update: bool,
 }
 
-pub fn key(_a: KeyArgs, _ctx: &Context) -> Result<u8> {
-    bail!("not built yet")
+/// Opens the store named by --store / CICACHE_STORE / cicache.yml, else the default one.
+pub fn open_store(ctx: &Context) -> Result<Store> {
+    let spec = ctx.global.store.clone().or(ctx.config.store.clone());
+    let timeout: Option<Duration> = match (&ctx.global.timeout, &ctx.config.timeout) {
+        (Some(t), _) => Some((*t).into()),
+        (None, Some(t)) => Some(
+            humantime::parse_duration(t)
+                .with_context(|| format!("timeout {t:?} in cicache.yml is not a duration"))?,
+        ),
+        (None, None) => None,
+    };
+    let backend =
+        open_backend(spec.as_deref(), &OpenOptions { timeout }).context("cannot open the store")?;
+    Ok(Store::new(backend))
 }
-pub fn restore(_a: RestoreArgs, _ctx: &Context) -> Result<u8> {
-    bail!("not built yet")
+
+/// Renders a key that may be a template (globs relative to the working directory).
+pub fn render_key(template: &str) -> Result<String> {
+    Ok(render(template, Path::new("."), &ProcessEnv)?)
 }
-pub fn save(_a: SaveArgs, _ctx: &Context) -> Result<u8> {
-    bail!("not built yet")
+
+/// Errors that are the user's to fix (a bad key, a missing directory): always failures.
+/// Everything else about a cache is a warning unless --strict.
+fn is_usage_error(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::InvalidKey { .. }
+            | StoreError::InvalidScope { .. }
+            | StoreError::Template { .. }
+            | StoreError::NotADirectory { .. }
+    )
 }
-pub fn list(_a: ListArgs, _ctx: &Context) -> Result<u8> {
-    bail!("not built yet")
+
+fn required<T>(v: Option<T>, what: &str, config_key: &str) -> Result<T> {
+    v.ok_or_else(|| anyhow!("{what} is required: pass it, or set {config_key} in cicache.yml"))
 }
-pub fn prune(_a: PruneArgs, _ctx: &Context) -> Result<u8> {
-    bail!("not built yet")
+
+pub fn key(a: KeyArgs, ctx: &Context) -> Result<u8> {
+    let template = required(
+        a.template.or(ctx.config.cache.key.clone()),
+        "a key template",
+        "cache.key",
+    )?;
+    let key = render(&template, &a.base, &ProcessEnv)?;
+    ctx.out.result(
+        &serde_json::json!({ "template": template, "key": key }),
+        || key.clone(),
+    );
+    Ok(exit::OK)
 }
-pub fn verify(_a: VerifyArgs, _ctx: &Context) -> Result<u8> {
-    bail!("not built yet")
+
+#[derive(Serialize)]
+struct RestoreJson {
+    status: &'static str,
+    #[serde(flatten)]
+    outcome: cicache_store::RestoreOutcome,
 }
-pub fn export(_a: ExportArgs, _ctx: &Context) -> Result<u8> {
-    bail!("not built yet")
+
+/// Restores a cache dir with the context's store and scopes; a cache problem is a warning in
+/// the result unless --strict. Returns the JSON object `restore --json` prints.
+pub fn restore_cache(
+    ctx: &Context,
+    key: &str,
+    restore_keys: &[String],
+    path: &Path,
+) -> Result<serde_json::Value> {
+    let (v, _) = do_restore(ctx, key, restore_keys, path, false)?;
+    Ok(v)
 }
-pub fn import(_a: ImportArgs, _ctx: &Context) -> Result<u8> {
-    bail!("not built yet")
+
+fn do_restore(
+    ctx: &Context,
+    key: &str,
+    restore_keys: &[String],
+    path: &Path,
+    lookup_only: bool,
+) -> Result<(serde_json::Value, bool)> {
+    let key = render_key(key)?;
+    let scope = ctx.scope();
+    let fallbacks = ctx.fallback_scopes();
+    let req = RestoreRequest {
+        scope: &scope,
+        fallback_scopes: &fallbacks,
+        key: &key,
+        restore_keys,
+        path,
+        lookup_only,
+    };
+    let progress = ctx.out.progress("restore");
+    let result = open_store(ctx).and_then(|store| {
+        ctx.out.info(format!(
+            "restoring {key} (scope {scope}) from {}",
+            store.location()
+        ));
+        store.restore(&req, &progress).map_err(anyhow::Error::from)
+    });
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            if ctx.strict() || e.downcast_ref::<StoreError>().is_some_and(is_usage_error) {
+                return Err(e.context(format!("restore of {key} into {} failed", path.display())));
+            }
+            let msg = format!(
+                "{e:#}; continuing without the cache ({} left as it was)",
+                path.display()
+            );
+            ctx.out.warn(&msg);
+            cicache_store::RestoreOutcome {
+                key: key.clone(),
+                path: path.to_path_buf(),
+                lookup_only,
+                warnings: vec![msg],
+                ..Default::default()
+            }
+        }
+    };
+    for w in &outcome.warnings {
+        ctx.out.warn(w);
+    }
+    if ctx.strict() && !outcome.warnings.is_empty() {
+        bail!(
+            "cache problems with --strict: {}",
+            outcome.warnings.join("; ")
+        );
+    }
+    if !ctx.out.json {
+        if outcome.hit {
+            let rate = outcome.bytes_downloaded as f64 / outcome.seconds.max(0.001) / 1e6;
+            ctx.out.info(format!(
+                "{} {} (scope {}){}: {} files, {}, {} read from the store, {:.0} MB/s, {}",
+                if outcome.lookup_only {
+                    "found"
+                } else {
+                    "restored"
+                },
+                outcome.matched_key.as_deref().unwrap_or(""),
+                outcome.matched_scope.as_deref().unwrap_or(""),
+                if outcome.up_to_date {
+                    " (already up to date)"
+                } else {
+                    ""
+                },
+                outcome.files,
+                human_bytes(outcome.total_size),
+                human_bytes(outcome.bytes_downloaded),
+                rate,
+                human_duration(Duration::from_secs_f64(outcome.seconds)),
+            ));
+        } else {
+            ctx.out.info(format!(
+                "no entry matched {key} in scopes {scope}{}",
+                fallbacks
+                    .iter()
+                    .map(|f| format!(", {f}"))
+                    .collect::<String>()
+            ));
+        }
+    }
+    let hit = outcome.hit;
+    let json = RestoreJson {
+        status: if hit { "hit" } else { "miss" },
+        outcome,
+    };
+    Ok((serde_json::to_value(&json)?, hit))
+}
+
+pub fn restore(a: RestoreArgs, ctx: &Context) -> Result<u8> {
+    let key = required(a.key.or(ctx.config.cache.key.clone()), "--key", "cache.key")?;
+    let path = required(
+        a.path.or(ctx.config.cache.path.clone()),
+        "--path",
+        "cache.path",
+    )?;
+    let restore_keys = if a.restore_keys.is_empty() {
+        ctx.config.cache.restore_keys.clone()
+    } else {
+        a.restore_keys
+    };
+    let (v, hit) = do_restore(ctx, &key, &restore_keys, &path, a.lookup_only)?;
+    ctx.out.result(&v, || {
+        if hit {
+            format!("hit {}", v["matched_key"].as_str().unwrap_or_default())
+        } else {
+            "miss".to_string()
+        }
+    });
+    Ok(if !hit && a.fail_on_miss {
+        exit::MISS
+    } else {
+        exit::OK
+    })
+}
+
+#[derive(Serialize)]
+struct SaveJson {
+    #[serde(flatten)]
+    outcome: cicache_store::SaveOutcome,
+}
+
+/// Saves a cache dir with the context's store and scope; a cache problem is a warning in the
+/// result (`status: "failed"`) unless --strict. Returns the JSON object `save --json` prints.
+pub fn save_cache(
+    ctx: &Context,
+    key: &str,
+    path: &Path,
+    if_changed: bool,
+) -> Result<serde_json::Value> {
+    let excludes = ctx.config.cache.exclude.clone();
+    do_save(ctx, key, path, false, if_changed, &excludes)
+}
+
+fn do_save(
+    ctx: &Context,
+    key: &str,
+    path: &Path,
+    update: bool,
+    if_changed: bool,
+    excludes: &[String],
+) -> Result<serde_json::Value> {
+    let key = render_key(key)?;
+    let scope = ctx.scope();
+    let req = SaveRequest {
+        scope: &scope,
+        key: &key,
+        path,
+        update,
+        if_changed,
+        excludes,
+    };
+    let progress = ctx.out.progress("save");
+    let result = open_store(ctx).and_then(|store| {
+        ctx.out.info(format!(
+            "saving {} as {key} (scope {scope}) to {}",
+            path.display(),
+            store.location()
+        ));
+        store.save(&req, &progress).map_err(anyhow::Error::from)
+    });
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            if ctx.strict() || e.downcast_ref::<StoreError>().is_some_and(is_usage_error) {
+                return Err(e.context(format!("save of {} as {key} failed", path.display())));
+            }
+            let msg = format!("{e:#}; the cache was not saved, the build goes on");
+            ctx.out.warn(&msg);
+            return Ok(serde_json::json!({
+                "status": "failed", "scope": scope, "key": key, "path": path, "warnings": [msg],
+            }));
+        }
+    };
+    for w in &outcome.warnings {
+        ctx.out.warn(w);
+    }
+    if ctx.strict() && !outcome.warnings.is_empty() {
+        bail!(
+            "cache problems with --strict: {}",
+            outcome.warnings.join("; ")
+        );
+    }
+    if !ctx.out.json {
+        let secs = Duration::from_secs_f64(outcome.seconds);
+        let line = match outcome.status {
+            SaveStatus::Saved => format!(
+                "saved {key} (scope {scope}): {} files, {}, {} written ({} new of {} blobs{}), {:.0} MB/s, {}",
+                outcome.files,
+                human_bytes(outcome.total_size),
+                human_bytes(outcome.bytes_uploaded),
+                outcome.blobs_uploaded,
+                outcome.blobs,
+                if outcome.manifest_reused {
+                    ", manifest reused"
+                } else {
+                    ""
+                },
+                outcome.total_size as f64 / outcome.seconds.max(0.001) / 1e6,
+                human_duration(secs),
+            ),
+            SaveStatus::Exists => format!(
+                "{key} (scope {scope}) is already saved; nothing written (--update replaces it)"
+            ),
+            SaveStatus::Unchanged => format!(
+                "{} matches what was restored; nothing written (--if-changed)",
+                path.display()
+            ),
+            SaveStatus::Concurrent => format!(
+                "another agent saved {key} (scope {scope}) at the same time; theirs was kept"
+            ),
+        };
+        ctx.out.info(line);
+    }
+    Ok(serde_json::to_value(SaveJson { outcome })?)
+}
+
+pub fn save(a: SaveArgs, ctx: &Context) -> Result<u8> {
+    let key = required(a.key.or(ctx.config.cache.key.clone()), "--key", "cache.key")?;
+    let path = required(
+        a.path.or(ctx.config.cache.path.clone()),
+        "--path",
+        "cache.path",
+    )?;
+    let excludes = if a.exclude.is_empty() {
+        ctx.config.cache.exclude.clone()
+    } else {
+        a.exclude
+    };
+    let v = do_save(ctx, &key, &path, a.update, a.if_changed, &excludes)?;
+    ctx.out
+        .result(&v, || v["status"].as_str().unwrap_or_default().to_string());
+    Ok(exit::OK)
+}
+
+pub fn list(a: ListArgs, ctx: &Context) -> Result<u8> {
+    let store = open_store(ctx)?;
+    let entries = store
+        .list(a.in_scope.as_deref())
+        .with_context(|| format!("listing {}", store.location()))?;
+    ctx.out.result(
+        &serde_json::json!({ "store": store.location(), "entries": entries }),
+        || {
+            let mut t = format!(
+                "{:<20} {:<40} {:>10} {:>10} {:<20} {:<20}\n",
+                "SCOPE", "KEY", "SIZE", "STORED", "CREATED", "LAST USED"
+            );
+            for e in &entries {
+                t.push_str(&format!(
+                    "{:<20} {:<40} {:>10} {:>10} {:<20} {:<20}{}\n",
+                    e.scope,
+                    e.key,
+                    human_bytes(e.total_size),
+                    human_bytes(e.stored_size),
+                    e.created.as_deref().unwrap_or("-"),
+                    e.last_used.as_deref().unwrap_or("-"),
+                    e.damaged
+                        .as_ref()
+                        .map(|d| format!("  DAMAGED: {d}"))
+                        .unwrap_or_default(),
+                ));
+            }
+            t.push_str(&format!(
+                "{} entries in {}",
+                entries.len(),
+                store.location()
+            ));
+            t
+        },
+    );
+    Ok(exit::OK)
+}
+
+fn duration_opt(
+    flag: Option<humantime::Duration>,
+    config: &Option<String>,
+    name: &str,
+) -> Result<Option<Duration>> {
+    match (flag, config) {
+        (Some(d), _) => Ok(Some(d.into())),
+        (None, Some(s)) => Ok(Some(humantime::parse_duration(s).with_context(|| {
+            format!("prune.{name} {s:?} in cicache.yml is not a duration (e.g. 14d)")
+        })?)),
+        (None, None) => Ok(None),
+    }
+}
+
+pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
+    let c = &ctx.config.prune;
+    let max_size = match a.max_size.as_ref().or(c.max_size.as_ref()) {
+        Some(s) => Some(parse_size(s).map_err(|e| anyhow!("--max-size: {e}"))?),
+        None => None,
+    };
+    let policy = PrunePolicy {
+        max_age: duration_opt(a.max_age, &c.max_age, "max_age")?,
+        max_unused: duration_opt(a.max_unused, &c.max_unused, "max_unused")?,
+        max_size,
+        keep_last: a.keep_last.or(c.keep_last),
+        dry_run: a.dry_run,
+    };
+    let store = open_store(ctx)?;
+    let out = store
+        .prune(&policy)
+        .with_context(|| format!("pruning {}", store.location()))?;
+    for w in &out.warnings {
+        ctx.out.warn(w);
+    }
+    ctx.out.result(&out, || {
+        let mut t = String::new();
+        for r in &out.entries_removed {
+            t.push_str(&format!(
+                "{} {}/{} ({}): {}\n",
+                if out.dry_run { "would remove" } else { "removed" },
+                r.scope,
+                r.key,
+                human_bytes(r.stored_size),
+                r.reason
+            ));
+        }
+        t.push_str(&format!(
+            "{}{} of {} entries removed, {} manifests and {} blobs ({}) {}; store now {}; sweep: {}",
+            if out.dry_run { "dry run: " } else { "" },
+            out.entries_removed.len(),
+            out.entries_before,
+            out.manifests_removed,
+            out.blobs_removed,
+            human_bytes(out.bytes_freed),
+            if out.dry_run { "would be freed" } else { "freed" },
+            human_bytes(out.store_size),
+            out.sweep
+        ));
+        t
+    });
+    Ok(exit::OK)
+}
+
+pub fn verify(a: VerifyArgs, ctx: &Context) -> Result<u8> {
+    let store = open_store(ctx)?;
+    let scope = ctx.scope();
+    let out = match &a.key {
+        Some(k) => store.verify(Some(&scope), Some(&render_key(k)?)),
+        None => store.verify(None, None),
+    }
+    .with_context(|| format!("verifying {}", store.location()))?;
+    ctx.out.result(&out, || {
+        let mut t = String::new();
+        for d in &out.damaged {
+            t.push_str(&format!("DAMAGED {}/{}: {}\n", d.scope, d.key, d.reason));
+        }
+        t.push_str(&format!(
+            "{} of {} entries ok ({} checked){}",
+            out.ok,
+            out.checked,
+            human_bytes(out.bytes_checked),
+            if out.damaged.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} damaged: save them again or run `cicache prune` to remove them",
+                    out.damaged.len()
+                )
+            }
+        ));
+        t
+    });
+    Ok(if out.damaged.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILURE
+    })
+}
+
+pub fn export(a: ExportArgs, ctx: &Context) -> Result<u8> {
+    let store = open_store(ctx)?;
+    let key = render_key(&a.key)?;
+    let out = store
+        .export(&ctx.scope(), &ctx.fallback_scopes(), &key, &a.output)
+        .with_context(|| format!("exporting {key} to {}", a.output.display()))?;
+    ctx.out.result(&out, || {
+        format!(
+            "exported {key} (scope {}) to {}: {} files, {} ({} compressed)",
+            out.scope,
+            out.file.display(),
+            out.files,
+            human_bytes(out.total_size),
+            human_bytes(out.archive_size)
+        )
+    });
+    Ok(exit::OK)
+}
+
+pub fn import(a: ImportArgs, ctx: &Context) -> Result<u8> {
+    let store = open_store(ctx)?;
+    let key = render_key(&a.key)?;
+    let scope = ctx.scope();
+    let out = store
+        .import(&scope, &key, &a.file, a.update)
+        .with_context(|| format!("importing {} as {key}", a.file.display()))?;
+    for s in &out.skipped {
+        ctx.out.warn(format!("not imported: {s}"));
+    }
+    ctx.out.result(&out, || {
+        format!(
+            "imported {} as {key} (scope {scope}): {:?}, {} files, {}",
+            a.file.display(),
+            out.save.status,
+            out.save.files,
+            human_bytes(out.save.total_size)
+        )
+    });
+    Ok(exit::OK)
 }

@@ -1,0 +1,618 @@
+//! `save`: a directory into an entry.
+//!
+//! Order of writes (invariant 2): lease, blobs, manifest, ref, then the lease is dropped. The
+//! ref is the only thing that makes an entry visible and it is written last, atomically.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::backend::PutMode;
+use crate::error::{Result, StoreError};
+use crate::format::{self, EntryType, Lease, Manifest, ManifestEntry, Ref};
+use crate::progress::Progress;
+use crate::rawzstd;
+use crate::scan::{self, Scanned};
+use crate::state::{self, DirState};
+use crate::store::{LEASE_TTL, SWEEP_TTL, Store, now_rfc3339, random_id};
+
+#[derive(Debug, Clone)]
+pub struct SaveRequest<'a> {
+    pub scope: &'a str,
+    pub key: &'a str,
+    pub path: &'a Path,
+    /// Replace an existing entry with this key.
+    pub update: bool,
+    /// Skip when the directory matches what was restored into it.
+    pub if_changed: bool,
+    pub excludes: &'a [String],
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SaveStatus {
+    /// A new entry was published.
+    Saved,
+    /// The key already had an entry; nothing was written (use --update to replace it).
+    Exists,
+    /// The directory matches what was restored (`--if-changed`); nothing was written.
+    Unchanged,
+    /// Another agent published the same key while we saved; theirs was kept.
+    Concurrent,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SaveOutcome {
+    pub status: SaveStatus,
+    pub scope: String,
+    pub key: String,
+    pub path: PathBuf,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    /// Sum of file sizes.
+    pub total_size: u64,
+    /// Files read and hashed (the rest were known from the last restore or save).
+    pub hashed_files: u64,
+    pub hashed_bytes: u64,
+    /// Distinct large files (blobs) the entry uses, and how many were new to the store.
+    pub blobs: u64,
+    pub blobs_uploaded: u64,
+    /// Bytes written to the store (new blobs, new manifest, ref).
+    pub bytes_uploaded: u64,
+    pub manifest: String,
+    /// The manifest of the last restore/save was reused (nothing changed).
+    pub manifest_reused: bool,
+    /// Size of the entry in the store (manifest and blobs).
+    pub stored_size: u64,
+    pub seconds: f64,
+    pub warnings: Vec<String>,
+}
+
+/// Reads through, hashing and counting.
+struct HashReader<'a, R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    n: u64,
+    progress: &'a dyn Progress,
+}
+
+impl<R: Read> Read for HashReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.hasher.update(&buf[..k]);
+        self.n += k as u64;
+        self.progress.inc(k as u64);
+        Ok(k)
+    }
+}
+
+/// Writes through, hashing and counting.
+pub(crate) struct HashWriter<W> {
+    pub inner: W,
+    pub hasher: blake3::Hasher,
+    pub n: u64,
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let k = self.inner.write(buf)?;
+        self.hasher.update(&buf[..k]);
+        self.n += k as u64;
+        Ok(k)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn hash_file(path: &Path, progress: &dyn Progress) -> io::Result<(String, u64)> {
+    let f = File::open(path)?;
+    let mut r = HashReader {
+        inner: f,
+        hasher: blake3::Hasher::new(),
+        n: 0,
+        progress,
+    };
+    io::copy(&mut r, &mut io::sink())?;
+    Ok((r.hasher.finalize().to_hex().to_string(), r.n))
+}
+
+fn changed(path: &Path) -> StoreError {
+    StoreError::Other(format!(
+        "{} changed while it was being saved; nothing was published, run the save again",
+        path.display()
+    ))
+}
+
+/// The manifest entry of a scanned path.
+fn manifest_entry(s: &Scanned, hash: Option<&String>) -> ManifestEntry {
+    let st = &s.stamp;
+    ManifestEntry {
+        path: s.rel.clone(),
+        kind: st.kind,
+        mode: st.mode,
+        mtime_ns: st.mtime_ns,
+        size: st.size,
+        blake3: hash.cloned(),
+        blob: st.kind == EntryType::File && st.size >= format::LARGE_FILE,
+        target: st.target.clone(),
+    }
+}
+
+/// True when the scanned tree is the recorded one: same paths, types, modes, targets, and for
+/// files the same size, mtime and hash. Directory mtimes are not compared.
+fn tree_matches(prev: &DirState, scanned: &[Scanned], hashes: &[Option<String>]) -> bool {
+    if prev.entries.len() != scanned.len() || prev.manifest.is_empty() {
+        return false;
+    }
+    scanned.iter().zip(hashes).all(|(s, h)| {
+        let Some(p) = prev.entries.get(&s.rel) else {
+            return false;
+        };
+        p.kind == s.stamp.kind
+            && p.mode == s.stamp.mode
+            && p.target == s.stamp.target
+            && (p.kind != EntryType::File
+                || (p.size == s.stamp.size && p.mtime_ns == s.stamp.mtime_ns && p.blake3 == *h))
+    })
+}
+
+pub(crate) struct BuiltManifest {
+    pub file: tempfile::TempPath,
+    pub hash: String,
+    pub size: u64,
+}
+
+/// Writes the manifest tarball (manifest.json, then every small file) into `staging`.
+pub(crate) fn build_manifest(
+    entries: Vec<ManifestEntry>,
+    sources: &BTreeMap<String, PathBuf>,
+    staging: &Path,
+) -> Result<BuiltManifest> {
+    let manifest = Manifest { format: 1, entries };
+    let json = serde_json::to_vec(&manifest)
+        .map_err(|e| StoreError::Other(format!("encoding the manifest: {e}")))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".manifest-")
+        .tempfile_in(staging)
+        .map_err(|e| StoreError::io(staging, e))?;
+    let io_err = |e: io::Error| StoreError::io(tmp.path(), e);
+    let hw = HashWriter {
+        inner: BufWriter::with_capacity(256 * 1024, tmp.as_file()),
+        hasher: blake3::Hasher::new(),
+        n: 0,
+    };
+    let enc = zstd::Encoder::new(hw, rawzstd::LEVEL).map_err(io_err)?;
+    let mut tar = tar::Builder::new(enc);
+    let header = |size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h
+    };
+    tar.append_data(
+        &mut header(json.len() as u64),
+        format::MANIFEST_PATH,
+        &json[..],
+    )
+    .map_err(io_err)?;
+    let mut buf = Vec::new();
+    for e in &manifest.entries {
+        if e.kind != EntryType::File || e.blob {
+            continue;
+        }
+        let Some(src) = sources.get(&e.path) else {
+            continue;
+        };
+        buf.clear();
+        File::open(src)
+            .and_then(|f| f.take(e.size + 1).read_to_end(&mut buf))
+            .map_err(|err| StoreError::io(src, err))?;
+        if buf.len() as u64 != e.size
+            || e.blake3.as_deref() != Some(blake3::hash(&buf).to_hex().as_str())
+        {
+            return Err(changed(src));
+        }
+        tar.append_data(&mut header(e.size), &e.path, &buf[..])
+            .map_err(io_err)?;
+    }
+    let enc = tar.into_inner().map_err(io_err)?;
+    let mut hw = enc.finish().map_err(io_err)?;
+    hw.flush().map_err(io_err)?;
+    let hash = hw.hasher.finalize().to_hex().to_string();
+    let size = hw.n;
+    drop(hw);
+    Ok(BuiltManifest {
+        file: tmp.into_temp_path(),
+        hash,
+        size,
+    })
+}
+
+/// Deletes the lease when the save ends, however it ends.
+struct LeaseGuard<'a> {
+    store: &'a Store,
+    name: String,
+    taken: Instant,
+}
+
+impl Drop for LeaseGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.store.backend.delete(&self.name);
+    }
+}
+
+impl Store {
+    /// Takes a lease protecting the blobs of a save from a concurrent sweep, then waits for
+    /// any sweep already running (see `prune`: each side writes its marker, then looks for the
+    /// other's, so at least one of them sees the other).
+    fn take_lease(&self, scope: &str, key: &str) -> Result<LeaseGuard<'_>> {
+        let id = random_id();
+        let lease = Lease {
+            scope: scope.to_string(),
+            key: key.to_string(),
+            host: self.host.clone(),
+            pid: std::process::id(),
+            started: now_rfc3339(),
+        };
+        let name = format::lease_name(&id);
+        let data = serde_json::to_vec(&lease).map_err(|e| StoreError::Other(e.to_string()))?;
+        self.backend.put_bytes(&name, &data, PutMode::CreateNew)?;
+        let guard = LeaseGuard {
+            store: self,
+            name,
+            taken: Instant::now(),
+        };
+        let wait_max = Duration::from_secs(
+            std::env::var("CICACHE_SWEEP_WAIT_SECS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(60),
+        );
+        let start = Instant::now();
+        loop {
+            let now = std::time::SystemTime::now();
+            let active = self
+                .backend
+                .list(&format!("{}/locks/sweep-", format::FORMAT_DIR))?
+                .into_iter()
+                .any(|o| now.duration_since(o.modified).unwrap_or_default() < SWEEP_TTL);
+            if !active {
+                return Ok(guard);
+            }
+            if start.elapsed() >= wait_max {
+                return Err(StoreError::SweepInProgress {
+                    location: self.location(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Saves a directory as `scope/key`.
+    pub fn save(&self, req: &SaveRequest, progress: &dyn Progress) -> Result<SaveOutcome> {
+        crate::key::validate_key(req.key)?;
+        crate::key::validate_scope(req.scope)?;
+        let start = Instant::now();
+        let mut out = SaveOutcome {
+            status: SaveStatus::Saved,
+            scope: req.scope.to_string(),
+            key: req.key.to_string(),
+            path: req.path.to_path_buf(),
+            files: 0,
+            dirs: 0,
+            symlinks: 0,
+            total_size: 0,
+            hashed_files: 0,
+            hashed_bytes: 0,
+            blobs: 0,
+            blobs_uploaded: 0,
+            bytes_uploaded: 0,
+            manifest: String::new(),
+            manifest_reused: false,
+            stored_size: 0,
+            seconds: 0.0,
+            warnings: Vec::new(),
+        };
+        let ref_name = format::ref_name(req.scope, req.key);
+        let mut update = req.update;
+        if !update {
+            match self.read_ref(req.scope, req.key) {
+                Ok(Some(r)) => {
+                    out.status = SaveStatus::Exists;
+                    out.manifest = r.manifest;
+                    out.stored_size = r.stored_size;
+                    out.total_size = r.total_size;
+                    out.seconds = start.elapsed().as_secs_f64();
+                    return Ok(out);
+                }
+                Ok(None) => {}
+                Err(e) if e.is_corrupt() => {
+                    out.warnings
+                        .push(format!("{e}; replacing it with this save"));
+                    update = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+
+        let excludes = scan::build_excludes(req.excludes)?;
+        let scanned = scan::scan(req.path, &excludes)?;
+        out.warnings
+            .extend(scanned.skipped.iter().map(|s| format!("not saved: {s}")));
+        let entries = scanned.entries;
+        let prev = state::load(req.path);
+
+        // Hash what the last restore/save did not already hash.
+        let known: Vec<Option<String>> = entries
+            .iter()
+            .map(|s| {
+                let p = prev.as_ref()?.entries.get(&s.rel)?;
+                (s.stamp.kind == EntryType::File && p.same_file(&s.stamp))
+                    .then(|| p.blake3.clone())
+                    .flatten()
+            })
+            .collect();
+        let to_hash: u64 = entries
+            .iter()
+            .zip(&known)
+            .filter(|(s, k)| s.stamp.kind == EntryType::File && k.is_none())
+            .map(|(s, _)| s.stamp.size)
+            .sum();
+        progress.start("hashing", Some(to_hash));
+        let hashed_files = AtomicU64::new(0);
+        let hashes: Vec<Option<String>> = entries
+            .par_iter()
+            .zip(known.into_par_iter())
+            .map(|(s, k)| -> Result<Option<String>> {
+                if s.stamp.kind != EntryType::File || k.is_some() {
+                    return Ok(k);
+                }
+                let (h, n) = hash_file(&s.abs, progress).map_err(|e| StoreError::io(&s.abs, e))?;
+                if n != s.stamp.size {
+                    return Err(changed(&s.abs));
+                }
+                hashed_files.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(h))
+            })
+            .collect::<Result<_>>()?;
+        progress.finish();
+        out.hashed_files = hashed_files.into_inner();
+        out.hashed_bytes = to_hash;
+        for s in &entries {
+            match s.stamp.kind {
+                EntryType::File => {
+                    out.files += 1;
+                    out.total_size += s.stamp.size;
+                }
+                EntryType::Dir => out.dirs += 1,
+                EntryType::Symlink => out.symlinks += 1,
+            }
+        }
+
+        let unchanged = prev
+            .as_ref()
+            .is_some_and(|p| p.excludes == req.excludes && tree_matches(p, &entries, &hashes));
+        if req.if_changed && unchanged && prev.as_ref().is_some_and(|p| p.origin == "restore") {
+            out.status = SaveStatus::Unchanged;
+            out.manifest = prev.map(|p| p.manifest).unwrap_or_default();
+            out.seconds = start.elapsed().as_secs_f64();
+            return Ok(out);
+        }
+
+        let lease = self.take_lease(req.scope, req.key)?;
+
+        // Blobs: each distinct large file once.
+        let mut blobs: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
+        for (s, h) in entries.iter().zip(&hashes) {
+            if let Some(h) = h
+                && s.stamp.size >= format::LARGE_FILE
+            {
+                blobs
+                    .entry(h.clone())
+                    .or_insert_with(|| (s.abs.clone(), s.stamp.size));
+            }
+        }
+        out.blobs = blobs.len() as u64;
+        let staging = self
+            .backend
+            .staging_dir()
+            .unwrap_or_else(std::env::temp_dir);
+        let mut missing = Vec::new();
+        let mut stored = 0u64;
+        let heads: Vec<_> = blobs
+            .par_iter()
+            .map(|(h, v)| Ok((h, v, self.backend.head(&format::blob_name(h))?)))
+            .collect::<Result<_>>()?;
+        for (h, v, head) in heads {
+            match head {
+                Some(info) => stored += info.size,
+                None => missing.push((h.clone(), v.clone())),
+            }
+        }
+        let upload_total: u64 = missing.iter().map(|(_, (_, n))| n).sum();
+        progress.start("uploading", Some(upload_total));
+        let uploaded: Vec<u64> = missing
+            .par_iter()
+            .map(|(h, (p, n))| self.upload_blob(h, p, *n, &staging, progress))
+            .collect::<Result<_>>()?;
+        progress.finish();
+        out.blobs_uploaded = uploaded.len() as u64;
+        out.bytes_uploaded += uploaded.iter().sum::<u64>();
+        stored += uploaded.iter().sum::<u64>();
+
+        // The manifest: reused when the tree is the one recorded, else built.
+        let mut manifest_hash = String::new();
+        let mut manifest_size = 0;
+        if let Some(p) = prev.as_ref().filter(|_| unchanged)
+            && let Some(info) = self.backend.head(&format::manifest_name(&p.manifest))?
+        {
+            manifest_hash = p.manifest.clone();
+            manifest_size = info.size;
+            out.manifest_reused = true;
+        }
+        if manifest_hash.is_empty() {
+            let sources: BTreeMap<String, PathBuf> = entries
+                .iter()
+                .filter(|s| s.stamp.kind == EntryType::File && s.stamp.size < format::LARGE_FILE)
+                .map(|s| (s.rel.clone(), s.abs.clone()))
+                .collect();
+            let mentries = entries
+                .iter()
+                .zip(&hashes)
+                .map(|(s, h)| manifest_entry(s, h.as_ref()))
+                .collect();
+            let built = build_manifest(mentries, &sources, &staging)?;
+            let name = format::manifest_name(&built.hash);
+            if self.backend.head(&name)?.is_none() {
+                self.backend.put_file(&name, &built.file)?;
+                out.bytes_uploaded += built.size;
+            }
+            manifest_hash = built.hash;
+            manifest_size = built.size;
+        }
+        stored += manifest_size;
+
+        if lease.taken.elapsed() > LEASE_TTL - Duration::from_secs(600) {
+            return Err(StoreError::Other(format!(
+                "the save of {}/{} took longer than its lease ({}s); nothing was published, save again",
+                req.scope,
+                req.key,
+                LEASE_TTL.as_secs()
+            )));
+        }
+        crash_point("before-ref");
+        let r = Ref {
+            format: 1,
+            scope: req.scope.to_string(),
+            key: req.key.to_string(),
+            manifest: manifest_hash.clone(),
+            manifest_size,
+            entries: entries.len() as u64,
+            total_size: out.total_size,
+            stored_size: stored,
+            created: now_rfc3339(),
+            tool: self.tool.clone(),
+            host: self.host.clone(),
+        };
+        let data = serde_json::to_vec_pretty(&r).map_err(|e| StoreError::Other(e.to_string()))?;
+        let mode = if update {
+            PutMode::Overwrite
+        } else {
+            PutMode::CreateNew
+        };
+        let created = self.backend.put_bytes(&ref_name, &data, mode)?;
+        drop(lease);
+        if created {
+            out.bytes_uploaded += data.len() as u64;
+            let _ = self.backend.put_bytes(
+                &format::used_name(req.scope, req.key),
+                now_rfc3339().as_bytes(),
+                PutMode::Overwrite,
+            );
+        } else {
+            out.status = SaveStatus::Concurrent;
+        }
+        out.manifest = manifest_hash.clone();
+        out.stored_size = stored;
+
+        let mut st = state::new_state(req.path);
+        st.manifest = manifest_hash;
+        st.manifest_size = manifest_size;
+        st.stored_size = stored;
+        st.excludes = req.excludes.to_vec();
+        st.origin = "save".into();
+        st.scope = req.scope.to_string();
+        st.key = req.key.to_string();
+        for (s, h) in entries.into_iter().zip(hashes) {
+            let mut stamp = s.stamp;
+            stamp.blake3 = h;
+            st.entries.insert(s.rel, stamp);
+        }
+        if out.status == SaveStatus::Saved {
+            state::store(st);
+        }
+        out.seconds = start.elapsed().as_secs_f64();
+        Ok(out)
+    }
+
+    /// Compresses one large file into a temp file and stores it as a blob. Returns the bytes
+    /// stored.
+    fn upload_blob(
+        &self,
+        hash: &str,
+        src: &Path,
+        size: u64,
+        staging: &Path,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        let tmp = tempfile::Builder::new()
+            .prefix(".blob-")
+            .tempfile_in(staging)
+            .map_err(|e| StoreError::io(staging, e))?;
+        let io_err = |e: io::Error| StoreError::io(src, e);
+        let mut f = File::open(src).map_err(io_err)?;
+        let mut sample = vec![0u8; 128 * 1024];
+        let mut n = 0;
+        while n < sample.len() {
+            let k = f.read(&mut sample[n..]).map_err(io_err)?;
+            if k == 0 {
+                break;
+            }
+            n += k;
+        }
+        sample.truncate(n);
+        let compress = rawzstd::compressible(&sample);
+        let mut reader = HashReader {
+            inner: io::Cursor::new(sample).chain(f),
+            hasher: blake3::Hasher::new(),
+            n: 0,
+            progress,
+        };
+        let mut w = BufWriter::with_capacity(256 * 1024, tmp.as_file());
+        if compress {
+            let mut enc = zstd::Encoder::new(&mut w, rawzstd::LEVEL).map_err(io_err)?;
+            if size > 8 * 1024 * 1024 {
+                let _ = enc.multithread(2);
+            }
+            io::copy(&mut reader, &mut enc).map_err(io_err)?;
+            enc.finish().map_err(io_err)?;
+        } else {
+            rawzstd::write_raw_frame(&mut reader, &mut w, |_| {}).map_err(io_err)?;
+        }
+        w.flush().map_err(io_err)?;
+        drop(w);
+        if reader.n != size || reader.hasher.finalize().to_hex().as_str() != hash {
+            return Err(changed(src));
+        }
+        let stored = tmp
+            .as_file()
+            .metadata()
+            .map_err(|e| StoreError::io(tmp.path(), e))?
+            .len();
+        let path = tmp.into_temp_path();
+        crash_point("blob");
+        self.backend.put_file(&format::blob_name(hash), &path)?;
+        Ok(stored)
+    }
+}
+
+/// Test hook: `CICACHE_CRASH_AT=<point>` aborts the process there, as a kill -9 would.
+pub(crate) fn crash_point(point: &str) {
+    if let Ok(p) = std::env::var("CICACHE_CRASH_AT")
+        && p == point
+    {
+        std::process::abort();
+    }
+}
