@@ -1,1 +1,918 @@
-//! `cicache doctor`: checks of docker, BuildKit, the Dockerfile, the store and the registry.
+//! `cicache doctor`: a checklist of what makes a cached Docker build work, with a fix for
+//! every line that does not pass.
+//!
+//! This module holds the checks of docker, BuildKit, buildx and the Dockerfile; the binary
+//! adds the store and the registry (it owns those clients) and prints the list.
+//!
+//! Nothing here contacts Docker Hub or any other outside address: a `# syntax=` line is
+//! reported from the Dockerfile alone.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+
+use serde::Serialize;
+
+use crate::dockerfile::{self, Dockerfile, Instruction};
+use crate::engine::{Docker, Flavour};
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    /// Works, but slower or more fragile than it could be.
+    Warn,
+    /// Caching (or the build) cannot work until it is fixed.
+    Fail,
+    /// Not checked (nothing to check, or an earlier check failed).
+    Skip,
+}
+
+/// One line of the checklist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// Stable name: `docker`, `buildkit`, `buildx`, `dockerfile`, `dockerfile.<finding>`,
+    /// `store`, `registry`.
+    pub name: String,
+    pub status: Status,
+    pub message: String,
+    /// What to do, for a line that is not `ok`.
+    pub fix: Option<String>,
+}
+
+impl Check {
+    pub fn ok(name: &str, message: impl Into<String>) -> Check {
+        Check {
+            name: name.to_string(),
+            status: Status::Ok,
+            message: message.into(),
+            fix: None,
+        }
+    }
+    pub fn warn(name: &str, message: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            name: name.to_string(),
+            status: Status::Warn,
+            message: message.into(),
+            fix: Some(fix.into()),
+        }
+    }
+    pub fn fail(name: &str, message: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            name: name.to_string(),
+            status: Status::Fail,
+            message: message.into(),
+            fix: Some(fix.into()),
+        }
+    }
+    pub fn skip(name: &str, message: impl Into<String>) -> Check {
+        Check {
+            name: name.to_string(),
+            status: Status::Skip,
+            message: message.into(),
+            fix: None,
+        }
+    }
+}
+
+/// The whole checklist. Serializes to the `doctor` schema of `docs/JSON.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DoctorReport {
+    /// No check failed (warnings allowed).
+    pub ok: bool,
+    pub failures: usize,
+    pub warnings: usize,
+    pub checks: Vec<Check>,
+}
+
+impl DoctorReport {
+    pub fn new(checks: Vec<Check>) -> DoctorReport {
+        let failures = checks.iter().filter(|c| c.status == Status::Fail).count();
+        let warnings = checks.iter().filter(|c| c.status == Status::Warn).count();
+        DoctorReport {
+            ok: failures == 0,
+            failures,
+            warnings,
+            checks,
+        }
+    }
+
+    /// `1` when a check failed, `0` when there are only warnings.
+    pub fn exit_code(&self) -> u8 {
+        if self.ok { 0 } else { 1 }
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut o = String::new();
+        for c in &self.checks {
+            let word = match c.status {
+                Status::Ok => "ok",
+                Status::Warn => "WARN",
+                Status::Fail => "FAIL",
+                Status::Skip => "skip",
+            };
+            o.push_str(&format!("{word:>4}  {}: {}\n", c.name, c.message));
+            if let Some(fix) = &c.fix {
+                for (i, line) in fix.lines().enumerate() {
+                    let lead = if i == 0 { "fix: " } else { "     " };
+                    o.push_str(&format!("      {lead}{line}\n"));
+                }
+            }
+        }
+        let summary = match (self.failures, self.warnings) {
+            (0, 0) => "doctor: all checks passed".to_string(),
+            (0, w) => format!("doctor: no failures, {w} warning(s)"),
+            (f, w) => format!("doctor: {f} failed, {w} warning(s)"),
+        };
+        o.push_str(&summary);
+        o
+    }
+}
+
+/// Docker reachable, BuildKit working, buildx present or not. `env` reads the environment
+/// (`DOCKER_HOST`, `DOCKER_BUILDKIT`); `stages` is the Dockerfile's stage count when known
+/// (inline cache keeps only the final stage, which matters for multi-stage builds).
+pub fn docker_checks(
+    docker: &Docker,
+    env: &dyn Fn(&str) -> Option<String>,
+    stages: Option<usize>,
+) -> Vec<Check> {
+    let mut out = Vec::new();
+    let host = env("DOCKER_HOST").filter(|h| !h.is_empty());
+    let where_ = match &host {
+        Some(h) => format!("DOCKER_HOST={h}"),
+        None => "the default socket (DOCKER_HOST unset)".to_string(),
+    };
+    match docker.server_version() {
+        Ok(v) => out.push(Check::ok(
+            "docker",
+            format!("daemon {v} reachable through {where_}"),
+        )),
+        Err(e) => {
+            out.push(Check::fail(
+                "docker",
+                format!("cannot reach the docker daemon through {where_}: {e}"),
+                "start dockerd, or point DOCKER_HOST at it (unix:///path/docker.sock, or \
+                 tcp://HOST:2375 for a Docker-in-Docker agent); `docker version` must show a Server",
+            ));
+            out.push(Check::skip("buildkit", "docker is not reachable"));
+            out.push(Check::skip("buildx", "docker is not reachable"));
+            return out;
+        }
+    }
+    out.push(buildkit_check(docker, env("DOCKER_BUILDKIT").as_deref()));
+    let flavour = docker.detect_flavour();
+    out.push(buildx_check(flavour, stages));
+    out
+}
+
+/// Runs a build that needs no image and no network (`FROM scratch`) with BuildKit, to the
+/// client: proves the daemon builds with BuildKit, and leaves nothing behind.
+fn buildkit_check(docker: &Docker, env_buildkit: Option<&str>) -> Check {
+    let probe = docker
+        .command([
+            "build",
+            "--progress=plain",
+            "--output",
+            "type=tar,dest=/dev/null",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let result = probe.and_then(|mut child| {
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(b"FROM scratch\nLABEL cicache.doctor=probe\n")?;
+        }
+        child.wait_with_output()
+    });
+    let worked = match result {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last: Vec<&str> = err.lines().rev().take(3).collect();
+            Err(last.into_iter().rev().collect::<Vec<_>>().join(" / "))
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = worked {
+        return Check::fail(
+            "buildkit",
+            format!("a BuildKit build (DOCKER_BUILDKIT=1, FROM scratch) failed: {e}"),
+            "BuildKit needs docker engine 18.09 or newer (20.10+ for RUN --mount without a \
+             `# syntax=` line); upgrade the engine, and do not set `\"features\": {\"buildkit\": false}` \
+             in daemon.json",
+        );
+    }
+    match env_buildkit.map(str::trim) {
+        Some("0") | Some("false") => Check::warn(
+            "buildkit",
+            "the daemon builds with BuildKit, but DOCKER_BUILDKIT=0 is set: your own `docker build` \
+             calls use the classic builder, which ignores RUN --mount=type=cache",
+            "unset DOCKER_BUILDKIT or set DOCKER_BUILDKIT=1 (cicache build sets it for its own builds)",
+        ),
+        _ => Check::ok(
+            "buildkit",
+            "the daemon builds with BuildKit (cicache build sets DOCKER_BUILDKIT=1)",
+        ),
+    }
+}
+
+fn buildx_check(flavour: Flavour, stages: Option<usize>) -> Check {
+    match flavour {
+        Flavour::Buildx => Check::ok(
+            "buildx",
+            "buildx present: cicache build runs `docker buildx build` and exports the layer cache \
+             with the registry cache exporter (--cache-to type=registry,ref=IMAGE:cache,mode=max): \
+             every stage's layers are cached",
+        ),
+        Flavour::Classic => {
+            let msg = "buildx not present: cicache build runs `DOCKER_BUILDKIT=1 docker build` \
+                       with inline cache (BUILDKIT_INLINE_CACHE=1) and pushes the `cache` tag \
+                       itself; inline cache holds only the final image's layers";
+            match stages {
+                Some(n) if n > 1 => Check::warn(
+                    "buildx",
+                    format!(
+                        "{msg}, so the {} earlier stage(s) of this Dockerfile rebuild on a fresh agent",
+                        n - 1
+                    ),
+                    "install the docker buildx plugin (docker-buildx-plugin, or the binary in \
+                     ~/.docker/cli-plugins/) to get the registry cache exporter with mode=max",
+                ),
+                _ => Check::ok("buildx", msg),
+            }
+        }
+    }
+}
+
+/// Reads and checks a Dockerfile; the first element is the `dockerfile` line itself.
+pub fn dockerfile_checks(path: &Path) -> (Vec<Check>, Option<Dockerfile>) {
+    let df = match dockerfile::parse_file(path) {
+        Ok(df) => df,
+        Err(e) => {
+            return (
+                vec![Check::fail(
+                    "dockerfile",
+                    e.to_string(),
+                    "point --dockerfile (CICACHE_DOCKERFILE) at the Dockerfile the build uses",
+                )],
+                None,
+            );
+        }
+    };
+    let mut out = vec![Check::ok(
+        "dockerfile",
+        format!(
+            "{}: {} stage(s), {} RUN step(s), {} cache mount(s)",
+            path.display(),
+            df.stages.len(),
+            df.runs().count(),
+            df.cache_mounts().len()
+        ),
+    )];
+    out.extend(findings(&df));
+    (out, Some(df))
+}
+
+/// Which package tool a `RUN` uses to install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tool {
+    Pip,
+    Uv,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::Pip => "pip",
+            Tool::Uv => "uv",
+        }
+    }
+    fn default_cache(self) -> &'static str {
+        match self {
+            Tool::Pip => "/root/.cache/pip",
+            Tool::Uv => "/root/.cache/uv",
+        }
+    }
+    fn cache_env(self) -> &'static str {
+        match self {
+            Tool::Pip => "PIP_CACHE_DIR",
+            Tool::Uv => "UV_CACHE_DIR",
+        }
+    }
+    fn no_cache_env(self) -> &'static str {
+        match self {
+            Tool::Pip => "PIP_NO_CACHE_DIR",
+            Tool::Uv => "UV_NO_CACHE",
+        }
+    }
+}
+
+/// The command text of a RUN: its arguments and heredoc bodies.
+fn command_text(i: &Instruction) -> String {
+    let mut s = i.args.clone();
+    for h in &i.heredocs {
+        s.push('\n');
+        s.push_str(&h.body);
+    }
+    s
+}
+
+/// The install tools a command runs: `pip install`, `pip3 install`, `python -m pip install`,
+/// `uv pip install`, `uv sync`, `uv add`.
+fn tools(cmd: &str) -> Vec<Tool> {
+    let words: Vec<&str> = cmd
+        .split(|c: char| {
+            c.is_whitespace() || c == ';' || c == '&' || c == '|' || c == '(' || c == ')'
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut out = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let base = w.rsplit('/').next().unwrap_or(w);
+        let next = words.get(i + 1).copied().unwrap_or("");
+        let is_pip = base == "pip"
+            || base == "pip3"
+            || (base.starts_with("pip3.") && base[5..].bytes().all(|b| b.is_ascii_digit()));
+        if is_pip && next == "install" {
+            // `uv pip install` is uv.
+            let tool = if i > 0 && words[i - 1].rsplit('/').next() == Some("uv") {
+                Tool::Uv
+            } else {
+                Tool::Pip
+            };
+            if !out.contains(&tool) {
+                out.push(tool);
+            }
+        }
+        if base == "uv" && (next == "sync" || next == "add") && !out.contains(&Tool::Uv) {
+            out.push(Tool::Uv);
+        }
+    }
+    out
+}
+
+/// The Dockerfile findings: install steps without a cache mount, flags and variables that
+/// defeat the mount, a `# syntax=` line that needs Docker Hub, caches split between stages.
+pub fn findings(df: &Dockerfile) -> Vec<Check> {
+    let mut out = Vec::new();
+    if let Some(syntax) = &df.syntax {
+        let line = df.syntax_line.unwrap_or(1);
+        if needs_docker_hub(syntax) {
+            out.push(Check::warn(
+                "dockerfile.syntax",
+                format!(
+                    "line {line}: `# syntax={syntax}` makes every build pull the Dockerfile \
+                     frontend from Docker Hub; where Docker Hub is not reachable (or rate-limits) \
+                     the build fails before its first step"
+                ),
+                "delete the line: the frontend built into docker 20.10+ supports RUN \
+                 --mount=type=cache; or copy the frontend image into your own registry and \
+                 point `# syntax=` at it",
+            ));
+        }
+    }
+
+    // Environment per stage, in order: ENV and ARG values seen so far (inherited from a
+    // parent stage named in FROM is not followed; ENV in the same stage is).
+    let mut env: BTreeMap<usize, Vec<(String, String)>> = BTreeMap::new();
+    let mut user: BTreeMap<usize, String> = BTreeMap::new();
+    for ins in &df.instructions {
+        let stage = ins.stage.unwrap_or(usize::MAX);
+        match ins.keyword.as_str() {
+            "ENV" | "ARG" => {
+                for (k, v) in env_pairs(&ins.args) {
+                    env.entry(stage).or_default().push((k, v));
+                }
+            }
+            "USER" => {
+                user.insert(stage, ins.args.trim().to_string());
+            }
+            "RUN" => {
+                let cmd = command_text(ins);
+                let used = tools(&cmd);
+                if used.is_empty() {
+                    continue;
+                }
+                let stage_env = env.get(&stage).cloned().unwrap_or_default();
+                let caches: Vec<_> = ins.mounts.iter().filter_map(|m| m.cache.as_ref()).collect();
+                let non_root = user
+                    .get(&stage)
+                    .is_some_and(|u| !matches!(u.split(':').next(), Some("root") | Some("0")));
+                for tool in used {
+                    run_findings(&mut out, ins, &cmd, tool, &caches, &stage_env, non_root);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // The same target with different caches in different stages: wheels downloaded in one
+    // stage are downloaded again in the other.
+    let mut by_target: BTreeMap<&str, Vec<&crate::dockerfile::CacheMount>> = BTreeMap::new();
+    for m in df.cache_mounts() {
+        by_target.entry(m.target.as_str()).or_default().push(m);
+    }
+    for (target, mounts) in by_target {
+        let mut distinct: Vec<&crate::dockerfile::CacheMount> = Vec::new();
+        for m in &mounts {
+            if !distinct.iter().any(|d| d.same_cache(m)) {
+                distinct.push(m);
+            }
+        }
+        if distinct.len() > 1 {
+            let list: Vec<String> = distinct
+                .iter()
+                .map(|m| {
+                    let stage = m
+                        .stage
+                        .and_then(|s| df.stages.get(s))
+                        .map(|s| {
+                            s.name
+                                .clone()
+                                .unwrap_or_else(|| format!("stage {}", s.index))
+                        })
+                        .unwrap_or_else(|| "?".into());
+                    let mut opts = format!("id={}", m.id);
+                    for (k, v) in [("uid", &m.uid), ("gid", &m.gid), ("mode", &m.mode)] {
+                        if let Some(v) = v {
+                            opts.push_str(&format!(",{k}={v}"));
+                        }
+                    }
+                    format!("line {} ({stage}): {opts}", m.line)
+                })
+                .collect();
+            out.push(Check::warn(
+                "dockerfile.cache-id",
+                format!(
+                    "the cache mounts on {target} are {} different caches: {}; what one stage \
+                     downloads, the other downloads again (and cicache moves each separately)",
+                    distinct.len(),
+                    list.join("; ")
+                ),
+                format!(
+                    "give every `--mount=type=cache,target={target}` the same id= (or none) and \
+                     the same uid/gid/mode"
+                ),
+            ));
+        }
+    }
+    out
+}
+
+fn run_findings(
+    out: &mut Vec<Check>,
+    ins: &Instruction,
+    cmd: &str,
+    tool: Tool,
+    caches: &[&crate::dockerfile::CacheMount],
+    stage_env: &[(String, String)],
+    non_root: bool,
+) {
+    let line = ins.line;
+    let name = tool.name();
+    let snippet: String = {
+        let s = cmd.lines().next().unwrap_or("").trim();
+        if s.chars().count() > 60 {
+            format!("{}...", s.chars().take(57).collect::<String>())
+        } else {
+            s.to_string()
+        }
+    };
+    // Where the tool's cache is: --cache-dir / ENV / the default for root.
+    let env_dir = stage_env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == tool.cache_env())
+        .map(|(_, v)| v.clone());
+    let flag_dir = flag_value(cmd, "--cache-dir");
+    let expected = flag_dir.or(env_dir);
+    if caches.is_empty() {
+        let target = expected
+            .clone()
+            .unwrap_or_else(|| tool.default_cache().to_string());
+        out.push(Check::fail(
+            &format!("dockerfile.{name}-no-cache-mount"),
+            format!(
+                "line {line}: `{snippet}` runs {name} without a cache mount: every build that \
+                 reruns this step downloads every package again, and cicache has no cache to move"
+            ),
+            format!("RUN --mount=type=cache,target={target} {snippet}"),
+        ));
+        return;
+    }
+    // Flags and variables that switch the cache off.
+    let no_cache_flag = match tool {
+        Tool::Pip => cmd.contains("--no-cache-dir"),
+        Tool::Uv => cmd
+            .split_whitespace()
+            .any(|w| w == "--no-cache" || w == "-n"),
+    };
+    if no_cache_flag {
+        let flag = if tool == Tool::Pip {
+            "--no-cache-dir"
+        } else {
+            "--no-cache"
+        };
+        out.push(Check::fail(
+            &format!("dockerfile.{name}-no-cache"),
+            format!(
+                "line {line}: `{flag}` makes {name} ignore its cache, so the cache mount on this \
+                 step stays empty"
+            ),
+            format!(
+                "remove `{flag}` (the cache lives in the mount, not in the image, so it does \
+                 not make the image bigger)"
+            ),
+        ));
+    }
+    let var = tool.no_cache_env();
+    let inline = cmd
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix(&format!("{var}=")))
+        .next_back()
+        .map(str::to_string);
+    let from_env = stage_env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == var)
+        .map(|(_, v)| v.clone());
+    if let Some(v) = inline.or(from_env)
+        && !matches!(
+            v.trim_matches(['"', '\'']).to_ascii_lowercase().as_str(),
+            "" | "0" | "false" | "no" | "off"
+        )
+    {
+        out.push(Check::fail(
+            &format!("dockerfile.{name}-no-cache"),
+            format!(
+                "line {line}: {var}={v} is set for this step: {name} ignores its cache, so the \
+                 cache mount stays empty"
+            ),
+            format!("remove {var} from the Dockerfile's ENV/ARG and from the RUN line"),
+        ));
+    }
+    // The mount must be where the tool looks.
+    match expected {
+        Some(dir) => {
+            if !caches.iter().any(|m| same_dir(&m.target, &dir)) {
+                let targets: Vec<&str> = caches.iter().map(|m| m.target.as_str()).collect();
+                out.push(Check::fail(
+                    &format!("dockerfile.{name}-cache-target"),
+                    format!(
+                        "line {line}: {name}'s cache is {dir}, but the cache mount is on {}",
+                        targets.join(", ")
+                    ),
+                    format!("use `--mount=type=cache,target={dir}`"),
+                ));
+            }
+        }
+        None if non_root => {
+            if caches.iter().all(|m| m.target.starts_with("/root/"))
+                && caches.iter().all(|m| m.uid.is_none())
+            {
+                out.push(Check::warn(
+                    &format!("dockerfile.{name}-cache-target"),
+                    format!(
+                        "line {line}: this stage runs as a non-root USER, whose {name} cache is \
+                         not under /root, but the cache mount is on {}",
+                        caches
+                            .iter()
+                            .map(|m| m.target.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    format!(
+                        "set {}=<dir> (ENV) and mount the cache there with uid=/gid= of that user",
+                        tool.cache_env()
+                    ),
+                ));
+            }
+        }
+        None => {
+            let default = tool.default_cache();
+            if !caches
+                .iter()
+                .any(|m| same_dir(&m.target, default) || same_dir(&m.target, "/root/.cache"))
+            {
+                let targets: Vec<&str> = caches.iter().map(|m| m.target.as_str()).collect();
+                out.push(Check::fail(
+                    &format!("dockerfile.{name}-cache-target"),
+                    format!(
+                        "line {line}: {name} (as root) caches in {default}, but the cache mount \
+                         is on {}",
+                        targets.join(", ")
+                    ),
+                    format!("use `--mount=type=cache,target={default}`"),
+                ));
+            }
+        }
+    }
+}
+
+fn same_dir(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// `--flag=value` or `--flag value` in a command.
+fn flag_value(cmd: &str, flag: &str) -> Option<String> {
+    let words: Vec<&str> = cmd.split_whitespace().collect();
+    for (i, w) in words.iter().enumerate() {
+        if let Some(v) = w.strip_prefix(&format!("{flag}=")) {
+            return Some(v.trim_matches(['"', '\'']).to_string());
+        }
+        if *w == flag {
+            return words
+                .get(i + 1)
+                .map(|v| v.trim_matches(['"', '\'']).to_string());
+        }
+    }
+    None
+}
+
+/// `ENV A=1 B="x y"`, `ENV A 1`, `ARG A=1` -> pairs (an `ARG` without a default is skipped).
+fn env_pairs(args: &str) -> Vec<(String, String)> {
+    let args = args.trim();
+    if !args.contains('=') {
+        // Legacy `ENV KEY value`.
+        return match args.split_once(char::is_whitespace) {
+            Some((k, v)) => vec![(k.to_string(), v.trim().to_string())],
+            None => Vec::new(),
+        };
+    }
+    let mut out = Vec::new();
+    let mut chars = args.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        if key.is_empty() {
+            break;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'=') {
+            chars.next();
+            let mut quote: Option<char> = None;
+            while let Some(&c) = chars.peek() {
+                match quote {
+                    Some(q) if c == q => quote = None,
+                    Some(_) => value.push(c),
+                    None if c == '"' || c == '\'' => quote = Some(c),
+                    None if c.is_whitespace() => break,
+                    None => value.push(c),
+                }
+                chars.next();
+            }
+            out.push((key, value));
+        }
+    }
+    out
+}
+
+/// Whether a `# syntax=` image lives on Docker Hub: no registry host in its first component.
+fn needs_docker_hub(image: &str) -> bool {
+    let image = image.trim();
+    let first = image.split('/').next().unwrap_or("");
+    let has_host =
+        image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    !has_host
+        || first == "docker.io"
+        || first == "registry-1.docker.io"
+        || first == "index.docker.io"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(text: &str) -> Vec<(String, Status)> {
+        let df = dockerfile::parse(text).expect("parses");
+        findings(&df)
+            .into_iter()
+            .map(|c| (c.name, c.status))
+            .collect()
+    }
+
+    fn one(text: &str, name: &str) -> Check {
+        let df = dockerfile::parse(text).expect("parses");
+        let all = findings(&df);
+        all.iter()
+            .find(|c| c.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {all:#?}"))
+    }
+
+    #[test]
+    fn a_good_dockerfile_has_no_findings() {
+        let df = "FROM python:3.12\nCOPY requirements.txt .\n\
+                  RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt\n";
+        assert_eq!(names(df), vec![]);
+    }
+
+    #[test]
+    fn pip_without_a_cache_mount() {
+        let c = one(
+            "FROM python:3.12\nRUN pip install -r requirements.txt\n",
+            "dockerfile.pip-no-cache-mount",
+        );
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.message.starts_with("line 2:"), "{}", c.message);
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt")
+        );
+        // python -m pip, pip3, and a heredoc body count too.
+        assert_eq!(
+            names("FROM p\nRUN python3 -m pip install x && echo\n")[0].0,
+            "dockerfile.pip-no-cache-mount"
+        );
+        assert_eq!(
+            names("FROM p\nRUN /usr/bin/pip3 install x\n")[0].0,
+            "dockerfile.pip-no-cache-mount"
+        );
+        assert_eq!(
+            names("FROM p\nRUN <<EOF\nset -e\npip install x\nEOF\n")[0].0,
+            "dockerfile.pip-no-cache-mount"
+        );
+        // Not an install.
+        assert_eq!(names("FROM p\nRUN pip --version && pip list\n"), vec![]);
+    }
+
+    #[test]
+    fn uv_without_a_cache_mount_and_with_one() {
+        let c = one(
+            "FROM p\nRUN uv pip install --system x\n",
+            "dockerfile.uv-no-cache-mount",
+        );
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("RUN --mount=type=cache,target=/root/.cache/uv uv pip install --system x")
+        );
+        assert_eq!(
+            names("FROM p\nRUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen\n"),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn no_cache_dir_and_pip_no_cache_dir_defeat_the_mount() {
+        let c = one(
+            "FROM p\nRUN --mount=type=cache,target=/root/.cache/pip pip install --no-cache-dir x\n",
+            "dockerfile.pip-no-cache",
+        );
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.message.contains("--no-cache-dir"));
+        let c = one(
+            "FROM p\nENV PIP_NO_CACHE_DIR=1 OTHER=2\n\
+             RUN --mount=type=cache,target=/root/.cache/pip pip install x\n",
+            "dockerfile.pip-no-cache",
+        );
+        assert!(c.message.contains("PIP_NO_CACHE_DIR=1"));
+        let c = one(
+            "FROM p\nRUN --mount=type=cache,target=/root/.cache/pip PIP_NO_CACHE_DIR=off pip install x && PIP_NO_CACHE_DIR=yes pip install y\n",
+            "dockerfile.pip-no-cache",
+        );
+        assert!(c.message.contains("PIP_NO_CACHE_DIR=yes"));
+        // An explicit "off" is fine; another stage's ENV does not leak.
+        assert_eq!(
+            names(
+                "FROM p AS a\nENV PIP_NO_CACHE_DIR=1\nFROM p AS b\n\
+                 RUN --mount=type=cache,target=/root/.cache/pip pip install x\n"
+            ),
+            vec![]
+        );
+        assert_eq!(
+            names(
+                "FROM p\nARG PIP_NO_CACHE_DIR=0\nRUN --mount=type=cache,target=/root/.cache/pip pip install x\n"
+            ),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn cache_mount_in_the_wrong_place() {
+        let c = one(
+            "FROM p\nRUN --mount=type=cache,target=/tmp/cache pip install x\n",
+            "dockerfile.pip-cache-target",
+        );
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("use `--mount=type=cache,target=/root/.cache/pip`")
+        );
+        // PIP_CACHE_DIR moves the cache; the mount must follow.
+        assert_eq!(
+            names(
+                "FROM p\nENV PIP_CACHE_DIR=/cache/pip\nRUN --mount=type=cache,target=/cache/pip pip install x\n"
+            ),
+            vec![]
+        );
+        assert_eq!(
+            one(
+                "FROM p\nENV PIP_CACHE_DIR=/cache/pip\nRUN --mount=type=cache,target=/root/.cache/pip pip install x\n",
+                "dockerfile.pip-cache-target"
+            )
+            .status,
+            Status::Fail
+        );
+        // --cache-dir on the command line.
+        assert_eq!(
+            names("FROM p\nRUN --mount=type=cache,target=/pc pip install --cache-dir=/pc x\n"),
+            vec![]
+        );
+        // A non-root user with a mount under /root.
+        assert_eq!(
+            one(
+                "FROM p\nUSER app\nRUN --mount=type=cache,target=/root/.cache/pip pip install --user x\n",
+                "dockerfile.pip-cache-target"
+            )
+            .status,
+            Status::Warn
+        );
+    }
+
+    #[test]
+    fn syntax_line_needing_docker_hub() {
+        let c = one(
+            "# syntax=docker/dockerfile:1.7\nFROM p\n",
+            "dockerfile.syntax",
+        );
+        assert_eq!(c.status, Status::Warn);
+        assert!(c.message.starts_with("line 1:"));
+        assert_eq!(
+            names("# syntax=registry.example.com/tools/dockerfile:1\nFROM p\n"),
+            vec![]
+        );
+        assert_eq!(
+            names("# syntax=127.0.0.1:5000/dockerfile:1\nFROM p\n"),
+            vec![]
+        );
+        assert_eq!(
+            names("# syntax=docker.io/docker/dockerfile:1\nFROM p\n")[0].0,
+            "dockerfile.syntax"
+        );
+    }
+
+    #[test]
+    fn cache_id_differs_between_stages() {
+        let df = "FROM p AS build\n\
+                  RUN --mount=type=cache,id=pip-build,target=/root/.cache/pip pip install -r a.txt\n\
+                  FROM p AS final\n\
+                  RUN --mount=type=cache,target=/root/.cache/pip pip install -r b.txt\n";
+        let c = one(df, "dockerfile.cache-id");
+        assert_eq!(c.status, Status::Warn);
+        assert!(c.message.contains("id=pip-build"), "{}", c.message);
+        assert!(c.message.contains("id=/root/.cache/pip"), "{}", c.message);
+        assert!(c.message.contains("(build)") && c.message.contains("(final)"));
+        // Same id in both stages: one cache.
+        let same = df.replace("id=pip-build,", "");
+        assert_eq!(names(&same), vec![]);
+        // Same id, different uid: two caches.
+        let uid = same.replacen("type=cache,target", "type=cache,uid=1000,target", 1);
+        assert_eq!(names(&uid)[0].0, "dockerfile.cache-id");
+    }
+
+    #[test]
+    fn env_parsing() {
+        assert_eq!(
+            env_pairs("A=1 B=\"x y\" C='z'"),
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "x y".into()),
+                ("C".into(), "z".into())
+            ]
+        );
+        assert_eq!(
+            env_pairs("A hello world"),
+            vec![("A".into(), "hello world".into())]
+        );
+        assert_eq!(env_pairs("NAME"), vec![]);
+    }
+
+    #[test]
+    fn report_exit_codes_and_text() {
+        let r = DoctorReport::new(vec![
+            Check::ok("docker", "fine"),
+            Check::warn("buildx", "absent", "install it"),
+        ]);
+        assert_eq!((r.ok, r.exit_code(), r.warnings), (true, 0, 1));
+        assert!(
+            r.render_text()
+                .contains("WARN  buildx: absent\n      fix: install it")
+        );
+        let r = DoctorReport::new(vec![Check::fail("store", "down", "start it")]);
+        assert_eq!((r.ok, r.exit_code()), (false, 1));
+        assert!(r.render_text().ends_with("doctor: 1 failed, 0 warning(s)"));
+    }
+}
