@@ -25,6 +25,14 @@ const INDEX_TYPES: [&str; 2] = [
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
 
+/// An endpoint and keys given explicitly, see [`EcrClient::connect_to`].
+#[derive(Debug, Clone)]
+pub struct ExplicitEndpoint {
+    pub endpoint_url: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+}
+
 /// An ECR registry (one account, one region).
 pub struct EcrClient {
     rt: tokio::runtime::Runtime,
@@ -54,6 +62,21 @@ impl EcrClient {
         region_override: Option<&str>,
         timeout: Option<Duration>,
     ) -> Result<EcrClient> {
+        Self::connect_inner(target, region_override, timeout, None)
+    }
+
+    /// Connects to an explicit endpoint with explicit keys instead of the default chain
+    /// (tests seed a moto server with it without touching the process environment).
+    pub fn connect_to(target: &Target, endpoint: &ExplicitEndpoint) -> Result<EcrClient> {
+        Self::connect_inner(target, None, None, Some(endpoint.clone()))
+    }
+
+    fn connect_inner(
+        target: &Target,
+        region_override: Option<&str>,
+        timeout: Option<Duration>,
+        explicit: Option<ExplicitEndpoint>,
+    ) -> Result<EcrClient> {
         let Kind::Ecr { account, region } = &target.kind else {
             return Err(Error::Unsupported(format!(
                 "{} is not an ECR registry",
@@ -70,6 +93,17 @@ impl EcrClient {
             .map_err(Error::Runtime)?;
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_sdk_ecr::config::Region::new(region.clone()));
+        if let Some(e) = &explicit {
+            loader = loader.endpoint_url(&e.endpoint_url).credentials_provider(
+                aws_sdk_ecr::config::Credentials::new(
+                    &e.access_key_id,
+                    e.secret_access_key.expose(),
+                    None,
+                    None,
+                    "cicache-explicit",
+                ),
+            );
+        }
         if let Some(t) = timeout {
             loader = loader.timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
@@ -174,6 +208,16 @@ impl EcrClient {
 
     /// Creates a repository with mutable tags (a cache tag is pushed again and again).
     pub fn create_repository(&self, name: &str) -> Result<RepositoryInfo> {
+        self.create_repository_with(name, false)
+    }
+
+    /// Creates a repository; `immutable` only for tests and tools that need one.
+    pub fn create_repository_with(&self, name: &str, immutable: bool) -> Result<RepositoryInfo> {
+        let mutability = if immutable {
+            ImageTagMutability::Immutable
+        } else {
+            ImageTagMutability::Mutable
+        };
         let out = self
             .rt
             .block_on(
@@ -181,7 +225,7 @@ impl EcrClient {
                     .create_repository()
                     .registry_id(&self.account)
                     .repository_name(name)
-                    .image_tag_mutability(ImageTagMutability::Mutable)
+                    .image_tag_mutability(mutability)
                     .send(),
             )
             .map_err(|e| self.map_err("CreateRepository", name, e))?;
@@ -191,7 +235,7 @@ impl EcrClient {
             tag_mutability: r
                 .and_then(|r| r.image_tag_mutability())
                 .map(|m| m.as_str().to_string())
-                .or_else(|| Some("MUTABLE".into())),
+                .or_else(|| Some(if immutable { "IMMUTABLE" } else { "MUTABLE" }.into())),
             uri: r
                 .and_then(|r| r.repository_uri())
                 .map(str::to_string)

@@ -22,7 +22,7 @@ pub mod tags;
 use std::time::Duration;
 
 pub use credentials::{Credentials, Secret};
-pub use ecr::{DeleteFailure, EcrClient};
+pub use ecr::{DeleteFailure, EcrClient, ExplicitEndpoint};
 pub use error::{Error, Result};
 pub use model::{ImageRecord, RepositoryInfo};
 pub use oci::{OciClient, OciOptions};
