@@ -1,23 +1,987 @@
 //! Docker commands: `mount inject|extract`, `build`, `docker prune`. (Owned by the BuildKit work, issue 4.)
+//!
+//! The work is in `cicache_docker`; this module turns flags into plans, runs the phases of
+//! `build` in order with their timings, and decides which failures are warnings (cache
+//! phases, unless `--strict`) and which fail the command (the Dockerfile build, the image push).
 
-use anyhow::{Result, bail};
-use clap::Args;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use cicache_docker::build::{BuildPlan, cache_refs};
+use cicache_docker::dance::{self, DEFAULT_HELPER_IMAGE, DanceOptions, DanceResult};
+use cicache_docker::dockerfile::{self, CacheMount, Dockerfile};
+use cicache_docker::engine::{Docker, DockerError, Flavour};
+use cicache_docker::prune::{self, PruneOptions};
 
 use crate::cli::Context;
+use crate::output::{exit, human_bytes, human_duration};
+
+/// Which docker build to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum FlavourArg {
+    /// buildx when the plugin answers `docker buildx version`, else classic.
+    #[default]
+    Auto,
+    /// `docker buildx build` with the registry cache exporter.
+    Buildx,
+    /// `DOCKER_BUILDKIT=1 docker build` with inline cache and a pushed cache tag.
+    Classic,
+}
+
+/// Options of the docker client and the cache dance, shared by `mount` and `build`.
+#[derive(Debug, Clone, Args)]
+pub struct DockerOpts {
+    /// The docker client to run.
+    #[arg(
+        long,
+        env = "CICACHE_DOCKER",
+        default_value = "docker",
+        value_name = "PROGRAM"
+    )]
+    pub docker: PathBuf,
+    /// Build flavour.
+    #[arg(long, env = "CICACHE_DOCKER_FLAVOUR", value_enum, default_value_t = FlavourArg::Auto)]
+    pub flavour: FlavourArg,
+    /// Image the cache-dance helper builds start FROM: any image with sh, cp, find, stat,
+    /// chown (busybox). Where nothing can be pulled, build one (examples/python-app/make-base-images.sh).
+    #[arg(long, env = "CICACHE_HELPER_IMAGE", default_value = DEFAULT_HELPER_IMAGE, value_name = "IMAGE")]
+    pub helper_image: String,
+    /// Only the cache mounts with this id (default: every `RUN --mount=type=cache` of the
+    /// Dockerfile); repeatable.
+    #[arg(
+        long = "mount-id",
+        env = "CICACHE_MOUNT_IDS",
+        value_delimiter = ',',
+        value_name = "ID"
+    )]
+    pub mount_ids: Vec<String>,
+}
 
 #[derive(Debug, Args)]
-pub struct MountArgs {}
-#[derive(Debug, Args)]
-pub struct BuildArgs {}
-#[derive(Debug, Args)]
-pub struct DockerArgs {}
+pub struct MountArgs {
+    #[command(subcommand)]
+    pub command: MountCommand,
+}
 
-pub fn mount(_a: MountArgs, _ctx: &Context) -> Result<u8> {
-    bail!("`cicache mount` is not built yet")
+#[derive(Debug, Subcommand)]
+pub enum MountCommand {
+    /// Copy DIR into the Dockerfile's cache mounts (merged with what they hold).
+    ///
+    /// With one cache mount DIR is its content; with several, DIR/<name> per mount (the id
+    /// with `/` and other unsafe characters as `_`, e.g. root_.cache_pip).
+    Inject(InjectArgs),
+    /// Copy the Dockerfile's cache mounts into DIR, replacing it once the copy is complete.
+    ///
+    /// DIR is left alone when every mount is empty (a daemon that never ran the build).
+    Extract(ExtractArgs),
 }
-pub fn build(_a: BuildArgs, _ctx: &Context) -> Result<u8> {
-    bail!("`cicache build` is not built yet")
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// The Dockerfile whose `RUN --mount=type=cache` mounts are filled.
+    #[arg(
+        short = 'f',
+        long,
+        env = "CICACHE_DOCKERFILE",
+        default_value = "Dockerfile",
+        value_name = "FILE"
+    )]
+    pub dockerfile: PathBuf,
+    /// The directory to copy in.
+    #[arg(long = "from", env = "CICACHE_CACHE_DIR", value_name = "DIR")]
+    pub from: PathBuf,
+    #[command(flatten)]
+    pub docker: DockerOpts,
 }
-pub fn docker(_a: DockerArgs, _ctx: &Context) -> Result<u8> {
-    bail!("`cicache docker` is not built yet")
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// The Dockerfile whose `RUN --mount=type=cache` mounts are copied out.
+    #[arg(
+        short = 'f',
+        long,
+        env = "CICACHE_DOCKERFILE",
+        default_value = "Dockerfile",
+        value_name = "FILE"
+    )]
+    pub dockerfile: PathBuf,
+    /// The directory to write (replaced as a whole).
+    #[arg(long = "to", env = "CICACHE_CACHE_DIR", value_name = "DIR")]
+    pub to: PathBuf,
+    #[command(flatten)]
+    pub docker: DockerOpts,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Phases, in order: restore, inject, build, push, cache export, extract, save, report. \
+        A failing cache phase is a warning unless --strict; a failing Dockerfile step fails with \
+        docker's exit code. Arguments after `--` go to the docker build unchanged, e.g. \
+        `cicache build --image r/app . -- --secret id=x,src=x --network host`."
+)]
+pub struct BuildArgs {
+    /// Image repository to build (`registry:5000/team/app`), without tag.
+    #[arg(long, env = "CICACHE_IMAGE", value_name = "REPO")]
+    pub image: String,
+    /// Tag to build (and push with --push); repeatable. [default: latest]
+    #[arg(
+        long = "tag",
+        env = "CICACHE_TAGS",
+        value_delimiter = ',',
+        value_name = "TAG"
+    )]
+    pub tags: Vec<String>,
+    /// The Dockerfile. [default: CONTEXT/Dockerfile]
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "CICACHE_DOCKERFILE",
+        value_name = "FILE"
+    )]
+    pub dockerfile: Option<PathBuf>,
+    /// A build argument KEY=VALUE; repeatable.
+    #[arg(
+        long = "build-arg",
+        env = "CICACHE_BUILD_ARGS",
+        value_name = "KEY=VALUE"
+    )]
+    pub build_args: Vec<String>,
+    /// Build this stage.
+    #[arg(long, env = "CICACHE_TARGET", value_name = "STAGE")]
+    pub target: Option<String>,
+    /// The build context.
+    #[arg(default_value = ".", value_name = "CONTEXT")]
+    pub context: PathBuf,
+    /// The workspace copy of the cache mounts (restored, injected, extracted, saved).
+    #[arg(
+        long = "cache-dir",
+        env = "CICACHE_CACHE_DIR",
+        default_value = ".pip-cache",
+        value_name = "DIR"
+    )]
+    pub cache_dir: PathBuf,
+    /// Store key (template) of the cache dir.
+    /// [default: cache.key of cicache.yml, else pip-{{ os }}-{{ arch }}-{{ hashFiles "**/requirements*.txt" }}]
+    #[arg(long, env = "CICACHE_KEY", value_name = "TEMPLATE")]
+    pub key: Option<String>,
+    /// Key prefix tried when the key misses; repeatable. [default: cache.restore_keys of
+    /// cicache.yml, else pip-{{ os }}-{{ arch }}-]
+    #[arg(
+        long = "restore-key",
+        env = "CICACHE_RESTORE_KEYS",
+        value_delimiter = ',',
+        value_name = "PREFIX"
+    )]
+    pub restore_keys: Vec<String>,
+    /// Use and export the registry layer cache (IMAGE:cache-<scope>, IMAGE:cache).
+    /// [default: on when REPO names a registry host]
+    #[arg(
+        long,
+        env = "CICACHE_REGISTRY_CACHE",
+        overrides_with = "no_registry_cache"
+    )]
+    pub registry_cache: bool,
+    /// Do not use or export the registry layer cache.
+    #[arg(long, env = "CICACHE_NO_REGISTRY_CACHE")]
+    pub no_registry_cache: bool,
+    /// Push the image tags.
+    #[arg(long, env = "CICACHE_PUSH")]
+    pub push: bool,
+    /// Skip restoring the cache dir from the store.
+    #[arg(long, env = "CICACHE_NO_RESTORE")]
+    pub no_restore: bool,
+    /// Skip injecting the cache dir into the cache mounts.
+    #[arg(long, env = "CICACHE_NO_INJECT")]
+    pub no_inject: bool,
+    /// Skip extracting the cache mounts into the cache dir.
+    #[arg(long, env = "CICACHE_NO_EXTRACT")]
+    pub no_extract: bool,
+    /// Skip saving the cache dir to the store.
+    #[arg(long, env = "CICACHE_NO_SAVE")]
+    pub no_save: bool,
+    /// Skip the report at the end.
+    #[arg(long, env = "CICACHE_NO_REPORT")]
+    pub no_report: bool,
+    /// Also write the build's output to FILE (what `cicache report` reads).
+    #[arg(long, env = "CICACHE_BUILD_LOG", value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    #[command(flatten)]
+    pub docker: DockerOpts,
+    /// Arguments passed to the docker build unchanged (after `--`).
+    #[arg(last = true, value_name = "DOCKER_BUILD_ARGS")]
+    pub extra: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DockerArgs {
+    #[command(subcommand)]
+    pub command: DockerCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DockerCommand {
+    /// Prune the BuildKit builder cache (`docker builder prune`) and report what was freed.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Keep this much build cache, e.g. 20GB.
+    #[arg(long, env = "CICACHE_DOCKER_KEEP_STORAGE", value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+    /// Only records unused for this long, e.g. 72h.
+    #[arg(long, env = "CICACHE_DOCKER_PRUNE_UNTIL", value_name = "DURATION")]
+    pub until: Option<humantime::Duration>,
+    /// Only cache mounts (`RUN --mount=type=cache` contents).
+    #[arg(long, env = "CICACHE_DOCKER_PRUNE_CACHE_MOUNTS")]
+    pub cache_mounts: bool,
+    /// Only dangling records (docker's default); without it every unused record may go.
+    #[arg(long, env = "CICACHE_DOCKER_PRUNE_DANGLING_ONLY")]
+    pub dangling_only: bool,
+    /// Say what would be freed; remove nothing.
+    #[arg(long, env = "CICACHE_DRY_RUN")]
+    pub dry_run: bool,
+    /// The docker client to run.
+    #[arg(
+        long,
+        env = "CICACHE_DOCKER",
+        default_value = "docker",
+        value_name = "PROGRAM"
+    )]
+    pub docker: PathBuf,
+}
+
+// ---------------------------------------------------------------------------------------
+
+fn flavour(docker: &Docker, arg: FlavourArg) -> Flavour {
+    match arg {
+        FlavourArg::Buildx => Flavour::Buildx,
+        FlavourArg::Classic => Flavour::Classic,
+        FlavourArg::Auto => docker.detect_flavour(),
+    }
+}
+
+/// The cache mounts the dance works on: the Dockerfile's (one per cache), filtered by
+/// `--mount-id`.
+fn select_mounts<'a>(
+    df: &'a Dockerfile,
+    ids: &[String],
+    path: &Path,
+) -> Result<Vec<&'a CacheMount>> {
+    let all = df.unique_cache_mounts();
+    if ids.is_empty() {
+        return Ok(all);
+    }
+    let mut out = Vec::new();
+    for id in ids {
+        let found: Vec<&CacheMount> = all.iter().copied().filter(|m| &m.id == id).collect();
+        if found.is_empty() {
+            let known: Vec<&str> = all.iter().map(|m| m.id.as_str()).collect();
+            bail!(
+                "--mount-id {id}: {} has no cache mount with that id (it has: {})",
+                path.display(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            );
+        }
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+fn echo_fn(ctx: &Context) -> impl Fn(&str) + Sync + use<> {
+    let quiet = ctx.out.quiet;
+    move |line: &str| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    }
+}
+
+fn describe_dance(r: &DanceResult, verb: &str) -> Vec<String> {
+    r.mounts
+        .iter()
+        .map(|m| match &m.skipped {
+            Some(why) => format!("{verb} {}: skipped, {why}", m.id),
+            None => {
+                let mut s = format!(
+                    "{verb} {} ({}): {} files, {}",
+                    m.id,
+                    m.target,
+                    m.files,
+                    human_bytes(m.bytes)
+                );
+                if let Some(f) = m.mount_files {
+                    s.push_str(&format!("; the mount now holds {f} files"));
+                }
+                s
+            }
+        })
+        .collect()
+}
+
+pub fn mount(args: MountArgs, ctx: &Context) -> Result<u8> {
+    let (dockerfile_path, opts, dir, inject) = match &args.command {
+        MountCommand::Inject(a) => (&a.dockerfile, &a.docker, &a.from, true),
+        MountCommand::Extract(a) => (&a.dockerfile, &a.docker, &a.to, false),
+    };
+    let df = dockerfile::parse_file(dockerfile_path).map_err(|e| anyhow!(e))?;
+    let mounts = select_mounts(&df, &opts.mount_ids, dockerfile_path)?;
+    if mounts.is_empty() {
+        ctx.out.warn(format!(
+            "{} has no RUN --mount=type=cache: nothing to {}",
+            dockerfile_path.display(),
+            if inject { "inject" } else { "extract" }
+        ));
+    }
+    let docker = Docker::new(&opts.docker);
+    let fl = flavour(&docker, opts.flavour);
+    let dopts = DanceOptions {
+        flavour: fl,
+        helper_image: opts.helper_image.clone(),
+        extra_args: Vec::new(),
+        log: None,
+    };
+    let echo = echo_fn(ctx);
+    let verbose_echo = if ctx.out.verbose > 0 {
+        Some(&echo as &(dyn Fn(&str) + Sync))
+    } else {
+        None
+    };
+    let result = if mounts.is_empty() {
+        DanceResult {
+            mounts: vec![],
+            seconds: 0.0,
+            ran: false,
+        }
+    } else if inject {
+        dance::inject(&docker, &mounts, dir, &dopts, verbose_echo)
+            .with_context(|| format!("injecting {} into the cache mounts", dir.display()))?
+    } else {
+        dance::extract(&docker, &mounts, dir, &dopts, verbose_echo)
+            .with_context(|| format!("extracting the cache mounts into {}", dir.display()))?
+    };
+    let verb = if inject { "injected" } else { "extracted" };
+    let lines = describe_dance(&result, verb);
+    let doc = json!({
+        "ok": true,
+        "action": if inject { "inject" } else { "extract" },
+        "dir": dir,
+        "dockerfile": dockerfile_path,
+        "flavour": fl,
+        "ran": result.ran,
+        "seconds": result.seconds,
+        "mounts": result.mounts,
+    });
+    ctx.out.result(&doc, || {
+        let mut t = lines.join("\n");
+        t.push_str(&format!(
+            "\n{} in {}",
+            if inject { "inject" } else { "extract" },
+            human_duration(std::time::Duration::from_secs_f64(result.seconds))
+        ));
+        t
+    });
+    Ok(exit::OK)
+}
+
+// ---------------------------------------------------------------------------------------
+// build
+
+/// One phase of `build` as reported.
+#[derive(Debug, Clone, Serialize)]
+struct Phase {
+    name: &'static str,
+    /// ok, skipped, warning, failed
+    status: &'static str,
+    seconds: f64,
+    message: Option<String>,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    detail: Value,
+}
+
+struct Phases<'a> {
+    ctx: &'a Context,
+    list: Vec<Phase>,
+    warnings: Vec<String>,
+}
+
+impl Phases<'_> {
+    fn skipped(&mut self, name: &'static str, why: impl Into<String>) {
+        let why = why.into();
+        self.ctx.out.info(format!("{name}: skipped ({why})"));
+        self.list.push(Phase {
+            name,
+            status: "skipped",
+            seconds: 0.0,
+            message: Some(why),
+            detail: Value::Null,
+        });
+    }
+    fn ok(
+        &mut self,
+        name: &'static str,
+        started: Instant,
+        message: impl Into<String>,
+        detail: Value,
+    ) {
+        let secs = started.elapsed().as_secs_f64();
+        let message = message.into();
+        self.ctx.out.info(format!(
+            "{name}: {message} ({})",
+            human_duration(started.elapsed())
+        ));
+        self.list.push(Phase {
+            name,
+            status: "ok",
+            seconds: secs,
+            message: Some(message),
+            detail,
+        });
+    }
+    /// A store phase's result: ok, or a warning when the store reported cache problems
+    /// (it has printed them already; with --strict it returned an error instead).
+    fn store_result(&mut self, name: &'static str, started: Instant, message: String, v: Value) {
+        let problems: Vec<String> = v["warnings"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if problems.is_empty() && v["status"] != "failed" {
+            return self.ok(name, started, message, v);
+        }
+        let msg = format!("{name}: {}", problems.join("; "));
+        self.warnings.push(msg.clone());
+        self.list.push(Phase {
+            name,
+            status: "warning",
+            seconds: started.elapsed().as_secs_f64(),
+            message: Some(msg),
+            detail: v,
+        });
+    }
+
+    /// A cache phase failed: a warning, or with --strict an error.
+    fn cache_failed(
+        &mut self,
+        name: &'static str,
+        started: Instant,
+        err: anyhow::Error,
+    ) -> Result<()> {
+        let msg = format!("{name} failed: {err:#}");
+        let secs = started.elapsed().as_secs_f64();
+        if self.ctx.strict() {
+            self.list.push(Phase {
+                name,
+                status: "failed",
+                seconds: secs,
+                message: Some(msg.clone()),
+                detail: Value::Null,
+            });
+            return Err(err.context(format!(
+                "{name} failed (--strict makes cache phases fail the build)"
+            )));
+        }
+        self.ctx.out.warn(format!(
+            "{msg} (the build goes on without it; --strict makes this an error)"
+        ));
+        self.warnings.push(msg.clone());
+        self.list.push(Phase {
+            name,
+            status: "warning",
+            seconds: secs,
+            message: Some(msg),
+            detail: Value::Null,
+        });
+        Ok(())
+    }
+}
+
+/// Whether the repository names a registry host (`host.tld/…`, `host:port/…`, `localhost/…`).
+fn has_registry_host(image: &str) -> bool {
+    match image.split_once('/') {
+        Some((first, _)) => first.contains('.') || first.contains(':') || first == "localhost",
+        None => false,
+    }
+}
+
+const DEFAULT_KEY: &str = r#"pip-{{ os }}-{{ arch }}-{{ hashFiles "**/requirements*.txt" }}"#;
+const DEFAULT_RESTORE_KEY: &str = "pip-{{ os }}-{{ arch }}-";
+
+/// The store phases call the store commands' library functions (crates/cicache/src/cmd/store.rs).
+fn store_restore(ctx: &Context, key: &str, restore_keys: &[String], path: &Path) -> Result<Value> {
+    super::store::restore_cache(ctx, key, restore_keys, path)
+}
+
+fn store_save(ctx: &Context, key: &str, path: &Path) -> Result<Value> {
+    super::store::save_cache(ctx, key, path, true)
+}
+
+pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
+    let total = Instant::now();
+    let mut ph = Phases {
+        ctx,
+        list: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let docker = Docker::new(&args.docker.docker);
+    let fl = flavour(&docker, args.docker.flavour);
+    ctx.out.info(format!("docker: {}", fl.describe()));
+
+    let dockerfile_path = args
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    if !dockerfile_path.is_file() {
+        bail!(
+            "the Dockerfile {} does not exist (pass -f FILE)",
+            dockerfile_path.display()
+        );
+    }
+    let tags = if args.tags.is_empty() {
+        vec!["latest".to_string()]
+    } else {
+        args.tags.clone()
+    };
+    let registry_cache = if args.no_registry_cache {
+        false
+    } else if args.registry_cache {
+        true
+    } else {
+        let on = has_registry_host(&args.image);
+        if !on {
+            ctx.out.info(format!(
+                "registry cache: off ({} names no registry host; pass --registry-cache to force it)",
+                args.image
+            ));
+        }
+        on
+    };
+    // The default branch writes IMAGE:cache; other scopes IMAGE:cache-<scope> (see build.rs).
+    let scope = ctx.scope();
+    let own_scope = if ctx.fallback_scopes().is_empty() {
+        None
+    } else {
+        Some(scope.as_str())
+    };
+    let (cache_from, cache_to) = cache_refs(&args.image, own_scope);
+
+    // The Dockerfile's cache mounts (a parse failure only costs the dance).
+    let parsed = dockerfile::parse_file(&dockerfile_path);
+    let df = match parsed {
+        Ok(df) => Some(df),
+        Err(e) => {
+            let t = Instant::now();
+            ph.cache_failed(
+                "parse",
+                t,
+                anyhow!(e).context("reading the Dockerfile's cache mounts"),
+            )?;
+            None
+        }
+    };
+    let mounts: Vec<CacheMount> = match &df {
+        Some(df) => select_mounts(df, &args.docker.mount_ids, &dockerfile_path)?
+            .into_iter()
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
+    let mount_refs: Vec<&CacheMount> = mounts.iter().collect();
+    let dopts = DanceOptions {
+        flavour: fl,
+        helper_image: args.docker.helper_image.clone(),
+        extra_args: Vec::new(),
+        log: args.log.clone(),
+    };
+    let echo = echo_fn(ctx);
+    let dance_echo = if ctx.out.verbose > 0 {
+        Some(&echo as &(dyn Fn(&str) + Sync))
+    } else {
+        None
+    };
+
+    let key = args
+        .key
+        .clone()
+        .or_else(|| ctx.config.cache.key.clone())
+        .unwrap_or_else(|| DEFAULT_KEY.to_string());
+    let restore_keys = if !args.restore_keys.is_empty() {
+        args.restore_keys.clone()
+    } else if !ctx.config.cache.restore_keys.is_empty() {
+        ctx.config.cache.restore_keys.clone()
+    } else {
+        vec![DEFAULT_RESTORE_KEY.to_string()]
+    };
+
+    // 1. restore
+    let mut restored: Value = Value::Null;
+    if args.no_restore {
+        ph.skipped("restore", "--no-restore");
+    } else {
+        let t = Instant::now();
+        match store_restore(ctx, &key, &restore_keys, &args.cache_dir) {
+            Ok(v) => {
+                let hit = v["status"] == "hit";
+                let msg = if hit {
+                    format!(
+                        "restored {} from {} (scope {})",
+                        args.cache_dir.display(),
+                        v["matched_key"].as_str().unwrap_or_default(),
+                        v["matched_scope"].as_str().unwrap_or_default()
+                    )
+                } else {
+                    "cache miss: starting with the cache dir as it is".to_string()
+                };
+                restored = v.clone();
+                ph.store_result("restore", t, msg, v);
+            }
+            Err(e) => ph.cache_failed("restore", t, e)?,
+        }
+    }
+
+    // 2. inject
+    if args.no_inject {
+        ph.skipped("inject", "--no-inject");
+    } else if mounts.is_empty() {
+        ph.skipped("inject", "the Dockerfile has no RUN --mount=type=cache");
+    } else if !args.cache_dir.is_dir() {
+        ph.skipped(
+            "inject",
+            format!("{} does not exist", args.cache_dir.display()),
+        );
+    } else {
+        let t = Instant::now();
+        match dance::inject(&docker, &mount_refs, &args.cache_dir, &dopts, dance_echo) {
+            Ok(r) => {
+                let msg = describe_dance(&r, "injected").join("; ");
+                ph.ok(
+                    "inject",
+                    t,
+                    msg,
+                    serde_json::to_value(&r).unwrap_or(Value::Null),
+                );
+            }
+            Err(e) => ph.cache_failed("inject", t, anyhow!(e))?,
+        }
+    }
+
+    // 3. build
+    let plan = BuildPlan {
+        flavour: fl,
+        image: args.image.clone(),
+        tags,
+        dockerfile: dockerfile_path.clone(),
+        context: args.context.clone(),
+        build_args: args.build_args.clone(),
+        target: args.target.clone(),
+        registry_cache,
+        cache_from,
+        cache_to: Some(cache_to),
+        push: args.push,
+        extra: args.extra.clone(),
+    };
+    let build_cmd = plan.build_args();
+    ctx.out.info(format!(
+        "build: {} {}",
+        docker.program.display(),
+        build_cmd.join(" ")
+    ));
+    let t = Instant::now();
+    let out = docker
+        .run_streamed(&build_cmd, None, Some(&echo), args.log.as_deref())
+        .context("running the docker build")?;
+    let build_secs = t.elapsed().as_secs_f64();
+    let log_text = out.lines.join("\n");
+    let mut report = if args.no_report {
+        None
+    } else {
+        Some(cicache_docker::report::parse_log(&log_text))
+    };
+    if let Some(r) = report.as_mut() {
+        r.set_wall_time(build_secs);
+    }
+    if out.code != 0 {
+        let errs = out.error_lines(12);
+        ph.list.push(Phase {
+            name: "build",
+            status: "failed",
+            seconds: build_secs,
+            message: Some(errs.join("\n")),
+            detail: json!({ "exit_code": out.code, "command": build_cmd }),
+        });
+        ctx.out
+            .warn("the docker build failed; skipping push, extract and save");
+        let code = u8::try_from(out.code)
+            .ok()
+            .filter(|c| *c != 0)
+            .unwrap_or(exit::FAILURE);
+        eprintln!(
+            "cicache: error: docker build failed with exit code {}:\n  {}",
+            out.code,
+            errs.join("\n  ")
+        );
+        finish(
+            ctx,
+            &args,
+            &plan,
+            &ph,
+            restored,
+            Value::Null,
+            report,
+            total,
+            false,
+            out.code,
+        );
+        return Ok(code);
+    }
+    ph.ok(
+        "build",
+        t,
+        format!("built {}", plan.image_refs().join(", ")),
+        json!({ "command": build_cmd }),
+    );
+
+    // 4. push (the image itself: a failure fails the command)
+    if !args.push {
+        ph.skipped("push", "no --push");
+    } else {
+        let t = Instant::now();
+        let cmds = plan.push_commands();
+        if cmds.is_empty() {
+            ph.ok(
+                "push",
+                t,
+                "pushed by docker buildx build --push",
+                Value::Null,
+            );
+        } else {
+            for c in &cmds {
+                docker
+                    .run_checked(c, None, Some(&echo), args.log.as_deref())
+                    .with_context(|| {
+                        format!("pushing {}", c.last().cloned().unwrap_or_default())
+                    })?;
+            }
+            ph.ok(
+                "push",
+                t,
+                format!("pushed {}", plan.image_refs().join(", ")),
+                Value::Null,
+            );
+        }
+    }
+
+    // 5. registry cache export (classic: tag + push the cache tag)
+    if !registry_cache {
+        ph.skipped("cache-export", "registry cache off");
+    } else if fl == Flavour::Buildx {
+        ph.skipped("cache-export", "done by the build's --cache-to");
+    } else {
+        let t = Instant::now();
+        let mut res: Result<()> = Ok(());
+        for c in plan.cache_push_commands() {
+            if let Err(e) = docker.run_checked(&c, None, Some(&echo), args.log.as_deref()) {
+                res = Err(anyhow!(e));
+                break;
+            }
+        }
+        match res {
+            Ok(()) => ph.ok(
+                "cache-export",
+                t,
+                format!(
+                    "pushed the cache tag {}",
+                    plan.cache_to.clone().unwrap_or_default()
+                ),
+                Value::Null,
+            ),
+            Err(e) => ph.cache_failed("cache-export", t, e)?,
+        }
+    }
+
+    // 6. extract
+    let mut extracted = false;
+    if args.no_extract {
+        ph.skipped("extract", "--no-extract");
+    } else if mounts.is_empty() {
+        ph.skipped("extract", "the Dockerfile has no RUN --mount=type=cache");
+    } else {
+        let t = Instant::now();
+        match dance::extract(&docker, &mount_refs, &args.cache_dir, &dopts, dance_echo) {
+            Ok(r) => {
+                extracted = r.mounts.iter().any(|m| m.skipped.is_none());
+                let msg = describe_dance(&r, "extracted").join("; ");
+                ph.ok(
+                    "extract",
+                    t,
+                    msg,
+                    serde_json::to_value(&r).unwrap_or(Value::Null),
+                );
+            }
+            Err(e) => ph.cache_failed("extract", t, anyhow!(e))?,
+        }
+    }
+
+    // 7. save
+    let mut saved = Value::Null;
+    if args.no_save {
+        ph.skipped("save", "--no-save");
+    } else if !args.cache_dir.is_dir() {
+        ph.skipped(
+            "save",
+            format!("{} does not exist", args.cache_dir.display()),
+        );
+    } else {
+        let t = Instant::now();
+        match store_save(ctx, &key, &args.cache_dir) {
+            Ok(v) => {
+                let msg = match v["status"].as_str().unwrap_or_default() {
+                    "saved" => format!(
+                        "saved {} as {}",
+                        args.cache_dir.display(),
+                        v["key"].as_str().unwrap_or_default()
+                    ),
+                    "unchanged" => "unchanged since the restore: nothing saved".to_string(),
+                    "exists" => format!(
+                        "{} is already saved: nothing written",
+                        v["key"].as_str().unwrap_or_default()
+                    ),
+                    "concurrent" => "another agent saved the same key: theirs kept".to_string(),
+                    other => format!("save {other}"),
+                };
+                saved = v.clone();
+                ph.store_result("save", t, msg, v);
+            }
+            Err(e) => ph.cache_failed("save", t, e)?,
+        }
+    }
+    let _ = extracted;
+    finish(
+        ctx, &args, &plan, &ph, restored, saved, report, total, true, 0,
+    );
+    Ok(exit::OK)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    ctx: &Context,
+    args: &BuildArgs,
+    plan: &BuildPlan,
+    ph: &Phases,
+    restored: Value,
+    saved: Value,
+    report: Option<cicache_docker::report::BuildReport>,
+    total: Instant,
+    ok: bool,
+    exit_code: i32,
+) {
+    let doc = json!({
+        "ok": ok,
+        "exit_code": exit_code,
+        "image": plan.image,
+        "tags": plan.image_refs(),
+        "flavour": plan.flavour,
+        "registry_cache": plan.registry_cache,
+        "cache_from": if plan.registry_cache { json!(plan.cache_from) } else { json!([]) },
+        "cache_to": if plan.registry_cache { json!(plan.cache_to) } else { Value::Null },
+        "cache_dir": args.cache_dir,
+        "phases": ph.list,
+        "warnings": ph.warnings,
+        "restore": restored,
+        "save": saved,
+        "report": report.clone(),
+        "seconds": total.elapsed().as_secs_f64(),
+    });
+    ctx.out.result(&doc, || {
+        let mut t = String::new();
+        if let Some(r) = &report {
+            t.push_str(&r.render_text());
+            if !t.ends_with('\n') {
+                t.push('\n');
+            }
+        }
+        t.push_str("phases:");
+        for p in &ph.list {
+            t.push_str(&format!(
+                "\n  {:<13} {:<8} {:>7}",
+                p.name,
+                p.status,
+                human_duration(std::time::Duration::from_secs_f64(p.seconds))
+            ));
+            if p.status != "ok"
+                && let Some(m) = &p.message
+            {
+                t.push_str(&format!("  {}", m.lines().next().unwrap_or_default()));
+            }
+        }
+        t.push_str(&format!("\ntotal {}", human_duration(total.elapsed())));
+        t
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// docker prune
+
+pub fn docker(args: DockerArgs, ctx: &Context) -> Result<u8> {
+    match args.command {
+        DockerCommand::Prune(a) => docker_prune(a, ctx),
+    }
+}
+
+fn docker_prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
+    let docker = Docker::new(&a.docker);
+    let opts = PruneOptions {
+        keep_storage: a.keep_storage.clone(),
+        until: a.until.map(Into::into),
+        cache_mounts_only: a.cache_mounts,
+        all: !a.dangling_only,
+        dry_run: a.dry_run,
+    };
+    let r = prune::prune(&docker, &opts).map_err(|e| match e {
+        DockerError::Invalid(m) => anyhow!(m),
+        e => anyhow!(e).context("pruning the builder cache"),
+    })?;
+    ctx.out.result(&json!({ "ok": true, "prune": r }), || {
+        format!(
+            "{}{} freed ({} records); build cache {} -> {}; cache mounts before: {} ({})",
+            if r.dry_run {
+                "dry run: would free "
+            } else {
+                ""
+            },
+            human_bytes(r.reclaimed_bytes),
+            r.records,
+            human_bytes(r.before_bytes),
+            human_bytes(r.after_bytes),
+            r.cache_mounts_before,
+            human_bytes(r.cache_mounts_before_bytes),
+        )
+    });
+    Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_hosts() {
+        assert!(has_registry_host("127.0.0.1:5000/app"));
+        assert!(has_registry_host("123.dkr.ecr.eu-west-1.amazonaws.com/app"));
+        assert!(has_registry_host("localhost/app"));
+        assert!(!has_registry_host("app"));
+        assert!(!has_registry_host("team/app"));
+    }
 }
