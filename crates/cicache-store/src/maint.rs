@@ -516,19 +516,35 @@ impl Store {
         Ok(out)
     }
 
+    /// Sweeps under the lock. While saves hold leases it lets go of the lock (so they finish
+    /// instead of waiting for it) and tries again, for up to `CICACHE_SWEEP_RETRY_SECS`
+    /// (default 30).
     fn sweep(&self, objects: &HashMap<String, u64>, out: &mut PruneOutcome) -> Result<()> {
-        let lock = format::sweep_lock_name(&random_id());
-        let body = format!(
-            "{{\"host\":{:?},\"pid\":{},\"started\":{:?}}}",
-            crate::store::hostname(),
-            std::process::id(),
-            now_rfc3339()
+        let retry_for = Duration::from_secs(
+            std::env::var("CICACHE_SWEEP_RETRY_SECS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(30),
         );
-        self.backend
-            .put_bytes(&lock, body.as_bytes(), PutMode::CreateNew)?;
-        let result = self.sweep_locked(objects, out);
-        let _ = self.backend.delete(&lock);
-        result
+        let started = std::time::Instant::now();
+        loop {
+            let lock = format::sweep_lock_name(&random_id());
+            let body = format!(
+                "{{\"host\":{:?},\"pid\":{},\"started\":{:?}}}",
+                crate::store::hostname(),
+                std::process::id(),
+                now_rfc3339()
+            );
+            self.backend
+                .put_bytes(&lock, body.as_bytes(), PutMode::CreateNew)?;
+            let result = self.sweep_locked(objects, out);
+            let _ = self.backend.delete(&lock);
+            let skipped = out.sweep.starts_with("skipped");
+            if result.is_err() || !skipped || started.elapsed() >= retry_for {
+                return result;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn sweep_locked(&self, objects: &HashMap<String, u64>, out: &mut PruneOutcome) -> Result<()> {
