@@ -133,10 +133,33 @@ impl EcrClient {
         let code = err.code().unwrap_or("").to_string();
         let message = err.message().unwrap_or("").to_string();
         let full = DisplayErrorContext(&err).to_string();
-        let detail = if message.is_empty() {
-            full.clone()
+        // Some endpoints (and moto) answer auth failures in the IAM XML format, which the
+        // ECR client cannot parse: find the code in the raw answer then.
+        const AUTH_CODES: [&str; 8] = [
+            "UnrecognizedClientException",
+            "InvalidSignatureException",
+            "InvalidClientTokenId",
+            "ExpiredTokenException",
+            "ExpiredToken",
+            "SignatureDoesNotMatch",
+            "IncompleteSignature",
+            "MissingAuthenticationToken",
+        ];
+        let code = if code.is_empty() {
+            AUTH_CODES
+                .iter()
+                .find(|c| full.contains(&format!("<Code>{c}</Code>")))
+                .map(|c| c.to_string())
+                .unwrap_or(code)
         } else {
+            code
+        };
+        let detail = if !message.is_empty() {
             format!("{code}: {message}")
+        } else if !code.is_empty() {
+            code.clone()
+        } else {
+            full.clone()
         };
         match code.as_str() {
             "RepositoryNotFoundException" => Error::RepositoryNotFound {
@@ -147,14 +170,7 @@ impl EcrClient {
                     self.registry
                 ),
             },
-            "UnrecognizedClientException"
-            | "InvalidSignatureException"
-            | "InvalidClientTokenId"
-            | "ExpiredTokenException"
-            | "ExpiredToken"
-            | "SignatureDoesNotMatch"
-            | "IncompleteSignature"
-            | "MissingAuthenticationToken" => Error::Unauthorized {
+            c if AUTH_CODES.contains(&c) => Error::Unauthorized {
                 registry: self.registry.clone(),
                 detail,
                 hint: "check the AWS credentials cicache found (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_PROFILE, or the instance role); `aws sts get-caller-identity` shows whose they are".into(),
@@ -415,12 +431,12 @@ impl EcrClient {
         }
     }
 
-    /// Pushes an image manifest under a tag (PutImage); the layers must exist. Tests use it
-    /// to fill a repository without docker.
+    /// Pushes an image manifest (PutImage), under a tag or untagged; the layers must exist.
+    /// Tests use it to fill a repository without docker.
     pub fn put_image(
         &self,
         name: &str,
-        tag: &str,
+        tag: Option<&str>,
         manifest: &str,
         media_type: &str,
     ) -> Result<String> {
@@ -433,7 +449,7 @@ impl EcrClient {
                     .repository_name(name)
                     .image_manifest(manifest)
                     .image_manifest_media_type(media_type)
-                    .image_tag(tag)
+                    .set_image_tag(tag.map(str::to_string))
                     .send(),
             )
             .map_err(|e| self.map_err("PutImage", name, e))?;

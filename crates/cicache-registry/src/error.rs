@@ -19,7 +19,7 @@ pub enum Error {
         hint: String,
     },
 
-    #[error("{registry}: credentials were rejected ({detail}); {hint}")]
+    #[error("{registry}: not authorized ({detail}); {hint}")]
     Unauthorized {
         registry: String,
         detail: String,
