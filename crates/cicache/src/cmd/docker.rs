@@ -207,6 +207,10 @@ pub struct BuildArgs {
     /// Skip the report at the end.
     #[arg(long, env = "CICACHE_NO_REPORT")]
     pub no_report: bool,
+    /// Print the docker commands the build would run (and the cache mounts it would move);
+    /// run nothing.
+    #[arg(long, env = "CICACHE_DRY_RUN")]
+    pub dry_run: bool,
     /// Also write the build's output to FILE (what `cicache report` reads).
     #[arg(long, env = "CICACHE_BUILD_LOG", value_name = "FILE")]
     pub log: Option<PathBuf>,
@@ -521,7 +525,14 @@ const DEFAULT_RESTORE_KEY: &str = "pip-{{ os }}-{{ arch }}-";
 
 /// The store phases call the store commands' library functions (crates/cicache/src/cmd/store.rs).
 fn store_restore(ctx: &Context, key: &str, restore_keys: &[String], path: &Path) -> Result<Value> {
-    super::store::restore_cache(ctx, key, restore_keys, path)
+    // Restore keys may be templates too (the default is `pip-{{ os }}-{{ arch }}-`).
+    let rendered = restore_keys
+        .iter()
+        .map(|k| {
+            super::store::render_key(k).with_context(|| format!("rendering the restore key {k:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    super::store::restore_cache(ctx, key, &rendered, path)
 }
 
 fn store_save(ctx: &Context, key: &str, path: &Path) -> Result<Value> {
@@ -625,6 +636,65 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
         vec![DEFAULT_RESTORE_KEY.to_string()]
     };
 
+    let plan = BuildPlan {
+        flavour: fl,
+        image: args.image.clone(),
+        tags,
+        dockerfile: dockerfile_path.clone(),
+        context: args.context.clone(),
+        build_args: args.build_args.clone(),
+        target: args.target.clone(),
+        registry_cache,
+        cache_from,
+        cache_to: Some(cache_to),
+        push: args.push,
+        extra: args.extra.clone(),
+    };
+    if args.dry_run {
+        let program = docker.program.display().to_string();
+        let with_program = |a: Vec<String>| {
+            let mut v = vec![program.clone()];
+            v.extend(a);
+            v
+        };
+        let doc = json!({
+            "ok": true,
+            "dry_run": true,
+            "flavour": fl,
+            "key": key,
+            "restore_keys": restore_keys,
+            "cache_dir": args.cache_dir,
+            "mounts": mounts.iter().map(|m| json!({
+                "id": m.id, "target": m.target, "line": m.line, "dance_flag": m.dance_flag(),
+            })).collect::<Vec<_>>(),
+            "build_command": with_program(plan.build_args()),
+            "push_commands": plan.push_commands().into_iter().map(&with_program).collect::<Vec<_>>(),
+            "cache_push_commands": plan.cache_push_commands().into_iter().map(&with_program).collect::<Vec<_>>(),
+        });
+        ctx.out.result(&doc, || {
+            let mut t = format!(
+                "would run: {}",
+                doc["build_command"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" "))
+                    .unwrap_or_default()
+            );
+            for c in plan
+                .push_commands()
+                .into_iter()
+                .chain(plan.cache_push_commands())
+            {
+                t.push_str(&format!("\nthen: {program} {}", c.join(" ")));
+            }
+            t
+        });
+        return Ok(exit::OK);
+    }
+
     // 1. restore
     let mut restored: Value = Value::Null;
     if args.no_restore {
@@ -678,20 +748,6 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
     }
 
     // 3. build
-    let plan = BuildPlan {
-        flavour: fl,
-        image: args.image.clone(),
-        tags,
-        dockerfile: dockerfile_path.clone(),
-        context: args.context.clone(),
-        build_args: args.build_args.clone(),
-        target: args.target.clone(),
-        registry_cache,
-        cache_from,
-        cache_to: Some(cache_to),
-        push: args.push,
-        extra: args.extra.clone(),
-    };
     let build_cmd = plan.build_args();
     ctx.out.info(format!(
         "build: {} {}",

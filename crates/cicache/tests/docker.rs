@@ -1,0 +1,825 @@
+//! The cache dance and `cicache build` against real dockerd instances (Debian docker.io
+//! 20.10), the Debian registry and a local package index (test/lib/docker.sh, registry.sh,
+//! pypi.sh). Each test starts its own dockerd with a fresh data-root: a fresh agent.
+//!
+//! Needs CICACHE_TEST_DOCKERD=1 and CICACHE_TEST_IMAGES (the e2e tests also
+//! CICACHE_TEST_REGISTRY and CICACHE_TEST_PYPI_URL); without them a test prints
+//! "skipped: ..." unless CICACHE_TEST_REQUIRE_SERVICES=1.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const DOCKER: &str = "/usr/bin/docker";
+const BUSYBOX: &str = "cicache-test/busybox:latest";
+const PYTHON: &str = "cicache-test/python:3.11-bookworm";
+
+fn service(var: &str, why: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            if std::env::var("CICACHE_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("{var} is not set ({why}); test/run.sh starts it");
+            }
+            eprintln!("skipped: {var} is not set ({why})");
+            None
+        }
+    }
+}
+
+/// The docker services, or None (skipped).
+fn docker_env() -> Option<PathBuf> {
+    service("CICACHE_TEST_DOCKERD", "dockerd may be started by tests")?;
+    service(
+        "CICACHE_TEST_IMAGES",
+        "docker-save tarballs of the base images",
+    )
+    .map(PathBuf::from)
+}
+
+static DAEMONS: AtomicUsize = AtomicUsize::new(0);
+
+/// A dockerd of our own: its own data-root, exec-root and socket, no bridge (builds use
+/// `--network none` or `--network host`), optionally listening on tcp://127.0.0.1 too.
+struct Daemon {
+    dir: PathBuf,
+    child: Child,
+    host: String,
+}
+
+impl Daemon {
+    fn start(tcp: bool) -> Daemon {
+        let n = DAEMONS.fetch_add(1, Ordering::SeqCst);
+        // Short paths: containerd's sockets live under the exec-root.
+        let base = std::env::var("CICACHE_TEST_WORK")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| std::env::temp_dir());
+        let dir = base.join(format!("dockerd-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("sock");
+        let mut cmd = Command::new("dockerd");
+        cmd.args(["--bridge", "none", "--iptables=false", "--ip-masq=false"])
+            .arg("--data-root")
+            .arg(dir.join("root"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("docker.pid"))
+            .arg("--host")
+            .arg(format!("unix://{}", sock.display()));
+        let mut host = format!("unix://{}", sock.display());
+        if tcp {
+            let port = free_port();
+            cmd.arg("--host").arg(format!("tcp://127.0.0.1:{port}"));
+            host = format!("tcp://127.0.0.1:{port}");
+        }
+        let log = std::fs::File::create(dir.join("log")).unwrap();
+        let child = cmd
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting dockerd");
+        std::fs::write(dir.join("dockerd.pid"), child.id().to_string()).unwrap();
+        let d = Daemon { dir, child, host };
+        let t = Instant::now();
+        loop {
+            let ok = d
+                .docker(&["version", "--format", "{{.Server.Version}}"])
+                .status
+                .success();
+            if ok {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(60) {
+                let log = std::fs::read_to_string(d.dir.join("log")).unwrap_or_default();
+                panic!("dockerd did not come up in 60s:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        d
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new(DOCKER)
+            .args(args)
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_BUILDKIT", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running docker")
+    }
+
+    fn load(&self, images: &Path, name: &str) {
+        let o = self.docker(&["load", "-i", images.join(name).to_str().unwrap()]);
+        assert!(
+            o.status.success(),
+            "docker load {name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// `cicache` with this daemon, the imported helper image and the real docker client.
+    fn cicache(&self, store: &Path) -> Command {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("cicache"));
+        c.env("DOCKER_HOST", &self.host)
+            .env("CICACHE_DOCKER", DOCKER)
+            .env("CICACHE_HELPER_IMAGE", BUSYBOX)
+            .env("CICACHE_STORE", store)
+            .env("CICACHE_PROGRESS", "never")
+            .env_remove("CICACHE_SCOPE")
+            .env_remove("CICACHE_FALLBACK_SCOPES")
+            .env_remove("BRANCH_NAME")
+            .env_remove("CHANGE_ID")
+            .stdin(Stdio::null());
+        c
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        unsafe_kill(self.child.id());
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.dir.join("root"))
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// SIGTERM, so dockerd stops its containerd and unmounts.
+fn unsafe_kill(pid: u32) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+fn run(mut c: Command) -> Run {
+    let o = c.output().expect("running cicache");
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn ok(r: &Run) {
+    assert_eq!(
+        r.code, 0,
+        "cicache failed:\nstdout:\n{}\nstderr:\n{}",
+        r.stdout, r.stderr
+    );
+}
+
+fn write(p: &Path, body: &str, mode: u32) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, body).unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// path -> (kind, mode, content or link target) of every entry under `dir`.
+fn tree(dir: &Path) -> Vec<(String, String, u32, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let mode = md.permissions().mode() & 0o7777;
+            if md.file_type().is_symlink() {
+                out.push((
+                    rel,
+                    "link".into(),
+                    0,
+                    std::fs::read_link(&p).unwrap().display().to_string(),
+                ));
+            } else if md.is_dir() {
+                out.push((rel, "dir".into(), mode, String::new()));
+                stack.push(p);
+            } else {
+                out.push((
+                    rel,
+                    "file".into(),
+                    mode,
+                    std::fs::read_to_string(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+const DANCE_DOCKERFILE: &str = "FROM cicache-test/busybox:latest\n\
+RUN --mount=type=cache,id=pip-app,target=/home/app/.cache/pip,uid=1000,gid=1001,mode=0750,sharing=locked \\\n\
+    --mount=type=cache,target=/root/.cache/tool \\\n\
+    stat -c '%u:%g %a' /home/app/.cache/pip /home/app/.cache/pip/wheels/a.whl > /owner && cat /owner\n";
+
+/// Inject a tree with modes and symlinks into two cache mounts (one with id, uid, gid, mode,
+/// sharing), check in a build that the user's own RUN sees it with the mount's owner, and
+/// extract it back identical.
+fn dance_roundtrip(d: &Daemon, images: &Path) {
+    d.load(images, "busybox.tar");
+    let t = tempfile::tempdir().unwrap();
+    let ws = t.path();
+    let store = ws.join("store");
+    write(&ws.join("Dockerfile"), DANCE_DOCKERFILE, 0o644);
+    let src = ws.join("cache");
+    write(&src.join("pip-app/wheels/a.whl"), "wheel a", 0o640);
+    write(&src.join("pip-app/http/0/1/entry"), "cached http", 0o600);
+    write(&src.join("pip-app/bin/tool"), "#!/bin/sh\n", 0o755);
+    std::os::unix::fs::symlink("../wheels/a.whl", src.join("pip-app/bin/link")).unwrap();
+    write(&src.join("root_.cache_tool/with space.txt"), "x", 0o644);
+    std::fs::set_permissions(
+        src.join("pip-app/http"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+
+    let mut c = d.cicache(&store);
+    c.current_dir(ws)
+        .args(["--json", "mount", "inject", "--from", "cache"]);
+    let r = run(c);
+    ok(&r);
+    let j = r.json();
+    assert_eq!(j["mounts"][0]["id"], "pip-app");
+    assert_eq!(j["mounts"][0]["dir"], "pip-app");
+    assert_eq!(j["mounts"][0]["files"], 4);
+    assert_eq!(j["mounts"][0]["mount_files"], 3, "{j}");
+    assert_eq!(j["mounts"][1]["dir"], "root_.cache_tool");
+
+    // The user's own RUN (same mount options) sees the files, owned by the mount's uid/gid,
+    // the mount root keeping mode 0750.
+    let out = ws.join("out");
+    let o = d.docker(&[
+        "build",
+        "--network",
+        "none",
+        "--output",
+        &format!("type=local,dest={}", out.display()),
+        ws.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let owner = std::fs::read_to_string(out.join("owner")).unwrap();
+    assert_eq!(owner, "1000:1001 750\n1000:1001 640\n");
+
+    // Extract into a new directory: the same tree.
+    let mut c = d.cicache(&store);
+    c.current_dir(ws)
+        .args(["--json", "mount", "extract", "--to", "back"]);
+    let r = run(c);
+    ok(&r);
+    // Everything the same, but the mount's own directory comes back with the mount's mode.
+    let mut expect = tree(&src);
+    for e in expect.iter_mut().filter(|e| e.0 == "pip-app") {
+        e.2 = 0o750;
+    }
+    assert_eq!(expect, tree(&ws.join("back")));
+    assert_eq!(r.json()["mounts"][0]["files"], 4);
+
+    // Other mount options reach another cache: extracting with them finds it empty and
+    // leaves the directory alone.
+    write(
+        &ws.join("Other.Dockerfile"),
+        "FROM x\nRUN --mount=type=cache,id=pip-app,target=/home/app/.cache/pip true\n",
+        0o644,
+    );
+    let mut c = d.cicache(&store);
+    c.current_dir(ws).args([
+        "--json",
+        "mount",
+        "extract",
+        "-f",
+        "Other.Dockerfile",
+        "--to",
+        "back",
+    ]);
+    let r = run(c);
+    ok(&r);
+    assert_eq!(r.json()["mounts"][0]["skipped"], "the cache mount is empty");
+    assert_eq!(expect, tree(&ws.join("back")), "left alone");
+}
+
+/// Test 4: inject/extract with uid/gid/mode/id options round-trips files, modes, symlinks.
+#[test]
+fn dance_roundtrip_unix_socket() {
+    let Some(images) = docker_env() else { return };
+    let d = Daemon::start(false);
+    dance_roundtrip(&d, &images);
+}
+
+/// Test 6: the same dance and a whole `cicache build` against a daemon reached over
+/// tcp://127.0.0.1, as a Docker-in-Docker agent is: contexts go up and results come back
+/// through the API, nothing through a shared filesystem.
+#[test]
+fn dance_and_build_over_tcp() {
+    let Some(images) = docker_env() else { return };
+    let d = Daemon::start(true);
+    assert!(d.host.starts_with("tcp://127.0.0.1:"));
+    dance_roundtrip(&d, &images);
+
+    let t = tempfile::tempdir().unwrap();
+    let ws = t.path();
+    write(
+        &ws.join("Dockerfile"),
+        "FROM cicache-test/busybox:latest\nARG N\n\
+         RUN --mount=type=cache,target=/root/.cache/pip \
+         ls /root/.cache/pip && echo \"$N\" > /root/.cache/pip/build-$N\n",
+        0o644,
+    );
+    let build = |n: &str| {
+        let mut c = d.cicache(&ws.join("store"));
+        c.current_dir(ws).args([
+            "--json",
+            "build",
+            "--image",
+            "tcp-app",
+            "--no-restore",
+            "--no-save",
+            "--build-arg",
+            &format!("N={n}"),
+            ".",
+            "--",
+            "--network",
+            "none",
+        ]);
+        run(c)
+    };
+    let r = build("1");
+    ok(&r);
+    assert!(ws.join(".pip-cache/build-1").is_file(), "{}", r.stderr);
+    // A fresh daemon state for the mount: prune it, then inject brings build-1 back.
+    let o = d.docker(&["builder", "prune", "-af"]);
+    assert!(o.status.success());
+    let r = build("2");
+    ok(&r);
+    assert!(ws.join(".pip-cache/build-1").is_file());
+    assert!(ws.join(".pip-cache/build-2").is_file());
+    let j = r.json();
+    let phases: Vec<(String, String)> = j["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        phases.contains(&("inject".into(), "ok".into())),
+        "{phases:?}"
+    );
+    assert!(
+        phases.contains(&("extract".into(), "ok".into())),
+        "{phases:?}"
+    );
+    assert_eq!(j["flavour"], "classic");
+}
+
+// ---------------------------------------------------------------------------------------
+// examples/python-app end to end: tests 1, 2, 3
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-app")
+}
+
+/// A copy of examples/python-app as a workspace.
+fn example_workspace(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in ["Dockerfile", "requirements.txt", "app.py"] {
+        std::fs::copy(example_dir().join(f), dir.join(f)).unwrap();
+    }
+}
+
+fn build_example(d: &Daemon, ws: &Path, store: &Path, registry: &str, pypi: &str) -> Run {
+    let mut c = d.cicache(store);
+    c.current_dir(ws).args([
+        "--json",
+        "build",
+        "--image",
+        &format!("{registry}/python-app"),
+        "--build-arg",
+        &format!("BASE_IMAGE={PYTHON}"),
+        "--build-arg",
+        &format!("PIP_INDEX_URL={pypi}"),
+        "--build-arg",
+        "PIP_TRUSTED_HOST=127.0.0.1",
+        "--log",
+        "build.log",
+        ".",
+        "--",
+        "--network",
+        "host",
+    ]);
+    run(c)
+}
+
+fn phase<'a>(j: &'a Value, name: &str) -> &'a Value {
+    j["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no phase {name} in {j}"))
+}
+
+/// pip's own lines in the build log: (wheels "Using cached", wheels "Downloading").
+fn pip_lines(log: &str) -> (Vec<String>, Vec<String>) {
+    let name = |l: &str, marker: &str| {
+        let rest = &l[l.find(marker).unwrap() + marker.len()..];
+        let file = rest.split_whitespace().next().unwrap_or_default();
+        file.rsplit('/').next().unwrap_or_default().to_string()
+    };
+    let cached = log
+        .lines()
+        .filter(|l| l.contains("Using cached "))
+        .map(|l| name(l, "Using cached "))
+        .collect();
+    let downloaded = log
+        .lines()
+        .filter(|l| l.contains("Downloading "))
+        .map(|l| name(l, "Downloading "))
+        .collect();
+    (cached, downloaded)
+}
+
+#[test]
+fn python_app_cold_then_fresh_agents() {
+    let Some(images) = docker_env() else { return };
+    let Some(registry) = service("CICACHE_TEST_REGISTRY", "the distribution registry") else {
+        return;
+    };
+    let Some(pypi) = service("CICACHE_TEST_PYPI_URL", "the local package index") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let ws = t.path().join("ws");
+    example_workspace(&ws);
+    // A registry repository of this run only.
+    let registry = format!("{registry}/t{}", std::process::id());
+
+    // 1. Cold: pip downloads every wheel; extract + save put them in the store.
+    {
+        let d = Daemon::start(false);
+        d.load(&images, "python.tar");
+        d.load(&images, "busybox.tar");
+        let r = build_example(&d, &ws, &store, &registry, &pypi);
+        ok(&r);
+        let j = r.json();
+        let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
+        let (cached, downloaded) = pip_lines(&log);
+        assert!(cached.is_empty(), "{cached:?}");
+        assert_eq!(downloaded.len(), 4, "{downloaded:?}");
+        assert_eq!(phase(&j, "restore")["detail"]["status"], "miss");
+        assert_eq!(phase(&j, "extract")["status"], "ok");
+        assert_eq!(phase(&j, "save")["detail"]["status"], "saved", "{j}");
+        assert_eq!(phase(&j, "cache-export")["status"], "ok", "{j}");
+        assert_eq!(j["report"]["wheels"]["downloaded"], 4, "{}", j["report"]);
+        let http = ws.join(".pip-cache/http");
+        assert!(http.is_dir(), "pip's HTTP cache came out of the mount");
+    }
+
+    // 2. A fresh daemon and a fresh workspace: the registry layer cache makes every step
+    // CACHED, and the report says so.
+    std::fs::remove_dir_all(ws.join(".pip-cache")).unwrap();
+    std::fs::remove_file(ws.join("build.log")).unwrap();
+    {
+        let d = Daemon::start(false);
+        d.load(&images, "python.tar");
+        d.load(&images, "busybox.tar");
+        let r = build_example(&d, &ws, &store, &registry, &pypi);
+        ok(&r);
+        let j = r.json();
+        assert_eq!(phase(&j, "restore")["detail"]["status"], "hit");
+        assert_eq!(phase(&j, "inject")["status"], "ok");
+        let steps = &j["report"]["steps"];
+        assert_eq!(steps["cached"], steps["total"], "{}", j["report"]);
+        assert!(steps["total"].as_u64().unwrap() >= 4);
+        let verdict = j["report"]["verdict"].as_str().unwrap();
+        assert!(verdict.contains("4/4 steps cached"), "{verdict}");
+        let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
+        assert!(!log.contains("pip install -r requirements.txt\n#") || log.contains("CACHED"));
+        let (cached, downloaded) = pip_lines(&log);
+        assert!(
+            cached.is_empty() && downloaded.is_empty(),
+            "pip did not run"
+        );
+    }
+
+    // 3. A fresh daemon, a fresh workspace, one requirement added: the pip step runs; pip
+    // takes every old wheel from the injected cache and downloads only the new one.
+    std::fs::remove_dir_all(ws.join(".pip-cache")).unwrap();
+    std::fs::remove_file(ws.join("build.log")).unwrap();
+    let mut reqs = std::fs::read_to_string(ws.join("requirements.txt")).unwrap();
+    reqs.push_str("tomli==2.0.1\n");
+    std::fs::write(ws.join("requirements.txt"), reqs).unwrap();
+    {
+        let d = Daemon::start(false);
+        d.load(&images, "python.tar");
+        d.load(&images, "busybox.tar");
+        let r = build_example(&d, &ws, &store, &registry, &pypi);
+        ok(&r);
+        let j = r.json();
+        // The key changed with requirements.txt: the restore key prefix found the old entry.
+        let restore = &phase(&j, "restore")["detail"];
+        assert_eq!(restore["status"], "hit", "{j}");
+        assert_eq!(restore["exact"], false);
+        let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
+        let (mut cached, downloaded) = pip_lines(&log);
+        cached.sort();
+        assert_eq!(
+            cached,
+            vec![
+                "attrs-23.2.0-py3-none-any.whl",
+                "idna-3.7-py3-none-any.whl",
+                "packaging-24.0-py3-none-any.whl",
+                "six-1.16.0-py2.py3-none-any.whl",
+            ],
+            "{log}"
+        );
+        assert_eq!(downloaded, vec!["tomli-2.0.1-py3-none-any.whl"], "{log}");
+        assert_eq!(j["report"]["wheels"]["from_cache"], 4, "{}", j["report"]);
+        assert_eq!(phase(&j, "save")["detail"]["status"], "saved");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Test 5: cache phases fail, the build goes on; --strict makes it fail; a failing step
+// fails with docker's code and its error lines.
+
+const SMALL_DOCKERFILE: &str = "FROM cicache-test/busybox:latest\nARG N=1\n\
+RUN --mount=type=cache,target=/root/.cache/pip echo \"$N\" > /root/.cache/pip/n-$N && cp /root/.cache/pip/n-$N /n\n";
+
+#[test]
+fn cache_phase_failures_are_warnings_unless_strict() {
+    let Some(images) = docker_env() else { return };
+    let d = Daemon::start(false);
+    d.load(&images, "busybox.tar");
+    let t = tempfile::tempdir().unwrap();
+    let ws = t.path();
+    write(&ws.join("Dockerfile"), SMALL_DOCKERFILE, 0o644);
+    write(&ws.join("requirements.txt"), "six\n", 0o644);
+    write(&ws.join(".pip-cache/old"), "x", 0o644);
+    // A store that cannot exist (under a regular file), a registry nobody listens on,
+    // a helper image that does not exist.
+    write(&ws.join("not-a-dir"), "", 0o644);
+    let down = format!("127.0.0.1:{}", free_port());
+    let args = |strict: bool| {
+        let mut c = d.cicache(&ws.join("not-a-dir/store"));
+        c.current_dir(ws);
+        if strict {
+            c.arg("--strict");
+        }
+        c.args([
+            "--json",
+            "build",
+            "--image",
+            &format!("{down}/app"),
+            "--helper-image",
+            "cicache-test/no-such-helper:1",
+            ".",
+            "--",
+            "--network",
+            "none",
+        ]);
+        c
+    };
+    let r = run(args(false));
+    ok(&r);
+    let j = r.json();
+    for p in ["restore", "inject", "cache-export", "extract", "save"] {
+        assert_eq!(phase(&j, p)["status"], "warning", "{p}: {j}");
+    }
+    assert_eq!(phase(&j, "build")["status"], "ok");
+    assert!(r.stderr.contains("warning: inject failed"), "{}", r.stderr);
+    assert!(r.stderr.contains("no-such-helper"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&down),
+        "the cache-export warning names the registry"
+    );
+    assert!(
+        r.stderr.contains("not-a-dir"),
+        "the store warning names the path"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join(".pip-cache/old")).unwrap(),
+        "x",
+        "a failed extract leaves the cache dir alone"
+    );
+
+    let r = run(args(true));
+    assert_ne!(r.code, 0, "--strict fails: {}", r.stderr);
+    assert!(r.stderr.contains("--strict"), "{}", r.stderr);
+
+    // A failing Dockerfile step: docker's exit code and its error lines.
+    write(
+        &ws.join("Dockerfile"),
+        "FROM cicache-test/busybox:latest\nRUN echo about to fail && exit 7\n",
+        0o644,
+    );
+    let mut c = d.cicache(&ws.join("store"));
+    c.current_dir(ws).args([
+        "build",
+        "--image",
+        "fail-app",
+        "--no-restore",
+        "--no-save",
+        ".",
+        "--",
+        "--network",
+        "none",
+    ]);
+    let r = run(c);
+    assert_eq!(r.code, 1, "docker build's own exit code: {}", r.stderr);
+    assert!(
+        r.stderr.contains("docker build failed with exit code 1"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("exit code: 7"), "{}", r.stderr);
+}
+
+// ---------------------------------------------------------------------------------------
+// Test 7 (the docker part): `docker prune` frees what it says.
+
+#[test]
+fn docker_prune_frees_what_it_says() {
+    let Some(images) = docker_env() else { return };
+    let d = Daemon::start(false);
+    d.load(&images, "busybox.tar");
+    let t = tempfile::tempdir().unwrap();
+    let ws = t.path();
+    // A cache mount of about 3 MB.
+    write(
+        &ws.join("Dockerfile"),
+        "FROM cicache-test/busybox:latest\n\
+         RUN --mount=type=cache,target=/cache dd if=/dev/urandom of=/cache/blob bs=1M count=3\n",
+        0o644,
+    );
+    let o = d.docker(&["build", "--network", "none", ws.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let prune = |dry: bool| {
+        let mut c = d.cicache(&ws.join("store"));
+        c.args(["--json", "docker", "prune", "--cache-mounts"]);
+        if dry {
+            c.arg("--dry-run");
+        }
+        let r = run(c);
+        ok(&r);
+        r.json()["prune"].clone()
+    };
+    let dry = prune(true);
+    assert_eq!(dry["cache_mounts_before"], 1, "{dry}");
+    let would = dry["reclaimed_bytes"].as_u64().unwrap();
+    assert!(would >= 3_000_000, "{dry}");
+    let real = prune(false);
+    let freed = real["reclaimed_bytes"].as_u64().unwrap();
+    let before = real["before_bytes"].as_u64().unwrap();
+    let after = real["after_bytes"].as_u64().unwrap();
+    assert!(freed >= 3_000_000, "{real}");
+    // docker's figures are rounded to 4 digits: compare within 1%.
+    let shrink = before - after;
+    assert!(
+        shrink.abs_diff(freed) <= freed / 100 + 1000,
+        "freed {freed} but the cache shrank by {shrink}: {real}"
+    );
+    assert!(
+        would.abs_diff(freed) <= freed / 100 + 1000,
+        "dry run {would} vs {freed}"
+    );
+    // The cache mount is gone.
+    let again = prune(true);
+    assert_eq!(again["cache_mounts_before"], 0, "{again}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The buildx flavour cannot run here (no buildx plugin): its exact command lines.
+
+#[test]
+fn buildx_and_classic_command_lines() {
+    let cmd = |flavour: &str, extra: &[&str]| {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("cicache"));
+        c.env_remove("CICACHE_SCOPE")
+            .env_remove("BRANCH_NAME")
+            .env_remove("CHANGE_ID")
+            .env("CICACHE_DOCKER", "/usr/bin/docker")
+            .args([
+                "--json",
+                "--scope",
+                "pr-7",
+                "--fallback-scope",
+                "main",
+                "build",
+                "--dry-run",
+                "--flavour",
+                flavour,
+                "--image",
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app",
+                "--tag",
+                "1.0",
+                "--push",
+                "--build-arg",
+                "BASE_IMAGE=python:3.12-slim",
+            ])
+            .arg(example_dir())
+            .args(extra);
+        let r = run(c);
+        ok(&r);
+        r.json()
+    };
+    let ctx = example_dir().display().to_string();
+    let df = example_dir().join("Dockerfile").display().to_string();
+    let img = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app";
+    let j = cmd("buildx", &["--", "--secret", "id=npmrc,src=.npmrc"]);
+    let expect: Vec<String> = [
+        "/usr/bin/docker", "buildx", "build", "--progress=plain", "-f", &df, "-t",
+        &format!("{img}:1.0"), "--build-arg", "BASE_IMAGE=python:3.12-slim", "--cache-from",
+        &format!("type=registry,ref={img}:cache-pr-7"), "--cache-from",
+        &format!("type=registry,ref={img}:cache"), "--cache-to",
+        &format!("type=registry,ref={img}:cache-pr-7,mode=max,image-manifest=true,oci-mediatypes=true,ignore-error=true"),
+        "--push", "--secret", "id=npmrc,src=.npmrc", &ctx,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(j["build_command"], serde_json::json!(expect));
+    assert_eq!(j["push_commands"], serde_json::json!([]));
+    assert_eq!(j["cache_push_commands"], serde_json::json!([]));
+    assert_eq!(j["mounts"][0]["id"], "/root/.cache/pip");
+    assert_eq!(
+        j["mounts"][0]["dance_flag"],
+        "--mount=type=cache,id=/root/.cache/pip,target=/root/.cache/pip"
+    );
+
+    let j = cmd("classic", &[]);
+    let b: Vec<String> = serde_json::from_value(j["build_command"].clone()).unwrap();
+    assert_eq!(b[1], "build");
+    assert!(
+        b.windows(2)
+            .any(|w| w[0] == "--cache-from" && w[1] == format!("{img}:cache-pr-7"))
+    );
+    assert!(
+        b.windows(2)
+            .any(|w| w[0] == "--build-arg" && w[1] == "BUILDKIT_INLINE_CACHE=1")
+    );
+    assert_eq!(
+        j["push_commands"],
+        serde_json::json!([["/usr/bin/docker", "push", format!("{img}:1.0")]])
+    );
+    assert_eq!(
+        j["cache_push_commands"],
+        serde_json::json!([
+            [
+                "/usr/bin/docker",
+                "tag",
+                format!("{img}:1.0"),
+                format!("{img}:cache-pr-7")
+            ],
+            ["/usr/bin/docker", "push", format!("{img}:cache-pr-7")]
+        ])
+    );
+}
