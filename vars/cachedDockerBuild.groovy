@@ -184,7 +184,8 @@ private void login(String bin, Map a, boolean withPassword) {
 @NonCPS
 private String firstLine(String text) {
     for (String l : (text ?: '').readLines()) {
-        String t = l.replaceFirst(/^#+\s*/, '').trim()
+        // Markdown decoration off: '# title', '**bold**'.
+        String t = l.replaceFirst(/^#+\s*/, '').trim().replaceAll(/^[*_]+|[*_]+$/, '').trim()
         if (t) {
             return t
         }

@@ -330,11 +330,13 @@ exec "$CICACHE_STANDIN" "$@"
 
     @Test
     void missingMarkdownReportIsMadeFromTheLog() {
+        h.respond('build', [ok: true])
         h.file('cicache-build.log').text = '#5 CACHED\n'
-        h.respondText('report', '# cache: 1/1 steps cached\n')
+        h.respondText('report', '**cache: 1/1 steps cached, build 3.1s**\n\n| step | result |\n')
         build(image: 'reg/app')
         assertEquals([['report', 'cicache-build.log', '--format', 'markdown']], h.helperCalls('report'))
-        assertEquals('# cache: 1/1 steps cached\n', h.file('cicache-report.md').text)
+        assertEquals('**cache: 1/1 steps cached, build 3.1s**\n\n| step | result |\n', h.file('cicache-report.md').text)
+        assertEquals('cache: 1/1 steps cached, build 3.1s', h.currentBuild.description)
     }
 
     @Test
