@@ -239,6 +239,9 @@ impl Backend for CountingBackend {
     fn staging_dir(&self) -> Option<std::path::PathBuf> {
         self.inner.staging_dir()
     }
+    fn clean_temp(&self, older_than: Duration) -> Result<u64, BackendError> {
+        self.inner.clean_temp(older_than)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -596,4 +599,469 @@ fn a_store_hung_or_killed_during_a_read_fails_the_read_within_the_bound() {
         b.get("blobs/aa/big").map(|_| ())
     });
     assert!(e.to_string().contains("blobs/aa/big"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store over S3: save, restore, prune, verify
+
+#[allow(dead_code, clippy::all)]
+mod common;
+
+use cicache_store::{
+    NoProgress, Progress, PrunePolicy, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest,
+    SaveStatus, Store,
+};
+use std::path::Path;
+
+/// Keeps restore/save state files out of the user's cache dir (the same value the other
+/// store tests use).
+fn isolate_state() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: set once, before this test starts its threads; every test sets the same value.
+        unsafe {
+            std::env::set_var(
+                "CICACHE_STATE_DIR",
+                std::env::temp_dir().join("cicache-test-state"),
+            )
+        };
+    });
+}
+
+fn save(store: &Store, scope: &str, key: &str, dir: &Path) -> cicache_store::Result<SaveOutcome> {
+    store.save(
+        &SaveRequest {
+            scope,
+            key,
+            path: dir,
+            update: false,
+            if_changed: false,
+            excludes: &[],
+        },
+        &NoProgress,
+    )
+}
+
+fn restore_with(
+    store: &Store,
+    scope: &str,
+    fallbacks: &[String],
+    key: &str,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> cicache_store::Result<RestoreOutcome> {
+    store.restore(
+        &RestoreRequest {
+            scope,
+            fallback_scopes: fallbacks,
+            key,
+            restore_keys: &[],
+            path: dir,
+            lookup_only: false,
+        },
+        progress,
+    )
+}
+
+fn restore(store: &Store, scope: &str, key: &str, dir: &Path) -> RestoreOutcome {
+    restore_with(store, scope, &[], key, dir, &NoProgress)
+        .unwrap_or_else(|e| panic!("restore {scope}/{key}: {e}"))
+}
+
+/// A second backend on the same bucket, as another agent would open it.
+fn same_bucket(url: &str, bucket: &str, timeout: Duration) -> S3Backend {
+    open(url, bucket, "ci/cache", "", timeout)
+}
+
+#[test]
+fn store_round_trip_of_a_pip_shaped_tree_through_s3() {
+    isolate_state();
+    let Some((url, bucket, b)) = fresh("store_round_trip", "") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("src");
+    common::make_tree(&src);
+    let store = Store::new(Arc::new(b));
+    let out = save(&store, "main", "pip-abc-linux", &src).expect("save");
+    assert_eq!(out.status, SaveStatus::Saved);
+    assert!(out.blobs_uploaded >= 5, "{out:?}");
+
+    // Another agent restores it, exactly, by key and then as a fallback scope.
+    let other = Store::new(Arc::new(same_bucket(
+        &url,
+        &bucket,
+        Duration::from_secs(30),
+    )));
+    let dst = tmp.path().join("dst");
+    let r = restore(&other, "main", "pip-abc-linux", &dst);
+    assert!(r.hit && r.exact && r.warnings.is_empty(), "{r:?}");
+    assert_eq!(common::describe(&dst), common::describe(&src));
+
+    let dst2 = tmp.path().join("dst2");
+    let r = restore_with(
+        &other,
+        "pr-7",
+        &["main".to_string()],
+        "pip-abc-linux",
+        &dst2,
+        &NoProgress,
+    )
+    .expect("restore through the fallback scope");
+    assert!(r.hit && !r.exact, "{r:?}");
+    assert_eq!(r.matched_scope.as_deref(), Some("main"));
+    assert_eq!(common::describe(&dst2), common::describe(&src));
+
+    // A save in pr-7 is not restored by main.
+    save(&other, "pr-7", "pip-pr-only", &src).expect("save in pr-7");
+    let r = restore(&store, "main", "pip-pr-only", &tmp.path().join("dst3"));
+    assert!(!r.hit, "main restored pr-7's entry: {r:?}");
+
+    let v = store.verify(None, None).expect("verify");
+    assert_eq!((v.checked, v.ok), (2, 2), "{v:?}");
+}
+
+#[test]
+fn a_resave_with_one_new_file_uploads_only_it() {
+    isolate_state();
+    let Some((_, _, b)) = fresh("resave_one_new", "") else {
+        return;
+    };
+    let s3 = Arc::new(b);
+    let counting = Arc::new(CountingBackend::new(s3.clone()));
+    let store = Store::new(counting.clone());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("src");
+    common::make_tree(&src);
+    save(&store, "main", "pip-1", &src).expect("first save");
+    let first_blobs = counting
+        .names()
+        .iter()
+        .filter(|n| n.contains("/blobs/"))
+        .count();
+    assert!(first_blobs >= 5);
+
+    // One more wheel, then a save under a new key.
+    let wheel = common::noise(700_000, 4242);
+    std::fs::write(src.join("http-v2/a/b/c/d/e/new-wheel.body"), &wheel).expect("write");
+    counting.written.lock().expect("lock").clear();
+    counting.put_files.store(0, Ordering::Relaxed);
+    let before = s3.stats();
+    let out = save(&store, "main", "pip-2", &src).expect("second save");
+    let after = s3.stats();
+    assert_eq!(out.status, SaveStatus::Saved);
+    assert_eq!(out.blobs_uploaded, 1, "{out:?}");
+    let names = counting.names();
+    let blobs: Vec<&String> = names.iter().filter(|n| n.contains("/blobs/")).collect();
+    let manifests = names.iter().filter(|n| n.contains("/manifests/")).count();
+    assert_eq!(blobs.len(), 1, "only the new wheel is uploaded: {names:?}");
+    assert_eq!(manifests, 1, "{names:?}");
+    assert_eq!(counting.put_files.load(Ordering::Relaxed), 2, "{names:?}");
+    let expect_blob = format!("{}.zst", blake3::hash(&wheel).to_hex());
+    assert!(blobs[0].ends_with(&expect_blob), "{blobs:?}");
+    // On the wire: the wheel (stored raw, it is incompressible) plus small objects.
+    let up = after.bytes_up - before.bytes_up;
+    assert!(
+        up >= wheel.len() as u64 && up < wheel.len() as u64 + 100_000,
+        "uploaded {up} bytes for a {} byte wheel",
+        wheel.len()
+    );
+    eprintln!(
+        "re-save with one new wheel: {} PUTs, {} parts, {up} bytes up (tree {} bytes)",
+        after.puts - before.puts,
+        after.parts - before.parts,
+        out.total_size
+    );
+}
+
+#[test]
+fn four_agents_saving_the_same_key_at_once_publish_exactly_one_entry() {
+    isolate_state();
+    let Some((url, bucket, _)) = fresh("four_savers", "") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let trees: Vec<std::path::PathBuf> = (0..4)
+        .map(|t| {
+            let d = tmp.path().join(format!("src{t}"));
+            common::make_tree(&d);
+            std::fs::write(d.join("agent"), format!("agent {t}")).expect("write");
+            std::fs::write(
+                d.join(format!("agent-{t}.body")),
+                common::noise(400_000, 1000 + t),
+            )
+            .expect("write");
+            d
+        })
+        .collect();
+    let barrier = std::sync::Barrier::new(4);
+    let statuses: Vec<SaveStatus> = std::thread::scope(|s| {
+        let hs: Vec<_> = trees
+            .iter()
+            .map(|dir| {
+                let (barrier, url, bucket) = (&barrier, &url, &bucket);
+                s.spawn(move || {
+                    // Each agent with its own client, connections and runtime.
+                    let store =
+                        Store::new(Arc::new(same_bucket(url, bucket, Duration::from_secs(30))));
+                    barrier.wait();
+                    save(&store, "main", "pip-same", dir)
+                        .unwrap_or_else(|e| panic!("concurrent save: {e}"))
+                        .status
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("saver")).collect()
+    });
+    let saved = statuses.iter().filter(|s| **s == SaveStatus::Saved).count();
+    assert_eq!(saved, 1, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| matches!(
+            s,
+            SaveStatus::Saved | SaveStatus::Concurrent | SaveStatus::Exists
+        )),
+        "{statuses:?}"
+    );
+    let store = Store::new(Arc::new(same_bucket(
+        &url,
+        &bucket,
+        Duration::from_secs(30),
+    )));
+    let dst = tmp.path().join("dst");
+    let r = restore(&store, "main", "pip-same", &dst);
+    assert!(r.hit && r.warnings.is_empty(), "{r:?}");
+    let got = common::describe(&dst);
+    let matching = trees.iter().filter(|t| common::describe(t) == got).count();
+    assert_eq!(matching, 1, "the entry is exactly one agent's tree");
+    assert_eq!(store.list(None).expect("list").len(), 1);
+}
+
+#[test]
+fn two_saves_racing_a_prune_never_leave_a_ref_to_a_missing_blob() {
+    isolate_state();
+    let Some((url, bucket, _)) = fresh("saves_vs_prune", "") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (saved, sweeps, checked) = std::thread::scope(|s| {
+        let savers: Vec<_> = (0..2u64)
+            .map(|t| {
+                let src = tmp.path().join(format!("src{t}"));
+                std::fs::create_dir_all(&src).expect("mkdir");
+                for i in 0..3 {
+                    // The same large files in both: their blobs are shared.
+                    std::fs::write(
+                        src.join(format!("shared-{i}.body")),
+                        common::noise(300_000, 77 + i),
+                    )
+                    .expect("write");
+                }
+                let (stop, url, bucket) = (&stop, &url, &bucket);
+                s.spawn(move || {
+                    let store =
+                        Store::new(Arc::new(same_bucket(url, bucket, Duration::from_secs(30))));
+                    let mut saved = 0;
+                    let mut i = 0;
+                    // Bounded, so a fast store does not pile up hundreds of entries per prune.
+                    while !stop.load(Ordering::Relaxed) && i < 40 {
+                        i += 1;
+                        std::fs::write(src.join("small"), format!("{t}-{i}")).expect("write");
+                        match save(&store, "main", &format!("k{t}-{i}"), &src) {
+                            Ok(o) if o.status == SaveStatus::Saved => saved += 1,
+                            Ok(_) => {}
+                            Err(e) => assert!(e.to_string().contains("sweeping"), "{e}"),
+                        }
+                    }
+                    saved
+                })
+            })
+            .collect();
+        let pruner = Store::new(Arc::new(same_bucket(
+            &url,
+            &bucket,
+            Duration::from_secs(30),
+        )));
+        let checker = Store::new(Arc::new(same_bucket(
+            &url,
+            &bucket,
+            Duration::from_secs(30),
+        )));
+        let (mut sweeps, mut checked) = (0, 0);
+        for round in 0..8 {
+            let t = Instant::now();
+            let out = pruner
+                .prune(&PrunePolicy {
+                    max_age: Some(Duration::ZERO),
+                    ..Default::default()
+                })
+                .expect("prune");
+            if out.sweep == "done" {
+                sweeps += 1;
+            }
+            eprintln!(
+                "prune round {round}: {:?}, {} entries removed, sweep {}",
+                t.elapsed(),
+                out.entries_removed.len(),
+                out.sweep
+            );
+            for entry in checker.list(None).expect("list") {
+                match checker.verify_entry(&entry.scope, &entry.key) {
+                    Ok(_) => checked += 1,
+                    Err(cicache_store::StoreError::NotFound { .. }) => {}
+                    Err(err) => {
+                        // Evicted between listing and reading: fine. Still there: broken.
+                        if checker
+                            .read_ref(&entry.scope, &entry.key)
+                            .expect("read ref")
+                            .is_some()
+                        {
+                            panic!("round {round}: {err}");
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let saved: u32 = savers.into_iter().map(|h| h.join().expect("saver")).sum();
+        (saved, sweeps, checked)
+    });
+    assert!(
+        saved >= 2 && sweeps > 0,
+        "saved {saved}, sweeps {sweeps}: the race did not happen"
+    );
+    let checker = Store::new(Arc::new(same_bucket(
+        &url,
+        &bucket,
+        Duration::from_secs(30),
+    )));
+    for entry in checker.list(None).expect("list") {
+        let dst = tmp.path().join(format!("final-{}", entry.key));
+        let r = restore(&checker, "main", &entry.key, &dst);
+        assert!(r.hit && r.warnings.is_empty(), "{r:?}");
+    }
+    eprintln!("saved {saved}, sweeps {sweeps}, entries verified during the race {checked}");
+}
+
+#[test]
+fn a_corrupted_object_is_a_miss_and_verify_names_it() {
+    isolate_state();
+    let Some((_, _, b)) = fresh("corrupted_object", "") else {
+        return;
+    };
+    let b: Arc<S3Backend> = Arc::new(b);
+    let store = Store::new(b.clone());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("src");
+    common::make_tree(&src);
+    save(&store, "main", "pip-damaged", &src).expect("save");
+
+    // Flip one byte in the middle of a blob, in the bucket.
+    let blobs = b.list("cicache-v1/blobs/").expect("list blobs");
+    let victim = &blobs[0].name;
+    let mut data = read_all(b.as_ref(), victim).expect("blob");
+    let mid = data.len() / 2;
+    data[mid] ^= 0x55;
+    b.put_bytes(victim, &data, PutMode::Overwrite)
+        .expect("overwrite blob");
+
+    // The target already holds something: a miss must leave it as it was.
+    let dst = tmp.path().join("dst");
+    std::fs::create_dir_all(&dst).expect("mkdir");
+    std::fs::write(dst.join("previous"), "keep me").expect("write");
+    let before = common::describe(&dst);
+    let r = restore(&store, "main", "pip-damaged", &dst);
+    assert!(!r.hit, "a damaged entry must be a miss: {r:?}");
+    assert!(
+        r.warnings.iter().any(|w| w.contains("pip-damaged")),
+        "the warning names the entry: {r:?}"
+    );
+    assert_eq!(common::describe(&dst), before, "the target was changed");
+
+    let v = store.verify(None, None).expect("verify");
+    assert_eq!(v.damaged.len(), 1, "{v:?}");
+    assert_eq!(v.damaged[0].key, "pip-damaged");
+}
+
+/// Sends a signal to a private moto the first time a restore reports progress writing or
+/// downloading, i.e. in the middle of the restore.
+struct SignalOnProgress {
+    pid: i32,
+    sig: i32,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+impl Progress for SignalOnProgress {
+    fn inc(&self, _bytes: u64) {
+        if !self.fired.swap(true, Ordering::SeqCst) {
+            // SAFETY: kill(2) on the test's own child.
+            unsafe {
+                libc::kill(self.pid, self.sig);
+            }
+        }
+    }
+}
+
+fn restore_from_a_failing_store(sig: i32, test: &str) {
+    isolate_state();
+    let Some(moto) = PrivateMoto::start(test) else {
+        return;
+    };
+    let bucket = unique_bucket("failing-restore");
+    create_bucket(&moto.url, &bucket);
+    let timeout = Duration::from_secs(2);
+    let b = open(&moto.url, &bucket, "p", "&part-size=5MiB", timeout);
+    let store = Store::new(Arc::new(b));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("src");
+    common::make_tree(&src);
+    for i in 0..3 {
+        std::fs::write(
+            src.join(format!("wheel-{i}.body")),
+            common::noise(12 * MIB, 500 + i),
+        )
+        .expect("write");
+    }
+    save(&store, "main", "pip-big", &src).expect("save");
+
+    let dst = tmp.path().join("dst");
+    std::fs::create_dir_all(&dst).expect("mkdir");
+    std::fs::write(dst.join("previous"), "keep me").expect("write");
+    let before = common::describe(&dst);
+    let progress = SignalOnProgress {
+        pid: moto.child.id() as i32,
+        sig,
+        fired: std::sync::atomic::AtomicBool::new(false),
+    };
+    let t = Instant::now();
+    let r = restore_with(&store, "main", &[], "pip-big", &dst, &progress);
+    let took = t.elapsed();
+    assert!(
+        progress.fired.load(Ordering::SeqCst),
+        "the fault was not injected"
+    );
+    moto.signal_quietly(libc::SIGCONT);
+    // The store reports the failure (the CLI turns it into a miss with a warning), or a miss
+    // with a warning; never a hit and never a changed target.
+    match &r {
+        Ok(o) => assert!(!o.hit && !o.warnings.is_empty(), "{o:?}"),
+        Err(e) => eprintln!("restore failed as expected after {took:?}: {e}"),
+    }
+    // Each request is bounded by the timeout; a restore waits on a few of them in turn.
+    assert!(
+        took <= timeout * 4 + Duration::from_secs(2),
+        "restore took {took:?} with a {timeout:?} timeout: {r:?}"
+    );
+    assert_eq!(common::describe(&dst), before, "the target was changed");
+}
+
+#[test]
+fn a_restore_from_a_store_killed_midway_fails_within_the_bound_and_keeps_the_target() {
+    restore_from_a_failing_store(libc::SIGKILL, "restore_killed_midway");
+}
+
+#[test]
+fn a_restore_from_a_store_hung_midway_fails_within_the_bound_and_keeps_the_target() {
+    restore_from_a_failing_store(libc::SIGSTOP, "restore_hung_midway");
 }

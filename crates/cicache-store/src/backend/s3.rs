@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::{Backend, ObjectInfo, ObjectReader, OpenOptions, PutMode};
@@ -335,7 +335,7 @@ impl Ctx {
                     object,
                     format!(
                         "cannot reach the store ({}); is the endpoint right and the server up?",
-                        DisplayErrorContext(e)
+                        error_chain(e)
                     ),
                 );
             }
@@ -367,7 +367,7 @@ impl Ctx {
             msg.push_str(&format!(": {m}"));
         }
         if msg.is_empty() {
-            msg = DisplayErrorContext(e).to_string();
+            msg = error_chain(e);
         }
         if !hint.is_empty() {
             msg.push_str(&format!("; {hint}"));
@@ -381,6 +381,21 @@ impl Ctx {
 }
 
 type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
+
+/// The messages of an error and its sources, without the SDK's debug dumps.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        cur = c.source();
+    }
+    out
+}
 
 fn status_of<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
     e.raw_response().map(|r| r.status().as_u16())
