@@ -61,13 +61,11 @@ pub(crate) fn parse(text: &str, c: &mut Collector) {
         if let Some(rest) = t.strip_prefix("---> ") {
             let Some(i) = current else { continue };
             let Some(s) = c.step_mut(i) else { continue };
+            let image_id = !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_hexdigit());
             if rest == "Using cache" {
                 s.status = StepStatus::Cached;
-            } else if rest.starts_with("Running in ") {
-                s.status = StepStatus::Done;
-            } else if s.status == StepStatus::Incomplete
-                && !rest.is_empty()
-                && rest.bytes().all(|b| b.is_ascii_hexdigit())
+            } else if rest.starts_with("Running in ")
+                || (image_id && s.status == StepStatus::Incomplete)
             {
                 s.status = StepStatus::Done;
             }

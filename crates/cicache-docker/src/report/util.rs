@@ -14,15 +14,12 @@ pub fn clean_line(line: &str) -> String {
     while let Some(c) = chars.next() {
         if c == '\u{1b}' {
             // CSI: ESC [ params final-byte (0x40..=0x7e); other escapes: drop ESC + one char.
-            match chars.next() {
-                Some('[') => {
-                    for c in chars.by_ref() {
-                        if ('\u{40}'..='\u{7e}').contains(&c) {
-                            break;
-                        }
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                        break;
                     }
                 }
-                Some(_) | None => {}
             }
             continue;
         }
@@ -80,7 +77,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
         _ => return None,
     };
     let bytes = value * mult;
-    if !bytes.is_finite() || bytes < 0.0 || bytes > 1e18 {
+    if !bytes.is_finite() || !(0.0..=1e18).contains(&bytes) {
         return None;
     }
     Some(bytes.round() as u64)
