@@ -363,3 +363,61 @@ proptest! {
         prop_assert!(r.steps.cached + r.steps.run == r.steps.total);
     }
 }
+
+/// Not a recording: buildx's plain output (`#0 building with`, `process ... did not complete
+/// successfully`, the Dockerfile excerpt block, `ERROR: failed to solve`) written by hand
+/// after its documented shape, because no buildx can run here. pip ≥ 23.3 lines included
+/// (`.metadata` downloads, unindented `Downloading`).
+#[test]
+fn buildx_style_plain_output_hand_written() {
+    let log = r#"#0 building with "default" instance using docker driver
+
+#1 [internal] load build definition from Dockerfile
+#1 transferring dockerfile: 215B done
+#1 DONE 0.0s
+
+#5 [2/3] RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt
+#5 1.234 Collecting six==1.16.0 (from -r requirements.txt (line 1))
+#5 1.300   Downloading six-1.16.0-py2.py3-none-any.whl.metadata (1.8 kB)
+#5 1.310 Using cached idna-3.7-py3-none-any.whl (66 kB)
+#5 1.400 Downloading six-1.16.0-py2.py3-none-any.whl (11 kB)
+#5 1.900 ERROR: No matching distribution found for nothere
+#5 ERROR: process "/bin/sh -c pip install -r requirements.txt" did not complete successfully: exit code: 1
+------
+ > [2/3] RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt:
+1.400 Downloading six-1.16.0-py2.py3-none-any.whl (11 kB)
+1.900 ERROR: No matching distribution found for nothere
+------
+Dockerfile:3
+--------------------
+   1 |     FROM python:3.12
+   3 | >>> RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt
+--------------------
+ERROR: failed to solve: process "/bin/sh -c pip install -r requirements.txt" did not complete successfully: exit code: 1
+"#;
+    let r = parse_log(log);
+    assert_eq!(r.format, LogFormat::BuildkitPlain);
+    assert_eq!(r.builds, 1, "#0 is not a second build");
+    // The failure block repeats a Downloading line: counted once. The .metadata is no wheel.
+    assert_eq!((r.wheels.from_cache, r.wheels.downloaded), (1, 1));
+    let f = r.failure.expect("a failure");
+    assert_eq!(f.exit_code, Some(1));
+    assert!(f.step.unwrap().starts_with("[2/3] RUN"));
+    assert_eq!(
+        f.lines.last().map(String::as_str),
+        Some("ERROR: No matching distribution found for nothere")
+    );
+
+    // A Dockerfile error outside any step.
+    let r = parse_log(
+        "#1 [internal] load build definition from Dockerfile\n#1 DONE 0.0s\n\
+         ERROR: failed to solve: dockerfile parse error on line 2: unknown instruction: RUNN\n",
+    );
+    let f = r.failure.expect("a failure");
+    assert_eq!(f.step, None);
+    assert!(f.error.contains("unknown instruction: RUNN"));
+    assert!(
+        r.verdict
+            .starts_with("build FAILED (failed to solve: dockerfile parse error")
+    );
+}
