@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_ecr::Client;
 use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecr::types::{ImageIdentifier, ImageTagMutability};
-use aws_smithy_types::error::display::DisplayErrorContext;
 use base64::Engine;
 
 use crate::credentials::{Credentials, Secret};
@@ -49,6 +48,20 @@ pub struct DeleteFailure {
     pub tag: Option<String>,
     pub code: String,
     pub reason: String,
+}
+
+/// An error and its sources, by their `Display` only (the SDK's `Debug` dumps raw responses).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !s.is_empty() && !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
 }
 
 fn to_system_time(t: Option<&aws_smithy_types::DateTime>) -> Option<SystemTime> {
@@ -125,14 +138,22 @@ impl EcrClient {
         &self.region
     }
 
-    fn map_err<E, R>(&self, operation: &str, repository: &str, err: SdkError<E, R>) -> Error
+    fn map_err<E>(&self, operation: &str, repository: &str, err: SdkError<E>) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
+        let raw_body = match &err {
+            SdkError::ServiceError(se) => se
+                .raw()
+                .body()
+                .bytes()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
         let code = err.code().unwrap_or("").to_string();
         let message = err.message().unwrap_or("").to_string();
-        let full = DisplayErrorContext(&err).to_string();
+        let full = error_chain(&err);
         // Some endpoints (and moto) answer auth failures in the IAM XML format, which the
         // ECR client cannot parse: find the code in the raw answer then.
         const AUTH_CODES: [&str; 8] = [
@@ -148,7 +169,7 @@ impl EcrClient {
         let code = if code.is_empty() {
             AUTH_CODES
                 .iter()
-                .find(|c| full.contains(&format!("<Code>{c}</Code>")))
+                .find(|c| raw_body.contains(&format!("<Code>{c}</Code>")))
                 .map(|c| c.to_string())
                 .unwrap_or(code)
         } else {
