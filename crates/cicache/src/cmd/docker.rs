@@ -125,6 +125,14 @@ pub struct ExtractArgs {
         `cicache build --image r/app . -- --secret id=x,src=x --network host`."
 )]
 pub struct BuildArgs {
+    // Boxed: the options are many, and the Command enum holds one of each command's args.
+    #[command(flatten)]
+    pub options: Box<BuildOptions>,
+}
+
+/// The options of `cicache build`.
+#[derive(Debug, Args)]
+pub struct BuildOptions {
     /// Image repository to build (`registry:5000/team/app`), without tag.
     #[arg(long, env = "CICACHE_IMAGE", value_name = "REPO")]
     pub image: String,
@@ -540,7 +548,13 @@ fn store_save(ctx: &Context, key: &str, path: &Path) -> Result<Value> {
 }
 
 pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
+    let args = *args.options;
     let total = Instant::now();
+    if let Some(log) = &args.log {
+        // One log per build: the helper builds and the build append to it.
+        std::fs::File::create(log)
+            .with_context(|| format!("cannot write the build log {}", log.display()))?;
+    }
     let mut ph = Phases {
         ctx,
         list: Vec::new(),
@@ -933,7 +947,7 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
 #[allow(clippy::too_many_arguments)]
 fn finish(
     ctx: &Context,
-    args: &BuildArgs,
+    args: &BuildOptions,
     plan: &BuildPlan,
     ph: &Phases,
     restored: Value,

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# run-demo.sh: the cicache demo, end to end, on a plain Debian machine (run as root).
+#
+#   examples/python-app/run-demo.sh [--registry HOST:PORT] [--keep]
+#
+# What it does:
+#  1. finds cicache ($CICACHE_BIN, target/{release,debug}/cicache, PATH; else `cargo build`);
+#  2. finds a docker daemon; when none answers, installs docker.io if missing and starts a
+#     private dockerd (own data-root, no bridge) for the demo, stopped at the end;
+#  3. pulls python:3.12-slim and busybox:1.36; when a pull fails (no registry reachable),
+#     builds both from Debian packages with make-base-images.sh and says so;
+#  4. runs `cicache build` of this example twice on the default store: a cold build, then,
+#     after `docker builder prune -af` (a fresh agent: no layers, no cache mounts), a build
+#     whose pip step takes every wheel from the cache cicache restored and injected.
+# --registry HOST:PORT also uses the registry layer cache (IMAGE:cache) there.
+# --keep keeps the private dockerd's directory for a look afterwards.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+REGISTRY=
+KEEP=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --registry) REGISTRY=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "run-demo.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+say() { printf '\n== demo: %s ==\n' "$*" >&2; }
+
+# 1. cicache
+CICACHE=${CICACHE_BIN:-}
+for c in "$ROOT/target/release/cicache" "$ROOT/target/debug/cicache"; do
+  [ -z "$CICACHE" ] && [ -x "$c" ] && CICACHE=$c
+done
+[ -z "$CICACHE" ] && CICACHE=$(command -v cicache || true)
+if [ -z "$CICACHE" ]; then
+  say "building cicache (cargo build -p cicache)"
+  (cd "$ROOT" && cargo build -q -p cicache)
+  CICACHE=$ROOT/target/debug/cicache
+fi
+say "cicache: $CICACHE"
+
+# 2. docker
+DOCKER=/usr/bin/docker
+[ -x "$DOCKER" ] || DOCKER=$(command -v docker || true)
+PRIVATE=
+cleanup() {
+  if [ -n "$PRIVATE" ]; then
+    kill "$(cat "$PRIVATE/dockerd.pid")" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$(cat "$PRIVATE/dockerd.pid")" 2>/dev/null || break; sleep 0.25; done
+    if [ $KEEP = 0 ]; then umount -R "$PRIVATE/root" 2>/dev/null || true; rm -rf "$PRIVATE"; fi
+  fi
+}
+trap cleanup EXIT
+if [ -z "$DOCKER" ] || ! "$DOCKER" version >/dev/null 2>&1; then
+  if ! command -v dockerd >/dev/null || [ -z "$DOCKER" ]; then
+    say "installing docker.io (apt-get)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io >&2
+    DOCKER=/usr/bin/docker
+  fi
+  PRIVATE=$(mktemp -d /tmp/cicache-demo.XXXXXX)
+  say "no docker daemon answers: starting a private dockerd in $PRIVATE"
+  dockerd --bridge none --iptables=false --ip-masq=false --data-root "$PRIVATE/root" \
+    --exec-root "$PRIVATE/exec" --pidfile "$PRIVATE/docker.pid" \
+    --host "unix://$PRIVATE/sock" >"$PRIVATE/log" 2>&1 &
+  echo $! >"$PRIVATE/dockerd.pid"
+  export DOCKER_HOST=unix://$PRIVATE/sock
+  for _ in $(seq 1 120); do "$DOCKER" version >/dev/null 2>&1 && break; sleep 0.5; done
+  "$DOCKER" version >/dev/null || { cat "$PRIVATE/log" >&2; exit 1; }
+fi
+export CICACHE_DOCKER=$DOCKER
+
+# 3. base images
+BASE_IMAGE=python:3.12-slim
+HELPER=busybox:1.36
+if ! timeout 120 "$DOCKER" pull -q "$BASE_IMAGE" >/dev/null 2>&1; then
+  say "cannot pull $BASE_IMAGE: building a base image from Debian packages instead (once)"
+  command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >&2
+  BASE_IMAGE=cicache/python:3.11-bookworm
+  DOCKER=$DOCKER "$HERE/make-base-images.sh" --only python --python "$BASE_IMAGE"
+fi
+if ! timeout 60 "$DOCKER" pull -q "$HELPER" >/dev/null 2>&1; then
+  say "cannot pull $HELPER: building the cache-dance helper image from Debian's busybox-static"
+  [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static >&2
+  HELPER=cicache/busybox:latest
+  DOCKER=$DOCKER "$HERE/make-base-images.sh" --only busybox --busybox "$HELPER"
+fi
+export CICACHE_HELPER_IMAGE=$HELPER
+
+# 4. two builds on the default store
+WORK=$(mktemp -d /tmp/cicache-demo-ws.XXXXXX)
+cp "$HERE/Dockerfile" "$HERE/requirements.txt" "$HERE/app.py" "$HERE/.dockerignore" "$WORK/"
+cd "$WORK"
+IMAGE=cicache-demo/python-app
+REG_ARGS=(--no-registry-cache)
+if [ -n "$REGISTRY" ]; then
+  IMAGE=$REGISTRY/cicache-demo/python-app
+  REG_ARGS=(--registry-cache)
+fi
+PIP_ARGS=()
+[ -n "${PIP_INDEX_URL:-}" ] && PIP_ARGS+=(--build-arg "PIP_INDEX_URL=$PIP_INDEX_URL")
+[ -n "${PIP_TRUSTED_HOST:-}" ] && PIP_ARGS+=(--build-arg "PIP_TRUSTED_HOST=$PIP_TRUSTED_HOST")
+for v in HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
+  [ -n "${!v:-}" ] && PIP_ARGS+=(--build-arg "$v=${!v}")
+done
+build() {
+  "$CICACHE" build --image "$IMAGE" "${REG_ARGS[@]}" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+    "${PIP_ARGS[@]}" --log build.log . -- --network host
+}
+say "build 1 (cold): pip downloads every wheel; cicache extracts pip's cache and saves it"
+build
+say "a fresh agent: docker builder prune -af (no layers, no cache mounts) and no workspace cache"
+"$DOCKER" builder prune -af >/dev/null
+rm -rf .pip-cache
+say "build 2: cicache restores the cache and injects it; pip says 'Using cached' for every wheel"
+build
+grep -E 'Using cached|Downloading' build.log | tail -n 20 >&2 || true
+say "done (workspace $WORK; cicache list shows the store entry)"
+"$CICACHE" list || true
