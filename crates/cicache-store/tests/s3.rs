@@ -1065,3 +1065,122 @@ fn a_restore_from_a_store_killed_midway_fails_within_the_bound_and_keeps_the_tar
 fn a_restore_from_a_store_hung_midway_fails_within_the_bound_and_keeps_the_target() {
     restore_from_a_failing_store(libc::SIGSTOP, "restore_hung_midway");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Retries
+
+/// FAULT INJECTOR (not a fake of S3): a TCP proxy in front of the real moto server that
+/// answers the first `failures` requests itself with `503 SlowDown` (S3's throttling answer)
+/// or `500 InternalError`, alternately, and passes every later connection through untouched.
+/// moto cannot be made to throttle, so this is the only way to show the retries.
+struct FlakyProxy {
+    url: String,
+    answered: Arc<AtomicUsize>,
+}
+
+impl FlakyProxy {
+    fn start(upstream: &str, failures: usize) -> FlakyProxy {
+        use std::io::Write;
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let count = answered.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut client) = conn else { continue };
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                if n < failures {
+                    // Read the request head, answer, close.
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match client.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => break,
+                        }
+                    }
+                    let (status, code) = if n % 2 == 0 {
+                        ("503 Slow Down", "SlowDown")
+                    } else {
+                        ("500 Internal Server Error", "InternalError")
+                    };
+                    let body = format!(
+                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected</Message></Error>"
+                    );
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut c2, mut s2) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                let (mut c, mut s) = (client, server);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c, &mut s);
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        FlakyProxy { url, answered }
+    }
+}
+
+#[test]
+fn throttling_and_server_errors_are_retried_with_backoff() {
+    let Some(url) = moto_url("throttling_and_server_errors_are_retried_with_backoff") else {
+        return;
+    };
+    let bucket = unique_bucket("retries");
+    create_bucket(&url, &bucket);
+    // 3 failures in a row: within the 5 attempts of one request.
+    let proxy = FlakyProxy::start(&url, 3);
+    let b = open(&proxy.url, &bucket, "p", "", Duration::from_secs(30));
+    let t = Instant::now();
+    assert!(
+        b.put_bytes("refs/main/k", b"after retries", PutMode::CreateNew)
+            .expect("a write through 503 and 500 answers must succeed by retrying")
+    );
+    let took = t.elapsed();
+    assert_eq!(
+        read_all(&b, "refs/main/k").as_deref(),
+        Some(&b"after retries"[..])
+    );
+    assert!(proxy.answered.load(Ordering::SeqCst) >= 5);
+    // Three backoffs (200 ms first, exponential with jitter) were waited for.
+    assert!(took >= Duration::from_millis(200), "no backoff: {took:?}");
+    eprintln!("3 injected failures retried in {took:?}");
+
+    // More failures than attempts: the error says what the store answered.
+    let proxy = FlakyProxy::start(&url, 100);
+    let b = open(&proxy.url, &bucket, "p", "", Duration::from_secs(30));
+    let e = b
+        .get("refs/main/k")
+        .err()
+        .expect("persistent 5xx is an error");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("SlowDown") || msg.contains("InternalError") || msg.contains("HTTP 5"),
+        "{msg}"
+    );
+    assert!(msg.contains("refs/main/k"), "{msg}");
+    let answered = proxy.answered.load(Ordering::SeqCst);
+    assert!(
+        answered >= 2,
+        "gave up without retrying ({answered} requests)"
+    );
+}
