@@ -1103,7 +1103,7 @@ impl FlakyProxy {
                             _ => break,
                         }
                     }
-                    let (status, code) = if n % 2 == 0 {
+                    let (status, code) = if n.is_multiple_of(2) {
                         ("503 Slow Down", "SlowDown")
                     } else {
                         ("500 Internal Server Error", "InternalError")
