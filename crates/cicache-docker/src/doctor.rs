@@ -162,15 +162,30 @@ pub fn docker_checks(
             return out;
         }
     }
-    out.push(buildkit_check(docker, env("DOCKER_BUILDKIT").as_deref()));
+    let (buildkit, client_needs_buildx) = buildkit_check(docker, env("DOCKER_BUILDKIT").as_deref());
+    out.push(buildkit);
     let flavour = docker.detect_flavour();
-    out.push(buildx_check(flavour, stages));
+    if client_needs_buildx && flavour == Flavour::Classic {
+        out.push(Check::fail(
+            "buildx",
+            "buildx not present, and this docker client (23.0 or newer) builds with BuildKit \
+             only through buildx: neither flavour of cicache build can run",
+            NEEDS_BUILDX_FIX,
+        ));
+    } else {
+        out.push(buildx_check(flavour, stages));
+    }
     out
 }
 
+const NEEDS_BUILDX_FIX: &str = "install the buildx plugin for this client (docker-buildx-plugin, or \
+     the docker-buildx binary in ~/.docker/cli-plugins/), or run a docker 20.10 client \
+     (--docker PROGRAM / CICACHE_DOCKER)";
+
 /// Runs a build that needs no image and no network (`FROM scratch`) with BuildKit, to the
-/// client: proves the daemon builds with BuildKit, and leaves nothing behind.
-fn buildkit_check(docker: &Docker, env_buildkit: Option<&str>) -> Check {
+/// client: proves the daemon builds with BuildKit, and leaves nothing behind. The flag is set
+/// when the client refused because it needs the buildx plugin for BuildKit (docker 23+).
+fn buildkit_check(docker: &Docker, env_buildkit: Option<&str>) -> (Check, bool) {
     let probe = docker
         .command([
             "build",
@@ -193,21 +208,42 @@ fn buildkit_check(docker: &Docker, env_buildkit: Option<&str>) -> Check {
         Ok(out) if out.status.success() => Ok(()),
         Ok(out) => {
             let err = String::from_utf8_lossy(&out.stderr);
-            let last: Vec<&str> = err.lines().rev().take(3).collect();
-            Err(last.into_iter().rev().collect::<Vec<_>>().join(" / "))
+            let last: Vec<&str> = err
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .rev()
+                .take(3)
+                .collect();
+            Err(last.into_iter().rev().collect::<Vec<_>>().join(" "))
         }
         Err(e) => Err(e.to_string()),
     };
-    if let Err(e) = worked {
-        return Check::fail(
-            "buildkit",
-            format!("a BuildKit build (DOCKER_BUILDKIT=1, FROM scratch) failed: {e}"),
-            "BuildKit needs docker engine 18.09 or newer (20.10+ for RUN --mount without a \
-             `# syntax=` line); upgrade the engine, and do not set `\"features\": {\"buildkit\": false}` \
-             in daemon.json",
+    if let Err(e) = &worked
+        && e.contains("buildx component is missing")
+    {
+        return (
+            Check::fail(
+                "buildkit",
+                format!("this docker client cannot build with BuildKit without buildx: {e}"),
+                NEEDS_BUILDX_FIX,
+            ),
+            true,
         );
     }
-    match env_buildkit.map(str::trim) {
+    if let Err(e) = worked {
+        return (
+            Check::fail(
+                "buildkit",
+                format!("a BuildKit build (DOCKER_BUILDKIT=1, FROM scratch) failed: {e}"),
+                "BuildKit needs docker engine 18.09 or newer (20.10+ for RUN --mount without a \
+             `# syntax=` line); upgrade the engine, and do not set `\"features\": {\"buildkit\": false}` \
+             in daemon.json",
+            ),
+            false,
+        );
+    }
+    let check = match env_buildkit.map(str::trim) {
         Some("0") | Some("false") => Check::warn(
             "buildkit",
             "the daemon builds with BuildKit, but DOCKER_BUILDKIT=0 is set: your own `docker build` \
@@ -218,7 +254,8 @@ fn buildkit_check(docker: &Docker, env_buildkit: Option<&str>) -> Check {
             "buildkit",
             "the daemon builds with BuildKit (cicache build sets DOCKER_BUILDKIT=1)",
         ),
-    }
+    };
+    (check, false)
 }
 
 fn buildx_check(flavour: Flavour, stages: Option<usize>) -> Check {

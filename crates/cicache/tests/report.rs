@@ -447,6 +447,40 @@ fn doctor_against_a_real_daemon() {
     );
     assert!(doc["warnings"].as_u64().unwrap() >= 2);
 
+    // A docker 23+ client without the buildx plugin (the machine's /usr/local/bin/docker)
+    // refuses BuildKit builds: both lines fail and say to install buildx.
+    let newer = Path::new("/usr/local/bin/docker");
+    let has_buildx = Command::new(newer)
+        .args(["buildx", "version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if newer.exists() && !has_buildx {
+        let (code, out, err) = run(cicache()
+            .env("DOCKER_HOST", &daemon.unix)
+            .env("CICACHE_DOCKER", newer)
+            .args(["--json", "doctor", "--dockerfile"])
+            .arg(&good)
+            .arg("--store")
+            .arg(&store));
+        assert_eq!(code, 1, "{out}\n{err}");
+        let doc: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(check(&doc, "docker")["status"], "ok");
+        assert_eq!(check(&doc, "buildkit")["status"], "fail");
+        assert!(
+            check(&doc, "buildx")["fix"]
+                .as_str()
+                .unwrap()
+                .contains("install the buildx plugin")
+        );
+    } else {
+        eprintln!(
+            "not checked: no docker 23+ client without buildx at {}",
+            newer.display()
+        );
+    }
+
     // The daemon gone: the same command fails on the docker line.
     drop(daemon);
     let (code, out, _) = run(cicache()
