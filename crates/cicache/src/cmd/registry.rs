@@ -18,6 +18,11 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::Context;
+
+/// Flag variables take 1/0, true/false, yes/no, on/off.
+fn boolish() -> clap::builder::BoolishValueParser {
+    clap::builder::BoolishValueParser::new()
+}
 use crate::output::{exit, human_bytes};
 
 #[derive(Debug, Args)]
@@ -74,12 +79,12 @@ pub struct TargetArgs {
 
     /// Read the registry password (or token) from stdin. Passwords are never taken as
     /// arguments.
-    #[arg(long, env = "CICACHE_REGISTRY_PASSWORD_STDIN", requires = "username")]
+    #[arg(long, env = "CICACHE_REGISTRY_PASSWORD_STDIN", value_parser = boolish(), requires = "username")]
     pub password_stdin: bool,
 
     /// Talk plain HTTP to the registry. [default: only for 127.0.0.1, ::1 and localhost,
     /// like docker]
-    #[arg(long, env = "CICACHE_REGISTRY_PLAIN_HTTP")]
+    #[arg(long, env = "CICACHE_REGISTRY_PLAIN_HTTP", value_parser = boolish())]
     pub plain_http: bool,
 }
 
@@ -99,12 +104,12 @@ pub struct EnsureArgs {
     pub target: TargetArgs,
 
     /// Also apply the lifecycle policy (ECR), see `cicache registry lifecycle`.
-    #[arg(long, env = "CICACHE_REGISTRY_LIFECYCLE")]
+    #[arg(long, env = "CICACHE_REGISTRY_LIFECYCLE", value_parser = boolish())]
     pub lifecycle: bool,
 
     /// Keep the cache tags in a repository of their own, `<repo>-buildcache` (mutable tags),
     /// created when missing. For repositories with immutable tags.
-    #[arg(long, env = "CICACHE_REGISTRY_CACHE_REPO")]
+    #[arg(long, env = "CICACHE_REGISTRY_CACHE_REPO", value_parser = boolish())]
     pub cache_repo: bool,
 
     #[command(flatten)]
@@ -133,7 +138,7 @@ pub struct ClearArgs {
     pub tags: Vec<String>,
 
     /// Print what would be deleted, delete nothing.
-    #[arg(long, env = "CICACHE_REGISTRY_DRY_RUN")]
+    #[arg(long, env = "CICACHE_REGISTRY_DRY_RUN", value_parser = boolish())]
     pub dry_run: bool,
 }
 
@@ -159,11 +164,11 @@ pub struct GcArgs {
 
     /// Also delete untagged manifests older than --max-age (ECR; the distribution API cannot
     /// list them).
-    #[arg(long, env = "CICACHE_REGISTRY_UNTAGGED")]
+    #[arg(long, env = "CICACHE_REGISTRY_UNTAGGED", value_parser = boolish())]
     pub untagged: bool,
 
     /// Print the plan, delete nothing. The plan is exactly what `gc` without it deletes.
-    #[arg(long, env = "CICACHE_REGISTRY_DRY_RUN")]
+    #[arg(long, env = "CICACHE_REGISTRY_DRY_RUN", value_parser = boolish())]
     pub dry_run: bool,
 }
 
@@ -189,7 +194,7 @@ pub struct LifecycleArgs {
     pub policy: PolicyArgs,
 
     /// Set the policy on the ECR repository (and read it back), instead of only printing it.
-    #[arg(long, env = "CICACHE_REGISTRY_APPLY")]
+    #[arg(long, env = "CICACHE_REGISTRY_APPLY", value_parser = boolish())]
     pub apply: bool,
 }
 
