@@ -290,6 +290,8 @@ if [[ $REPORT == 1 ]]; then
   mkdir -p "$REPO/bench/results/$(basename "$OUT")"
   cp "$OUT"/*.json "$OUT"/*.txt "$REPO/bench/results/$(basename "$OUT")/"
   cp "$OUT"/*.time "$REPO/bench/results/$(basename "$OUT")/" 2>/dev/null || true
+  mkdir -p "$REPO/bench/results/$(basename "$OUT")/raw"
+  cp "$OUT"/raw/*.json "$REPO/bench/results/$(basename "$OUT")/raw/"
   python3 "$REPO/bench/report.py" "$OUT" --write "$REPO/docs/BENCHMARKS.md"
 else
   python3 "$REPO/bench/report.py" "$OUT"
