@@ -205,6 +205,9 @@ pub struct BuildReport {
     /// False when a build in the log failed, or the log holds nothing recognisable.
     pub ok: bool,
     pub steps: StepCounts,
+    /// The step figures of each build when the log holds several (`cicache build --log`
+    /// files, CI logs with more than one `docker build`); empty for one build.
+    pub per_build: Vec<StepCounts>,
     pub wheels: WheelCounts,
     pub build_seconds: Option<f64>,
     pub time_source: Option<TimeSource>,
@@ -435,6 +438,11 @@ pub(crate) fn exit_code(msg: &str) -> Option<i64> {
     None
 }
 
+/// Internal vertices whose errors BuildKit reports but does not fail the build for.
+fn is_ignored_internal_error(name: &str) -> bool {
+    name.starts_with("importing cache manifest from")
+}
+
 /// Accumulates steps, output and pip events while a parser walks a log.
 #[derive(Default)]
 pub(crate) struct Collector {
@@ -551,19 +559,28 @@ impl Collector {
     pub(crate) fn finish(mut self, format: LogFormat) -> BuildReport {
         self.steps.sort_by_key(|s| s.order);
         let mut counts = StepCounts::default();
+        let mut per_build = vec![StepCounts::default(); self.builds.max(1)];
         for s in self.steps.iter().map(|a| &a.step) {
             if s.kind != StepKind::Step {
                 continue;
             }
-            counts.total += 1;
-            match s.status {
-                StepStatus::Cached => counts.cached += 1,
-                StepStatus::Error => {
-                    counts.run += 1;
-                    counts.failed += 1;
-                }
-                _ => counts.run += 1,
+            if s.build >= per_build.len() {
+                per_build.resize(s.build + 1, StepCounts::default());
             }
+            for c in [&mut counts, &mut per_build[s.build]] {
+                c.total += 1;
+                match s.status {
+                    StepStatus::Cached => c.cached += 1,
+                    StepStatus::Error => {
+                        c.run += 1;
+                        c.failed += 1;
+                    }
+                    _ => c.run += 1,
+                }
+            }
+        }
+        if per_build.len() < 2 {
+            per_build.clear();
         }
         let mut wheels = WheelCounts::default();
         for w in &self.wheels {
@@ -605,10 +622,20 @@ impl Collector {
         slowest.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
         slowest.truncate(SLOWEST);
 
-        let failed_step = self
-            .steps
-            .iter()
-            .find(|a| a.step.status == StepStatus::Error);
+        // The failing Dockerfile step is the failure. An internal vertex's error is one only
+        // when the build failed with it: BuildKit ignores a cache import that finds no
+        // cache (`importing cache manifest from IMAGE:cache ... not found` on a first build).
+        let failed = |internal: bool| {
+            self.steps.iter().find(|a| {
+                a.step.status == StepStatus::Error
+                    && (a.step.kind == StepKind::Internal) == internal
+                    && !(internal && is_ignored_internal_error(&a.step.name))
+            })
+        };
+        let failed_step = failed(false).or_else(|| {
+            failed(true)
+                .filter(|_| !self.build_errors.is_empty() || format == LogFormat::BuildkitRawjson)
+        });
         let failure = match failed_step {
             Some(a) => {
                 let error = a
@@ -642,6 +669,7 @@ impl Collector {
             verdict: String::new(),
             ok,
             steps: counts,
+            per_build,
             wheels,
             build_seconds,
             time_source,

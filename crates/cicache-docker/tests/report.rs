@@ -421,3 +421,64 @@ ERROR: failed to solve: process "/bin/sh -c pip install -r requirements.txt" did
             .starts_with("build FAILED (failed to solve: dockerfile parse error")
     );
 }
+
+/// `cicache build --log` files, recorded from real `cicache build` runs of
+/// examples/python-app (fixtures/README.md): the cache dance's helper builds are in the file
+/// too, so the figures are also given per build.
+#[test]
+fn cicache_build_logs() {
+    // Cold: a first build. The registry has no cache tag yet: BuildKit's "importing cache
+    // manifest ... not found" error is not the build's failure.
+    let cold = fixture("cicache-build-cold.log");
+    assert!(cold.ok, "{:#?}", cold.failure);
+    assert_eq!((cold.wheels.from_cache, cold.wheels.downloaded), (0, 4));
+
+    // Warm, on a pruned builder with tomli added: the injected cache served every old wheel.
+    let warm = fixture("cicache-build-warm.log");
+    assert!(warm.ok);
+    assert_eq!(warm.builds, 3, "inject, the build, extract");
+    assert_eq!(warm.per_build.len(), 3);
+    assert_eq!(warm.per_build[1].total, 4);
+    assert_eq!(warm.per_build[1].cached, 1);
+    assert_eq!((warm.wheels.from_cache, warm.wheels.downloaded), (4, 1));
+    assert_eq!(warm.wheels.bytes_from_cache, 190_000);
+    let down: Vec<_> = warm
+        .wheel_list
+        .iter()
+        .filter(|w| w.source == WheelSource::Download)
+        .map(|w| w.file.as_str())
+        .collect();
+    assert_eq!(down, vec!["tomli-2.0.1-py3-none-any.whl"]);
+    assert!(
+        warm.render_text()
+            .contains("build 1: 0/2 cached, build 2: 1/4 cached")
+    );
+
+    // pip failed after taking four wheels from the injected cache.
+    let pipfail = fixture("cicache-build-pip-fail.log");
+    let f = pipfail.failure.as_ref().expect("a failure");
+    assert!(
+        f.step
+            .as_deref()
+            .unwrap()
+            .contains("pip install -r requirements.txt")
+    );
+    assert_eq!(
+        f.lines.last().map(String::as_str),
+        Some("ERROR: No matching distribution found for tomli==2.0.1")
+    );
+    assert_eq!(pipfail.wheels.from_cache, 4);
+
+    // PEP 668 refusal, and a cache import error before it: the pip step is the failure.
+    let fail = fixture("cicache-build-fail.log");
+    let f = fail.failure.as_ref().expect("a failure");
+    assert!(
+        f.step.as_deref().unwrap().starts_with("[stage-0 4/5] RUN"),
+        "{f:#?}"
+    );
+    assert!(
+        f.lines
+            .iter()
+            .any(|l| l.contains("--break-system-packages"))
+    );
+}

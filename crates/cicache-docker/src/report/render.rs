@@ -48,6 +48,15 @@ pub(super) fn text(r: &BuildReport) -> String {
             },
             r.steps.total
         );
+        if r.per_build.len() > 1 {
+            let each: Vec<String> = r
+                .per_build
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("build {}: {}/{} cached", i + 1, c.cached, c.total))
+                .collect();
+            let _ = writeln!(o, "    {}", each.join(", "));
+        }
         for s in r.step_list.iter().filter(|s| s.kind != StepKind::Internal) {
             let build = if r.builds > 1 {
                 format!("build {}: ", s.build + 1)
