@@ -187,6 +187,20 @@ impl Manifest {
             .and_then(parse_time)
     }
 
+    /// The newest `buildkit/createdat` of the layers: BuildKit writes it on the layers of the
+    /// cache manifests it exports (`--cache-to type=registry`).
+    fn buildkit_created(&self) -> Option<SystemTime> {
+        self.descriptors("layers")
+            .iter()
+            .filter_map(|l| {
+                l.get("annotations")
+                    .and_then(|a| a.get("buildkit/createdat"))
+                    .and_then(Value::as_str)
+                    .and_then(parse_time)
+            })
+            .max()
+    }
+
     fn config_digest(&self) -> Option<(String, String)> {
         let c = self.body.get("config")?;
         Some((
@@ -653,10 +667,13 @@ impl OciClient {
         Ok(serde_json::from_slice(&reply.body).ok())
     }
 
-    /// Push time of an image: the `org.opencontainers.image.created` annotation, else when
-    /// the registry stored its config blob, else the `created` of its image config.
+    /// Push time of an image (the distribution API has none): the
+    /// `org.opencontainers.image.created` annotation, else the newest `buildkit/createdat` of
+    /// its layers (BuildKit cache manifests), else the `Last-Modified` the registry gives its
+    /// config blob (some registries do; distribution 2.8 does not), else the `created` of its
+    /// image config.
     fn pushed_time(&self, m: &Manifest) -> Result<Option<SystemTime>> {
-        if let Some(t) = m.created_annotation() {
+        if let Some(t) = m.created_annotation().or_else(|| m.buildkit_created()) {
             return Ok(Some(t));
         }
         let Some((config, config_type)) = m.config_digest() else {
