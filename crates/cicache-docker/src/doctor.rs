@@ -448,6 +448,20 @@ pub fn findings(df: &Dockerfile) -> Vec<Check> {
         }
     }
 
+    // A cache mount keyed by another stage's content cannot be reached by the cache dance.
+    for m in df.unique_cache_mounts() {
+        if let Err(why) = m.dance_supported() {
+            out.push(Check::warn(
+                "dockerfile.cache-from",
+                format!(
+                    "line {}: {why}; cicache cannot fill or save this cache",
+                    m.line
+                ),
+                "drop `from=`/`source=` from the cache mount if it only seeds the cache",
+            ));
+        }
+    }
+
     // The same target with different caches in different stages: wheels downloaded in one
     // stage are downloaded again in the other.
     let mut by_target: BTreeMap<&str, Vec<&crate::dockerfile::CacheMount>> = BTreeMap::new();
@@ -918,6 +932,17 @@ mod tests {
         // Same id, different uid: two caches.
         let uid = same.replacen("type=cache,target", "type=cache,uid=1000,target", 1);
         assert_eq!(names(&uid)[0].0, "dockerfile.cache-id");
+    }
+
+    #[test]
+    fn cache_mount_from_another_stage() {
+        let c = one(
+            "FROM p AS seed\nRUN mkdir /c\nFROM p\n\
+             RUN --mount=type=cache,target=/root/.cache/pip,from=seed,source=/c pip install x\n",
+            "dockerfile.cache-from",
+        );
+        assert_eq!(c.status, Status::Warn);
+        assert!(c.message.starts_with("line 4:"), "{}", c.message);
     }
 
     #[test]
