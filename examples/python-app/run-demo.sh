@@ -12,6 +12,10 @@
 #  4. runs `cicache build` of this example twice on the default store: a cold build, then,
 #     after `docker builder prune -af` (a fresh agent: no layers, no cache mounts), a build
 #     whose pip step takes every wheel from the cache cicache restored and injected.
+# The wheels come from a local index on 127.0.0.1 (test/lib/pypi_server.py, filled once with
+# the host's `pip download`) that sends the Cache-Control headers PyPI sends: pip keeps a
+# download in its cache only with them, and some package proxies strip them.
+# --pypi uses pip's own index (or $PIP_INDEX_URL) instead.
 # --registry HOST:PORT also uses the registry layer cache (IMAGE:cache) there.
 # --keep keeps the private dockerd's directory for a look afterwards.
 set -euo pipefail
@@ -19,11 +23,13 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 REGISTRY=
 KEEP=0
+LOCAL_INDEX=1
 while [ $# -gt 0 ]; do
   case $1 in
     --registry) REGISTRY=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --pypi) LOCAL_INDEX=0; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "run-demo.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -31,9 +37,12 @@ say() { printf '\n== demo: %s ==\n' "$*" >&2; }
 
 # 1. cicache
 CICACHE=${CICACHE_BIN:-}
-for c in "$ROOT/target/release/cicache" "$ROOT/target/debug/cicache"; do
-  [ -z "$CICACHE" ] && [ -x "$c" ] && CICACHE=$c
-done
+if [ -z "$CICACHE" ]; then
+  for c in "$ROOT/target/release/cicache" "$ROOT/target/debug/cicache"; do
+    # The newest build of this checkout.
+    [ -x "$c" ] && { [ -z "$CICACHE" ] || [ "$c" -nt "$CICACHE" ]; } && CICACHE=$c
+  done
+fi
 [ -z "$CICACHE" ] && CICACHE=$(command -v cicache || true)
 if [ -z "$CICACHE" ]; then
   say "building cicache (cargo build -p cicache)"
@@ -46,7 +55,9 @@ say "cicache: $CICACHE"
 DOCKER=/usr/bin/docker
 [ -x "$DOCKER" ] || DOCKER=$(command -v docker || true)
 PRIVATE=
+INDEX_PID=
 cleanup() {
+  [ -n "$INDEX_PID" ] && kill "$INDEX_PID" 2>/dev/null
   if [ -n "$PRIVATE" ]; then
     kill "$(cat "$PRIVATE/dockerd.pid")" 2>/dev/null || true
     for _ in $(seq 1 40); do kill -0 "$(cat "$PRIVATE/dockerd.pid")" 2>/dev/null || break; sleep 0.25; done
@@ -101,6 +112,25 @@ if [ -n "$REGISTRY" ]; then
   REG_ARGS=(--registry-cache)
 fi
 PIP_ARGS=()
+if [ $LOCAL_INDEX = 1 ]; then
+  WHEELS=/var/tmp/cicache-demo-wheels
+  if [ ! -d "$WHEELS" ] || [ -z "$(ls "$WHEELS")" ]; then
+    say "downloading the example's wheels once into $WHEELS (host pip)"
+    mkdir -p "$WHEELS"
+    python3 -m pip --version >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pip >&2
+    python3 -m pip download -q --no-deps --only-binary=:all: -d "$WHEELS" -r "$HERE/requirements.txt" >&2
+  fi
+  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  python3 "$ROOT/test/lib/pypi_server.py" --dir "$WHEELS" --port "$PORT" >/dev/null 2>&1 &
+  INDEX_PID=$!
+  for _ in $(seq 1 40); do
+    python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/simple/')" 2>/dev/null && break
+    sleep 0.25
+  done
+  say "local package index http://127.0.0.1:$PORT/simple (Cache-Control: max-age=31536000, immutable)"
+  PIP_INDEX_URL=http://127.0.0.1:$PORT/simple
+  PIP_TRUSTED_HOST=127.0.0.1
+fi
 [ -n "${PIP_INDEX_URL:-}" ] && PIP_ARGS+=(--build-arg "PIP_INDEX_URL=$PIP_INDEX_URL")
 [ -n "${PIP_TRUSTED_HOST:-}" ] && PIP_ARGS+=(--build-arg "PIP_TRUSTED_HOST=$PIP_TRUSTED_HOST")
 for v in HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
@@ -115,6 +145,7 @@ build
 say "a fresh agent: docker builder prune -af (no layers, no cache mounts) and no workspace cache"
 "$DOCKER" builder prune -af >/dev/null
 rm -rf .pip-cache
+rm -f build.log
 say "build 2: cicache restores the cache and injects it; pip says 'Using cached' for every wheel"
 build
 grep -E 'Using cached|Downloading' build.log | tail -n 20 >&2 || true

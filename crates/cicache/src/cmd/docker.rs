@@ -49,8 +49,9 @@ pub struct DockerOpts {
     pub flavour: FlavourArg,
     /// Image the cache-dance helper builds start FROM: any image with sh, cp, find, stat,
     /// chown (busybox). Where nothing can be pulled, build one (examples/python-app/make-base-images.sh).
-    #[arg(long, env = "CICACHE_HELPER_IMAGE", default_value = DEFAULT_HELPER_IMAGE, value_name = "IMAGE")]
-    pub helper_image: String,
+    /// [default: build.helper_image of cicache.yml, else busybox:1.36]
+    #[arg(long, env = "CICACHE_HELPER_IMAGE", value_name = "IMAGE")]
+    pub helper_image: Option<String>,
     /// Only the cache mounts with this id (default: every `RUN --mount=type=cache` of the
     /// Dockerfile); repeatable.
     #[arg(
@@ -134,8 +135,9 @@ pub struct BuildArgs {
 #[derive(Debug, Args)]
 pub struct BuildOptions {
     /// Image repository to build (`registry:5000/team/app`), without tag.
+    /// [default: build.image of cicache.yml; one of them is required]
     #[arg(long, env = "CICACHE_IMAGE", value_name = "REPO")]
-    pub image: String,
+    pub image: Option<String>,
     /// Tag to build (and push with --push); repeatable. [default: latest]
     #[arg(
         long = "tag",
@@ -166,13 +168,9 @@ pub struct BuildOptions {
     #[arg(default_value = ".", value_name = "CONTEXT")]
     pub context: PathBuf,
     /// The workspace copy of the cache mounts (restored, injected, extracted, saved).
-    #[arg(
-        long = "cache-dir",
-        env = "CICACHE_CACHE_DIR",
-        default_value = ".pip-cache",
-        value_name = "DIR"
-    )]
-    pub cache_dir: PathBuf,
+    /// [default: build.cache_dir of cicache.yml, else .pip-cache]
+    #[arg(long = "cache-dir", env = "CICACHE_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Store key (template) of the cache dir.
     /// [default: cache.key of cicache.yml, else pip-{{ os }}-{{ arch }}-{{ hashFiles "**/requirements*.txt" }}]
     #[arg(long, env = "CICACHE_KEY", value_name = "TEMPLATE")]
@@ -358,7 +356,11 @@ pub fn mount(args: MountArgs, ctx: &Context) -> Result<u8> {
     let fl = flavour(&docker, opts.flavour);
     let dopts = DanceOptions {
         flavour: fl,
-        helper_image: opts.helper_image.clone(),
+        helper_image: opts
+            .helper_image
+            .clone()
+            .or(build_config(ctx)?.helper_image)
+            .unwrap_or_else(|| DEFAULT_HELPER_IMAGE.to_string()),
         extra_args: Vec::new(),
         log: None,
     };
@@ -528,6 +530,42 @@ fn has_registry_host(image: &str) -> bool {
     }
 }
 
+/// The `build:` section of cicache.yml: defaults for flags not given.
+///
+/// ```yaml
+/// build:
+///   image: registry.example.com/team/app
+///   tags: [latest]
+///   dockerfile: Dockerfile
+///   cache_dir: .pip-cache
+///   build_args: [BASE_IMAGE=python:3.12-slim]
+///   registry_cache: true
+///   push: false
+///   helper_image: busybox:1.36
+/// ```
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct BuildConfig {
+    image: Option<String>,
+    tags: Vec<String>,
+    dockerfile: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    build_args: Vec<String>,
+    registry_cache: Option<bool>,
+    push: Option<bool>,
+    helper_image: Option<String>,
+}
+
+fn build_config(ctx: &Context) -> Result<BuildConfig> {
+    match &ctx.config.build {
+        None => Ok(BuildConfig::default()),
+        Some(v) => serde_yaml::from_value(v.clone()).context(
+            "the build: section of cicache.yml is not valid (keys: image, tags, dockerfile, \
+             cache_dir, build_args, registry_cache, push, helper_image; see docs/BUILD.md)",
+        ),
+    }
+}
+
 const DEFAULT_KEY: &str = r#"pip-{{ os }}-{{ arch }}-{{ hashFiles "**/requirements*.txt" }}"#;
 const DEFAULT_RESTORE_KEY: &str = "pip-{{ os }}-{{ arch }}-";
 
@@ -548,7 +586,30 @@ fn store_save(ctx: &Context, key: &str, path: &Path) -> Result<Value> {
 }
 
 pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
-    let args = *args.options;
+    let mut args = *args.options;
+    let cfg = build_config(ctx)?;
+    let image = args.image.clone().or(cfg.image.clone()).ok_or_else(|| {
+        anyhow!(
+            "cicache build needs --image REPO (or CICACHE_IMAGE, or build.image in cicache.yml)"
+        )
+    })?;
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .or(cfg.cache_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(".pip-cache"));
+    args.cache_dir = Some(cache_dir.clone());
+    if args.dockerfile.is_none() {
+        args.dockerfile = cfg.dockerfile.clone();
+    }
+    if args.tags.is_empty() {
+        args.tags = cfg.tags.clone();
+    }
+    // Config build args first: a --build-arg of the same name comes later and wins.
+    let mut build_args = cfg.build_args.clone();
+    build_args.append(&mut args.build_args);
+    args.build_args = build_args;
+    args.push = args.push || cfg.push.unwrap_or(false);
     let total = Instant::now();
     if let Some(log) = &args.log {
         // One log per build: the helper builds and the build append to it.
@@ -583,12 +644,14 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
         false
     } else if args.registry_cache {
         true
+    } else if let Some(on) = cfg.registry_cache {
+        on
     } else {
-        let on = has_registry_host(&args.image);
+        let on = has_registry_host(&image);
         if !on {
             ctx.out.info(format!(
                 "registry cache: off ({} names no registry host; pass --registry-cache to force it)",
-                args.image
+                image
             ));
         }
         on
@@ -600,7 +663,7 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
     } else {
         Some(scope.as_str())
     };
-    let (cache_from, cache_to) = cache_refs(&args.image, own_scope);
+    let (cache_from, cache_to) = cache_refs(&image, own_scope);
 
     // The Dockerfile's cache mounts (a parse failure only costs the dance).
     let parsed = dockerfile::parse_file(&dockerfile_path);
@@ -626,7 +689,12 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
     let mount_refs: Vec<&CacheMount> = mounts.iter().collect();
     let dopts = DanceOptions {
         flavour: fl,
-        helper_image: args.docker.helper_image.clone(),
+        helper_image: args
+            .docker
+            .helper_image
+            .clone()
+            .or(cfg.helper_image.clone())
+            .unwrap_or_else(|| DEFAULT_HELPER_IMAGE.to_string()),
         extra_args: Vec::new(),
         log: args.log.clone(),
     };
@@ -652,7 +720,7 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
 
     let plan = BuildPlan {
         flavour: fl,
-        image: args.image.clone(),
+        image: image.clone(),
         tags,
         dockerfile: dockerfile_path.clone(),
         context: args.context.clone(),
@@ -677,7 +745,7 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
             "flavour": fl,
             "key": key,
             "restore_keys": restore_keys,
-            "cache_dir": args.cache_dir,
+            "cache_dir": cache_dir,
             "mounts": mounts.iter().map(|m| json!({
                 "id": m.id, "target": m.target, "line": m.line, "dance_flag": m.dance_flag(),
             })).collect::<Vec<_>>(),
@@ -715,13 +783,13 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
         ph.skipped("restore", "--no-restore");
     } else {
         let t = Instant::now();
-        match store_restore(ctx, &key, &restore_keys, &args.cache_dir) {
+        match store_restore(ctx, &key, &restore_keys, &cache_dir) {
             Ok(v) => {
                 let hit = v["status"] == "hit";
                 let msg = if hit {
                     format!(
                         "restored {} from {} (scope {})",
-                        args.cache_dir.display(),
+                        cache_dir.display(),
                         v["matched_key"].as_str().unwrap_or_default(),
                         v["matched_scope"].as_str().unwrap_or_default()
                     )
@@ -740,14 +808,11 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
         ph.skipped("inject", "--no-inject");
     } else if mounts.is_empty() {
         ph.skipped("inject", "the Dockerfile has no RUN --mount=type=cache");
-    } else if !args.cache_dir.is_dir() {
-        ph.skipped(
-            "inject",
-            format!("{} does not exist", args.cache_dir.display()),
-        );
+    } else if !cache_dir.is_dir() {
+        ph.skipped("inject", format!("{} does not exist", cache_dir.display()));
     } else {
         let t = Instant::now();
-        match dance::inject(&docker, &mount_refs, &args.cache_dir, &dopts, dance_echo) {
+        match dance::inject(&docker, &mount_refs, &cache_dir, &dopts, dance_echo) {
             Ok(r) => {
                 let msg = describe_dance(&r, "injected").join("; ");
                 ph.ok(
@@ -889,7 +954,7 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
         ph.skipped("extract", "the Dockerfile has no RUN --mount=type=cache");
     } else {
         let t = Instant::now();
-        match dance::extract(&docker, &mount_refs, &args.cache_dir, &dopts, dance_echo) {
+        match dance::extract(&docker, &mount_refs, &cache_dir, &dopts, dance_echo) {
             Ok(r) => {
                 extracted = r.mounts.iter().any(|m| m.skipped.is_none());
                 let msg = describe_dance(&r, "extracted").join("; ");
@@ -908,19 +973,16 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
     let mut saved = Value::Null;
     if args.no_save {
         ph.skipped("save", "--no-save");
-    } else if !args.cache_dir.is_dir() {
-        ph.skipped(
-            "save",
-            format!("{} does not exist", args.cache_dir.display()),
-        );
+    } else if !cache_dir.is_dir() {
+        ph.skipped("save", format!("{} does not exist", cache_dir.display()));
     } else {
         let t = Instant::now();
-        match store_save(ctx, &key, &args.cache_dir) {
+        match store_save(ctx, &key, &cache_dir) {
             Ok(v) => {
                 let msg = match v["status"].as_str().unwrap_or_default() {
                     "saved" => format!(
                         "saved {} as {}",
-                        args.cache_dir.display(),
+                        cache_dir.display(),
                         v["key"].as_str().unwrap_or_default()
                     ),
                     "unchanged" => "unchanged since the restore: nothing saved".to_string(),
