@@ -217,20 +217,21 @@ private List<String> buildArgs(Map a, boolean helperStore) {
             c.addAll(['--restore-key', p])
         }
         if (!a.restoreCache) {
-            c.add('--no-cache-restore')
+            c.add('--no-restore')
         }
         if (!a.saveCache) {
-            c.add('--no-cache-save')
+            c.add('--no-save')
         }
     } else {
         // The plugin (or nobody) keeps the cache dir: only the dance in and out of BuildKit.
-        c.addAll(['--no-cache-restore', '--no-cache-save'])
+        c.addAll(['--no-restore', '--no-save'])
     }
     c.add(a.registryCache ? '--registry-cache' : '--no-registry-cache')
     if (a.push) {
         c.add('--push')
     }
-    c.addAll(['--log', a.logFile, '--report-markdown', a.reportFile, a.context])
+    // The Markdown report is made from the log after the build (cicache report --format markdown).
+    c.addAll(['--log', a.logFile, a.context])
     if (a.dockerArgs) {
         c.add('--')
         c.addAll(a.dockerArgs)

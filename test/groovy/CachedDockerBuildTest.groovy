@@ -47,7 +47,7 @@ class CachedDockerBuildTest {
         List<String> argv = buildCall()
         assertEquals(['--json', '--scope', 'main', 'build', '--image', 'registry.example.com/team/app',
                       '--cache-dir', '.pip-cache', '--registry-cache', '--log', 'cicache-build.log',
-                      '--report-markdown', 'cicache-report.md', '.'], argv)
+                      '.'], argv)
         assertEquals(7, r.steps.cached)
         assertEquals(9, r.steps.total)
         assertEquals('helper', r.cacheBackend)
@@ -72,8 +72,8 @@ class CachedDockerBuildTest {
                       '--build-arg', 'PY=3.12', '--build-arg', "NOTE=it's \"quoted\" \$HOME `x`".toString(),
                       '--target', 'runtime', '--cache-dir', 'build/pip cache',
                       '--key', 'pip-{{ hashFiles "requirements*.txt" }}', '--restore-key', 'pip-', '--restore-key', 'py-',
-                      '--no-cache-save', '--no-registry-cache', '--push', '--log', 'out/build.log',
-                      '--report-markdown', 'out/report.md', 'app',
+                      '--no-save', '--no-registry-cache', '--push', '--log', 'out/build.log',
+                      'app',
                       '--', '--label', 'team=ml', '--secret', 'id=pip,src=/run/pip.conf'], argv)
         assertEquals('out/report.md', r.reportFile)
         // The command line is in the log once, as the user would type it.
@@ -134,8 +134,8 @@ class CachedDockerBuildTest {
         assertTrue(h.steps('cache').isEmpty())
         List<String> argv = buildCall()
         assertEquals(['/srv/cache'], values(argv, '--store'))
-        assertFalse(argv.contains('--no-cache-restore'))
-        assertFalse(argv.contains('--no-cache-save'))
+        assertFalse(argv.contains('--no-restore'))
+        assertFalse(argv.contains('--no-save'))
         assertEquals('helper', r.cacheBackend)
     }
 
@@ -157,7 +157,7 @@ class CachedDockerBuildTest {
         int buildLine = h.log.findIndexOf { it.startsWith('cicache: ') && it.contains(' build ') }
         assertTrue("order in ${h.log}", restore >= 0 && restore < buildLine && buildLine < save)
         List<String> argv = buildCall()
-        assertTrue(argv.containsAll(['--no-cache-restore', '--no-cache-save']))
+        assertTrue(argv.containsAll(['--no-restore', '--no-save']))
         assertEquals([], values(argv, '--store'))
         assertEquals('plugin:jobcacher', r.cacheBackend)
         assertFalse(h.log.any { it.contains("cacheBackend 'auto'") })
@@ -180,7 +180,7 @@ class CachedDockerBuildTest {
         Map r = build(image: 'reg/app', cacheKey: 'pip-{{ hashFiles "requirements*.txt" }}', restoreKeys: ['pip-'])
         assertEquals([['--json', 'key', 'pip-{{ hashFiles "requirements*.txt" }}']], h.helperCalls('key'))
         assertEquals([[path: '.pip-cache', key: 'pip-linux-x86_64-0123abcd', restoreKeys: ['pip-']]], h.steps('cache')*.args)
-        assertTrue(buildCall().containsAll(['--no-cache-restore', '--no-cache-save']))
+        assertTrue(buildCall().containsAll(['--no-restore', '--no-save']))
         assertEquals('plugin:pipeline-cache', r.cacheBackend)
     }
 
@@ -215,7 +215,7 @@ class CachedDockerBuildTest {
         Map r = build(image: 'reg/app', cacheBackend: 'helper')
         assertTrue(h.steps('cache').isEmpty())
         assertEquals(0, StepDescriptor.lookups)
-        assertFalse(buildCall().contains('--no-cache-restore'))
+        assertFalse(buildCall().contains('--no-restore'))
         assertEquals('helper', r.cacheBackend)
     }
 
@@ -232,7 +232,7 @@ class CachedDockerBuildTest {
         Map r = build(image: 'reg/app', cacheBackend: 'none', store: '/srv/cache')
         assertTrue(h.steps('cache').isEmpty())
         List<String> argv = buildCall()
-        assertTrue(argv.containsAll(['--no-cache-restore', '--no-cache-save']))
+        assertTrue(argv.containsAll(['--no-restore', '--no-save']))
         assertEquals([], values(argv, '--store'))
         assertEquals('none', r.cacheBackend)
     }
@@ -289,15 +289,18 @@ class CachedDockerBuildTest {
         assertEquals([[artifacts: 'cicache-report.md', allowEmptyArchive: true]], h.steps('archiveArtifacts')*.args)
     }
 
-    /** Makes the stand-in helper write TEXT to the --report-markdown file, as the real one does. */
+    /** Makes the stand-in helper write the build's --log and answer `report LOG --format markdown` with TEXT, as the real one does. */
     void helperWritesReport(String text) {
         File script = new File(h.work, 'helper-with-report.sh')
         script.text = '''#!/bin/sh
 prev=
 for a in "$@"; do
-  if [ "$prev" = --report-markdown ]; then cp "$CICACHE_REPORT_SOURCE" "$a"; fi
+  if [ "$prev" = --log ]; then : > "$a"; fi
   prev=$a
 done
+case " $* " in
+  *" report "*"--format markdown"*) cat "$CICACHE_REPORT_SOURCE"; exit 0 ;;
+esac
 exec "$CICACHE_STANDIN" "$@"
 '''
         script.setExecutable(true)
@@ -407,8 +410,8 @@ exec "$CICACHE_STANDIN" "$@"
     void restoreCacheFalseSkipsTheRestoreInEveryBackend() {
         build(image: 'reg/app', cacheBackend: 'helper', restoreCache: false)
         List<String> argv = buildCall()
-        assertTrue(argv.contains('--no-cache-restore'))
-        assertFalse(argv.contains('--no-cache-save'))
+        assertTrue(argv.contains('--no-restore'))
+        assertFalse(argv.contains('--no-save'))
         h.installCachePlugin('jobcacher')
         build(image: 'reg/app', restoreCache: false)
         assertEquals(true, h.steps('cache')[0].args.skipRestore)
@@ -421,7 +424,7 @@ exec "$CICACHE_STANDIN" "$@"
         assertEquals('helper', r.cacheBackend)
         assertTrue(h.steps('cache').isEmpty())
         assertEquals(1, h.log.count { it.contains("cacheBackend 'auto'") && it.contains('cannot skip its restore or save') })
-        assertTrue(buildCall().contains('--no-cache-save'))
+        assertTrue(buildCall().contains('--no-save'))
         String msg = Harness.expectError { build(image: 'reg/app', saveCache: false, cacheBackend: 'plugin') }
         assertTrue(msg, msg.contains("cacheBackend 'plugin': the Pipeline Cache plugin (pipeline-cache) cannot skip"))
     }
