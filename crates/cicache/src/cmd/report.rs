@@ -28,7 +28,7 @@ pub enum ReportFormat {
 
 #[derive(Debug, Args)]
 #[command(
-    long_about = "Summarize docker build logs: steps cached out of total, the slowest steps, \
+    after_help = "Summarize docker build logs: steps cached out of total, the slowest steps, \
         wheels pip took from its cache versus downloaded (with bytes), the build time, and the \
         failing step with its error lines. The first line is the verdict, e.g.\n\n  \
         cache: 7/9 steps cached, 41/42 wheels from cache (1.9 GB not downloaded), build 1m12s\n\n\
@@ -37,8 +37,8 @@ pub enum ReportFormat {
         detected per file. A Jenkins console log with timestamps and other output around the \
         build works too. Formats: docs/REPORT.md.\n\n\
         Exit codes: 0 when every log was read (a failed build in a log is still a report), \
-        1 when a log cannot be read or holds no docker build or pip output.",
-    after_help = "Examples:\n  docker build --progress=plain . 2>&1 | tee build.log\n  \
+        1 when a log cannot be read or holds no docker build or pip output.\n\n\
+        Examples:\n  docker build --progress=plain . 2>&1 | tee build.log\n  \
         cicache report build.log\n  cicache report --format markdown build.log >> \"$GITHUB_STEP_SUMMARY\"\n  \
         docker build --progress=plain . 2>&1 | cicache report -"
 )]
@@ -162,15 +162,15 @@ fn print_out(text: &str) -> Result<()> {
 
 #[derive(Debug, Args)]
 #[command(
-    long_about = "Check what a cached Docker build needs and print a checklist with a fix for \
+    after_help = "Check what a cached Docker build needs and print a checklist with a fix for \
         every line that does not pass: the docker daemon reachable (DOCKER_HOST is respected), \
         BuildKit working (a tiny FROM scratch build), buildx present or not and what that \
         changes, the Dockerfile (pip or uv install without a cache mount, --no-cache-dir or \
         PIP_NO_CACHE_DIR defeating the mount, a cache mount where the tool does not look, a \
         `# syntax=` line that needs Docker Hub, cache mounts on one target with different ids \
         in different stages), the store (a list call) and the registry (GET /v2/).\n\n\
-        Exit codes: 0 when nothing failed (warnings allowed), 1 when a check failed.",
-    after_help = "Examples:\n  cicache doctor\n  cicache doctor --dockerfile docker/Dockerfile --image 127.0.0.1:5000/app\n  \
+        Exit codes: 0 when nothing failed (warnings allowed), 1 when a check failed.\n\n\
+        Examples:\n  cicache doctor\n  cicache doctor --dockerfile docker/Dockerfile --image 127.0.0.1:5000/app\n  \
         DOCKER_HOST=tcp://127.0.0.1:2375 cicache doctor --json"
 )]
 pub struct DoctorArgs {
