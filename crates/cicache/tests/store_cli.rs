@@ -421,3 +421,16 @@ fn a_store_that_cannot_be_opened_is_a_warning_not_a_failed_build() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn saving_a_missing_dir_is_a_warning_unless_strict() {
+    let t = T::new();
+    let (code, out, err) = t.run(&["save", "--key", "k", "--path", "nowhere"]);
+    assert_eq!((code, out.trim()), (0, "failed"), "{err}");
+    assert!(
+        err.contains("nowhere") && err.contains("nothing was saved"),
+        "{err}"
+    );
+    let (code, _, err) = t.run(&["--strict", "save", "--key", "k", "--path", "nowhere"]);
+    assert_eq!(code, 1, "{err}");
+}

@@ -357,6 +357,17 @@ fn do_save(
         if_changed,
         excludes,
     };
+    if !path.is_dir() && !ctx.strict() {
+        // Like actions/cache: a build that never made its cache dir has nothing to save.
+        let msg = format!(
+            "{} does not exist or is not a directory; nothing was saved",
+            path.display()
+        );
+        ctx.out.warn(&msg);
+        return Ok(serde_json::json!({
+            "status": "failed", "scope": scope, "key": key, "path": path, "warnings": [msg],
+        }));
+    }
     let progress = ctx.out.progress("save");
     let result = open_store(ctx).and_then(|store| {
         ctx.out.info(format!(
