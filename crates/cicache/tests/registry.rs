@@ -368,54 +368,10 @@ fn ecr_status_clear_and_gc_by_age_scope_and_pattern() {
     put(&ecr, &name, "cache", "default-old");
     // An untagged image (what a moved tag leaves behind on ECR).
     put(&ecr, &name, "", "untagged");
-    std::thread::sleep(Duration::from_secs(8));
-    // Young: pushed just now.
+    std::thread::sleep(Duration::from_secs(10));
+    // Young: pushed just now; the two gc runs below must come within --max-age (7s).
     put(&ecr, &name, "cache-moved", "moved");
     put(&ecr, &name, "cache-young", "young");
-
-    let status = run(
-        dir.cicache_moto(&moto),
-        &["registry", "status", "--image", &image, "--json"],
-        None,
-    )
-    .ok()
-    .json();
-    let rows = status["cache_tags"].as_array().expect("cache_tags");
-    let listed: Vec<&str> = rows.iter().filter_map(|r| r["tag"].as_str()).collect();
-    assert_eq!(
-        listed,
-        vec![
-            "cache",
-            "cache-kept",
-            "cache-moved",
-            "cache-old-a",
-            "cache-old-b",
-            "cache-young"
-        ],
-        "{status}"
-    );
-    let young = rows
-        .iter()
-        .find(|r| r["tag"] == "cache-young")
-        .expect("row");
-    assert_eq!(young["scope"], "young");
-    assert_eq!(rows[0]["scope"], Value::Null);
-    assert!(young["pushed"].is_string());
-    assert_eq!(young["size"], 1000);
-    assert_eq!(status["other_tags"], 1);
-    assert_eq!(status["base_tags"], 1);
-    assert_eq!(status["untagged"], 1);
-    let text = run(
-        dir.cicache_moto(&moto),
-        &["registry", "status", "--image", &image],
-        None,
-    )
-    .ok()
-    .stdout;
-    assert!(
-        text.contains("cache-young") && text.contains("(default)"),
-        "{text}"
-    );
 
     let gc_args = [
         "registry",
@@ -423,7 +379,7 @@ fn ecr_status_clear_and_gc_by_age_scope_and_pattern() {
         "--image",
         &image,
         "--max-age",
-        "6s",
+        "7s",
         "--keep",
         "cache-kept",
         "--json",
@@ -492,6 +448,44 @@ fn ecr_status_clear_and_gc_by_age_scope_and_pattern() {
             "v1.0"
         ]
     );
+    // status, after gc (kept out of the timed window above).
+    let status = run(
+        dir.cicache_moto(&moto),
+        &["registry", "status", "--image", &image, "--json"],
+        None,
+    )
+    .ok()
+    .json();
+    let rows = status["cache_tags"].as_array().expect("cache_tags");
+    let listed: Vec<&str> = rows.iter().filter_map(|r| r["tag"].as_str()).collect();
+    assert_eq!(
+        listed,
+        vec!["cache", "cache-kept", "cache-moved", "cache-young"],
+        "{status}"
+    );
+    let young = rows
+        .iter()
+        .find(|r| r["tag"] == "cache-young")
+        .expect("row");
+    assert_eq!(young["scope"], "young");
+    assert_eq!(rows[0]["scope"], Value::Null);
+    assert!(young["pushed"].is_string());
+    assert_eq!(young["size"], 1000);
+    assert_eq!(status["other_tags"], 1);
+    assert_eq!(status["base_tags"], 1);
+    assert_eq!(status["untagged"], 1);
+    let text = run(
+        dir.cicache_moto(&moto),
+        &["registry", "status", "--image", &image],
+        None,
+    )
+    .ok()
+    .stdout;
+    assert!(
+        text.contains("cache-young") && text.contains("(default)"),
+        "{text}"
+    );
+
     let untagged_before = ecr
         .images(&name)
         .unwrap()
@@ -501,8 +495,9 @@ fn ecr_status_clear_and_gc_by_age_scope_and_pattern() {
     assert_eq!(untagged_before, 1);
 
     // --untagged: the old untagged image goes too, and still no tag outside the rules.
+    // The young tags are kept by name here: this run may come after they passed --max-age.
     let mut untagged_args = gc_args.to_vec();
-    untagged_args.push("--untagged");
+    untagged_args.extend(["--untagged", "--keep", "cache-young,cache-moved,cache-kept"]);
     let done = run(dir.cicache_moto(&moto), &untagged_args, None)
         .ok()
         .json();
@@ -1347,8 +1342,28 @@ impl Dockerd {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// A one-megabyte image from the host's static busybox (no image can be pulled here).
+    /// A one-megabyte image from the host's static busybox (no image can be pulled here), or
+    /// the busybox.tar that test/lib/docker.sh saves in CICACHE_TEST_IMAGES.
     fn busybox(&self, name: &str) {
+        if !Path::new("/bin/busybox").exists()
+            && let Ok(images) = std::env::var("CICACHE_TEST_IMAGES")
+        {
+            let mut l = self.docker();
+            l.arg("load")
+                .arg("-i")
+                .arg(Path::new(&images).join("busybox.tar"));
+            let out = self.must(l, "docker load busybox.tar");
+            let loaded = out
+                .lines()
+                .find_map(|l| l.strip_prefix("Loaded image: "))
+                .unwrap_or_else(|| panic!("docker load named no image: {out}"))
+                .trim()
+                .to_string();
+            let mut t = self.docker();
+            t.args(["tag", &loaded, name]);
+            self.must(t, "docker tag");
+            return;
+        }
         let root = self.dir.path().join("rootfs");
         std::fs::create_dir_all(root.join("bin")).expect("rootfs");
         std::fs::copy("/bin/busybox", root.join("bin/busybox"))
