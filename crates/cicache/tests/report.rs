@@ -497,3 +497,53 @@ fn doctor_against_a_real_daemon() {
     let doc: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(check(&doc, "docker")["status"], "fail");
 }
+
+fn service(var: &str, why: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            if std::env::var("CICACHE_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("{var} is not set ({why}); test/run.sh starts it");
+            }
+            eprintln!("skipped: {var} is not set ({why})");
+            None
+        }
+    }
+}
+
+/// The registry line against the real distribution registries of test/lib/registry.sh: an
+/// open one answers 200, an htpasswd one 401; both are reachable.
+#[test]
+fn doctor_registry_lines() {
+    let (Some(open), Some(auth)) = (
+        service("CICACHE_TEST_REGISTRY", "a distribution registry"),
+        service(
+            "CICACHE_TEST_AUTH_REGISTRY",
+            "a registry with htpasswd auth",
+        ),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (registry, says) in [
+        (open, "answers GET /v2/ (200)"),
+        (auth, "asks for credentials"),
+    ] {
+        let (_, out, err) = run(cicache()
+            .current_dir(dir.path())
+            // No docker config: the check must not depend on stored credentials.
+            .env("DOCKER_CONFIG", dir.path())
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}/no.sock", dir.path().display()),
+            )
+            .env("CICACHE_DOCKER", DOCKER)
+            .args(["--json", "doctor", "--store"])
+            .arg(dir.path())
+            .args(["--image", &format!("{registry}/doctor")]));
+        let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+        let reg = check(&doc, "registry");
+        assert_eq!(reg["status"], "ok", "{reg:#}");
+        assert!(reg["message"].as_str().unwrap().contains(says), "{reg:#}");
+    }
+}
