@@ -414,12 +414,28 @@ pub fn findings(df: &Dockerfile) -> Vec<Check> {
         }
     }
 
-    // Environment per stage, in order: ENV and ARG values seen so far (inherited from a
-    // parent stage named in FROM is not followed; ENV in the same stage is).
+    // Environment per stage, in order: ENV and ARG values seen so far in the stage and in the
+    // stage it is built FROM.
     let mut env: BTreeMap<usize, Vec<(String, String)>> = BTreeMap::new();
     let mut user: BTreeMap<usize, String> = BTreeMap::new();
     for ins in &df.instructions {
         let stage = ins.stage.unwrap_or(usize::MAX);
+        // A stage built FROM an earlier stage inherits its ENV and USER.
+        if ins.keyword == "FROM"
+            && let Some(parent) = df
+                .stages
+                .get(stage)
+                .and_then(|s| df.stage_named(&s.base))
+                .map(|p| p.index)
+                .filter(|&p| p < stage)
+        {
+            if let Some(e) = env.get(&parent).cloned() {
+                env.insert(stage, e);
+            }
+            if let Some(u) = user.get(&parent).cloned() {
+                user.insert(stage, u);
+            }
+        }
         match ins.keyword.as_str() {
             "ENV" | "ARG" => {
                 for (k, v) in env_pairs(&ins.args) {
@@ -836,6 +852,22 @@ mod tests {
             "dockerfile.pip-no-cache",
         );
         assert!(c.message.contains("PIP_NO_CACHE_DIR=yes"));
+        // A stage built FROM another inherits its ENV.
+        assert_eq!(
+            names(
+                "FROM p AS base\nENV PIP_NO_CACHE_DIR=1\nFROM base\n\
+                 RUN --mount=type=cache,target=/root/.cache/pip pip install x\n"
+            )[0]
+            .0,
+            "dockerfile.pip-no-cache"
+        );
+        assert_eq!(
+            names(
+                "FROM p AS base\nENV PIP_CACHE_DIR=/pc\nFROM base AS app\n\
+                 RUN --mount=type=cache,target=/pc pip install x\n"
+            ),
+            vec![]
+        );
         // An explicit "off" is fine; another stage's ENV does not leak.
         assert_eq!(
             names(
