@@ -235,6 +235,11 @@ impl EcrClient {
                     .repository_uri()
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("{}/{name}", self.registry)),
+                mutability_exclusions: r
+                    .image_tag_mutability_exclusion_filters()
+                    .iter()
+                    .map(|f| f.filter().to_string())
+                    .collect(),
             })),
             Err(e) => match self.map_err("DescribeRepositories", name, e) {
                 Error::RepositoryNotFound { .. } => Ok(None),
@@ -277,6 +282,7 @@ impl EcrClient {
                 .and_then(|r| r.repository_uri())
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("{}/{name}", self.registry)),
+            mutability_exclusions: Vec::new(),
         })
     }
 

@@ -121,14 +121,13 @@ impl Registry {
 
 /// Why an immutable-tag repository cannot hold cache tags, and what to do.
 pub fn immutable_explanation(target: &Target) -> String {
+    let image = target.image();
     format!(
-        "repository {} has immutable tags: ECR rejects the second push of `cache` (and of every \
-         `cache-<scope>`), so the layer cache can never be updated. Keep the cache tags in a \
-         mutable repository of their own: `cicache registry ensure --image {} --cache-repo` \
-         creates {}-buildcache, then build with --cache-image {}-buildcache",
-        target.image(),
-        target.image(),
-        target.image(),
-        target.image()
+        "repository {image} has immutable tags: ECR rejects the second push of `cache` (and of \
+         every `cache-<scope>`), so the layer cache can never be updated. Either keep the cache \
+         tags in a mutable repository of their own: `cicache registry ensure --image {image} \
+         --cache-repo` creates {image}-buildcache, then push the cache tags there; or make the \
+         cache tags mutable with an exclusion filter `cache*` \
+         (image tag mutability IMMUTABLE_WITH_EXCLUSION)"
     )
 }

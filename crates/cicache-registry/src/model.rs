@@ -89,20 +89,85 @@ pub struct RepositoryInfo {
     pub tag_mutability: Option<String>,
     /// `<registry>/<repository>` as docker names it.
     pub uri: String,
+    /// The wildcard filters of `IMMUTABLE_WITH_EXCLUSION` / `MUTABLE_WITH_EXCLUSION` (ECR).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mutability_exclusions: Vec<String>,
 }
 
 impl RepositoryInfo {
-    /// Whether a second push of `cache` would be rejected.
+    /// Whether a second push of `cache` or `cache-<scope>` would be rejected: immutable tags,
+    /// unless exclusion filters make both mutable; or mutable tags with an exclusion filter
+    /// that makes one of them immutable.
     pub fn tags_immutable(&self) -> bool {
-        self.tag_mutability
-            .as_deref()
-            .is_some_and(|m| m.starts_with("IMMUTABLE"))
+        let probes = ["cache", "cache-main"];
+        let excluded = |tag: &str| {
+            self.mutability_exclusions
+                .iter()
+                .any(|f| wildcard_match(f, tag))
+        };
+        match self.tag_mutability.as_deref() {
+            Some("IMMUTABLE") => true,
+            Some("IMMUTABLE_WITH_EXCLUSION") => !probes.iter().all(|t| excluded(t)),
+            Some("MUTABLE_WITH_EXCLUSION") => probes.iter().any(|t| excluded(t)),
+            _ => false,
+        }
     }
+}
+
+/// ECR's wildcard filters: `*` matches any run of characters.
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] != '*' && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn repo(m: &str, ex: &[&str]) -> RepositoryInfo {
+        RepositoryInfo {
+            repository: "r".into(),
+            tag_mutability: Some(m.into()),
+            uri: "u".into(),
+            mutability_exclusions: ex.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn immutability_with_exclusions() {
+        assert!(!repo("MUTABLE", &[]).tags_immutable());
+        assert!(repo("IMMUTABLE", &[]).tags_immutable());
+        assert!(!repo("IMMUTABLE_WITH_EXCLUSION", &["cache*"]).tags_immutable());
+        assert!(repo("IMMUTABLE_WITH_EXCLUSION", &["cache-*"]).tags_immutable());
+        assert!(!repo("IMMUTABLE_WITH_EXCLUSION", &["cache", "cache-*"]).tags_immutable());
+        assert!(!repo("MUTABLE_WITH_EXCLUSION", &["v*", "release-*"]).tags_immutable());
+        assert!(repo("MUTABLE_WITH_EXCLUSION", &["c*"]).tags_immutable());
+        assert!(wildcard_match("*", ""));
+        assert!(wildcard_match("a*b*c", "axxbyyc"));
+        assert!(!wildcard_match("a*b", "axxbc"));
+    }
 
     #[test]
     fn parses_image_times() {

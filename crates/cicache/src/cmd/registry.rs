@@ -405,6 +405,8 @@ struct EnsuredRepo {
     exists: bool,
     created: bool,
     tag_mutability: Option<String>,
+    /// Whether a second push of a cache tag would be rejected.
+    tags_immutable: bool,
 }
 
 #[derive(Serialize)]
@@ -441,6 +443,7 @@ fn ensure_ecr_repo(ecr: &EcrClient, target: &Target, ctx: &Context) -> Result<En
         exists: true,
         created,
         tag_mutability: info.tag_mutability.clone(),
+        tags_immutable: info.tags_immutable(),
     })
 }
 
@@ -489,16 +492,10 @@ fn ensure(a: EnsureArgs, config: &RegistryConfig, ctx: &Context) -> Result<u8> {
     let result = if r.target.is_ecr() {
         let ecr = EcrClient::connect(&r.target, r.opts.region.as_deref(), r.opts.timeout)?;
         let repo = ensure_ecr_repo(&ecr, &r.target, ctx)?;
-        let immutable = repo
-            .tag_mutability
-            .as_deref()
-            .is_some_and(|m| m.starts_with("IMMUTABLE"));
+        let immutable = repo.tags_immutable;
         let cache_repo = if a.cache_repo {
             let c = ensure_ecr_repo(&ecr, &cache_target, ctx)?;
-            if c.tag_mutability
-                .as_deref()
-                .is_some_and(|m| m.starts_with("IMMUTABLE"))
-            {
+            if c.tags_immutable {
                 bail!(
                     "the cache repository {} exists with immutable tags too; make its tags mutable \
                      (`aws ecr put-image-tag-mutability --repository-name {} --image-tag-mutability MUTABLE`) \
@@ -560,6 +557,7 @@ fn ensure(a: EnsureArgs, config: &RegistryConfig, ctx: &Context) -> Result<u8> {
                 exists,
                 created: false,
                 tag_mutability: None,
+                tags_immutable: false,
             })
         };
         let repo = oci_state(&r.target)?;
@@ -652,24 +650,23 @@ struct StatusResult {
 fn status(a: StatusArgs, config: &RegistryConfig, ctx: &Context) -> Result<u8> {
     let r = resolve(&a.target, config, ctx)?;
     let reg = connect(&r)?;
-    let mutability = match &reg {
-        Registry::Ecr { client, target } => client
-            .repository(&target.repository)
-            .with_context(|| format!("looking up {}", target.image()))?
-            .ok_or_else(|| {
-                anyhow!(
-                    "repository {} does not exist; create it with `cicache registry ensure --image {}`",
-                    target.image(),
-                    target.image()
-                )
-            })?
-            .tag_mutability,
+    let info = match &reg {
+        Registry::Ecr { client, target } => Some(
+            client
+                .repository(&target.repository)
+                .with_context(|| format!("looking up {}", target.image()))?
+                .ok_or_else(|| {
+                    anyhow!(
+                        "repository {} does not exist; create it with `cicache registry ensure --image {}`",
+                        target.image(),
+                        target.image()
+                    )
+                })?,
+        ),
         Registry::Oci(_) => None,
     };
-    if mutability
-        .as_deref()
-        .is_some_and(|m| m.starts_with("IMMUTABLE"))
-    {
+    let mutability = info.as_ref().and_then(|i| i.tag_mutability.clone());
+    if info.as_ref().is_some_and(RepositoryInfo::tags_immutable) {
         ctx.out
             .warn(cicache_registry::immutable_explanation(&r.target));
     }
