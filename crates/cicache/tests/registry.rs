@@ -1510,3 +1510,53 @@ fn docker_pushed_cache_tags_and_a_real_docker_login() {
     .json();
     assert_eq!(status["cache_tags"][0]["tag"], "cache");
 }
+
+#[test]
+fn oci_ensure_says_whether_the_repository_exists() {
+    let Some(registry) = service("CICACHE_TEST_REGISTRY") else {
+        return;
+    };
+    let dir = Dir::new();
+    let name = unique("oci-ensure");
+    let image = format!("{registry}/{name}");
+    let before = run(
+        dir.cicache(),
+        &["registry", "ensure", "--image", &image, "--json"],
+        None,
+    )
+    .ok();
+    assert!(before.stderr.contains("first push"), "{}", before.stderr);
+    let before = before.json();
+    assert_eq!(before["kind"], "oci");
+    assert_eq!(before["repository"]["exists"], false);
+    assert_eq!(before["repository"]["created"], false);
+    push(&oci(&registry, &name, None), "cache", "ensure", 0, None);
+    let after = run(
+        dir.cicache(),
+        &[
+            "registry",
+            "ensure",
+            "--image",
+            &image,
+            "--cache-repo",
+            "--json",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(after["repository"]["exists"], true);
+    assert_eq!(after["cache_repository"]["exists"], false);
+    assert_eq!(after["cache_image"], format!("{image}-buildcache"));
+    let lifecycle = run(
+        dir.cicache(),
+        &["registry", "ensure", "--image", &image, "--lifecycle"],
+        None,
+    );
+    assert_eq!(lifecycle.code, 1);
+    assert!(
+        lifecycle.stderr.contains("ECR feature"),
+        "{}",
+        lifecycle.stderr
+    );
+}
