@@ -22,7 +22,7 @@ fi
 DOCKER_TEST_ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 docker_install() {
-  apt_install docker.io busybox-static debootstrap iproute2 tar
+  apt_install docker.io busybox-static debootstrap tar
 }
 
 docker_start() {

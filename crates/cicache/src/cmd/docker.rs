@@ -322,10 +322,14 @@ fn describe_dance(r: &DanceResult, verb: &str) -> Vec<String> {
         .map(|m| match &m.skipped {
             Some(why) => format!("{verb} {}: skipped, {why}", m.id),
             None => {
+                let target = if m.target == m.id {
+                    String::new()
+                } else {
+                    format!(" ({})", m.target)
+                };
                 let mut s = format!(
-                    "{verb} {} ({}): {} files, {}",
+                    "{verb} {}{target}: {} files, {}",
                     m.id,
-                    m.target,
                     m.files,
                     human_bytes(m.bytes)
                 );
@@ -1107,6 +1111,26 @@ fn docker_prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_ids_select_and_unknown_ids_are_named() {
+        let df = dockerfile::parse(
+            "FROM x\nRUN --mount=type=cache,target=/root/.cache/pip \
+             --mount=type=cache,id=npm,target=/root/.npm true\n",
+        )
+        .unwrap();
+        let p = Path::new("Dockerfile");
+        assert_eq!(select_mounts(&df, &[], p).unwrap().len(), 2);
+        let one = select_mounts(&df, &["npm".to_string()], p).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].target, "/root/.npm");
+        let e = select_mounts(&df, &["nope".to_string()], p).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("nope") && msg.contains("/root/.cache/pip, npm"),
+            "{msg}"
+        );
+    }
 
     #[test]
     fn registry_hosts() {
