@@ -8,6 +8,7 @@
 # (moto.sh defines minimal fallbacks for the helpers when run.sh is not the caller).
 
 MOTO_VENV="${CICACHE_TEST_CACHE:-/var/tmp/cicache-test-cache}/moto-venv"
+MOTO_LIB="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 if ! declare -F free_port >/dev/null; then
   free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -47,7 +48,11 @@ moto_start() {
   port=$(free_port)
   dir="${CICACHE_TEST_WORK:-/tmp}/moto"
   mkdir -p "$dir"
-  "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$dir/server.log" 2>&1 &
+  # moto's server with atomic conditional writes (see moto_serve.py), through a launcher
+  # that the fault tests also use to start private servers.
+  printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$MOTO_VENV/bin/python" "$MOTO_LIB/moto_serve.py" >"$dir/moto-server"
+  chmod +x "$dir/moto-server"
+  "$dir/moto-server" -H 127.0.0.1 -p "$port" >"$dir/server.log" 2>&1 &
   MOTO_PID=$!
   echo "$MOTO_PID" >"$dir/pid"
   if ! wait_for moto_ready "http://127.0.0.1:$port"; then
@@ -57,7 +62,7 @@ moto_start() {
   fi
   export CICACHE_TEST_MOTO_URL="http://127.0.0.1:$port"
   # For tests that start a private server to kill or stop (SIGSTOP) it.
-  export CICACHE_TEST_MOTO_BIN="$MOTO_VENV/bin/moto_server"
+  export CICACHE_TEST_MOTO_BIN="$dir/moto-server"
   # Test values only: moto accepts any credentials. Real keys in the caller's environment are
   # replaced so no test can ever talk to AWS with them.
   export AWS_ACCESS_KEY_ID=testing

@@ -557,7 +557,16 @@ fn a_store_hung_or_killed_during_a_read_fails_the_read_within_the_bound() {
     let len = 60 * MIB;
     let data = pattern(len, 9);
     let f = temp_file_with(&data);
-    b.put_file("blobs/aa/big", &f).expect("put");
+    // Uploaded with a generous timeout: on a loaded machine moto takes a while to assemble it.
+    open(
+        &moto.url,
+        &bucket,
+        "p",
+        "&part-size=5MiB",
+        Duration::from_secs(60),
+    )
+    .put_file("blobs/aa/big", &f)
+    .expect("put");
 
     // Hung: SIGSTOP after the first bytes.
     let mut r = b.get("blobs/aa/big").expect("get").expect("exists");
@@ -1013,6 +1022,14 @@ fn restore_from_a_failing_store(sig: i32, test: &str) {
     let timeout = Duration::from_secs(2);
     let b = open(&moto.url, &bucket, "p", "&part-size=5MiB", timeout);
     let store = Store::new(Arc::new(b));
+    // Saved with a generous timeout; only the restore is bounded tightly.
+    let saver = Store::new(Arc::new(open(
+        &moto.url,
+        &bucket,
+        "p",
+        "&part-size=5MiB",
+        Duration::from_secs(60),
+    )));
     let tmp = tempfile::tempdir().expect("tmp");
     let src = tmp.path().join("src");
     common::make_tree(&src);
@@ -1023,7 +1040,7 @@ fn restore_from_a_failing_store(sig: i32, test: &str) {
         )
         .expect("write");
     }
-    save(&store, "main", "pip-big", &src).expect("save");
+    save(&saver, "main", "pip-big", &src).expect("save");
 
     let dst = tmp.path().join("dst");
     std::fs::create_dir_all(&dst).expect("mkdir");

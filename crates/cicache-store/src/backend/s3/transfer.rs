@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -498,8 +499,11 @@ async fn upload_parts(
         collect(r, &mut parts)?;
     }
     parts.sort_by_key(|p| p.part_number());
+    // The store assembles the parts before it answers (AWS: "can take several minutes"), so
+    // this one request gets the timeout once more for every GiB.
+    let bound = ctx.timeout * (1 + (size / (1 << 30)).min(100) as u32);
     let done = tokio::time::timeout(
-        ctx.timeout,
+        bound,
         ctx.client
             .complete_multipart_upload()
             .bucket(&ctx.bucket)
@@ -510,6 +514,16 @@ async fn upload_parts(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(parts))
                     .build(),
+            )
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Builder::new().timeout_config(
+                    TimeoutConfig::builder()
+                        .read_timeout(bound)
+                        .operation_attempt_timeout(bound)
+                        .operation_timeout(bound)
+                        .build(),
+                ),
             )
             .send(),
     )
