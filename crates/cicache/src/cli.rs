@@ -68,7 +68,7 @@ pub struct GlobalArgs {
     pub fallback_scopes: Vec<String>,
 
     /// Print the result as one JSON document on stdout (schemas in docs/JSON.md).
-    #[arg(long, global = true, env = "CICACHE_JSON")]
+    #[arg(long, global = true, env = "CICACHE_JSON", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true")]
     pub json: bool,
 
     /// Progress display on stderr.
@@ -82,7 +82,7 @@ pub struct GlobalArgs {
     pub progress: Option<ProgressMode>,
 
     /// Only print errors and the result.
-    #[arg(short, long, global = true, env = "CICACHE_QUIET")]
+    #[arg(short, long, global = true, env = "CICACHE_QUIET", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true")]
     pub quiet: bool,
 
     /// More detail (repeat for debug output).
@@ -95,7 +95,7 @@ pub struct GlobalArgs {
 
     /// Treat cache problems (a damaged entry, a store that is down) as failures instead of
     /// warnings.
-    #[arg(long, global = true, env = "CICACHE_STRICT")]
+    #[arg(long, global = true, env = "CICACHE_STRICT", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true")]
     pub strict: bool,
 
     /// Bound on each remote store operation, e.g. 30s, 2m.

@@ -71,15 +71,20 @@ impl Output {
 
     /// Prints the command's result: the JSON document with `--json`, else `text`.
     pub fn result<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
+        // A closed stdout (`cicache list | head`) is not an error worth a panic.
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
         if self.json {
             match serde_json::to_string_pretty(value) {
-                Ok(s) => println!("{s}"),
+                Ok(s) => {
+                    let _ = writeln!(stdout, "{s}");
+                }
                 Err(e) => eprintln!("cicache: error: cannot encode the result as JSON: {e}"),
             }
         } else {
             let t = text();
             if !t.is_empty() {
-                println!("{t}");
+                let _ = writeln!(stdout, "{t}");
             }
         }
     }

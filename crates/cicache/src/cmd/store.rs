@@ -42,10 +42,10 @@ pub struct RestoreArgs {
     #[arg(long, env = "CICACHE_PATH")]
     pub path: Option<PathBuf>,
     /// Exit with code 3 when no entry matches.
-    #[arg(long, env = "CICACHE_FAIL_ON_MISS")]
+    #[arg(long, env = "CICACHE_FAIL_ON_MISS", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true")]
     pub fail_on_miss: bool,
     /// Only look the key up; restore nothing.
-    #[arg(long, env = "CICACHE_LOOKUP_ONLY")]
+    #[arg(long, env = "CICACHE_LOOKUP_ONLY", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true")]
     pub lookup_only: bool,
 }
 
@@ -58,10 +58,10 @@ pub struct SaveArgs {
     #[arg(long, env = "CICACHE_PATH")]
     pub path: Option<PathBuf>,
     /// Replace an existing entry with the same key (default: an existing key is a no-op).
-    #[arg(long, env = "CICACHE_UPDATE")]
+    #[arg(long, env = "CICACHE_UPDATE", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true")]
     pub update: bool,
     /// Skip the save when the directory matches what was restored into it.
-    #[arg(long, env = "CICACHE_IF_CHANGED")]
+    #[arg(long, env = "CICACHE_IF_CHANGED", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true")]
     pub if_changed: bool,
     /// Leave out paths matching this glob (relative to --path); repeatable.
     #[arg(
@@ -95,7 +95,7 @@ pub struct PruneArgs {
     #[arg(long, env = "CICACHE_PRUNE_KEEP_LAST", value_name = "N")]
     pub keep_last: Option<usize>,
     /// Print what would be removed; remove nothing.
-    #[arg(long, env = "CICACHE_DRY_RUN")]
+    #[arg(long, env = "CICACHE_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true")]
     pub dry_run: bool,
 }
 
