@@ -212,12 +212,10 @@ impl Docker {
             source,
         })?;
         if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
-            // The client reads the whole Dockerfile before it reads anything else.
-            w.write_all(data).map_err(|source| DockerError::Io {
-                what: "writing the Dockerfile to",
-                path: self.program.clone(),
-                source,
-            })?;
+            // The client reads the whole Dockerfile before anything else. When it exits early
+            // (no daemon, a bad flag) the write fails with a broken pipe: its exit code and
+            // output below say why, so the write error itself is not the story.
+            let _ = w.write_all(data);
         }
         let logfile = match log {
             Some(p) => Some(Arc::new(Mutex::new(
