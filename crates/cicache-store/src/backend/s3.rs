@@ -22,7 +22,8 @@
 //! Bounds: every request (a part, a range, a small object) must finish within the timeout,
 //! retries included; a body that sends nothing for the timeout fails; parts and ranges in
 //! flight are bounded by a semaphore shared by all threads (`CICACHE_S3_CONCURRENCY`), and a
-//! reader buffers at most [`READ_AHEAD`] ranges.
+//! reader buffers its next range plus at most [`READ_AHEAD`] - 1 more from a budget of
+//! `CICACHE_S3_CONCURRENCY` ranges shared by all readers.
 
 mod transfer;
 
@@ -290,6 +291,8 @@ pub(crate) struct Ctx {
     timeout: Duration,
     part_size: u64,
     transfers: Arc<tokio::sync::Semaphore>,
+    /// Ranges read ahead over all readers (each up to a part size in memory).
+    read_ahead: Arc<tokio::sync::Semaphore>,
     counters: Arc<Counters>,
 }
 
@@ -503,6 +506,7 @@ impl S3Backend {
             timeout,
             part_size: settings.part_size,
             transfers: Arc::new(tokio::sync::Semaphore::new(settings.concurrency)),
+            read_ahead: Arc::new(tokio::sync::Semaphore::new(settings.concurrency)),
             counters: Arc::default(),
         };
         Ok(S3Backend { ctx, rt, settings })

@@ -15,6 +15,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 
 use super::{Counters, Ctx, READ_AHEAD, Runtime, block_on, part_plan, status_of};
@@ -105,7 +106,13 @@ pub(crate) struct S3Reader {
     /// Start of the next range to request.
     next: u64,
     total: u64,
-    pending: VecDeque<JoinHandle<Result<Vec<u8>, BackendError>>>,
+    /// Ranges in flight or fetched, in order; all but the first hold a read-ahead permit.
+    pending: VecDeque<(
+        JoinHandle<Result<Vec<u8>, BackendError>>,
+        Option<OwnedSemaphorePermit>,
+    )>,
+    /// The permit of the range in `buf`, released when the next piece replaces it.
+    buf_permit: Option<OwnedSemaphorePermit>,
     failed: bool,
 }
 
@@ -130,15 +137,27 @@ impl S3Reader {
             next: first.len,
             total: first.total,
             pending: VecDeque::new(),
+            buf_permit: None,
             failed: false,
         };
         r.fill_window();
         r
     }
 
-    /// Starts range fetches until [`READ_AHEAD`] are pending or the object is covered.
+    /// Starts range fetches until [`READ_AHEAD`] are pending or the object is covered. The
+    /// next range is always fetched; the ones after it only while the backend-wide read-ahead
+    /// budget has room (never waited for, so readers cannot block each other), which bounds
+    /// buffered memory over all readers.
     fn fill_window(&mut self) {
         while self.pending.len() < READ_AHEAD && self.next < self.total {
+            let permit = if self.pending.is_empty() {
+                None
+            } else {
+                match self.ctx.read_ahead.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) => break,
+                }
+            };
             let start = self.next;
             let end = (start + self.ctx.part_size).min(self.total);
             self.next = end;
@@ -149,13 +168,13 @@ impl S3Reader {
                 start,
                 end,
             );
-            self.pending.push_back(self.handle.spawn(fut));
+            self.pending.push_back((self.handle.spawn(fut), permit));
         }
     }
 
     fn fail(&mut self, e: BackendError) -> io::Error {
         self.failed = true;
-        for h in self.pending.drain(..) {
+        for (h, _) in self.pending.drain(..) {
             h.abort();
         }
         let kind = match e {
@@ -206,10 +225,11 @@ impl S3Reader {
                 }
             }
         }
-        let Some(h) = self.pending.pop_front() else {
+        let Some((h, permit)) = self.pending.pop_front() else {
             return Ok(None);
         };
         self.fill_window();
+        self.buf_permit = permit;
         match block_on(&self.handle, h) {
             Ok(r) => r.map(Some),
             Err(e) => Err(self
@@ -251,7 +271,7 @@ impl Read for S3Reader {
 
 impl Drop for S3Reader {
     fn drop(&mut self) {
-        for h in self.pending.drain(..) {
+        for (h, _) in self.pending.drain(..) {
             h.abort();
         }
     }
