@@ -91,6 +91,9 @@ pub(crate) async fn open_first(ctx: Ctx, name: String) -> Result<Option<First>, 
     }))
 }
 
+/// A range fetch in flight: its bytes, or why it failed.
+type RangeTask = JoinHandle<Result<Vec<u8>, BackendError>>;
+
 /// A reader over an object: the first response streamed, the rest by ranges fetched ahead.
 pub(crate) struct S3Reader {
     ctx: Ctx,
@@ -107,10 +110,7 @@ pub(crate) struct S3Reader {
     next: u64,
     total: u64,
     /// Ranges in flight or fetched, in order; all but the first hold a read-ahead permit.
-    pending: VecDeque<(
-        JoinHandle<Result<Vec<u8>, BackendError>>,
-        Option<OwnedSemaphorePermit>,
-    )>,
+    pending: VecDeque<(RangeTask, Option<OwnedSemaphorePermit>)>,
     /// The permit of the range in `buf`, released when the next piece replaces it.
     buf_permit: Option<OwnedSemaphorePermit>,
     failed: bool,
