@@ -124,7 +124,7 @@ pub enum Command {
     /// Move a cache directory into or out of the Dockerfile's BuildKit cache mounts.
     Mount(cmd::docker::MountArgs),
     /// The whole cached build: restore, inject, build with the registry cache, push, extract, save, report.
-    Build(cmd::docker::BuildArgs),
+    Build(Box<cmd::docker::BuildArgs>),
     /// Docker housekeeping: `docker prune` of the builder cache.
     Docker(cmd::docker::DockerArgs),
     /// Summarize build logs: steps cached, wheels from cache vs downloaded, where the time went.

@@ -20,7 +20,7 @@ pub fn run(command: Command, ctx: &Context) -> Result<u8> {
         Command::Export(a) => store::export(a, ctx),
         Command::Import(a) => store::import(a, ctx),
         Command::Mount(a) => docker::mount(a, ctx),
-        Command::Build(a) => docker::build(a, ctx),
+        Command::Build(a) => docker::build(*a, ctx),
         Command::Docker(a) => docker::docker(a, ctx),
         Command::Report(a) => report::report(a, ctx),
         Command::Doctor(a) => report::doctor(a, ctx),
