@@ -215,7 +215,7 @@ pub struct BuildOptions {
     pub no_report: bool,
     /// Print the docker commands the build would run (and the cache mounts it would move);
     /// run nothing.
-    #[arg(long, env = "CICACHE_DRY_RUN")]
+    #[arg(long, env = "CICACHE_BUILD_DRY_RUN")]
     pub dry_run: bool,
     /// Also write the build's output to FILE (what `cicache report` reads).
     #[arg(long, env = "CICACHE_BUILD_LOG", value_name = "FILE")]
