@@ -28,6 +28,7 @@ impl T {
             .env("HOME", self.p("home"))
             .env("CICACHE_STORE", self.p("store"))
             .env("CICACHE_STATE_DIR", self.p("state"))
+            .env("DASH", "-")
             .current_dir(self.tmp.path());
         c
     }
@@ -146,7 +147,7 @@ fn save_restore_round_trip_with_json_and_scopes() {
         "--key",
         "pip-2",
         "--restore-key",
-        "pip-",
+        "pip{{ env \"DASH\" }}",
         "--path",
         "out",
     ]);

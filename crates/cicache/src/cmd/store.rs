@@ -149,6 +149,15 @@ pub fn render_key(template: &str) -> Result<String> {
     Ok(render(template, Path::new("."), &ProcessEnv)?)
 }
 
+/// Renders a restore-key prefix that may be a template (`pip-{{ os }}-`).
+fn render_prefix(prefix: &str) -> Result<String> {
+    if prefix.contains("{{") {
+        render_key(prefix)
+    } else {
+        Ok(prefix.to_string())
+    }
+}
+
 /// Errors that are the user's to fix (a bad key, a missing directory): always failures.
 /// Everything else about a cache is a warning unless --strict.
 fn is_usage_error(e: &StoreError) -> bool {
@@ -206,6 +215,11 @@ fn do_restore(
     lookup_only: bool,
 ) -> Result<(serde_json::Value, bool)> {
     let key = render_key(key)?;
+    let restore_keys = restore_keys
+        .iter()
+        .map(|k| render_prefix(k))
+        .collect::<Result<Vec<_>>>()?;
+    let restore_keys = restore_keys.as_slice();
     let scope = ctx.scope();
     let fallbacks = ctx.fallback_scopes();
     let req = RestoreRequest {
