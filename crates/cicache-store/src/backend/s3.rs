@@ -714,6 +714,68 @@ impl Backend for S3Backend {
         })
     }
 
+    /// S3's temp files are the parts of multipart uploads whose writer was killed before it
+    /// completed or aborted them: aborts those started more than `older_than` ago.
+    fn clean_temp(&self, older_than: Duration) -> Result<u64, BackendError> {
+        let ctx = &self.ctx;
+        let handle = self.handle();
+        let what = format!("{}*", ctx.prefix);
+        block_on(&handle, async move {
+            let cutoff = SystemTime::now()
+                .checked_sub(older_than)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let bound = ctx.timeout + Duration::from_secs(1);
+            let mut aborted = 0;
+            let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+            loop {
+                let page = tokio::time::timeout(
+                    bound,
+                    ctx.client
+                        .list_multipart_uploads()
+                        .bucket(&ctx.bucket)
+                        .prefix(&ctx.prefix)
+                        .set_key_marker(key_marker.take())
+                        .set_upload_id_marker(id_marker.take())
+                        .send(),
+                )
+                .await
+                .map_err(|_| ctx.timeout_err("list uploads of", &what))?
+                .map_err(|e| ctx.sdk_err("list uploads of", &what, &e))?;
+                for u in page.uploads() {
+                    let (Some(key), Some(id)) = (u.key(), u.upload_id()) else {
+                        continue;
+                    };
+                    if to_system_time(u.initiated()) > cutoff {
+                        continue;
+                    }
+                    let name = key.strip_prefix(ctx.prefix.as_str()).unwrap_or(key);
+                    tokio::time::timeout(
+                        bound,
+                        ctx.client
+                            .abort_multipart_upload()
+                            .bucket(&ctx.bucket)
+                            .key(key)
+                            .upload_id(id)
+                            .send(),
+                    )
+                    .await
+                    .map_err(|_| ctx.timeout_err("abort upload of", name))?
+                    .map_err(|e| ctx.sdk_err("abort upload of", name, &e))?;
+                    aborted += 1;
+                }
+                if page.is_truncated() != Some(true) {
+                    break;
+                }
+                key_marker = page.next_key_marker().map(str::to_string);
+                id_marker = page.next_upload_id_marker().map(str::to_string);
+                if key_marker.is_none() && id_marker.is_none() {
+                    break;
+                }
+            }
+            Ok(aborted)
+        })
+    }
+
     fn delete(&self, name: &str) -> Result<(), BackendError> {
         let ctx = &self.ctx;
         self.run("delete", name, async move {
