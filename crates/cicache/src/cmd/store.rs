@@ -244,11 +244,11 @@ fn do_restore(
             if ctx.strict() || e.downcast_ref::<StoreError>().is_some_and(is_usage_error) {
                 return Err(e.context(format!("restore of {key} into {} failed", path.display())));
             }
+            // Printed with the outcome's other warnings below.
             let msg = format!(
                 "{e:#}; continuing without the cache ({} left as it was)",
                 path.display()
             );
-            ctx.out.warn(&msg);
             cicache_store::RestoreOutcome {
                 key: key.clone(),
                 path: path.to_path_buf(),
