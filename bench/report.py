@@ -117,7 +117,7 @@ def render(out: Path) -> str:
     w(f"- Filesystem: {m.get('fs', '?')}; disk: {m.get('disk', '?')}")
     w(f"- {m.get('tar', '?')}; {m.get('zstd', '?')}; {m.get('gzip', '?')}; {m.get('hyperfine', '?')}")
     w(f"- cicache: {m.get('cicache_version', '?')} at commit {m.get('cicache_commit', '?')} "
-      f"(`{m.get('cicache_bin', '?')}`)")
+      f"(`{m.get('cicache_bin', '?')}`)" + (f"; {m['cicache_origin']}" if m.get("cicache_origin") else ""))
     w(f"- Load average (1, 5, 15 min) at start: {m.get('load_start', '?')}; at end: "
       f"{m.get('load_end', '?')} (per case in `load.txt`)")
     w(f"- Runs per case: {m.get('runs', '?')} (tar -czf: {m.get('gz_runs', '?')}; 2 GB tree: "
@@ -145,7 +145,7 @@ def render(out: Path) -> str:
         for k, v in rows:
             case = re.sub(r"-(cicache|tar-zstd|zstd-tar|tar-gz|cp|nostate-cicache)$", "", k[len(s) + 1:])
             rate = (f"{cbytes / 1e6 / v['median']:.0f}"
-                    if cbytes and "newkey" not in k and "match" not in k else "")
+                    if cbytes and not any(x in k for x in ("newkey", "match", "onewheel")) else "")
             w(f"| {case} | {md(v['name'])} | {fmt_s(v['median'])} | {fmt_s(v['min'])} | "
               f"{fmt_s(v['max'])} | {v['runs']} | {v['user']:.2f} s | {v['system']:.2f} s | {rate} |")
         w("")

@@ -107,6 +107,7 @@ trap 'rm -rf "$W"' EXIT
   echo "cicache_bin=$([[ $HAVE_CICACHE == 1 ]] && echo "$CICACHE" || echo none)"
   echo "cicache_version=$([[ $HAVE_CICACHE == 1 ]] && "$CICACHE" --version 2>/dev/null || echo none)"
   echo "cicache_commit=$(cd "$REPO" && git rev-parse --short HEAD)$(cd "$REPO" && git diff --quiet HEAD -- crates Cargo.toml Cargo.lock || echo '+uncommitted')"
+  echo "cicache_origin=${CICACHE_BIN_ORIGIN:-}"
   echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$OUT/machine.txt"
 cp "$BENCH_DIR/corpus-pip.json" "$BENCH_DIR/delta-one-wheel.json" "$OUT/"
