@@ -652,7 +652,7 @@ fn check_stream(r: impl Read, size: u64, hash: &str) -> std::result::Result<(), 
         hasher: blake3::Hasher::new(),
         n: 0,
     };
-    io::copy(&mut hr, &mut io::sink()).map_err(|e| format!("unreadable ({e})"))?;
+    crate::save::copy_large(&mut hr, &mut io::sink()).map_err(|e| format!("unreadable ({e})"))?;
     if hr.n != size {
         return Err(format!("{} bytes, the manifest says {size}", hr.n));
     }

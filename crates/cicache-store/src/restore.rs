@@ -466,7 +466,7 @@ fn write_checked(
         hasher: blake3::Hasher::new(),
         n: 0,
     };
-    let copied = io::copy(&mut src.take(e.size + 1), &mut hw);
+    let copied = crate::save::copy_large(&mut src.take(e.size + 1), &mut hw);
     match copied {
         Ok(_) => {}
         Err(err) if is_no_space(&err) => return Err(StoreError::io(&p, err)),

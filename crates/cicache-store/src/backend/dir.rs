@@ -24,7 +24,10 @@ pub struct DirBackend {
 impl DirBackend {
     /// Opens (and creates) a directory store.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, BackendError> {
+        // Absolute, so temp files (whose paths tempfile makes absolute) are recognized as
+        // ours in put_file and published by a rename instead of a second copy.
         let root = root.into();
+        let root = std::path::absolute(&root).unwrap_or(root);
         let b = DirBackend { root };
         fs::create_dir_all(b.root.join(TMP_DIR)).map_err(|e| BackendError::Unusable {
             location: b.location(),
