@@ -22,6 +22,8 @@ use crate::backend::PutMode;
 use crate::error::{Result, StoreError};
 use crate::format::{self, EntryType, Manifest, Ref};
 use crate::key::decode_segment;
+use crate::progress::NoProgress;
+use crate::save::HashReader;
 use crate::store::{LEASE_TTL, SWEEP_TTL, Store, now_rfc3339, random_id};
 
 /// One entry of the store, as listed.
@@ -133,21 +135,6 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
     Ok((n * mult) as u64)
 }
 
-struct HashingReader<R> {
-    inner: R,
-    hasher: blake3::Hasher,
-    n: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let k = self.inner.read(buf)?;
-        self.hasher.update(&buf[..k]);
-        self.n += k as u64;
-        Ok(k)
-    }
-}
-
 impl Store {
     /// Every entry (of one scope, or of all), newest first.
     pub fn list(&self, scope: Option<&str>) -> Result<Vec<EntryInfo>> {
@@ -214,10 +201,11 @@ impl Store {
             .backend
             .get(&name)?
             .ok_or_else(|| corrupt(format!("its manifest {name} is missing")))?;
-        let mut hr = HashingReader {
+        let mut hr = HashReader {
             inner: reader.take(r.manifest_size + 1),
             hasher: blake3::Hasher::new(),
             n: 0,
+            progress: &NoProgress,
         };
         let manifest = {
             let dec = zstd::Decoder::new(&mut hr).map_err(|e| corrupt(format!("manifest: {e}")))?;
@@ -647,10 +635,11 @@ fn human(d: Duration) -> String {
 
 /// Reads `r` to the end, checking its size (never reading past it) and blake3.
 fn check_stream(r: impl Read, size: u64, hash: &str) -> std::result::Result<(), String> {
-    let mut hr = HashingReader {
+    let mut hr = HashReader {
         inner: r.take(size + 1),
         hasher: blake3::Hasher::new(),
         n: 0,
+        progress: &NoProgress,
     };
     crate::save::copy_large(&mut hr, &mut io::sink()).map_err(|e| format!("unreadable ({e})"))?;
     if hr.n != size {

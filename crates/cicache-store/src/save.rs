@@ -75,12 +75,12 @@ pub struct SaveOutcome {
     pub warnings: Vec<String>,
 }
 
-/// Reads through, hashing and counting.
-struct HashReader<'a, R> {
-    inner: R,
-    hasher: blake3::Hasher,
-    n: u64,
-    progress: &'a dyn Progress,
+/// Reads through, hashing, counting and reporting progress.
+pub(crate) struct HashReader<'a, R> {
+    pub inner: R,
+    pub hasher: blake3::Hasher,
+    pub n: u64,
+    pub progress: &'a dyn Progress,
 }
 
 impl<R: Read> Read for HashReader<'_, R> {
