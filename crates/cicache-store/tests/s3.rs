@@ -1178,8 +1178,8 @@ fn throttling_and_server_errors_are_retried_with_backoff() {
         Some(&b"after retries"[..])
     );
     assert!(proxy.answered.load(Ordering::SeqCst) >= 5);
-    // Three backoffs (200 ms first, exponential with jitter) were waited for.
-    assert!(took >= Duration::from_millis(200), "no backoff: {took:?}");
+    // The SDK's backoff has full jitter (any wait from 0 up to the exponential bound), so the
+    // time taken proves nothing either way; the answers counted above prove the retries.
     eprintln!("3 injected failures retried in {took:?}");
 
     // More failures than attempts: the error says what the store answered.
