@@ -190,23 +190,8 @@ impl cicache_store::Progress for Reporter {
     }
 }
 
-/// `1.2 GB`, `340 MB`, `12 kB`, `17 B` (decimal units, like docker and pip).
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if n < 1000 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64;
-    let mut unit = "B";
-    for u in UNITS {
-        if v < 1000.0 {
-            break;
-        }
-        v /= 1000.0;
-        unit = u;
-    }
-    format!("{v:.1} {unit}")
-}
+/// `1.2 GB`, `340.0 MB`: one formatter for every command (the report's).
+pub use cicache_docker::report::human_bytes;
 
 /// `1m12s`, `3.4s`.
 pub fn human_duration(d: Duration) -> String {

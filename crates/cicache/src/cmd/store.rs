@@ -174,6 +174,30 @@ fn required<T>(v: Option<T>, what: &str, config_key: &str) -> Result<T> {
     v.ok_or_else(|| anyhow!("{what} is required: pass it, or set {config_key} in cicache.yml"))
 }
 
+/// `--key` and `--path`, else `cache.key` and `cache.path` of cicache.yml.
+fn key_and_path(
+    key: Option<String>,
+    path: Option<PathBuf>,
+    ctx: &Context,
+) -> Result<(String, PathBuf)> {
+    let key = required(key.or(ctx.config.cache.key.clone()), "--key", "cache.key")?;
+    let path = required(
+        path.or(ctx.config.cache.path.clone()),
+        "--path",
+        "cache.path",
+    )?;
+    Ok((key, path))
+}
+
+/// A repeatable flag's values, else the config file's list.
+fn or_config(flag: Vec<String>, config: &[String]) -> Vec<String> {
+    if flag.is_empty() {
+        config.to_vec()
+    } else {
+        flag
+    }
+}
+
 pub fn key(a: KeyArgs, ctx: &Context) -> Result<u8> {
     let template = required(
         a.template.or(ctx.config.cache.key.clone()),
@@ -309,17 +333,8 @@ fn do_restore(
 }
 
 pub fn restore(a: RestoreArgs, ctx: &Context) -> Result<u8> {
-    let key = required(a.key.or(ctx.config.cache.key.clone()), "--key", "cache.key")?;
-    let path = required(
-        a.path.or(ctx.config.cache.path.clone()),
-        "--path",
-        "cache.path",
-    )?;
-    let restore_keys = if a.restore_keys.is_empty() {
-        ctx.config.cache.restore_keys.clone()
-    } else {
-        a.restore_keys
-    };
+    let (key, path) = key_and_path(a.key, a.path, ctx)?;
+    let restore_keys = or_config(a.restore_keys, &ctx.config.cache.restore_keys);
     let (v, hit) = do_restore(ctx, &key, &restore_keys, &path, a.lookup_only)?;
     ctx.out.result(&v, || {
         if hit {
@@ -448,17 +463,8 @@ fn do_save(
 }
 
 pub fn save(a: SaveArgs, ctx: &Context) -> Result<u8> {
-    let key = required(a.key.or(ctx.config.cache.key.clone()), "--key", "cache.key")?;
-    let path = required(
-        a.path.or(ctx.config.cache.path.clone()),
-        "--path",
-        "cache.path",
-    )?;
-    let excludes = if a.exclude.is_empty() {
-        ctx.config.cache.exclude.clone()
-    } else {
-        a.exclude
-    };
+    let (key, path) = key_and_path(a.key, a.path, ctx)?;
+    let excludes = or_config(a.exclude, &ctx.config.cache.exclude);
     let v = do_save(ctx, &key, &path, a.update, a.if_changed, &excludes)?;
     ctx.out
         .result(&v, || v["status"].as_str().unwrap_or_default().to_string());
