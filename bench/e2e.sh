@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# The end-to-end build benchmark (issue 7): how long a Docker build of an ML-style Python app
+# takes cold, warm on the same agent, warm on a fresh agent, and after one requirement
+# changed, for four caching strategies, against real parts only (dockerd 20.10 with BuildKit,
+# the distribution registry, real pip in the image, cicache's release build).
+#
+#   bench/e2e.sh [--runs N] [--rate 20MB] [--strategies "none mount registry full"]
+#                [--scenarios "cold warm-same warm-fresh changed"] [--out DIR] [--no-build]
+#                [--no-report]
+#
+# --runs N       rounds (default 3); each round runs every strategy, in an order rotated per
+#                round so machine load hits the strategies alike
+# --rate R       bandwidth of the package index (default 20MB = 20,000,000 B/s; env CICACHE_E2E_RATE)
+# --strategies   none:     docker build --no-cache (nothing cached at all), docker push
+#                mount:    plain DOCKER_BUILDKIT=1 docker build (local layer cache and the pip
+#                          cache mount: what the guide's first step gives), docker push
+#                registry: cicache build --push with the registry layer cache only
+#                          (--no-restore --no-inject --no-extract --no-save)
+#                full:     cicache build --push: store + cache dance + registry layer cache
+# --scenarios    cold:       fresh agent (new dockerd data-root), empty store, empty registry
+#                warm-same:  the same build again on the same agent (daemon state kept)
+#                warm-fresh: the same build on a fresh agent; store and registry kept
+#                changed:    one requirement changed (pillow 11.0.0 -> 11.1.0), fresh agent
+# --out DIR      raw results (default /var/tmp/cicache-bench/results/e2e-<UTC time>); the
+#                summary goes to bench/results/e2e-<UTC time>/ unless --no-report
+# --no-build     use $CICACHE_BIN or target/release/cicache as it is
+#
+# A fresh agent is a new dockerd (own data-root, exec-root, socket; --bridge none: the builds
+# use --network host to reach the index on 127.0.0.1, the cache dance --network none) whose
+# base images are `docker load`ed from the test suite's tarballs before the timer starts.
+# Every build starts from a fresh workspace (a clean checkout: no .pip-cache). Each strategy
+# and round has its own registry (docker-registry on a free port) and its own store.
+# After the four scenarios the cleanup job runs: `cicache prune --keep-last 1`,
+# `cicache registry gc --max-age 0s --untagged` + `docker-registry garbage-collect`,
+# `cicache docker prune`; what each reclaims is recorded.
+# Needs root, docker.io, docker-registry, busybox-static, debootstrap (the base images, once),
+# GNU time, python3. Raw per-build records: DIR/runs.jsonl; logs: DIR/logs/.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_DIR=${CICACHE_BENCH_DIR:-/var/tmp/cicache-bench}
+E2E_DIR=$BENCH_DIR/e2e
+RUNS=3
+RATE=${CICACHE_E2E_RATE:-20MB}
+STRATEGIES="none mount registry full"
+SCENARIOS="cold warm-same warm-fresh changed"
+OUT=""
+BUILD=1
+REPORT=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --runs) RUNS=$2; shift ;;
+    --rate) RATE=$2; shift ;;
+    --strategies) STRATEGIES=$2; shift ;;
+    --scenarios) SCENARIOS=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    --no-build) BUILD=0 ;;
+    --no-report) REPORT=0 ;;
+    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "e2e.sh: unknown option $1 (see bench/e2e.sh --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=${OUT:-$BENCH_DIR/results/e2e-$STAMP}
+mkdir -p "$OUT/logs"
+OUT=$(cd "$OUT" && pwd)
+
+log() { printf '%s e2e.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$OUT/e2e.log" >&2; }
+apt_install() {
+  local missing=() p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [[ ${#missing[@]} == 0 ]] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
+}
+# The test services' own functions: free_port, wait_for, _docker_stop_dir, docker_start
+# (builds the base image tarballs once), _registry_config.
+export CICACHE_TEST_CACHE=${CICACHE_TEST_CACHE:-/var/tmp/cicache-test-cache}
+export CICACHE_TEST_WORK=$OUT/testwork
+mkdir -p "$CICACHE_TEST_WORK"
+# shellcheck source=../test/lib/pypi.sh
+source "$REPO/test/lib/pypi.sh"
+# shellcheck source=../test/lib/docker.sh
+source "$REPO/test/lib/docker.sh"
+# shellcheck source=../test/lib/registry.sh
+source "$REPO/test/lib/registry.sh"
+
+[[ $(id -u) == 0 ]] || { echo "e2e.sh: needs root (dockerd)" >&2; exit 1; }
+docker_install
+registry_install
+apt_install time python3 python3-pip
+DOCKER=/usr/bin/docker
+export DOCKER_BUILDKIT=1 CICACHE_DOCKER=$DOCKER
+docker_start # the base image tarballs, once per machine
+IMAGES=$CICACHE_TEST_IMAGES
+BASE_IMAGE=cicache-test/python:3.11-bookworm
+export CICACHE_HELPER_IMAGE=cicache-test/busybox:latest
+
+# --- wheels: the store benchmark's 15 big wheels + the changed requirement --------------
+WHEELS=$E2E_DIR/wheels
+mkdir -p "$WHEELS"
+if [[ ! -f $BENCH_DIR/wheels/base/.downloaded ]]; then
+  log "downloading the store benchmark's wheels (bench/corpus.sh --no-2g, once)"
+  "$REPO/bench/corpus.sh" --no-2g
+fi
+ln -f "$BENCH_DIR"/wheels/base/*.whl "$WHEELS"/ 2>/dev/null || cp -n "$BENCH_DIR"/wheels/base/*.whl "$WHEELS"/
+if ! ls "$WHEELS"/pillow-11.1.0-*.whl >/dev/null 2>&1; then
+  log "downloading pillow 11.1.0 (the changed requirement)"
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
+    --platform manylinux2014_x86_64 --implementation cp --abi cp311 pillow==11.1.0 -d "$WHEELS" >&2
+fi
+log "wheels: $(find "$WHEELS" -name '*.whl' | wc -l) files, $(du -sbL "$WHEELS" | cut -f1) bytes in $WHEELS"
+
+# --- cicache ------------------------------------------------------------------------
+CICACHE_SRC=${CICACHE_BIN:-$REPO/target/release/cicache}
+if [[ $BUILD == 1 && -z ${CICACHE_BIN:-} ]]; then
+  log "cargo build --release -p cicache"
+  (cd "$REPO" && cargo build --release -q -p cicache)
+fi
+# A private copy: other people's builds in the shared target/ do not change it mid-run.
+CICACHE=$OUT/cicache
+cp "$CICACHE_SRC" "$CICACHE"
+log "cicache: $("$CICACHE" --version) ($(cd "$REPO" && git rev-parse --short HEAD) + working tree)"
+
+# --- the index ----------------------------------------------------------------------
+INDEX_PID=""
+AGENT=""
+REG_PID=""
+cleanup() {
+  [[ -n $AGENT ]] && _docker_stop_dir "$AGENT"
+  [[ -n $REG_PID ]] && kill "$REG_PID" 2>/dev/null
+  [[ -n $INDEX_PID ]] && kill "$INDEX_PID" 2>/dev/null
+  return 0
+}
+trap cleanup EXIT
+INDEX_PORT=$(free_port)
+python3 "$REPO/bench/e2e/index.py" --dir "$WHEELS" --port "$INDEX_PORT" --rate "$RATE" \
+  >"$OUT/logs/index.log" 2>&1 &
+INDEX_PID=$!
+wait_for python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$INDEX_PORT/simple/')" ||
+  { cat "$OUT/logs/index.log" >&2; exit 1; }
+INDEX_URL=http://127.0.0.1:$INDEX_PORT/simple
+index_bytes() { python3 -c "import json,urllib.request as u; print(json.load(u.urlopen('http://127.0.0.1:$INDEX_PORT/stats'))['bytes'])"; }
+log "index $INDEX_URL at $RATE/s"
+
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "nproc: $(nproc)"
+  echo "memory: $(free -b | awk '/^Mem:/ {print $2}') bytes"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+  echo "kernel: $(uname -r)"
+  echo "docker: $($DOCKER --version)"
+  echo "registry: $(docker-registry --version 2>/dev/null || dpkg -s docker-registry | awk '/^Version/ {print $2}')"
+  echo "cicache: $("$CICACHE" --version)"
+  echo "commit: $(cd "$REPO" && git rev-parse HEAD)"
+  echo "rate: $RATE"
+  echo "wheels: $(find "$WHEELS" -name '*.whl' | wc -l) files, $(du -sbL "$WHEELS" | cut -f1) bytes"
+  echo "runs: $RUNS"
+  echo "strategies: $STRATEGIES"
+  echo "scenarios: $SCENARIOS"
+} >"$OUT/machine.txt"
+
+# --- agents and registries ----------------------------------------------------------
+# new_agent: stops the current dockerd (its data-root goes with it), starts a fresh one and
+# loads the base images (not timed: a real agent pulls them from its registry).
+new_agent() {
+  [[ -n $AGENT ]] && _docker_stop_dir "$AGENT"
+  AGENT=$(mktemp -d /tmp/cce2e.XXXXXX)
+  dockerd --bridge none --iptables=false --ip-masq=false --data-root "$AGENT/root" \
+    --exec-root "$AGENT/exec" --host "unix://$AGENT/sock" --pidfile "$AGENT/docker.pid" \
+    >"$AGENT/log" 2>&1 &
+  echo $! >"$AGENT/dockerd.pid"
+  export DOCKER_HOST=unix://$AGENT/sock
+  wait_for "$DOCKER" version || { cat "$AGENT/log" >&2; return 1; }
+  "$DOCKER" load -q -i "$IMAGES/python.tar" >/dev/null
+  "$DOCKER" load -q -i "$IMAGES/busybox.tar" >/dev/null
+}
+
+# new_registry DIR: a fresh distribution registry with its storage in DIR/data.
+new_registry() {
+  local dir=$1 port
+  [[ -n $REG_PID ]] && kill "$REG_PID" 2>/dev/null
+  port=$(free_port)
+  _registry_config "$dir" "$port"
+  docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+  REG_PID=$!
+  REG=127.0.0.1:$port
+  REG_DIR=$dir
+  wait_for curl -sf "http://$REG/v2/" || { cat "$dir/log" >&2; return 1; }
+}
+
+size_of() { if [[ -d $1 ]]; then du -sb "$1" | cut -f1; else echo 0; fi; }
+
+# build STRATEGY ROUND SCENARIO REQUIREMENTS: one timed build from a fresh workspace.
+build() {
+  local s=$1 r=$2 sc=$3 req=$4
+  local name=$s-r$r-$sc
+  local ws=$WORK/ws-$sc
+  rm -rf "$ws"
+  mkdir -p "$ws"
+  cp "$REPO/bench/e2e/app/Dockerfile" "$REPO/bench/e2e/app/app.py" "$REPO/bench/e2e/app/.dockerignore" "$ws/"
+  cp "$REPO/bench/e2e/app/$req" "$ws/requirements.txt"
+  local args=(--build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "PIP_INDEX_URL=$INDEX_URL"
+    --build-arg PIP_TRUSTED_HOST=127.0.0.1)
+  local image=$REG/bench/app
+  local store_before reg_before idx_before load t0 t1 rc=0
+  store_before=$(size_of "$STORE")
+  reg_before=$(size_of "$REG_DIR/data")
+  idx_before=$(index_bytes)
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  local json=$OUT/logs/$name.json timef=$OUT/logs/$name.time blog=$OUT/logs/$name.build.log
+  t0=$(date +%s.%N)
+  case $s in
+    none|mount)
+      local nc=()
+      [[ $s == none ]] && nc=(--no-cache)
+      (cd "$ws" && "$DOCKER" build --progress=plain "${nc[@]}" --network host "${args[@]}" \
+        -t "$image:$sc" . >"$blog" 2>&1 && "$DOCKER" push "$image:$sc" >>"$blog" 2>&1) || rc=$?
+      ;;
+    registry|full)
+      local off=()
+      [[ $s == registry ]] && off=(--no-restore --no-inject --no-extract --no-save)
+      (cd "$ws" && /usr/bin/time -v -o "$timef" "$CICACHE" --json --progress never build \
+        --image "$image" --tag "$sc" --push --scope main --store "$STORE" "${off[@]}" \
+        "${args[@]}" --log "$blog" . -- --network host >"$json" 2>"$OUT/logs/$name.stderr") || rc=$?
+      ;;
+  esac
+  t1=$(date +%s.%N)
+  local store_after reg_after idx_after
+  store_after=$(size_of "$STORE")
+  reg_after=$(size_of "$REG_DIR/data")
+  idx_after=$(index_bytes)
+  python3 "$REPO/bench/e2e/record.py" --out "$OUT/runs.jsonl" --round "$r" --strategy "$s" \
+    --scenario "$sc" --wall "$(awk "BEGIN {print $t1 - $t0}")" --rc "$rc" --load "$load" \
+    --store "$store_before" "$store_after" --registry "$reg_before" "$reg_after" \
+    --index "$idx_before" "$idx_after" --json "$json" --time "$timef" --log "$blog" >&2
+  [[ $rc == 0 ]] || log "$name failed (exit $rc): see $blog"
+}
+
+# cleanup_job STRATEGY ROUND: the scheduled cleanup after the scenarios; records what it frees.
+cleanup_job() {
+  local s=$1 r=$2 name=$1-r$2-cleanup
+  local sb sa rb ra
+  sb=$(size_of "$STORE")
+  "$CICACHE" --json --progress never prune --store "$STORE" --keep-last 1 \
+    >"$OUT/logs/$name-prune.json" 2>>"$OUT/logs/$name.stderr" || true
+  sa=$(size_of "$STORE")
+  rb=$(size_of "$REG_DIR/data")
+  "$CICACHE" --json --progress never registry gc --image "$REG/bench/app" --plain-http \
+    --max-age 0s --untagged >"$OUT/logs/$name-registry-gc.json" 2>>"$OUT/logs/$name.stderr" || true
+  docker-registry garbage-collect --delete-untagged "$REG_DIR/config.yml" \
+    >"$OUT/logs/$name-registry-garbage-collect.log" 2>&1 || true
+  ra=$(size_of "$REG_DIR/data")
+  "$CICACHE" --json --progress never docker prune \
+    >"$OUT/logs/$name-docker-prune.json" 2>>"$OUT/logs/$name.stderr" || true
+  python3 "$REPO/bench/e2e/record.py" --out "$OUT/cleanup.jsonl" --round "$r" --strategy "$s" \
+    --scenario cleanup --store "$sb" "$sa" --registry "$rb" "$ra" \
+    --json "$OUT/logs/$name-docker-prune.json" >&2
+}
+
+# --- the matrix ---------------------------------------------------------------------
+read -r -a STRATS <<<"$STRATEGIES"
+read -r -a SCENS <<<"$SCENARIOS"
+log "raw results in $OUT; $RUNS rounds of ${#STRATS[@]} strategies x ${#SCENS[@]} scenarios"
+for ((r = 1; r <= RUNS; r++)); do
+  n=${#STRATS[@]}
+  for ((i = 0; i < n; i++)); do
+    s=${STRATS[$(((i + r - 1) % n))]}
+    WORK=$OUT/work/$s-r$r
+    mkdir -p "$WORK"
+    STORE=$WORK/store
+    new_registry "$WORK/registry"
+    log "round $r, $s (registry $REG, load $(cut -d' ' -f1-3 /proc/loadavg))"
+    for sc in "${SCENS[@]}"; do
+      case $sc in
+        cold) new_agent; build "$s" "$r" cold requirements.txt ;;
+        warm-same) [[ -n $AGENT ]] || new_agent; build "$s" "$r" warm-same requirements.txt ;;
+        warm-fresh) new_agent; build "$s" "$r" warm-fresh requirements.txt ;;
+        changed) new_agent; build "$s" "$r" changed requirements-changed.txt ;;
+        *) echo "e2e.sh: unknown scenario $sc" >&2; exit 2 ;;
+      esac
+    done
+    cleanup_job "$s" "$r"
+    _docker_stop_dir "$AGENT"
+    AGENT=""
+    kill "$REG_PID" 2>/dev/null || true
+    REG_PID=""
+    rm -rf "$WORK" # the store and the registry: several GB per strategy and round
+  done
+done
+log "done: $OUT/runs.jsonl"
+
+if [[ $REPORT == 1 ]]; then
+  SUMMARY=$REPO/bench/results/e2e-$STAMP
+  python3 "$REPO/bench/e2e/summary.py" --raw "$OUT" --out "$SUMMARY"
+  log "summary in $SUMMARY"
+fi
