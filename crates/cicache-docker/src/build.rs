@@ -35,8 +35,11 @@ pub struct BuildPlan {
     pub registry_cache: bool,
     /// Cache refs read, in order (full refs `IMAGE:tag`).
     pub cache_from: Vec<String>,
-    /// Cache ref written.
+    /// Cache ref written. `None` with `registry_cache`: the image carries its own (inline)
+    /// cache, as a base image `base-<hash>` does, whose refs are read back by `cache_from`.
     pub cache_to: Option<String>,
+    /// `KEY=VALUE` image labels (`io.cicache.base=...`).
+    pub labels: Vec<String>,
     /// Push the image tags.
     pub push: bool,
     /// Arguments after `--`, passed to the build unchanged.
@@ -104,6 +107,10 @@ impl BuildPlan {
             a.push("--build-arg".into());
             a.push(b.clone());
         }
+        for l in &self.labels {
+            a.push("--label".into());
+            a.push(l.clone());
+        }
         if let Some(t) = &self.target {
             a.push("--target".into());
             a.push(t.clone());
@@ -115,11 +122,17 @@ impl BuildPlan {
                         a.push("--cache-from".into());
                         a.push(format!("type=registry,ref={r}"));
                     }
-                    if let Some(to) = &self.cache_to {
-                        a.push("--cache-to".into());
-                        a.push(format!(
-                            "type=registry,ref={to},mode=max,image-manifest=true,oci-mediatypes=true,ignore-error=true"
-                        ));
+                    match &self.cache_to {
+                        Some(to) => {
+                            a.push("--cache-to".into());
+                            a.push(format!(
+                                "type=registry,ref={to},mode=max,image-manifest=true,oci-mediatypes=true,ignore-error=true"
+                            ));
+                        }
+                        None => {
+                            a.push("--cache-to".into());
+                            a.push("type=inline".into());
+                        }
                     }
                 }
                 Flavour::Classic => {
@@ -198,6 +211,7 @@ mod tests {
             registry_cache: true,
             cache_from: from,
             cache_to: Some(to),
+            labels: vec![],
             push,
             extra: vec!["--secret".into(), "id=npmrc,src=.npmrc".into()],
         }
@@ -267,6 +281,30 @@ mod tests {
                 vec!["push".to_string(), "127.0.0.1:5000/app:cache-pr-7".into()],
             ]
         );
+    }
+
+    #[test]
+    fn labels_and_inline_cache_of_a_base() {
+        for flavour in [Flavour::Classic, Flavour::Buildx] {
+            let mut p = plan(flavour, true);
+            p.labels = vec!["io.cicache.base=r/app:base-1".into()];
+            p.cache_from = vec!["127.0.0.1:5000/app:base-0".into()];
+            p.cache_to = None;
+            let a = p.build_args().join(" ");
+            assert!(a.contains("--label io.cicache.base=r/app:base-1"), "{a}");
+            match flavour {
+                Flavour::Classic => {
+                    assert!(a.contains("--cache-from 127.0.0.1:5000/app:base-0 --build-arg BUILDKIT_INLINE_CACHE=1"), "{a}");
+                }
+                Flavour::Buildx => {
+                    assert!(a.contains("--cache-from type=registry,ref=127.0.0.1:5000/app:base-0 --cache-to type=inline"), "{a}");
+                }
+            }
+            assert!(
+                p.cache_push_commands().is_empty(),
+                "the image is its own cache"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! cicache-docker: Dockerfile cache-mount parsing, the BuildKit cache dance, `build`
 //! orchestration and builder housekeeping.
 
+pub mod base;
 pub mod build;
 pub mod dance;
 pub mod dockerfile;

@@ -125,6 +125,8 @@ pub enum Command {
     Mount(cmd::docker::MountArgs),
     /// The whole cached build: restore, inject, build with the registry cache, push, extract, save, report.
     Build(Box<cmd::docker::BuildArgs>),
+    /// Find or build the base image REPO:base-<hash> keyed by its inputs; prints its reference.
+    Base(Box<cmd::docker::BaseArgs>),
     /// Docker housekeeping: `docker prune` of the builder cache.
     Docker(cmd::docker::DockerArgs),
     /// Summarize build logs: steps cached, wheels from cache vs downloaded, where the time went.

@@ -12,6 +12,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use cicache_docker::base;
 use cicache_docker::build::{BuildPlan, cache_refs};
 use cicache_docker::dance::{self, DEFAULT_HELPER_IMAGE, DanceOptions, DanceResult};
 use cicache_docker::dockerfile::{self, CacheMount, Dockerfile};
@@ -132,7 +133,7 @@ pub struct BuildArgs {
 }
 
 /// The options of `cicache build`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BuildOptions {
     /// Image repository to build (`registry:5000/team/app`), without tag.
     /// [default: build.image of cicache.yml; one of them is required]
@@ -220,9 +221,132 @@ pub struct BuildOptions {
     /// Also write the build's output to FILE (what `cicache report` reads).
     #[arg(long, env = "CICACHE_BUILD_LOG", value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Build on a base image made from this Dockerfile (relative to the current directory;
+    /// its context is CONTEXT): `cicache base` runs first (reusing REPO:base-<hash> when the
+    /// registry has it) and the build gets --build-arg BASE_IMAGE=REPO:base-<hash>.
+    /// [default: build.base_dockerfile of cicache.yml]
+    #[arg(long, env = "CICACHE_BASE_DOCKERFILE", value_name = "FILE")]
+    pub base_dockerfile: Option<PathBuf>,
+    /// A glob (relative to CONTEXT) of the files the base image is made from; repeatable.
+    /// [default: build.base_inputs of cicache.yml, else the base Dockerfile's COPY/ADD sources]
+    #[arg(
+        long = "base-input",
+        env = "CICACHE_BASE_INPUTS",
+        value_delimiter = ',',
+        value_name = "GLOB"
+    )]
+    pub base_inputs: Vec<String>,
+    /// A build argument KEY=VALUE of the base image (part of its hash); repeatable.
+    #[arg(
+        long = "base-build-arg",
+        env = "CICACHE_BASE_BUILD_ARGS",
+        value_name = "KEY=VALUE"
+    )]
+    pub base_build_args: Vec<String>,
+    /// The base image's platform (part of its hash), e.g. linux/amd64. [default: the docker
+    /// daemon's]
+    #[arg(long, env = "CICACHE_BASE_PLATFORM", value_name = "OS/ARCH")]
+    pub base_platform: Option<String>,
+    /// The build argument that receives the base image's reference.
+    #[arg(
+        long,
+        env = "CICACHE_BASE_ARG",
+        default_value = "BASE_IMAGE",
+        value_name = "NAME"
+    )]
+    pub base_arg: String,
     #[command(flatten)]
     pub docker: DockerOpts,
     /// Arguments passed to the docker build unchanged (after `--`).
+    #[arg(last = true, value_name = "DOCKER_BUILD_ARGS")]
+    pub extra: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The tag's hash covers the base Dockerfile's bytes, the files named by --input \
+        (default: the sources of its COPY/ADD lines) by path and content, the --build-args and \
+        the platform; not mtimes, not where the checkout lies, not the arguments after `--`. \
+        The base build runs the whole `cicache build` machinery (restore, inject, registry \
+        cache from the previous base, push, extract, save). When the registry cannot be \
+        asked, the base already in the local daemon (this hash's, else the last one this \
+        agent used) is taken with a warning; with neither the command fails and says what to do."
+)]
+pub struct BaseArgs {
+    /// Image repository of the base (`registry:5000/team/app`), without tag: the base is
+    /// REPO:base-<hash>. [default: build.image of cicache.yml]
+    #[arg(long, env = "CICACHE_IMAGE", value_name = "REPO")]
+    pub image: Option<String>,
+    /// The base Dockerfile. [default: build.base_dockerfile of cicache.yml, else
+    /// CONTEXT/Dockerfile.base]
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "CICACHE_BASE_DOCKERFILE",
+        value_name = "FILE"
+    )]
+    pub dockerfile: Option<PathBuf>,
+    /// A glob (relative to CONTEXT) of the files the base is made from; repeatable.
+    /// [default: build.base_inputs of cicache.yml, else the base Dockerfile's COPY/ADD sources]
+    #[arg(
+        long = "input",
+        env = "CICACHE_BASE_INPUTS",
+        value_delimiter = ',',
+        value_name = "GLOB"
+    )]
+    pub inputs: Vec<String>,
+    /// A build argument KEY=VALUE (part of the hash); repeatable.
+    #[arg(
+        long = "build-arg",
+        env = "CICACHE_BASE_BUILD_ARGS",
+        value_name = "KEY=VALUE"
+    )]
+    pub build_args: Vec<String>,
+    /// The platform (part of the hash), e.g. linux/amd64. [default: the docker daemon's]
+    #[arg(long, env = "CICACHE_BASE_PLATFORM", value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// The build context.
+    #[arg(default_value = ".", value_name = "CONTEXT")]
+    pub context: PathBuf,
+    /// The workspace copy of the cache mounts. [default: build.cache_dir of cicache.yml,
+    /// else .pip-cache]
+    #[arg(long = "cache-dir", env = "CICACHE_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Store key (template) of the cache dir. [default: as for `cicache build`]
+    #[arg(long, env = "CICACHE_KEY", value_name = "TEMPLATE")]
+    pub key: Option<String>,
+    /// Key prefix tried when the key misses; repeatable. [default: as for `cicache build`]
+    #[arg(
+        long = "restore-key",
+        env = "CICACHE_RESTORE_KEYS",
+        value_delimiter = ',',
+        value_name = "PREFIX"
+    )]
+    pub restore_keys: Vec<String>,
+    /// Do not read the previous base as layer cache.
+    #[arg(long, env = "CICACHE_NO_REGISTRY_CACHE")]
+    pub no_registry_cache: bool,
+    /// Skip restoring the cache dir from the store.
+    #[arg(long, env = "CICACHE_NO_RESTORE")]
+    pub no_restore: bool,
+    /// Skip injecting the cache dir into the cache mounts.
+    #[arg(long, env = "CICACHE_NO_INJECT")]
+    pub no_inject: bool,
+    /// Skip extracting the cache mounts into the cache dir.
+    #[arg(long, env = "CICACHE_NO_EXTRACT")]
+    pub no_extract: bool,
+    /// Skip saving the cache dir to the store.
+    #[arg(long, env = "CICACHE_NO_SAVE")]
+    pub no_save: bool,
+    /// Compute the tag and ask the registry; build nothing.
+    #[arg(long, env = "CICACHE_BASE_DRY_RUN")]
+    pub dry_run: bool,
+    /// Also write the base build's output to FILE.
+    #[arg(long, env = "CICACHE_BASE_LOG", value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    #[command(flatten)]
+    pub docker: DockerOpts,
+    /// Arguments passed to the docker build unchanged (after `--`); not part of the hash.
     #[arg(last = true, value_name = "DOCKER_BUILD_ARGS")]
     pub extra: Vec<String>,
 }
@@ -430,12 +554,16 @@ struct Phases<'a> {
     ctx: &'a Context,
     list: Vec<Phase>,
     warnings: Vec<String>,
+    /// Put before each log line (`base ` for the base image's build).
+    prefix: &'static str,
 }
 
 impl Phases<'_> {
     fn skipped(&mut self, name: &'static str, why: impl Into<String>) {
         let why = why.into();
-        self.ctx.out.info(format!("{name}: skipped ({why})"));
+        self.ctx
+            .out
+            .info(format!("{}{name}: skipped ({why})", self.prefix));
         self.list.push(Phase {
             name,
             status: "skipped",
@@ -454,7 +582,8 @@ impl Phases<'_> {
         let secs = started.elapsed().as_secs_f64();
         let message = message.into();
         self.ctx.out.info(format!(
-            "{name}: {message} ({})",
+            "{}{name}: {message} ({})",
+            self.prefix,
             human_duration(started.elapsed())
         ));
         self.list.push(Phase {
@@ -479,7 +608,7 @@ impl Phases<'_> {
         if problems.is_empty() && v["status"] != "failed" {
             return self.ok(name, started, message, v);
         }
-        let msg = format!("{name}: {}", problems.join("; "));
+        let msg = format!("{}{name}: {}", self.prefix, problems.join("; "));
         self.warnings.push(msg.clone());
         self.list.push(Phase {
             name,
@@ -497,7 +626,7 @@ impl Phases<'_> {
         started: Instant,
         err: anyhow::Error,
     ) -> Result<()> {
-        let msg = format!("{name} failed: {err:#}");
+        let msg = format!("{}{name} failed: {err:#}", self.prefix);
         let secs = started.elapsed().as_secs_f64();
         if self.ctx.strict() {
             self.list.push(Phase {
@@ -546,6 +675,8 @@ fn has_registry_host(image: &str) -> bool {
 ///   registry_cache: true
 ///   push: false
 ///   helper_image: busybox:1.36
+///   base_dockerfile: Dockerfile.base
+///   base_inputs: [requirements*.txt]
 /// ```
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -558,6 +689,8 @@ struct BuildConfig {
     registry_cache: Option<bool>,
     push: Option<bool>,
     helper_image: Option<String>,
+    base_dockerfile: Option<PathBuf>,
+    base_inputs: Vec<String>,
 }
 
 fn build_config(ctx: &Context) -> Result<BuildConfig> {
@@ -565,7 +698,8 @@ fn build_config(ctx: &Context) -> Result<BuildConfig> {
         None => Ok(BuildConfig::default()),
         Some(v) => serde_yaml::from_value(v.clone()).context(
             "the build: section of cicache.yml is not valid (keys: image, tags, dockerfile, \
-             cache_dir, build_args, registry_cache, push, helper_image; see docs/BUILD.md)",
+             cache_dir, build_args, registry_cache, push, helper_image, base_dockerfile, \
+             base_inputs; see docs/BUILD.md)",
         ),
     }
 }
@@ -589,20 +723,20 @@ fn store_save(ctx: &Context, key: &str, path: &Path) -> Result<Value> {
     super::store::save_cache(ctx, key, path, true)
 }
 
-pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
-    let mut args = *args.options;
-    let cfg = build_config(ctx)?;
+/// Fills the options not given from the `build:` section of cicache.yml.
+fn apply_build_config(args: &mut BuildOptions, cfg: &BuildConfig) -> Result<()> {
     let image = args.image.clone().or(cfg.image.clone()).ok_or_else(|| {
         anyhow!(
             "cicache build needs --image REPO (or CICACHE_IMAGE, or build.image in cicache.yml)"
         )
     })?;
+    args.image = Some(image);
     let cache_dir = args
         .cache_dir
         .clone()
         .or(cfg.cache_dir.clone())
         .unwrap_or_else(|| PathBuf::from(".pip-cache"));
-    args.cache_dir = Some(cache_dir.clone());
+    args.cache_dir = Some(cache_dir);
     if args.dockerfile.is_none() {
         args.dockerfile = cfg.dockerfile.clone();
     }
@@ -614,6 +748,80 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
     build_args.append(&mut args.build_args);
     args.build_args = build_args;
     args.push = args.push || cfg.push.unwrap_or(false);
+    if args.base_dockerfile.is_none() {
+        args.base_dockerfile = cfg.base_dockerfile.clone();
+    }
+    if args.base_inputs.is_empty() {
+        args.base_inputs = cfg.base_inputs.clone();
+    }
+    Ok(())
+}
+
+pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
+    let mut args = *args.options;
+    let cfg = build_config(ctx)?;
+    apply_build_config(&mut args, &cfg)?;
+    let mut hooks = BuildHooks::default();
+    if args.base_dockerfile.is_some() {
+        let base = ensure_base_for_build(&mut args, ctx, &mut hooks)?;
+        if base.code != exit::OK {
+            ctx.out.result(
+                &json!({
+                    "ok": false,
+                    "exit_code": base.code,
+                    "image": args.image,
+                    "base": base.doc,
+                    "phases": [],
+                    "warnings": base.warnings,
+                }),
+                || base.text.clone(),
+            );
+            return Ok(base.code);
+        }
+    }
+    let outcome = run_build(args, ctx, &hooks)?;
+    ctx.out.result(&outcome.doc, || outcome.text.clone());
+    Ok(outcome.code)
+}
+
+/// What a build nested in another command (the base image's) does differently.
+#[derive(Debug, Default)]
+struct BuildHooks {
+    /// Put before each phase's log line.
+    prefix: &'static str,
+    /// `KEY=VALUE` labels for the image.
+    labels: Vec<String>,
+    /// The cache refs to read instead of the scope cache tags; the image carries its own
+    /// inline cache (a base image: its predecessor).
+    own_cache: Option<Vec<String>>,
+    /// The restore phase is done already (by the base build): why.
+    restored_by: Option<&'static str>,
+    /// The save phase comes later (in the app build): why.
+    saved_by: Option<&'static str>,
+    /// The base image's result, for the report.
+    base: Value,
+    /// Warnings of the base step, for the report.
+    warnings: Vec<String>,
+}
+
+/// A build's result: its exit code, its JSON document and its text.
+struct BuildOutcome {
+    code: u8,
+    doc: Value,
+    text: String,
+}
+
+fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Result<BuildOutcome> {
+    let cfg = build_config(ctx)?;
+    let image = args
+        .image
+        .clone()
+        .ok_or_else(|| anyhow!("cicache build needs --image REPO"))?;
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(".pip-cache"));
+    args.cache_dir = Some(cache_dir.clone());
     let total = Instant::now();
     if let Some(log) = &args.log {
         // One log per build: the helper builds and the build append to it.
@@ -623,7 +831,8 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
     let mut ph = Phases {
         ctx,
         list: Vec::new(),
-        warnings: Vec::new(),
+        warnings: hooks.warnings.clone(),
+        prefix: hooks.prefix,
     };
     let docker = Docker::new(&args.docker.docker);
     let fl = flavour(&docker, args.docker.flavour);
@@ -667,7 +876,13 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
     } else {
         Some(scope.as_str())
     };
-    let (cache_from, cache_to) = cache_refs(&image, own_scope);
+    let (cache_from, cache_to) = match &hooks.own_cache {
+        Some(refs) => (refs.clone(), None),
+        None => {
+            let (from, to) = cache_refs(&image, own_scope);
+            (from, Some(to))
+        }
+    };
 
     // The Dockerfile's cache mounts (a parse failure only costs the dance).
     let parsed = dockerfile::parse_file(&dockerfile_path);
@@ -734,7 +949,8 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
         target: args.target.clone(),
         registry_cache,
         cache_from,
-        cache_to: Some(cache_to),
+        cache_to,
+        labels: hooks.labels.clone(),
         push: args.push,
         extra: args.extra.clone(),
     };
@@ -758,8 +974,9 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
             "build_command": with_program(plan.build_args()),
             "push_commands": plan.push_commands().into_iter().map(&with_program).collect::<Vec<_>>(),
             "cache_push_commands": plan.cache_push_commands().into_iter().map(&with_program).collect::<Vec<_>>(),
+            "base": hooks.base,
         });
-        ctx.out.result(&doc, || {
+        let text = {
             let mut t = format!(
                 "would run: {}",
                 doc["build_command"]
@@ -779,13 +996,19 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
                 t.push_str(&format!("\nthen: {program} {}", c.join(" ")));
             }
             t
+        };
+        return Ok(BuildOutcome {
+            code: exit::OK,
+            doc,
+            text,
         });
-        return Ok(exit::OK);
     }
 
     // 1. restore
     let mut restored: Value = Value::Null;
-    if args.no_restore {
+    if let Some(why) = hooks.restored_by {
+        ph.skipped("restore", why);
+    } else if args.no_restore {
         ph.skipped("restore", "--no-restore");
     } else {
         let t = Instant::now();
@@ -873,8 +1096,7 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
             out.code,
             errs.join("\n  ")
         );
-        finish(
-            ctx,
+        let mut o = finish(
             &args,
             &plan,
             &ph,
@@ -884,8 +1106,10 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
             total,
             false,
             out.code,
+            hooks,
         );
-        return Ok(code);
+        o.code = code;
+        return Ok(o);
     }
     ph.ok(
         "build",
@@ -977,7 +1201,9 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
 
     // 7. save
     let mut saved = Value::Null;
-    if args.no_save {
+    if let Some(why) = hooks.saved_by {
+        ph.skipped("save", why);
+    } else if args.no_save {
         ph.skipped("save", "--no-save");
     } else if !cache_dir.is_dir() {
         ph.skipped("save", format!("{} does not exist", cache_dir.display()));
@@ -1006,15 +1232,13 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
         }
     }
     let _ = extracted;
-    finish(
-        ctx, &args, &plan, &ph, restored, saved, report, total, true, 0,
-    );
-    Ok(exit::OK)
+    Ok(finish(
+        &args, &plan, &ph, restored, saved, report, total, true, 0, hooks,
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
 fn finish(
-    ctx: &Context,
     args: &BuildOptions,
     plan: &BuildPlan,
     ph: &Phases,
@@ -1024,7 +1248,8 @@ fn finish(
     total: Instant,
     ok: bool,
     exit_code: i32,
-) {
+    hooks: &BuildHooks,
+) -> BuildOutcome {
     let doc = json!({
         "ok": ok,
         "exit_code": exit_code,
@@ -1040,10 +1265,15 @@ fn finish(
         "restore": restored,
         "save": saved,
         "report": report.clone(),
+        "base": hooks.base,
         "seconds": total.elapsed().as_secs_f64(),
     });
-    ctx.out.result(&doc, || {
+    let text = {
         let mut t = String::new();
+        if let Some(line) = hooks.base.get("summary").and_then(Value::as_str) {
+            t.push_str(line);
+            t.push('\n');
+        }
         if let Some(r) = &report {
             t.push_str(&r.render_text());
             if !t.ends_with('\n') {
@@ -1066,7 +1296,478 @@ fn finish(
         }
         t.push_str(&format!("\ntotal {}", human_duration(total.elapsed())));
         t
+    };
+    BuildOutcome {
+        code: if ok { exit::OK } else { exit::FAILURE },
+        doc,
+        text,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// base images: REPO:base-<hash> (crates/cicache-docker/src/base.rs)
+
+/// One request for a base image, from `cicache base` or `cicache build --base-dockerfile`.
+struct BaseRequest {
+    image: String,
+    context: PathBuf,
+    dockerfile: PathBuf,
+    inputs: Vec<String>,
+    build_args: Vec<String>,
+    platform: Option<String>,
+    dry_run: bool,
+    /// The nested build's options: cache dir, keys, phase switches, docker options, the
+    /// arguments after `--`.
+    build: BuildOptions,
+    /// The app build saves the cache dir after the base build (which then skips its save).
+    save_later: bool,
+}
+
+/// The base image's result.
+struct BaseOutcome {
+    code: u8,
+    /// `REPO:base-<hash>` the app builds on (the fallback's tag when the registry was down).
+    reference: String,
+    /// Whether it was built now (the cache dir was restored by that build).
+    built: bool,
+    doc: Value,
+    text: String,
+    warnings: Vec<String>,
+}
+
+/// Whether the registry has `REPO:tag`. An error means it could not be asked.
+fn registry_has_tag(image: &str, tag: &str, ctx: &Context) -> Result<bool> {
+    use cicache_registry::{ConnectOptions, Registry, Target};
+    let target = Target::parse(image)?;
+    let opts = ConnectOptions {
+        timeout: Some(
+            ctx.global
+                .timeout
+                .map(Into::into)
+                .unwrap_or(std::time::Duration::from_secs(30)),
+        ),
+        ..ConnectOptions::default()
+    };
+    let reg = Registry::connect(&target, &opts)?;
+    match &reg {
+        Registry::Oci(c) => Ok(c.head_manifest(tag)?.is_some()),
+        Registry::Ecr { client, target } => match client.images(&target.repository) {
+            Ok(images) => Ok(images.iter().any(|i| i.tags.iter().any(|t| t == tag))),
+            Err(cicache_registry::Error::RepositoryNotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+/// Whether the local daemon has the image.
+fn local_image(docker: &Docker, reference: &str) -> bool {
+    docker
+        .output(&[
+            "image".into(),
+            "inspect".into(),
+            "--format".into(),
+            "{{.Id}}".into(),
+            reference.into(),
+        ])
+        .is_ok()
+}
+
+/// The daemon's platform (`linux/amd64`), else this machine's.
+fn daemon_platform(docker: &Docker) -> String {
+    docker
+        .output(&[
+            "version".into(),
+            "--format".into(),
+            "{{.Server.Os}}/{{.Server.Arch}}".into(),
+        ])
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| s.contains('/') && !s.contains(' '))
+        .unwrap_or_else(base::host_platform)
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Finds, builds or falls back to the base image of a request.
+fn ensure_base(req: BaseRequest, ctx: &Context) -> Result<BaseOutcome> {
+    let started = Instant::now();
+    let docker = Docker::new(&req.build.docker.docker);
+    if !req.dockerfile.is_file() {
+        bail!(
+            "the base Dockerfile {} does not exist (pass --base-dockerfile / -f FILE)",
+            req.dockerfile.display()
+        );
+    }
+    let platform = req
+        .platform
+        .clone()
+        .unwrap_or_else(|| daemon_platform(&docker));
+    let spec = base::BaseSpec {
+        context: req.context.clone(),
+        dockerfile: req.dockerfile.clone(),
+        inputs: req.inputs.clone(),
+        build_args: req.build_args.clone(),
+        platform: platform.clone(),
+    };
+    let inputs = base::compute(&spec)
+        .map_err(|e| anyhow!(e))
+        .with_context(|| {
+            format!(
+                "hashing the inputs of the base image {}",
+                req.dockerfile.display()
+            )
+        })?;
+    let mut warnings = Vec::new();
+    for n in &inputs.notes {
+        ctx.out.warn(format!("base: {n}"));
+        warnings.push(format!("base: {n}"));
+    }
+    let reference = format!("{}:{}", req.image, inputs.tag);
+    let state_dir = cicache_store::state::state_dir();
+    let record = base::load_record(&state_dir, &req.image, &inputs.name);
+    let changes_since = |r: &base::BaseRecord| base::diff(&r.inputs, &inputs.inputs);
+    ctx.out.info(format!(
+        "base: {} from {} ({} input files, {})",
+        reference,
+        inputs.name,
+        inputs.files.len(),
+        inputs.source
+    ));
+
+    let in_registry = if has_registry_host(&req.image) {
+        Some(registry_has_tag(&req.image, &inputs.tag, ctx))
+    } else {
+        None
+    };
+    let mut status: &str;
+    let reason: String;
+    let mut changes: Vec<base::Change> = Vec::new();
+    let mut previous: Option<String> = None;
+    let mut registry_error: Option<String> = None;
+    let mut final_ref = reference.clone();
+    let mut build_doc = Value::Null;
+    let mut code = exit::OK;
+    let mut built = false;
+
+    let asked_registry = in_registry.is_some();
+    let have = match in_registry {
+        Some(Ok(found)) => Some(found),
+        None => Some(local_image(&docker, &reference)),
+        Some(Err(e)) => {
+            registry_error = Some(format!("{e:#}"));
+            None
+        }
+    };
+    match have {
+        Some(true) => {
+            status = "reused";
+            reason = if asked_registry {
+                "in the registry".to_string()
+            } else {
+                "in the local daemon (REPO names no registry)".to_string()
+            };
+            if let Some(r) = &record
+                && r.tag != inputs.tag
+            {
+                changes = changes_since(r);
+                previous = Some(format!("{}:{}", req.image, r.tag));
+            }
+        }
+        Some(false) => {
+            status = if req.dry_run { "would_build" } else { "built" };
+            reason = match &record {
+                Some(r) if r.tag == inputs.tag => {
+                    "used before on this agent, but gone from the registry".to_string()
+                }
+                Some(r) => {
+                    changes = changes_since(r);
+                    previous = Some(format!("{}:{}", req.image, r.tag));
+                    format!(
+                        "the inputs changed since {}:{}: {}",
+                        req.image,
+                        r.tag,
+                        base::describe_changes(&changes)
+                    )
+                }
+                None => format!(
+                    "not in the registry, and no earlier base of {} is known on this agent",
+                    inputs.name
+                ),
+            };
+            if !req.dry_run {
+                let mut b = req.build.clone();
+                b.image = Some(req.image.clone());
+                b.tags = vec![inputs.tag.clone()];
+                b.dockerfile = Some(req.dockerfile.clone());
+                b.build_args = req.build_args.clone();
+                b.target = None;
+                b.context = req.context.clone();
+                b.dry_run = false;
+                b.base_dockerfile = None;
+                let registry = has_registry_host(&req.image);
+                b.push = registry;
+                if !registry {
+                    b.no_registry_cache = true;
+                    b.registry_cache = false;
+                }
+                if let Some(p) = &req.platform {
+                    b.extra.insert(0, p.clone());
+                    b.extra.insert(0, "--platform".into());
+                }
+                let inputs_json = serde_json::to_string(&inputs.inputs)?;
+                let hooks = BuildHooks {
+                    prefix: "base ",
+                    labels: vec![
+                        format!("{}={}", base::LABEL_NAME, inputs.name),
+                        format!("{}={}", base::LABEL_INPUTS, inputs_json),
+                    ],
+                    own_cache: Some(previous.iter().cloned().collect()),
+                    saved_by: req
+                        .save_later
+                        .then_some("the app build saves the cache dir"),
+                    ..BuildHooks::default()
+                };
+                ctx.out
+                    .info(format!("base: building {reference}: {reason}"));
+                let o = run_build(b, ctx, &hooks)
+                    .with_context(|| format!("building the base image {reference}"))?;
+                build_doc = o.doc;
+                code = o.code;
+                built = true;
+                if code != exit::OK {
+                    status = "failed";
+                }
+            }
+        }
+        None => {
+            // The registry cannot be asked.
+            let err = registry_error.clone().unwrap_or_default();
+            let fix = format!(
+                "make the registry reachable and check the credentials (`cicache registry status \
+                 --image {}`, `docker login`), then run again; or build without the base image \
+                 this once (drop --base-dockerfile / baseDockerfile and pass --build-arg \
+                 BASE_IMAGE=<an image with the dependencies>)",
+                req.image
+            );
+            if ctx.strict() {
+                bail!(
+                    "cannot check {reference} in the registry ({err}); --strict makes this an \
+                     error. Fix: {fix}"
+                );
+            }
+            if local_image(&docker, &reference) {
+                status = "local";
+                reason = format!(
+                    "the registry could not be asked ({err}); {reference} is in the local daemon"
+                );
+            } else if let Some(r) = record
+                .as_ref()
+                .filter(|r| local_image(&docker, &format!("{}:{}", req.image, r.tag)))
+            {
+                status = "fallback";
+                changes = changes_since(r);
+                final_ref = format!("{}:{}", req.image, r.tag);
+                previous = Some(final_ref.clone());
+                reason = format!(
+                    "the registry could not be asked ({err}); building on the last known base \
+                     {final_ref}{}",
+                    if changes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            ", which lacks: {} (run again when the registry is back)",
+                            base::describe_changes(&changes)
+                        )
+                    }
+                );
+            } else {
+                let known = match &record {
+                    Some(r) => format!(
+                        "the last known base {}:{} is not in the local daemon either",
+                        req.image, r.tag
+                    ),
+                    None => format!("this agent knows no earlier base of {}", inputs.name),
+                };
+                bail!("cannot check {reference} in the registry ({err}), and {known}. Fix: {fix}");
+            }
+            ctx.out.warn(format!("base: {reason}"));
+            warnings.push(format!("base: {reason}"));
+        }
+    }
+
+    if matches!(status, "reused" | "built" | "local") {
+        let rec = base::BaseRecord {
+            version: base::RECORD_VERSION,
+            image: req.image.clone(),
+            name: inputs.name.clone(),
+            tag: inputs.tag.clone(),
+            inputs: inputs.inputs.clone(),
+            recorded_at: now_secs(),
+        };
+        if let Err(e) = base::save_record(&state_dir, &rec) {
+            ctx.out.warn(format!(
+                "base: cannot record the base in {}: {e} (only the registry-down fallback \
+                 and the change report need it)",
+                state_dir.display()
+            ));
+        }
+    }
+    let summary = match status {
+        "reused" => format!("base: reused {final_ref} ({reason})"),
+        "built" => format!("base: built {final_ref} ({reason})"),
+        "would_build" => format!("base: would build {final_ref} ({reason})"),
+        "failed" => format!("base: the build of {final_ref} failed"),
+        _ => format!("base: {status} {final_ref} ({reason})"),
+    };
+    let doc = json!({
+        "ok": code == exit::OK,
+        "image": req.image,
+        "tag": final_ref.rsplit_once(':').map(|(_, t)| t).unwrap_or_default(),
+        "ref": final_ref,
+        "wanted": reference,
+        "hash": inputs.hash,
+        "status": status,
+        "reason": reason,
+        "changes": changes,
+        "previous": previous,
+        "registry_error": registry_error,
+        "name": inputs.name,
+        "dockerfile": req.dockerfile,
+        "platform": platform,
+        "input_source": inputs.source,
+        "files": inputs.files,
+        "inputs": inputs.inputs,
+        "build": build_doc,
+        "warnings": warnings,
+        "summary": summary,
+        "seconds": started.elapsed().as_secs_f64(),
     });
+    let text = if code == exit::OK {
+        final_ref.clone()
+    } else {
+        build_doc_text(&doc)
+    };
+    ctx.out.info(summary);
+    Ok(BaseOutcome {
+        code,
+        reference: final_ref,
+        built,
+        doc,
+        text,
+        warnings,
+    })
+}
+
+fn build_doc_text(doc: &Value) -> String {
+    doc["summary"].as_str().unwrap_or_default().to_string()
+}
+
+/// `cicache build --base-dockerfile`: the base first, then its reference as the build
+/// argument and the label `io.cicache.base` of the app image.
+fn ensure_base_for_build(
+    args: &mut BuildOptions,
+    ctx: &Context,
+    hooks: &mut BuildHooks,
+) -> Result<BaseOutcome> {
+    let image = args.image.clone().unwrap_or_default();
+    let dockerfile = args.base_dockerfile.clone().unwrap_or_default();
+    let req = BaseRequest {
+        image,
+        context: args.context.clone(),
+        dockerfile,
+        inputs: args.base_inputs.clone(),
+        build_args: args.base_build_args.clone(),
+        platform: args.base_platform.clone(),
+        dry_run: args.dry_run,
+        build: BuildOptions {
+            log: None,
+            ..args.clone()
+        },
+        save_later: !args.no_save,
+    };
+    let out = ensure_base(req, ctx)?;
+    if out.code != exit::OK {
+        return Ok(out);
+    }
+    args.build_args
+        .push(format!("{}={}", args.base_arg, out.reference));
+    hooks
+        .labels
+        .push(format!("{}={}", base::LABEL_BASE, out.reference));
+    if out.built && !args.no_restore {
+        hooks.restored_by = Some("done by the base build");
+    }
+    hooks.base = out.doc.clone();
+    hooks.warnings = out.warnings.clone();
+    Ok(out)
+}
+
+pub fn base(args: BaseArgs, ctx: &Context) -> Result<u8> {
+    let cfg = build_config(ctx)?;
+    let image = args.image.clone().or(cfg.image.clone()).ok_or_else(|| {
+        anyhow!("cicache base needs --image REPO (or CICACHE_IMAGE, or build.image in cicache.yml)")
+    })?;
+    let dockerfile = args
+        .dockerfile
+        .clone()
+        .or(cfg.base_dockerfile.clone())
+        .unwrap_or_else(|| args.context.join("Dockerfile.base"));
+    let inputs = if args.inputs.is_empty() {
+        cfg.base_inputs.clone()
+    } else {
+        args.inputs.clone()
+    };
+    let build = BuildOptions {
+        image: Some(image.clone()),
+        tags: Vec::new(),
+        dockerfile: Some(dockerfile.clone()),
+        build_args: args.build_args.clone(),
+        target: None,
+        context: args.context.clone(),
+        cache_dir: args.cache_dir.clone().or(cfg.cache_dir.clone()),
+        key: args.key.clone(),
+        restore_keys: args.restore_keys.clone(),
+        registry_cache: false,
+        no_registry_cache: args.no_registry_cache,
+        push: true,
+        no_restore: args.no_restore,
+        no_inject: args.no_inject,
+        no_extract: args.no_extract,
+        no_save: args.no_save,
+        no_report: false,
+        dry_run: false,
+        log: args.log.clone(),
+        base_dockerfile: None,
+        base_inputs: Vec::new(),
+        base_build_args: Vec::new(),
+        base_platform: None,
+        base_arg: "BASE_IMAGE".into(),
+        docker: args.docker.clone(),
+        extra: args.extra.clone(),
+    };
+    if let Some(log) = &args.log {
+        std::fs::File::create(log)
+            .with_context(|| format!("cannot write the base build log {}", log.display()))?;
+    }
+    let req = BaseRequest {
+        image,
+        context: args.context.clone(),
+        dockerfile,
+        inputs,
+        build_args: args.build_args.clone(),
+        platform: args.platform.clone(),
+        dry_run: args.dry_run,
+        build,
+        save_later: false,
+    };
+    let out = ensure_base(req, ctx)?;
+    ctx.out.result(&out.doc, || out.text.clone());
+    Ok(out.code)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ pub fn run(command: Command, ctx: &Context) -> Result<u8> {
         Command::Import(a) => store::import(a, ctx),
         Command::Mount(a) => docker::mount(a, ctx),
         Command::Build(a) => docker::build(*a, ctx),
+        Command::Base(a) => docker::base(*a, ctx),
         Command::Docker(a) => docker::docker(a, ctx),
         Command::Report(a) => report::report(a, ctx),
         Command::Doctor(a) => report::doctor(a, ctx),
