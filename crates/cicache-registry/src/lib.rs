@@ -17,6 +17,8 @@ pub mod login;
 pub mod model;
 pub mod oci;
 pub mod reference;
+pub mod store;
+pub mod store_http;
 pub mod tags;
 
 use std::time::Duration;
