@@ -2,10 +2,15 @@
 //! repository listing and the policy, so that `gc --dry-run` shows exactly what `gc` does.
 //!
 //! Rules (each one proven by the tests below):
-//! - only `cache-<scope>` tags are ever deleted: never `cache`, never a `--keep` tag, never
-//!   `base-<hash>`, a store entry or a tag outside the cache tag pattern;
+//! - only `cache-<scope>` tags (and, with `keep_bases`, `base-<hash>` tags) are ever
+//!   deleted: never `cache`, never a `--keep` tag, a store entry or a tag outside those
+//!   patterns;
 //! - a tag is deleted only when it is older than `max_age` (by push time); a tag whose age is
 //!   unknown is kept;
+//! - `base-<hash>` tags are deleted only with `keep_bases` (`--keep-bases N`), never the N
+//!   newest (by push time), never one an app image still names (`bases_in_use`, read from
+//!   the `io.cicache.base` label of the other images), never one whose age is unknown, and
+//!   only when older than `max_age`;
 //! - untagged manifests are deleted only with `untagged`, only when older than `max_age`,
 //!   never when an index still refers to them, and never when they are store entries;
 //! - where deleting means deleting the whole manifest (any registry but ECR, which can remove
@@ -32,6 +37,12 @@ pub struct GcPolicy {
     /// Whether the registry removes one tag from a manifest (ECR), or only whole manifests
     /// with all their tags (the distribution API).
     pub delete_by_tag: bool,
+    /// `--keep-bases N`: manage `base-<hash>` tags, keeping the N newest. `None`: base tags
+    /// are never deleted.
+    pub keep_bases: Option<usize>,
+    /// Base tags (`base-<hash>`, without the repository) that an image in the repository
+    /// names in its `io.cicache.base` label; never deleted.
+    pub bases_in_use: BTreeSet<String>,
 }
 
 /// One deletion: the tags removed from a manifest, and whether the manifest goes with them.
@@ -59,8 +70,12 @@ pub enum KeepReason {
     Young,
     /// Its push time is unknown.
     AgeUnknown,
-    /// Not a cache tag (`base-<hash>`, an application tag, ...).
+    /// Not a cache tag (`base-<hash>` without `--keep-bases`, an application tag, ...).
     NotCacheTag,
+    /// One of the `--keep-bases` newest base images.
+    NewestBase,
+    /// A base image that an image in the repository still names (`io.cicache.base`).
+    BaseInUse,
     /// A cicache store entry.
     StoreEntry,
     /// The registry can only delete the whole manifest, and another tag on it stays.
@@ -79,6 +94,8 @@ impl KeepReason {
             KeepReason::Young => "younger than --max-age",
             KeepReason::AgeUnknown => "push time unknown",
             KeepReason::NotCacheTag => "not a cache tag",
+            KeepReason::NewestBase => "one of the --keep-bases newest bases",
+            KeepReason::BaseInUse => "a base that an image in the repository names",
             KeepReason::StoreEntry => "a cicache store entry",
             KeepReason::SharesManifest => "shares its manifest with a tag that stays",
             KeepReason::UntaggedNotRequested => "untagged (gc deletes those only with --untagged)",
@@ -127,6 +144,26 @@ pub fn plan(images: &[ImageRecord], policy: &GcPolicy) -> GcPlan {
         .flat_map(|i| i.children.iter().map(String::as_str))
         .collect();
 
+    // The N newest base tags by push time (ties: by tag), when bases are managed.
+    let newest_bases: BTreeSet<&str> = match policy.keep_bases {
+        None => BTreeSet::new(),
+        Some(n) => {
+            let mut bases: Vec<(SystemTime, &str)> = images
+                .iter()
+                .filter_map(|i| i.pushed.map(|p| (p, i)))
+                .flat_map(|(p, i)| {
+                    i.tags
+                        .iter()
+                        .filter(|t| i.class_of(t) == TagClass::Base)
+                        .map(move |t| (p, t.as_str()))
+                })
+                .collect();
+            bases.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+            bases.dedup_by(|a, b| a.1 == b.1);
+            bases.into_iter().take(n).map(|(_, t)| t).collect()
+        }
+    };
+
     let mut plan = GcPlan::default();
     for image in sorted {
         let age = image.age(policy.now);
@@ -173,7 +210,14 @@ pub fn plan(images: &[ImageRecord], policy: &GcPolicy) -> GcPlan {
             let class = image.class_of(tag);
             let reason = match class {
                 TagClass::StoreEntry => Some(KeepReason::StoreEntry),
-                TagClass::Base | TagClass::Other => Some(KeepReason::NotCacheTag),
+                TagClass::Other => Some(KeepReason::NotCacheTag),
+                TagClass::Base if policy.keep_bases.is_none() => Some(KeepReason::NotCacheTag),
+                TagClass::Base if policy.keep.contains(tag) => Some(KeepReason::Keep),
+                TagClass::Base if newest_bases.contains(tag) => Some(KeepReason::NewestBase),
+                TagClass::Base if policy.bases_in_use.contains(tag) => Some(KeepReason::BaseInUse),
+                TagClass::Base if age.is_none() => Some(KeepReason::AgeUnknown),
+                TagClass::Base if !old => Some(KeepReason::Young),
+                TagClass::Base => None,
                 TagClass::Cache => Some(KeepReason::DefaultCache),
                 TagClass::ScopeCache if tag == DEFAULT_CACHE_TAG => Some(KeepReason::DefaultCache),
                 TagClass::ScopeCache if policy.keep.contains(tag) => Some(KeepReason::Keep),
@@ -250,6 +294,8 @@ mod tests {
             keep: BTreeSet::new(),
             untagged,
             delete_by_tag: by_tag,
+            keep_bases: None,
+            bases_in_use: BTreeSet::new(),
         }
     }
 
@@ -358,6 +404,46 @@ mod tests {
         assert!(plan.keep.iter().all(|k| k.reason == KeepReason::StoreEntry));
     }
 
+    #[test]
+    fn bases_go_only_with_keep_bases_old_unused_and_not_newest() {
+        let images = vec![
+            img("sha256:01", &["base-a"], Some(100)),
+            img("sha256:02", &["base-b"], Some(50)),
+            img("sha256:03", &["base-c"], Some(30)),
+            img("sha256:04", &["base-d"], Some(20)),
+            img("sha256:05", &["base-e"], Some(3)),
+            img("sha256:06", &["base-f"], None),
+            img("sha256:07", &["v1"], Some(60)),
+        ];
+        // Without --keep-bases nothing of them goes.
+        let p = policy(false, false);
+        assert!(plan(&images, &p).delete.is_empty());
+        let mut p = policy(false, false);
+        p.keep_bases = Some(2);
+        p.bases_in_use.insert("base-b".into());
+        p.keep.insert("base-a".into());
+        let got = plan(&images, &p);
+        // e and d are the newest two; b is in use; a is kept by --keep; f's age is unknown;
+        // c is old, unused and not among the newest: it goes.
+        assert_eq!(got.deleted_tags().collect::<Vec<_>>(), vec!["base-c"]);
+        assert_eq!(reason_of(&got, "base-e"), Some(KeepReason::NewestBase));
+        assert_eq!(reason_of(&got, "base-d"), Some(KeepReason::NewestBase));
+        assert_eq!(reason_of(&got, "base-b"), Some(KeepReason::BaseInUse));
+        assert_eq!(reason_of(&got, "base-a"), Some(KeepReason::Keep));
+        assert_eq!(reason_of(&got, "base-f"), Some(KeepReason::AgeUnknown));
+        assert_eq!(reason_of(&got, "v1"), Some(KeepReason::NotCacheTag));
+        // --keep-bases 0 with a long max age: young bases stay.
+        p.keep_bases = Some(0);
+        p.max_age = Duration::from_secs(40 * DAY);
+        let got = plan(&images, &p);
+        assert!(got.delete.is_empty(), "{got:?}");
+        assert_eq!(reason_of(&got, "base-c"), Some(KeepReason::Young));
+        assert_eq!(reason_of(&got, "base-e"), Some(KeepReason::Young));
+        p.keep.clear();
+        let got = plan(&images, &p);
+        assert_eq!(got.deleted_tags().collect::<Vec<_>>(), vec!["base-a"]);
+    }
+
     fn arb_tag() -> impl Strategy<Value = String> {
         prop_oneof![
             Just("cache".to_string()),
@@ -399,6 +485,8 @@ mod tests {
             keep in proptest::collection::btree_set(arb_tag(), 0..3),
             untagged in any::<bool>(),
             by_tag in any::<bool>(),
+            keep_bases in proptest::option::of(0usize..3),
+            in_use in proptest::collection::btree_set("base-[a-c]{1,2}", 0..3),
         ) {
             // A registry lists every digest once, and a tag on one manifest only.
             images.sort_by(|a, b| a.digest.cmp(&b.digest));
@@ -413,8 +501,28 @@ mod tests {
                 keep: keep.clone(),
                 untagged,
                 delete_by_tag: by_tag,
+                keep_bases,
+                bases_in_use: in_use.clone(),
             };
             let plan = plan(&images, &policy);
+            // The newest `keep_bases` base tags of known age.
+            let mut bases: Vec<(SystemTime, String)> = images
+                .iter()
+                .filter(|i| !i.is_store_entry())
+                .filter_map(|i| i.pushed.map(|p| (p, i)))
+                .flat_map(|(p, i)| {
+                    i.tags
+                        .iter()
+                        .filter(|t| classify_tag(t) == TagClass::Base)
+                        .map(move |t| (p, t.clone()))
+                })
+                .collect();
+            bases.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            let newest: BTreeSet<String> = bases
+                .into_iter()
+                .take(keep_bases.unwrap_or(0))
+                .map(|(_, t)| t)
+                .collect();
             let by_digest: BTreeMap<&str, &ImageRecord> =
                 images.iter().map(|i| (i.digest.as_str(), i)).collect();
             let referenced: BTreeSet<&str> =
@@ -432,7 +540,15 @@ mod tests {
                 for t in &d.tags {
                     prop_assert_ne!(t.as_str(), "cache");
                     prop_assert!(!keep.contains(t));
-                    prop_assert_eq!(classify_tag(t), TagClass::ScopeCache);
+                    match classify_tag(t) {
+                        TagClass::ScopeCache => {}
+                        TagClass::Base => {
+                            prop_assert!(keep_bases.is_some(), "a base without --keep-bases");
+                            prop_assert!(!in_use.contains(t), "a base in use: {t}");
+                            prop_assert!(!newest.contains(t), "one of the newest bases: {t}");
+                        }
+                        other => prop_assert!(false, "deleted a {other:?} tag {t}"),
+                    }
                     prop_assert!(image.tags.contains(t));
                 }
                 if !by_tag {
