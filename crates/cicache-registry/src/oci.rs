@@ -658,7 +658,8 @@ impl OciClient {
         Ok(reply.header("last-modified").and_then(httpdate_parse))
     }
 
-    fn blob_json(&self, digest: &str) -> Result<Option<Value>> {
+    /// A small JSON blob (an image config) by digest; `None` when missing or not JSON.
+    pub fn blob_json(&self, digest: &str) -> Result<Option<Value>> {
         let path = self.repo_path(&format!("blobs/{digest}"));
         let reply = self.send(http::Method::GET, &path, &[], None, "reading a blob")?;
         if reply.status != 200 {

@@ -167,6 +167,13 @@ pub struct GcArgs {
     #[arg(long, env = "CICACHE_REGISTRY_UNTAGGED", value_parser = boolish())]
     pub untagged: bool,
 
+    /// Manage `base-<hash>` tags too (`cicache base`): keep the N newest and every base an
+    /// image in the repository still names in its `io.cicache.base` label; delete the others
+    /// once older than --max-age. Without it no base tag is deleted.
+    /// [config: registry.keep_bases]
+    #[arg(long, env = "CICACHE_REGISTRY_KEEP_BASES", value_name = "N")]
+    pub keep_bases: Option<usize>,
+
     /// Print the plan, delete nothing. The plan is exactly what `gc` without it deletes.
     #[arg(long, env = "CICACHE_REGISTRY_DRY_RUN", value_parser = boolish())]
     pub dry_run: bool,
@@ -207,6 +214,7 @@ struct RegistryConfig {
     docker: Option<String>,
     max_age: Option<String>,
     keep: Vec<String>,
+    keep_bases: Option<usize>,
     untagged_days: Option<u32>,
     scope_days: Option<u32>,
 }
@@ -216,7 +224,7 @@ fn registry_config(ctx: &Context) -> Result<RegistryConfig> {
         None => Ok(RegistryConfig::default()),
         Some(v) => serde_yaml::from_value(v.clone()).context(
             "the `registry:` section of the config file is not valid \
-             (keys: image, region, docker, max_age, keep, untagged_days, scope_days; see docs/REGISTRY.md)",
+             (keys: image, region, docker, max_age, keep, keep_bases, untagged_days, scope_days; see docs/REGISTRY.md)",
         ),
     }
 }
@@ -949,6 +957,10 @@ struct GcResult {
     max_age_seconds: u64,
     keep: Vec<String>,
     untagged: bool,
+    /// `--keep-bases N`, when base tags are managed.
+    keep_bases: Option<usize>,
+    /// The base tags images of the repository name (`io.cicache.base`), with --keep-bases.
+    bases_in_use: Vec<String>,
     /// What was (with --dry-run: would be) deleted: the plan.
     delete: Vec<Deletion>,
     /// Everything that stays, with the reason.
@@ -983,12 +995,29 @@ fn gc_cmd(a: GcArgs, config: &RegistryConfig, ctx: &Context) -> Result<u8> {
     let images = reg
         .images()
         .with_context(|| format!("listing {}", r.target.image()))?;
+    let mut keep_bases = a.keep_bases.or(config.keep_bases);
+    let mut in_use = BTreeSet::new();
+    if keep_bases.is_some() {
+        match bases_in_use(&reg, &r, &images) {
+            Ok(found) => in_use = found,
+            Err(e) => {
+                ctx.out.warn(format!(
+                    "--keep-bases: cannot read which bases the images of {} name ({e:#}); \
+                     no base tag is deleted this time",
+                    r.target.image()
+                ));
+                keep_bases = None;
+            }
+        }
+    }
     let policy = GcPolicy {
         now: SystemTime::now(),
         max_age,
         keep: keep.clone(),
         untagged: a.untagged,
         delete_by_tag: reg.deletes_by_tag(),
+        keep_bases,
+        bases_in_use: in_use.clone(),
     };
     let plan = gc::plan(&images, &policy);
     let failures = if a.dry_run {
@@ -1005,6 +1034,8 @@ fn gc_cmd(a: GcArgs, config: &RegistryConfig, ctx: &Context) -> Result<u8> {
         max_age_seconds: max_age.as_secs(),
         keep: keep.into_iter().collect(),
         untagged: a.untagged,
+        keep_bases,
+        bases_in_use: in_use.into_iter().collect(),
         bytes: plan.bytes(),
         delete: plan.delete,
         kept: plan.keep,
@@ -1039,6 +1070,74 @@ fn gc_cmd(a: GcArgs, config: &RegistryConfig, ctx: &Context) -> Result<u8> {
     } else {
         exit::FAILURE
     })
+}
+
+/// The label cicache puts on an image built on a base: `REPO:base-<hash>`
+/// (`cicache_docker::base::LABEL_BASE`).
+const LABEL_BASE: &str = "io.cicache.base";
+
+/// The base tags of this repository that its other images (app images, cache tags) name in
+/// their `io.cicache.base` label, read from each image config through the distribution API
+/// (ECR too, with a GetAuthorizationToken login).
+fn bases_in_use(reg: &Registry, r: &Resolved, images: &[ImageRecord]) -> Result<BTreeSet<String>> {
+    let ecr_client;
+    let client: &OciClient = match reg {
+        Registry::Oci(c) => c,
+        Registry::Ecr { client, .. } => {
+            let (_, creds) = client
+                .docker_credentials()
+                .context("an ECR login to read image configs")?;
+            ecr_client = OciClient::new(
+                &r.target,
+                Some(creds),
+                &OciOptions {
+                    plain_http: r.opts.plain_http,
+                    timeout: r.opts.timeout,
+                },
+            );
+            &ecr_client
+        }
+    };
+    let mut out = BTreeSet::new();
+    for image in images {
+        let names_a_base = image
+            .tags
+            .iter()
+            .any(|t| !matches!(image.class_of(t), TagClass::Base | TagClass::StoreEntry));
+        if !names_a_base {
+            continue;
+        }
+        if let Some(value) = image_label(client, &image.digest, LABEL_BASE)?
+            && let Some((repo, tag)) = value.rsplit_once(':')
+            && tags::classify_tag(tag) == TagClass::Base
+            && (repo == r.target.image() || repo.ends_with(&format!("/{}", r.target.repository)))
+        {
+            out.insert(tag.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// A label of an image (of an index: of its first image) from its config.
+fn image_label(client: &OciClient, digest: &str, label: &str) -> Result<Option<String>> {
+    let Some(mut m) = client.manifest(digest)? else {
+        return Ok(None);
+    };
+    if m.is_index() {
+        let Some(first) = m.children().into_iter().next() else {
+            return Ok(None);
+        };
+        match client.manifest(&first)? {
+            Some(c) => m = c,
+            None => return Ok(None),
+        }
+    }
+    let Some(config) = m.body["config"]["digest"].as_str() else {
+        return Ok(None);
+    };
+    Ok(client
+        .blob_json(config)?
+        .and_then(|v| v["config"]["Labels"][label].as_str().map(str::to_string)))
 }
 
 // ------------------------------------------------------------------------------ lifecycle
