@@ -1,0 +1,546 @@
+//! Base images keyed by their inputs (`cicache build --base-dockerfile`, `cicache base`,
+//! `registry gc --keep-bases`) against real dockerd instances (Debian docker.io 20.10), a
+//! distribution registry of this test's own (so that it can be stopped: "the registry is
+//! down") and the local package index (test/lib/pypi.sh).
+//!
+//! Needs CICACHE_TEST_DOCKERD=1, CICACHE_TEST_IMAGES, CICACHE_TEST_REGISTRY (which says the
+//! Debian `docker-registry` is installed) and CICACHE_TEST_PYPI_URL; without them the test
+//! prints "skipped: ..." unless CICACHE_TEST_REQUIRE_SERVICES=1.
+//!
+//! The hash's stability across checkouts is a unit test in crates/cicache-docker/src/base.rs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const DOCKER: &str = "/usr/bin/docker";
+const BUSYBOX: &str = "cicache-test/busybox:latest";
+const PYTHON: &str = "cicache-test/python:3.11-bookworm";
+
+fn service(var: &str, why: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            if std::env::var("CICACHE_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("{var} is not set ({why}); test/run.sh starts it");
+            }
+            eprintln!("skipped: {var} is not set ({why})");
+            None
+        }
+    }
+}
+
+fn work_dir() -> PathBuf {
+    std::env::var("CICACHE_TEST_WORK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn term(pid: u32) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+}
+
+static DAEMONS: AtomicUsize = AtomicUsize::new(0);
+
+/// A dockerd of our own (a fresh agent): its own data-root, exec-root and socket, no bridge.
+struct Daemon {
+    dir: PathBuf,
+    child: Child,
+    host: String,
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        let n = DAEMONS.fetch_add(1, Ordering::SeqCst);
+        let dir = work_dir().join(format!("base-dockerd-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("sock");
+        let log = std::fs::File::create(dir.join("log")).unwrap();
+        let child = Command::new("dockerd")
+            .args(["--bridge", "none", "--iptables=false", "--ip-masq=false"])
+            .arg("--data-root")
+            .arg(dir.join("root"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("docker.pid"))
+            .arg("--host")
+            .arg(format!("unix://{}", sock.display()))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting dockerd");
+        let d = Daemon {
+            dir,
+            child,
+            host: format!("unix://{}", sock.display()),
+        };
+        let t = Instant::now();
+        while !d.docker(&["version"]).status.success() {
+            if t.elapsed() > Duration::from_secs(60) {
+                let log = std::fs::read_to_string(d.dir.join("log")).unwrap_or_default();
+                panic!("dockerd did not come up in 60s:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        d
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new(DOCKER)
+            .args(args)
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_BUILDKIT", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running docker")
+    }
+
+    fn load(&self, images: &Path, name: &str) {
+        let o = self.docker(&["load", "-i", images.join(name).to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    fn has_image(&self, r: &str) -> bool {
+        self.docker(&["image", "inspect", r]).status.success()
+    }
+
+    fn label(&self, image: &str, label: &str) -> String {
+        let o = self.docker(&[
+            "image",
+            "inspect",
+            "--format",
+            &format!("{{{{index .Config.Labels \"{label}\"}}}}"),
+            image,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    fn cicache(&self, ws: &Path, state: &Path) -> Command {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("cicache"));
+        c.current_dir(ws)
+            .env("DOCKER_HOST", &self.host)
+            .env("CICACHE_DOCKER", DOCKER)
+            .env("CICACHE_HELPER_IMAGE", BUSYBOX)
+            .env("CICACHE_STORE", ws.join("../store"))
+            .env("CICACHE_STATE_DIR", state)
+            .env("CICACHE_PROGRESS", "never")
+            .env_remove("CICACHE_SCOPE")
+            .env_remove("CICACHE_FALLBACK_SCOPES")
+            .env_remove("BRANCH_NAME")
+            .env_remove("CHANGE_ID")
+            .stdin(Stdio::null());
+        c
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        term(self.child.id());
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.dir.join("root"))
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A distribution registry of this test alone (the Debian `docker-registry`, as
+/// test/lib/registry.sh runs it), so that the test can take it down.
+struct OwnRegistry {
+    child: Option<Child>,
+    addr: String,
+    dir: PathBuf,
+}
+
+impl OwnRegistry {
+    fn start() -> OwnRegistry {
+        let dir = work_dir().join(format!("base-registry-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        std::fs::write(
+            dir.join("config.yml"),
+            format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: {addr}\n  secret: cicache-base-test\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting docker-registry");
+        let t = Instant::now();
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "registry did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        OwnRegistry {
+            child: Some(child),
+            addr,
+            dir,
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRegistry {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+    fn ok(&self) -> Value {
+        assert_eq!(
+            self.code, 0,
+            "cicache failed:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self.json()
+    }
+}
+
+fn run(mut c: Command) -> Run {
+    let o = c.output().expect("running cicache");
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-app")
+}
+
+/// `cicache --json build` of the example's app on its base; the index URL goes after `--`,
+/// so it is no part of the base's hash.
+fn build_on_base(d: &Daemon, ws: &Path, state: &Path, registry: &str, pypi: &str) -> Run {
+    let mut c = d.cicache(ws, state);
+    c.args([
+        "--json",
+        "build",
+        "--image",
+        &format!("{registry}/app"),
+        "-f",
+        "Dockerfile.app",
+        "--base-dockerfile",
+        "Dockerfile.base",
+        "--base-build-arg",
+        &format!("PYTHON_IMAGE={PYTHON}"),
+        "--log",
+        "build.log",
+        ".",
+        "--",
+        "--network",
+        "host",
+        "--build-arg",
+        &format!("PIP_INDEX_URL={pypi}"),
+        "--build-arg",
+        "PIP_TRUSTED_HOST=127.0.0.1",
+    ]);
+    run(c)
+}
+
+fn downloads(log: &str) -> usize {
+    log.lines().filter(|l| l.contains("Downloading ")).count()
+}
+
+fn app_output(d: &Daemon, image: &str) -> String {
+    let o = d.docker(&["run", "--rm", "--network", "none", image]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn base_built_once_reused_rebuilt_on_change_and_registry_down() {
+    let Some(_) = service("CICACHE_TEST_DOCKERD", "dockerd may be started by tests") else {
+        return;
+    };
+    let Some(images) = service("CICACHE_TEST_IMAGES", "docker-save tarballs").map(PathBuf::from)
+    else {
+        return;
+    };
+    let Some(_) = service(
+        "CICACHE_TEST_REGISTRY",
+        "the Debian docker-registry (this test runs its own)",
+    ) else {
+        return;
+    };
+    let Some(pypi) = service("CICACHE_TEST_PYPI_URL", "the local package index") else {
+        return;
+    };
+    let mut registry = OwnRegistry::start();
+    let reg = registry.addr.clone();
+    let repo = format!("{reg}/app");
+    let t = tempfile::tempdir().unwrap();
+    let ws = t.path().join("ws");
+    let state = t.path().join("state");
+    std::fs::create_dir_all(&ws).unwrap();
+    for f in [
+        "Dockerfile.base",
+        "Dockerfile.app",
+        "requirements.txt",
+        "app.py",
+    ] {
+        std::fs::copy(example_dir().join(f), ws.join(f)).unwrap();
+    }
+    let d1 = Daemon::start();
+    d1.load(&images, "python.tar");
+    d1.load(&images, "busybox.tar");
+
+    // 1. First run: the base is built (pip downloads the four wheels) and pushed; the app
+    // is built on it and labelled with it.
+    let j = build_on_base(&d1, &ws, &state, &reg, &pypi).ok();
+    let base1 = j["base"].clone();
+    assert_eq!(base1["status"], "built", "{base1}");
+    let ref1 = base1["ref"].as_str().unwrap().to_string();
+    assert!(ref1.starts_with(&format!("{repo}:base-")), "{ref1}");
+    assert_eq!(base1["files"], serde_json::json!(["requirements.txt"]));
+    assert_eq!(
+        base1["build"]["report"]["wheels"]["downloaded"], 4,
+        "{base1}"
+    );
+    let push = base1["build"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "push")
+        .unwrap();
+    assert_eq!(push["status"], "ok", "{push}");
+    assert_eq!(
+        d1.label(&format!("{repo}:latest"), "io.cicache.base"),
+        ref1,
+        "the app image names its base"
+    );
+    assert!(app_output(&d1, &format!("{repo}:latest")).contains("six 1.16.0"));
+    assert!(
+        d1.label(&ref1, "io.cicache.base.inputs")
+            .contains("file:requirements.txt")
+    );
+
+    // 2. A fresh agent (new daemon without the Python image, same workspace): the base is
+    // reused from the registry, nothing of it is built, and the app build runs no pip.
+    {
+        let d2 = Daemon::start();
+        d2.load(&images, "busybox.tar");
+        assert!(!d2.has_image(PYTHON));
+        let j = build_on_base(&d2, &ws, &state, &reg, &pypi).ok();
+        assert_eq!(j["base"]["status"], "reused", "{}", j["base"]);
+        assert_eq!(j["base"]["ref"], ref1.as_str());
+        assert!(
+            j["base"]["build"].is_null(),
+            "nothing of the base was built"
+        );
+        let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
+        assert_eq!(downloads(&log), 0, "{log}");
+        assert!(!log.contains("pip install"), "{log}");
+        assert_eq!(d2.label(&format!("{repo}:latest"), "io.cicache.base"), ref1);
+        assert!(app_output(&d2, &format!("{repo}:latest")).contains("idna 3.7"));
+        assert!(
+            j["phases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["name"] != "restore" || p["status"] != "skipped"),
+            "the app build restores for itself when the base was reused"
+        );
+    }
+
+    // 3. A changed requirement: a new tag, one rebuild, which names the change; pip takes
+    // the old wheels from the cache and downloads the new one only.
+    let mut reqs = std::fs::read_to_string(ws.join("requirements.txt")).unwrap();
+    reqs.push_str("tomli==2.0.1\n");
+    std::fs::write(ws.join("requirements.txt"), &reqs).unwrap();
+    let j = build_on_base(&d1, &ws, &state, &reg, &pypi).ok();
+    let base3 = &j["base"];
+    assert_eq!(base3["status"], "built", "{base3}");
+    let ref3 = base3["ref"].as_str().unwrap().to_string();
+    assert_ne!(ref3, ref1);
+    assert_eq!(
+        base3["changes"],
+        serde_json::json!([{"input": "file:requirements.txt", "change": "changed"}])
+    );
+    assert!(
+        base3["reason"]
+            .as_str()
+            .unwrap()
+            .contains("file:requirements.txt changed"),
+        "{base3}"
+    );
+    assert_eq!(base3["previous"], ref1.as_str());
+    assert_eq!(
+        base3["build"]["report"]["wheels"]["downloaded"], 1,
+        "{base3}"
+    );
+    assert_eq!(d1.label(&format!("{repo}:latest"), "io.cicache.base"), ref3);
+    // The same inputs again: nothing to build (asked without building anything).
+    let mut c = d1.cicache(&ws, &state);
+    c.args([
+        "--json",
+        "base",
+        "--image",
+        &repo,
+        "-f",
+        "Dockerfile.base",
+        "--build-arg",
+        &format!("PYTHON_IMAGE={PYTHON}"),
+        "--dry-run",
+    ]);
+    let j = run(c).ok();
+    assert_eq!(j["status"], "reused", "{j}");
+    assert_eq!(j["ref"], ref3.as_str());
+
+    // 4. gc --keep-bases 1: the newest base stays, and so does any base an app image still
+    // names; the older one goes (past --max-age 0s).
+    let gc = |keep: &str, dry: bool| {
+        let mut c = d1.cicache(&ws, &state);
+        c.args([
+            "--json",
+            "registry",
+            "gc",
+            "--image",
+            &repo,
+            "--keep-bases",
+            keep,
+            "--max-age",
+            "0s",
+        ]);
+        if dry {
+            c.arg("--dry-run");
+        }
+        run(c).ok()
+    };
+    let tag1 = ref1.rsplit_once(':').unwrap().1.to_string();
+    let tag3 = ref3.rsplit_once(':').unwrap().1.to_string();
+    let reason = |plan: &Value, tag: &str| {
+        plan["kept"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["tag"] == tag)
+            .map(|k| k["reason"].as_str().unwrap().to_string())
+    };
+    let deleted = |plan: &Value| -> Vec<String> {
+        plan["delete"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|d| d["tags"].as_array().unwrap().clone())
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect()
+    };
+    let plan = gc("1", true);
+    assert_eq!(deleted(&plan), vec![tag1.clone()], "{plan}");
+    assert_eq!(
+        reason(&plan, &tag3).as_deref(),
+        Some("newest_base"),
+        "{plan}"
+    );
+    // An app image built on the first base (labelled as cicache labels them) keeps it.
+    std::fs::write(ws.join("Dockerfile.old"), format!("FROM {ref1}\n")).unwrap();
+    let old_app = format!("{repo}:v1");
+    let o = d1.docker(&[
+        "build",
+        "--label",
+        &format!("io.cicache.base={ref1}"),
+        "-t",
+        &old_app,
+        "-f",
+        ws.join("Dockerfile.old").to_str().unwrap(),
+        ws.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = d1.docker(&["push", &old_app]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plan = gc("1", true);
+    assert!(deleted(&plan).is_empty(), "{plan}");
+    assert_eq!(
+        reason(&plan, &tag1).as_deref(),
+        Some("base_in_use"),
+        "{plan}"
+    );
+
+    // 5. The registry is down. Another requirement change: the base cannot be checked; this
+    // agent's last known base (in its daemon) is taken with a warning naming what it lacks.
+    registry.stop();
+    reqs.push_str("# pinned for the test\n");
+    std::fs::write(ws.join("requirements.txt"), &reqs).unwrap();
+    let r = build_on_base(&d1, &ws, &state, &reg, &pypi);
+    let j = r.ok();
+    assert_eq!(j["base"]["status"], "fallback", "{}", j["base"]);
+    assert_eq!(j["base"]["ref"], ref3.as_str());
+    assert!(r.stderr.contains("could not be asked"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("file:requirements.txt changed"),
+        "{}",
+        r.stderr
+    );
+    assert!(!j["base"]["registry_error"].is_null());
+    assert_eq!(d1.label(&format!("{repo}:latest"), "io.cicache.base"), ref3);
+
+    // A fresh agent without that base: a failure that says what to do.
+    let d3 = Daemon::start();
+    let r = build_on_base(&d3, &ws, &state, &reg, &pypi);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("cannot check"), "{}", r.stderr);
+    assert!(r.stderr.contains("Fix:"), "{}", r.stderr);
+    assert!(r.stderr.contains("cicache registry status"), "{}", r.stderr);
+}
