@@ -3,8 +3,9 @@
 //! ```text
 //! cicache-v1/
 //!   refs/<scope>/<key>            JSON Ref, published atomically last (link(2) / If-None-Match)
-//!   manifests/<blake3>.tar.zst    tar led by .cicache/manifest.json, then every small file
-//!   blobs/<aa>/<blake3>.zst       one large file, zstd (raw blocks when incompressible)
+//!   manifests/<blake3>.tar.zst    tar led by .cicache/manifest.json (format 1: then every small file)
+//!   blobs/<aa>/<blake3>.zst       one large file, zstd (raw blocks when incompressible), or a
+//!                                 pack of small files (format 2): their contents concatenated
 //!   used/<scope>/<key>            last use: a tiny object rewritten on each hit
 //!   leases/<id>.json              a save in progress (protects its blobs from a sweep)
 //!   locks/sweep-<id>.json         a prune sweeping unreferenced blobs
@@ -12,7 +13,9 @@
 //! ```
 //!
 //! `<scope>` and `<key>` are encoded with [`crate::key::encode_segment`]. Blob names are the
-//! blake3 of the file's content; manifest names the blake3 of the stored `.tar.zst` bytes.
+//! blake3 of the file's content; pack names the blake3 of their list of file hashes and sizes
+//! ([`pack_hash`]), which fixes every byte of the pack; manifest names the blake3 of the
+//! stored `.tar.zst` bytes.
 //! Bump [`FORMAT_DIR`] (and `docs/FORMAT.md`) on any incompatible change.
 
 use serde::{Deserialize, Serialize};
@@ -29,6 +32,34 @@ pub const MANIFEST_PATH: &str = ".cicache/manifest.json";
 pub const MAX_REF_SIZE: u64 = 64 * 1024;
 /// Largest manifest.json accepted when reading.
 pub const MAX_MANIFEST_JSON: u64 = 512 * 1024 * 1024;
+/// The manifest format save writes: 2 (small files in packs). Restore also reads 1 (small
+/// files inside the manifest tarball).
+pub const MANIFEST_FORMAT: u32 = 2;
+/// A pack is closed after a file whose path hash has these low bits all zero (about one file
+/// in 32), or when it reaches [`PACK_MAX`]. Cutting by path, not by offset, keeps every other
+/// pack unchanged when a file is added or changed, so a save writes only the packs it touched.
+pub const PACK_CUT_MASK: u8 = 31;
+/// Largest uncompressed pack before a cut is forced.
+pub const PACK_MAX: u64 = 4 * 1024 * 1024;
+
+/// True when a pack ends after the file at `path` (see [`PACK_CUT_MASK`]).
+pub fn pack_cut_after(path: &str) -> bool {
+    blake3::hash(path.as_bytes()).as_bytes()[0] & PACK_CUT_MASK == 0
+}
+
+/// The name of a pack: blake3 over its files' content hashes and sizes, in pack order. The
+/// content of a pack is the concatenation of those files, so the name fixes every byte.
+pub fn pack_hash<'a>(files: impl IntoIterator<Item = (&'a str, u64)>) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"cicache-pack-v1\n");
+    for (hash, size) in files {
+        h.update(hash.as_bytes());
+        h.update(b" ");
+        h.update(size.to_string().as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().to_hex().to_string()
+}
 
 pub fn ref_name(scope: &str, key: &str) -> String {
     format!(
@@ -130,10 +161,14 @@ pub struct ManifestEntry {
     /// Files: blake3 of the content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blake3: Option<String>,
-    /// Files stored as a blob (size >= LARGE_FILE): true. Otherwise the content is in the
-    /// manifest tarball under `path`.
+    /// Files stored as a blob (size >= LARGE_FILE): true. Otherwise the content is in the pack
+    /// named by `pack`, or (format 1) in the manifest tarball under `path`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub blob: bool,
+    /// Small files (format 2): the pack holding the content. A pack holds its files in
+    /// manifest order, back to back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<String>,
     /// Symlinks: the target, as stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -152,17 +187,36 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Distinct blob hashes the entry needs.
+    /// Distinct blob names (hashes) the entry needs: its large files' blobs and its packs.
     pub fn blobs(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self
             .entries
             .iter()
-            .filter(|e| e.blob)
-            .filter_map(|e| e.blake3.as_deref())
+            .filter_map(|e| {
+                if e.blob {
+                    e.blake3.as_deref()
+                } else {
+                    e.pack.as_deref()
+                }
+            })
             .collect();
         v.sort_unstable();
         v.dedup();
         v
+    }
+
+    /// The packs of the entry, each with its files in pack order.
+    pub fn packs(&self) -> std::collections::BTreeMap<&str, Vec<&ManifestEntry>> {
+        let mut packs: std::collections::BTreeMap<&str, Vec<&ManifestEntry>> = Default::default();
+        for e in &self.entries {
+            if e.kind == EntryType::File
+                && !e.blob
+                && let Some(p) = e.pack.as_deref()
+            {
+                packs.entry(p).or_default().push(e);
+            }
+        }
+        packs
     }
 }
 

@@ -260,7 +260,7 @@ impl Store {
         let small: HashMap<&str, (&str, u64)> = manifest
             .entries
             .iter()
-            .filter(|e| e.kind == EntryType::File && !e.blob)
+            .filter(|e| e.kind == EntryType::File && !e.blob && e.pack.is_none())
             .filter_map(|e| Some((e.path.as_str(), (e.blake3.as_deref()?, e.size))))
             .collect();
         let mut found = HashSet::new();
@@ -311,7 +311,34 @@ impl Store {
                 Ok(*size)
             })
             .collect::<Result<_>>()?;
-        Ok(bytes + sizes.iter().sum::<u64>())
+        let packs = manifest.packs();
+        let pack_sizes: Vec<u64> = packs
+            .par_iter()
+            .map(|(hash, files)| -> Result<u64> {
+                let name = format::blob_name(hash);
+                let reader = self
+                    .backend
+                    .get(&name)?
+                    .ok_or_else(|| corrupt(format!("pack {name} is missing")))?;
+                let mut dec =
+                    zstd::Decoder::new(reader).map_err(|e| corrupt(format!("pack {name}: {e}")))?;
+                let mut n = 0;
+                for f in files {
+                    let hash = f.blake3.as_deref().unwrap_or_default();
+                    check_stream((&mut dec).take(f.size), f.size, hash)
+                        .map_err(|e| corrupt(format!("pack {name}, {}: {e}", f.path)))?;
+                    n += f.size;
+                }
+                let mut extra = [0u8; 1];
+                if !matches!(dec.read(&mut extra), Ok(0)) {
+                    return Err(corrupt(format!(
+                        "pack {name} holds more than the files the manifest lists"
+                    )));
+                }
+                Ok(n)
+            })
+            .collect::<Result<_>>()?;
+        Ok(bytes + sizes.iter().sum::<u64>() + pack_sizes.iter().sum::<u64>())
     }
 
     /// Verifies one entry or every entry; damaged ones are named, not fatal.

@@ -299,7 +299,7 @@ impl Store {
         let mut small: BTreeMap<&str, &ManifestEntry> = manifest
             .entries
             .iter()
-            .filter(|e| e.kind == EntryType::File && !e.blob)
+            .filter(|e| e.kind == EntryType::File && !e.blob && e.pack.is_none())
             .map(|e| (e.path.as_str(), e))
             .collect();
         let file = mfile
@@ -351,7 +351,8 @@ impl Store {
             )));
         }
 
-        // Large files: each distinct blob fetched once, in parallel.
+        // Large files (each distinct blob fetched once) and packs of small files, in parallel,
+        // largest first.
         let mut by_blob: BTreeMap<&str, Vec<&ManifestEntry>> = BTreeMap::new();
         for e in manifest
             .entries
@@ -362,31 +363,57 @@ impl Store {
                 by_blob.entry(h).or_default().push(e);
             }
         }
-        let downloaded: Vec<u64> = by_blob
-            .par_iter()
-            .map(|(hash, users)| -> Result<u64> {
-                let name = format::blob_name(hash);
-                let first = users[0];
-                let reader = self
-                    .backend
-                    .get(&name)?
-                    .ok_or_else(|| corrupt(format!("blob {name} ({}) is missing", first.path)))?;
-                let mut counted = CountingReader {
-                    inner: reader,
-                    n: 0,
-                };
-                let dec = zstd::Decoder::new(&mut counted)
-                    .map_err(|e| corrupt(format!("blob {name}: {e}")))?;
-                let n = write_checked(dec, &root, first, &corrupt)?;
-                progress.inc(n);
-                for other in &users[1..] {
-                    let dst = root.join(&other.path);
-                    fs::copy(root.join(&first.path), &dst).map_err(|e| io_err(&dst, e))?;
-                    progress.inc(other.size);
-                }
-                Ok(counted.n)
+        let mut jobs: Vec<(bool, &str, Vec<&ManifestEntry>, u64)> = by_blob
+            .into_iter()
+            .map(|(h, users)| {
+                let size = users[0].size;
+                (false, h, users, size)
             })
-            .collect::<Result<_>>()?;
+            .chain(manifest.packs().into_iter().map(|(h, files)| {
+                let size = files.iter().map(|e| e.size).sum();
+                (true, h, files, size)
+            }))
+            .collect();
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.3));
+        let downloaded: Vec<u64> =
+            jobs.par_iter()
+                .map(|(is_pack, hash, users, _)| -> Result<u64> {
+                    let name = format::blob_name(hash);
+                    let first = users[0];
+                    let what = if *is_pack { "pack" } else { "blob" };
+                    let reader = self.backend.get(&name)?.ok_or_else(|| {
+                        corrupt(format!("{what} {name} ({}) is missing", first.path))
+                    })?;
+                    let mut counted = CountingReader {
+                        inner: reader,
+                        n: 0,
+                    };
+                    let mut dec = zstd::Decoder::new(&mut counted)
+                        .map_err(|e| corrupt(format!("{what} {name}: {e}")))?;
+                    if *is_pack {
+                        for e in users {
+                            let n = write_checked((&mut dec).take(e.size), &root, e, &corrupt)?;
+                            progress.inc(n);
+                        }
+                        let mut extra = [0u8; 1];
+                        if !matches!(dec.read(&mut extra), Ok(0)) {
+                            return Err(corrupt(format!(
+                                "pack {name} holds more than the files the manifest lists"
+                            )));
+                        }
+                    } else {
+                        let n = write_checked(dec, &root, first, &corrupt)?;
+                        progress.inc(n);
+                        for other in &users[1..] {
+                            let dst = root.join(&other.path);
+                            fs::copy(root.join(&first.path), &dst).map_err(|e| io_err(&dst, e))?;
+                            set_meta(&dst, other)?;
+                            progress.inc(other.size);
+                        }
+                    }
+                    Ok(counted.n)
+                })
+                .collect::<Result<_>>()?;
         out.bytes_downloaded += downloaded.iter().sum::<u64>();
         progress.finish();
 
@@ -402,14 +429,7 @@ impl Store {
             let t = mtime(e);
             let _ = filetime::set_symlink_file_times(&p, t, t);
         }
-        for e in manifest
-            .entries
-            .iter()
-            .filter(|e| e.kind == EntryType::File)
-        {
-            let p = root.join(&e.path);
-            set_meta(&p, e)?;
-        }
+        // Files got their mode and mtime from write_checked (on the open file).
         for e in manifest
             .entries
             .iter()
@@ -483,6 +503,15 @@ fn write_checked(
         Err(err) => return Err(StoreError::io(&p, err)),
     }
     hw.flush().map_err(|err| StoreError::io(&p, err))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // setuid, setgid and sticky bits are dropped: a cache never needs them.
+        let f = hw.inner.get_ref();
+        let t = mtime(e);
+        f.set_permissions(fs::Permissions::from_mode(e.mode & 0o777))
+            .and_then(|_| filetime::set_file_handle_times(f, Some(t), Some(t)))
+            .map_err(|err| StoreError::io(&p, err))?;
+    }
     if hw.n != e.size {
         return Err(corrupt(format!(
             "{}: {} bytes stored, the manifest says {}",
@@ -509,7 +538,7 @@ pub fn validate(m: &Manifest, scope: &str, key: &str) -> Result<()> {
         key: key.to_string(),
         reason,
     };
-    if m.format != 1 {
+    if m.format != 1 && m.format != format::MANIFEST_FORMAT {
         return Err(StoreError::Corrupt {
             scope: scope.to_string(),
             key: key.to_string(),
@@ -547,6 +576,11 @@ pub fn validate(m: &Manifest, scope: &str, key: &str) -> Result<()> {
                 }
                 if !e.blake3.as_deref().is_some_and(format::is_hash) {
                     return Err(hostile(format!("{p:?} has no valid content hash")));
+                }
+                if let Some(pack) = e.pack.as_deref()
+                    && (e.blob || m.format < 2 || !format::is_hash(pack))
+                {
+                    return Err(hostile(format!("{p:?} names an invalid pack {pack:?}")));
                 }
             }
             EntryType::Symlink => {

@@ -64,6 +64,9 @@ pub struct SaveOutcome {
     /// Distinct large files (blobs) the entry uses, and how many were new to the store.
     pub blobs: u64,
     pub blobs_uploaded: u64,
+    /// Packs of small files the entry uses, and how many were new to the store.
+    pub packs: u64,
+    pub packs_uploaded: u64,
     /// Bytes written to the store (new blobs, new manifest, ref).
     pub bytes_uploaded: u64,
     pub manifest: String,
@@ -142,7 +145,152 @@ fn manifest_entry(s: &Scanned, hash: Option<&String>) -> ManifestEntry {
         size: st.size,
         blake3: hash.cloned(),
         blob: st.kind == EntryType::File && st.size >= format::LARGE_FILE,
+        pack: None,
         target: st.target.clone(),
+    }
+}
+
+/// A file that goes into a pack: where it is now, its size and hash.
+type PackFile = (PathBuf, u64, String);
+
+/// Puts every small file into a pack (runs of files in manifest order, cut by path: see
+/// [`format::pack_cut_after`]), sets its `pack`, and returns the packs by name.
+fn assign_packs(
+    mentries: &mut [ManifestEntry],
+    scanned: &[Scanned],
+) -> BTreeMap<String, Vec<PackFile>> {
+    let mut packs = BTreeMap::new();
+    let mut run: Vec<usize> = Vec::new();
+    let mut run_bytes = 0u64;
+    let close = |run: &mut Vec<usize>,
+                 mentries: &mut [ManifestEntry],
+                 packs: &mut BTreeMap<String, Vec<PackFile>>| {
+        if run.is_empty() {
+            return;
+        }
+        let hash = format::pack_hash(run.iter().map(|&i| {
+            (
+                mentries[i].blake3.as_deref().unwrap_or_default(),
+                mentries[i].size,
+            )
+        }));
+        let files = run
+            .iter()
+            .map(|&i| {
+                mentries[i].pack = Some(hash.clone());
+                (
+                    scanned[i].abs.clone(),
+                    mentries[i].size,
+                    mentries[i].blake3.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        packs.insert(hash, files);
+        run.clear();
+    };
+    for i in 0..mentries.len() {
+        let e = &mentries[i];
+        if e.kind != EntryType::File || e.blob {
+            continue;
+        }
+        run.push(i);
+        run_bytes += e.size;
+        if format::pack_cut_after(&e.path) || run_bytes >= format::PACK_MAX {
+            close(&mut run, mentries, &mut packs);
+            run_bytes = 0;
+        }
+    }
+    close(&mut run, mentries, &mut packs);
+    packs
+}
+
+/// Threads for writing blobs and packs: more than the cores, so that one waiting for its
+/// fsync (or for the network) does not leave a core idle.
+fn upload_threads() -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    (cores * 2).max(4)
+}
+
+/// A temp file being written that asks the kernel to start writing its pages to disk every
+/// few MiB (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait). The fsync before
+/// the object is published then waits only for the tail, and the disk works while the CPU
+/// hashes and compresses the next pieces.
+pub(crate) struct WritebackFile<'a> {
+    file: &'a File,
+    written: u64,
+    kicked: u64,
+}
+
+const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
+
+impl<'a> WritebackFile<'a> {
+    pub(crate) fn new(file: &'a File) -> Self {
+        WritebackFile {
+            file,
+            written: 0,
+            kicked: 0,
+        }
+    }
+
+    fn kick(&mut self) {
+        use std::os::fd::AsRawFd;
+        if self.written > self.kicked {
+            // SAFETY: a valid open fd and a range inside what was written; the call only
+            // starts writeback, and its failure only loses that hint.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.kicked as libc::off64_t,
+                    (self.written - self.kicked) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.kicked = self.written;
+        }
+    }
+}
+
+impl Write for WritebackFile<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let k = (&*self.file).write(buf)?;
+        self.written += k as u64;
+        if self.written - self.kicked >= WRITEBACK_STEP {
+            self.kick();
+        }
+        Ok(k)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.kick();
+        Ok(())
+    }
+}
+
+/// What a save may have to write.
+enum Upload {
+    Blob {
+        hash: String,
+        src: PathBuf,
+        size: u64,
+    },
+    Pack {
+        hash: String,
+        files: Vec<PackFile>,
+        size: u64,
+    },
+}
+
+impl Upload {
+    fn name(&self) -> String {
+        match self {
+            Upload::Blob { hash, .. } | Upload::Pack { hash, .. } => format::blob_name(hash),
+        }
+    }
+    fn size(&self) -> u64 {
+        match self {
+            Upload::Blob { size, .. } | Upload::Pack { size, .. } => *size,
+        }
     }
 }
 
@@ -176,7 +324,10 @@ pub(crate) fn build_manifest(
     sources: &BTreeMap<String, PathBuf>,
     staging: &Path,
 ) -> Result<BuiltManifest> {
-    let manifest = Manifest { format: 1, entries };
+    let manifest = Manifest {
+        format: format::MANIFEST_FORMAT,
+        entries,
+    };
     let json = serde_json::to_vec(&manifest)
         .map_err(|e| StoreError::Other(format!("encoding the manifest: {e}")))?;
     let tmp = tempfile::Builder::new()
@@ -209,7 +360,7 @@ pub(crate) fn build_manifest(
     .map_err(io_err)?;
     let mut buf = Vec::new();
     for e in &manifest.entries {
-        if e.kind != EntryType::File || e.blob {
+        if e.kind != EntryType::File || e.blob || e.pack.is_some() {
             continue;
         }
         let Some(src) = sources.get(&e.path) else {
@@ -318,6 +469,8 @@ impl Store {
             hashed_bytes: 0,
             blobs: 0,
             blobs_uploaded: 0,
+            packs: 0,
+            packs_uploaded: 0,
             bytes_uploaded: 0,
             manifest: String::new(),
             manifest_reused: false,
@@ -413,7 +566,13 @@ impl Store {
 
         let lease = self.take_lease(req.scope, req.key)?;
 
-        // Blobs: each distinct large file once.
+        // Blobs: each distinct large file once; packs: the small files, in runs.
+        let mut mentries: Vec<ManifestEntry> = entries
+            .iter()
+            .zip(&hashes)
+            .map(|(s, h)| manifest_entry(s, h.as_ref()))
+            .collect();
+        let packs = assign_packs(&mut mentries, &entries);
         let mut blobs: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
         for (s, h) in entries.iter().zip(&hashes) {
             if let Some(h) = h
@@ -425,32 +584,60 @@ impl Store {
             }
         }
         out.blobs = blobs.len() as u64;
+        out.packs = packs.len() as u64;
+        let mut uploads: Vec<Upload> = blobs
+            .into_iter()
+            .map(|(hash, (src, size))| Upload::Blob { hash, src, size })
+            .chain(packs.into_iter().map(|(hash, files)| Upload::Pack {
+                size: files.iter().map(|f| f.1).sum(),
+                hash,
+                files,
+            }))
+            .collect();
         let staging = self
             .backend
             .staging_dir()
             .unwrap_or_else(std::env::temp_dir);
-        let mut missing = Vec::new();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(upload_threads())
+            .build()
+            .map_err(|e| StoreError::Other(format!("starting upload threads: {e}")))?;
+        let heads: Vec<Option<u64>> = pool.install(|| {
+            uploads
+                .par_iter()
+                .map(|u| Ok(self.backend.head(&u.name())?.map(|i| i.size)))
+                .collect::<Result<_>>()
+        })?;
         let mut stored = 0u64;
-        let heads: Vec<_> = blobs
-            .par_iter()
-            .map(|(h, v)| Ok((h, v, self.backend.head(&format::blob_name(h))?)))
-            .collect::<Result<_>>()?;
-        for (h, v, head) in heads {
+        let mut missing = Vec::new();
+        for (u, head) in uploads.drain(..).zip(heads) {
             match head {
-                Some(info) => stored += info.size,
-                None => missing.push((h.clone(), v.clone())),
+                Some(n) => stored += n,
+                None => missing.push(u),
             }
         }
-        let upload_total: u64 = missing.iter().map(|(_, (_, n))| n).sum();
+        // Largest first, so the long ones start early and the small ones fill the gaps.
+        missing.sort_by_key(|u| std::cmp::Reverse(u.size()));
+        let upload_total: u64 = missing.iter().map(Upload::size).sum();
         progress.start("uploading", Some(upload_total));
-        let uploaded: Vec<u64> = missing
-            .par_iter()
-            .map(|(h, (p, n))| self.upload_blob(h, p, *n, &staging, progress))
-            .collect::<Result<_>>()?;
+        let uploaded: Vec<(bool, u64)> = pool.install(|| {
+            missing
+                .par_iter()
+                .map(|u| match u {
+                    Upload::Blob { hash, src, size } => self
+                        .upload_blob(hash, src, *size, &staging, progress)
+                        .map(|n| (false, n)),
+                    Upload::Pack { hash, files, .. } => self
+                        .upload_pack(hash, files, &staging, progress)
+                        .map(|n| (true, n)),
+                })
+                .collect::<Result<_>>()
+        })?;
         progress.finish();
-        out.blobs_uploaded = uploaded.len() as u64;
-        out.bytes_uploaded += uploaded.iter().sum::<u64>();
-        stored += uploaded.iter().sum::<u64>();
+        out.blobs_uploaded = uploaded.iter().filter(|u| !u.0).count() as u64;
+        out.packs_uploaded = uploaded.iter().filter(|u| u.0).count() as u64;
+        out.bytes_uploaded += uploaded.iter().map(|u| u.1).sum::<u64>();
+        stored += uploaded.iter().map(|u| u.1).sum::<u64>();
 
         // The manifest: reused when the tree is the one recorded, else built.
         let mut manifest_hash = String::new();
@@ -463,17 +650,7 @@ impl Store {
             out.manifest_reused = true;
         }
         if manifest_hash.is_empty() {
-            let sources: BTreeMap<String, PathBuf> = entries
-                .iter()
-                .filter(|s| s.stamp.kind == EntryType::File && s.stamp.size < format::LARGE_FILE)
-                .map(|s| (s.rel.clone(), s.abs.clone()))
-                .collect();
-            let mentries = entries
-                .iter()
-                .zip(&hashes)
-                .map(|(s, h)| manifest_entry(s, h.as_ref()))
-                .collect();
-            let built = build_manifest(mentries, &sources, &staging)?;
+            let built = build_manifest(mentries, &BTreeMap::new(), &staging)?;
             let name = format::manifest_name(&built.hash);
             if self.backend.head(&name)?.is_none() {
                 self.backend.put_file(&name, &built.file)?;
@@ -547,6 +724,44 @@ impl Store {
         Ok(out)
     }
 
+    /// Writes a pack: its files back to back, zstd, each checked against the hash the
+    /// manifest gives it. Returns the bytes stored.
+    fn upload_pack(
+        &self,
+        hash: &str,
+        files: &[PackFile],
+        staging: &Path,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        let tmp = tempfile::Builder::new()
+            .prefix(".pack-")
+            .tempfile_in(staging)
+            .map_err(|e| StoreError::io(staging, e))?;
+        let tmp_err = |e: io::Error| StoreError::io(tmp.path(), e);
+        let w = BufWriter::with_capacity(256 * 1024, WritebackFile::new(tmp.as_file()));
+        let mut enc = zstd::Encoder::new(w, rawzstd::LEVEL).map_err(tmp_err)?;
+        let mut buf = Vec::new();
+        for (src, size, blake3) in files {
+            buf.clear();
+            File::open(src)
+                .and_then(|f| f.take(size + 1).read_to_end(&mut buf))
+                .map_err(|e| StoreError::io(src, e))?;
+            if buf.len() as u64 != *size || blake3::hash(&buf).to_hex().as_str() != blake3 {
+                return Err(changed(src));
+            }
+            enc.write_all(&buf).map_err(tmp_err)?;
+            progress.inc(*size);
+        }
+        let mut w = enc.finish().map_err(tmp_err)?;
+        w.flush().map_err(tmp_err)?;
+        drop(w);
+        let stored = tmp.as_file().metadata().map_err(tmp_err)?.len();
+        let path = tmp.into_temp_path();
+        crash_point("blob");
+        self.backend.put_file(&format::blob_name(hash), &path)?;
+        Ok(stored)
+    }
+
     /// Compresses one large file into a temp file and stores it as a blob. Returns the bytes
     /// stored.
     fn upload_blob(
@@ -580,7 +795,7 @@ impl Store {
             n: 0,
             progress,
         };
-        let mut w = BufWriter::with_capacity(256 * 1024, tmp.as_file());
+        let mut w = BufWriter::with_capacity(256 * 1024, WritebackFile::new(tmp.as_file()));
         if compress {
             let mut enc = zstd::Encoder::new(&mut w, rawzstd::LEVEL).map_err(io_err)?;
             if size > 8 * 1024 * 1024 {

@@ -106,6 +106,36 @@ fn missing_blob() {
     assert_damage_is_a_miss(&e, "missing blob");
 }
 
+/// The pack holding the newest entry's small file `marker` ("new").
+fn pack_of_new(e: &Env) -> PathBuf {
+    let h = blake3::hash(b"new").to_hex().to_string();
+    let pack = format::pack_hash([(h.as_str(), 3)]);
+    let p = e.store_dir.join(format::blob_name(&pack));
+    assert!(p.exists(), "{} missing", p.display());
+    p
+}
+
+#[test]
+fn flipped_byte_in_a_pack() {
+    let (e, _, _) = two_entries();
+    flip(&pack_of_new(&e));
+    assert_damage_is_a_miss(&e, "flipped pack");
+}
+
+#[test]
+fn truncated_pack() {
+    let (e, _, _) = two_entries();
+    truncate(&pack_of_new(&e));
+    assert_damage_is_a_miss(&e, "truncated pack");
+}
+
+#[test]
+fn missing_pack() {
+    let (e, _, _) = two_entries();
+    fs::remove_file(pack_of_new(&e)).unwrap();
+    assert_damage_is_a_miss(&e, "missing pack");
+}
+
 #[test]
 fn flipped_byte_in_a_manifest() {
     let (e, _, _) = two_entries();
@@ -151,6 +181,7 @@ fn file_entry(path: &str, data: &[u8]) -> ManifestEntry {
         size: data.len() as u64,
         blake3: Some(blake3::hash(data).to_hex().to_string()),
         blob: false,
+        pack: None,
         target: None,
     }
 }
@@ -164,6 +195,7 @@ fn dir_entry(path: &str) -> ManifestEntry {
         size: 0,
         blake3: None,
         blob: false,
+        pack: None,
         target: None,
     }
 }
@@ -300,6 +332,7 @@ fn writing_through_a_symlink_is_refused() {
         size: 0,
         blake3: None,
         blob: false,
+        pack: None,
         target: Some("../..".into()),
     };
     craft(
@@ -352,6 +385,65 @@ fn tar_members_not_in_the_manifest_are_refused() {
     assert_refused(&e, "not a small file of the manifest");
 }
 
+fn packed(path: &str, data: &[u8], pack: &str) -> ManifestEntry {
+    let mut fe = file_entry(path, data);
+    fe.pack = Some(pack.into());
+    fe
+}
+
+fn manifest2(entries: Vec<ManifestEntry>) -> Vec<u8> {
+    serde_json::to_vec(&Manifest { format: 2, entries }).unwrap()
+}
+
+#[test]
+fn a_pack_longer_than_its_files_is_refused() {
+    let e = env();
+    let h = blake3::hash(b"abc").to_hex().to_string();
+    let pack = format::pack_hash([(h.as_str(), 3)]);
+    craft(
+        &e,
+        "evil",
+        &manifest2(vec![packed("a", b"abc", &pack)]),
+        &[],
+        &[(&pack, b"abcEXTRA".to_vec())],
+    );
+    assert_refused(&e, "holds more than the files the manifest lists");
+}
+
+#[test]
+fn a_pack_shorter_than_its_files_is_refused() {
+    let e = env();
+    let h1 = blake3::hash(b"abc").to_hex().to_string();
+    let h2 = blake3::hash(b"defg").to_hex().to_string();
+    let pack = format::pack_hash([(h1.as_str(), 3), (h2.as_str(), 4)]);
+    craft(
+        &e,
+        "evil",
+        &manifest2(vec![
+            packed("a", b"abc", &pack),
+            packed("b", b"defg", &pack),
+        ]),
+        &[],
+        &[(&pack, b"abcde".to_vec())],
+    );
+    assert_refused(&e, "b: 2 bytes stored, the manifest says 4");
+}
+
+#[test]
+fn packs_in_a_format_1_manifest_are_refused() {
+    let e = env();
+    let h = blake3::hash(b"abc").to_hex().to_string();
+    let pack = format::pack_hash([(h.as_str(), 3)]);
+    craft(
+        &e,
+        "evil",
+        &manifest(vec![packed("a", b"abc", &pack)]),
+        &[],
+        &[(&pack, b"abc".to_vec())],
+    );
+    assert_refused(&e, "names an invalid pack");
+}
+
 #[test]
 fn sizes_that_disagree_with_the_manifest_are_refused() {
     let e = env();
@@ -374,6 +466,7 @@ fn a_blob_larger_than_declared_is_cut_and_refused() {
         size: 300_000,
         blake3: Some(hash.clone()),
         blob: true,
+        pack: None,
         target: None,
     };
     craft(&e, "evil", &manifest(vec![fe]), &[], &[(&hash, data)]);

@@ -45,9 +45,10 @@ fn max_size_evicts_least_recently_used_and_sweeps_their_blobs() {
         .unwrap();
     assert_eq!(dry.entries_removed.len(), 1);
     assert_eq!(dry.entries_removed[0].key, "pip-b");
+    // Two blobs and one pack of small files per entry.
     assert_eq!(
         objects(&e.store_dir, "blobs").len(),
-        4,
+        6,
         "dry run removed something"
     );
     let out = e
@@ -60,12 +61,12 @@ fn max_size_evicts_least_recently_used_and_sweeps_their_blobs() {
     assert_eq!(out.entries_removed.len(), 1);
     assert_eq!(out.entries_removed[0].key, "pip-b");
     assert_eq!(out.sweep, "done");
-    assert_eq!(out.blobs_removed, 2);
+    assert_eq!(out.blobs_removed, 3);
     assert_eq!(
         out.bytes_freed, dry.bytes_freed,
         "dry run promised what prune does"
     );
-    assert_eq!(objects(&e.store_dir, "blobs").len(), 2);
+    assert_eq!(objects(&e.store_dir, "blobs").len(), 3);
     assert!(out.store_size <= 700_000, "{out:?}");
     // What is left restores completely.
     assert_eq!(e.store.verify(None, None).unwrap().damaged.len(), 0);
@@ -87,7 +88,8 @@ fn shared_blobs_stay_while_any_entry_uses_them() {
             ..Default::default()
         })
         .unwrap();
-    // keep-last 1 of family `pip` keeps pip-b; pip-a goes; the blobs are pip-b's too.
+    // keep-last 1 of family `pip` keeps pip-b; pip-a goes; the blobs are pip-b's too, only
+    // pip-a's pack (its own `small`) goes with it.
     assert_eq!(
         out.entries_removed
             .iter()
@@ -95,7 +97,7 @@ fn shared_blobs_stay_while_any_entry_uses_them() {
             .collect::<Vec<_>>(),
         vec!["pip-aaaaaaaa"]
     );
-    assert_eq!(out.blobs_removed, 0);
+    assert_eq!(out.blobs_removed, 1);
     assert_eq!(out.manifests_removed, 1);
     let r = e.restore("main", &[], "pip-bbbbbbbb", &[], &e.path("r"));
     assert!(r.hit);
@@ -148,7 +150,7 @@ fn a_sweep_is_skipped_while_a_save_holds_a_lease() {
     assert!(out.sweep.starts_with("skipped"), "{}", out.sweep);
     assert_eq!(
         objects(&e.store_dir, "blobs").len(),
-        1,
+        2,
         "swept under a lease"
     );
     fs::remove_file(&lease).unwrap();

@@ -15,9 +15,11 @@ fn round_trip_keeps_files_modes_mtimes_symlinks_and_empty_dirs() {
     make_tree(&src);
     let out = e.save("main", "pip-1", &src);
     assert_eq!(out.status, SaveStatus::Saved);
-    // 6 large files, one of them a duplicate of another: 6 distinct blobs.
+    // 6 large files, one of them a duplicate of another: 6 distinct blobs; the small files
+    // in packs beside them.
     assert_eq!(out.blobs, 6);
-    assert_eq!(objects(&e.store_dir, "blobs").len(), 6);
+    assert!(out.packs >= 1, "{out:?}");
+    assert_eq!(objects(&e.store_dir, "blobs").len() as u64, 6 + out.packs);
     let dst = e.path("dst");
     let r = e.restore("main", &[], "pip-1", &[], &dst);
     assert!(r.hit && r.exact, "{r:?}");
@@ -103,6 +105,35 @@ fn resave_after_restore_hashes_nothing_and_new_key_writes_only_a_ref() {
     assert_eq!(out.hashed_files, 1, "{out:?}");
     assert_eq!(out.blobs_uploaded, 1, "{out:?}");
     assert!(out.bytes_uploaded < 400_000 + 20_000, "{out:?}");
+}
+
+#[test]
+fn one_new_small_file_rewrites_one_pack_not_all_small_files() {
+    let e = env();
+    let src = e.path("src");
+    // 2,000 small files of 2 KiB: about 60 packs.
+    for i in 0..2000u64 {
+        let d = src.join(format!("http-v2/{:x}/{:x}", i % 16, (i / 16) % 16));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join(format!("{i:056x}")), noise(2048, i)).unwrap();
+    }
+    let first = e.save("main", "k1", &src);
+    assert!(first.packs > 20, "{first:?}");
+    assert_eq!(first.packs_uploaded, first.packs);
+    fs::write(src.join("http-v2/7/3/new-entry"), noise(3000, 5000)).unwrap();
+    let out = e.save("main", "k2", &src);
+    assert_eq!(out.hashed_files, 1, "{out:?}");
+    // The run the new file joins changes (or splits in two when its path is a cut point).
+    assert!(
+        (1..=2).contains(&out.packs_uploaded),
+        "{} of {} packs rewritten",
+        out.packs_uploaded,
+        out.packs
+    );
+    assert!(out.bytes_uploaded < 300_000, "{out:?}");
+    let dst = e.path("dst");
+    assert!(e.restore("main", &[], "k2", &[], &dst).hit);
+    assert_eq!(describe(&src), describe(&dst));
 }
 
 #[test]

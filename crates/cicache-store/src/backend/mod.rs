@@ -146,7 +146,7 @@ pub fn open_backend(
     if spec.contains("://") {
         return Err(BackendError::Unusable {
             location: spec.to_string(),
-            message: "unknown store scheme; use DIR, dir:DIR or s3://BUCKET/PREFIX".into(),
+            message: "unknown store scheme; use DIR, dir:DIR, s3://BUCKET/PREFIX or oci://REGISTRY/REPOSITORY".into(),
         });
     }
     let path = spec.strip_prefix("dir:").unwrap_or(spec);
