@@ -38,6 +38,10 @@ private Map spec() {
         reportFile           : [type: 'string', default: 'cicache-report.md', nonEmpty: true],
         archiveReport        : [type: 'boolean', default: false],
         setDescription       : [type: 'boolean', default: true],
+        baseDockerfile       : [type: 'string', nonEmpty: true,
+                                help: "the base image's Dockerfile, e.g. baseDockerfile: 'Dockerfile.base'"],
+        baseInputs           : [type: 'list', default: []],
+        baseBuildArgs        : [type: 'map', default: [:]],
     ]
 }
 
@@ -129,6 +133,11 @@ private Map runBuild(Map a) {
     }
 
     Map result = out.result instanceof Map ? out.result : [:]
+    // The base image: reused or rebuilt, and why (which input changed).
+    String baseLine = baseSummary(result)
+    if (baseLine) {
+        echo("cicache: ${baseLine}")
+    }
     // The documented shape is result.steps / result.verdict; a helper that nests its report
     // (result.report.steps) gets them lifted, so Jenkinsfiles read one shape.
     if (!(result.steps instanceof Map) && result.report instanceof Map && result.report.steps instanceof Map) {
@@ -182,6 +191,15 @@ private void login(String bin, Map a, boolean withPassword) {
 }
 
 @NonCPS
+private String baseSummary(Map result) {
+    if (!(result.base instanceof Map)) {
+        return null
+    }
+    Object s = result.base.summary
+    return s instanceof CharSequence ? s.toString() : null
+}
+
+@NonCPS
 private String firstLine(String text) {
     for (String l : (text ?: '').readLines()) {
         // Markdown decoration off: '# title', '**bold**'.
@@ -207,6 +225,15 @@ private List<String> buildArgs(Map a, boolean helperStore) {
     }
     if (a.target) {
         c.addAll(['--target', a.target])
+    }
+    if (a.baseDockerfile) {
+        c.addAll(['--base-dockerfile', a.baseDockerfile])
+        for (String g : a.baseInputs) {
+            c.addAll(['--base-input', g])
+        }
+        for (Map.Entry e : a.baseBuildArgs.entrySet()) {
+            c.addAll(['--base-build-arg', "${e.key}=${e.value}".toString()])
+        }
     }
     c.addAll(['--cache-dir', a.cacheDir])
     if (helperStore) {

@@ -378,7 +378,7 @@ exec "$CICACHE_STANDIN" "$@"
         Map cases = [
             ([:])                                      : "argument 'image' is required",
             ([image: ''])                              : "argument 'image' must not be empty",
-            ([image: 'r', imgae: 'x'])                 : "unknown argument 'imgae' (did you mean 'image'?). Accepted arguments: archiveReport, buildArgs,",
+            ([image: 'r', imgae: 'x'])                 : "unknown argument 'imgae' (did you mean 'image'?). Accepted arguments: archiveReport, baseBuildArgs, baseDockerfile, baseInputs, buildArgs,",
             ([image: 'r', tags: 'latest'])             : "argument 'tags' must be a list of strings",
             ([image: 'r', tags: ['a', 1]])             : "argument 'tags' must be a list of strings; it holds the number 1",
             ([image: 'r', buildArgs: ['A=1']])         : "argument 'buildArgs' must be a map of strings",
