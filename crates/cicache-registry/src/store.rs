@@ -59,6 +59,11 @@ const EMPTY_JSON: &[u8] = b"{}";
 const EMPTY_DIGEST: &str =
     "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 
+/// What `cicache prune` says about an `oci://` store after removing entries.
+pub const PRUNE_NOTE: &str = "oci:// store: prune deletes entry manifests (by digest); the \
+     registry frees their blobs in its own garbage collection (ECR: lifecycle rules; \
+     distribution: `registry garbage-collect --delete-untagged`); see docs/OCI.md";
+
 /// Every tag the store writes starts with this.
 pub const TAG_PREFIX: &str = "cicache.";
 /// Small objects up to this size are kept in an annotation (one request to write or read).
@@ -384,8 +389,19 @@ impl OciBackend {
     /// The small object `name`, `None` when absent.
     fn get_small(&self, name: &str) -> Result<Option<Small>, BackendError> {
         let tag = tag_for(name);
-        let Some((digest, bytes)) = self.http.get_manifest(&tag, name)? else {
-            return Ok(None);
+        let mut attempt = 0;
+        let (digest, bytes) = loop {
+            attempt += 1;
+            match self.http.get_manifest(&tag, name)? {
+                Some(found) => break found,
+                // A tag moved by an overwrite between the registry's lookup of the tag and
+                // of its manifest (whose old version the writer deletes) reads as missing
+                // for a moment: a tag that still exists is read again.
+                None if attempt < 4 && self.http.head_manifest(&tag, name)?.is_some() => {
+                    std::thread::sleep(Duration::from_millis(50 * attempt));
+                }
+                None => return Ok(None),
+            }
         };
         let s = self.parse_small(digest, &bytes, name)?;
         if s.name != name {

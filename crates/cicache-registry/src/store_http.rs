@@ -54,6 +54,8 @@ pub struct Counters {
     pub bytes_uploaded: AtomicU64,
     /// Blob uploads skipped because the registry had the blob (HEAD 200).
     pub blobs_present: AtomicU64,
+    /// Manifests put (entries and other small objects).
+    pub manifest_puts: AtomicU64,
 }
 
 pub(crate) struct Http {
@@ -494,14 +496,25 @@ impl Http {
         object: &str,
     ) -> Result<Option<(String, Vec<u8>)>, BackendError> {
         let path = self.repo_path(&format!("manifests/{reference}"));
-        let mut reply = self.send(
-            http::Method::GET,
-            &path,
-            &[("Accept", MEDIA_OCI_MANIFEST)],
-            None,
-            "read",
-            object,
-        )?;
+        let mut attempt = 0;
+        let mut reply = loop {
+            attempt += 1;
+            let reply = self.send(
+                http::Method::GET,
+                &path,
+                &[("Accept", MEDIA_OCI_MANIFEST)],
+                None,
+                "read",
+                object,
+            )?;
+            // distribution's filesystem storage rewrites a tag's link in place: a read at
+            // that moment is a 500. Other registries' transient errors get the same retry.
+            if reply.status >= 500 && attempt < 4 {
+                std::thread::sleep(Duration::from_millis(100 * attempt));
+                continue;
+            }
+            break reply;
+        };
         match reply.status {
             200 => {}
             404 => return Ok(None),
@@ -545,6 +558,7 @@ impl Http {
     }
 
     pub fn put_manifest(&self, tag: &str, bytes: &[u8], object: &str) -> Result<(), BackendError> {
+        self.counters.manifest_puts.fetch_add(1, Ordering::Relaxed);
         let path = self.repo_path(&format!("manifests/{tag}"));
         let mut reply = self.send(
             http::Method::PUT,

@@ -6,7 +6,6 @@
 //! CICACHE_TEST_REQUIRE_SERVICES=1 (test/run.sh).
 
 use std::fs;
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,6 +64,17 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
     cicache_store::backend::contract::pattern(len, seed)
 }
 
+/// Seeds unique to this run and test: the registry keeps blobs across repositories and runs
+/// (an upload of a blob it already has keeps the stored file, so a blob corrupted by an
+/// earlier run would otherwise be corrupted back).
+fn run_seed(test: u64) -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    (nanos ^ ((std::process::id() as u64) << 32)).wrapping_mul(31) + test * 1_000_003
+}
+
 /// A tree shaped like a pip cache: wheels (large, incompressible), small http-cache files,
 /// a compressible large file, a symlink, an empty dir.
 fn pip_tree(dir: &Path, wheels: usize, seed: u64) {
@@ -119,15 +129,18 @@ fn listing(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// Blob files in the registry's filesystem storage.
-fn stored_blobs(storage: &Path) -> usize {
-    let root = storage.join("docker/registry/v2/blobs/sha256");
+/// Blobs linked into a repository in the registry's filesystem storage (each upload to the
+/// repository links one; the registry keeps them until its garbage collection).
+fn stored_blobs(storage: &Path, repo: &str) -> usize {
+    let root = storage
+        .join("docker/registry/v2/repositories")
+        .join(repo)
+        .join("_layers/sha256");
     let Ok(dirs) = fs::read_dir(&root) else {
         return 0;
     };
     dirs.flatten()
-        .flat_map(|d| fs::read_dir(d.path()).into_iter().flatten().flatten())
-        .filter(|d| d.path().join("data").is_file())
+        .filter(|d| d.path().join("link").is_file())
         .count()
 }
 
@@ -202,4 +215,242 @@ fn wrong_credentials_are_an_error_that_says_what_to_do() {
     assert!(e.contains("not authorized"), "{e}");
     assert!(e.contains("check the username"), "{e}");
     assert!(!e.contains("not-the-password"), "{e}");
+}
+
+fn open_registry(test: &str) -> Option<(String, PathBuf)> {
+    let reg = var("CICACHE_TEST_REGISTRY", test)?;
+    let storage = var("CICACHE_TEST_REGISTRY_STORAGE", test)?;
+    Some((reg, PathBuf::from(storage)))
+}
+
+#[test]
+fn a_save_reusing_most_blobs_uploads_only_the_new_ones() {
+    let test = "a_save_reusing_most_blobs_uploads_only_the_new_ones";
+    let Some((reg, storage)) = open_registry(test) else {
+        return;
+    };
+    let repo = unique("reuse");
+    let spec = format!("{reg}/{repo}");
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    pip_tree(&cache, 10, run_seed(1));
+
+    let first = open(&spec, None);
+    let store = Store::new(first.clone());
+    let before = stored_blobs(&storage, &repo);
+    let out = save(&store, "main", "pip-1", &cache);
+    assert_eq!(out.status, SaveStatus::Saved);
+    let c = first.counters();
+    // 10 wheels + selfcheck.json + the manifest tarball (+ the OCI empty blob, once).
+    let uploads_1 = c.blob_uploads.load(Ordering::Relaxed);
+    assert!(uploads_1 >= 12, "first save uploaded {uploads_1} blobs");
+    let puts_1 = c.manifest_puts.load(Ordering::Relaxed);
+    assert_eq!(
+        stored_blobs(&storage, &repo) - before,
+        uploads_1 as usize,
+        "the registry stores what the backend says it uploaded"
+    );
+
+    // One new wheel, one changed small file; another process (a fresh backend).
+    fs::write(
+        cache.join("wheels/ab/cd/new-2.0-py3-none-any.whl"),
+        noise(500_000, run_seed(4)),
+    )
+    .unwrap();
+    fs::write(cache.join("http-v2/a/b/00.body"), "changed").unwrap();
+    let second = open(&spec, None);
+    let store2 = Store::new(second.clone());
+    let before = stored_blobs(&storage, &repo);
+    let out = save(&store2, "main", "pip-2", &cache);
+    assert_eq!(out.status, SaveStatus::Saved);
+    let c = second.counters();
+    let uploads_2 = c.blob_uploads.load(Ordering::Relaxed);
+    let puts_2 = c.manifest_puts.load(Ordering::Relaxed);
+    let new_in_registry = stored_blobs(&storage, &repo) - before;
+    // What the second entry has that the first has not, from the entries as any registry
+    // client reads them: the new wheel, the manifest tarball, and whatever holds the changed
+    // small file.
+    let target = Target::parse(&spec).unwrap();
+    let client = OciClient::new(&target, None, &OciOptions::default());
+    let layers = |key: &str| -> std::collections::BTreeSet<String> {
+        let m = client
+            .manifest(&cicache_registry::store::tag_for(&format!(
+                "cicache-v1/refs/main/{key}"
+            )))
+            .unwrap()
+            .expect("entry");
+        m.body["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (l1, l2) = (layers("pip-1"), layers("pip-2"));
+    let new_layers = l2.difference(&l1).count() as u64;
+    assert!(
+        new_layers <= 4 && new_layers * 3 < l2.len() as u64,
+        "{new_layers} of {} layers are new",
+        l2.len()
+    );
+    assert_eq!(
+        uploads_2, new_layers,
+        "only the entry's new objects are uploaded"
+    );
+    assert_eq!(
+        new_in_registry as u64, new_layers,
+        "the registry received the entry's new objects only"
+    );
+    eprintln!(
+        "first save: {uploads_1} blob uploads, {puts_1} manifests; second: {uploads_2} blob uploads ({} skipped after HEAD), {puts_2} manifests, {new_in_registry} new blobs in the registry",
+        c.blobs_present.load(Ordering::Relaxed)
+    );
+
+    // A third process restores the second entry byte for byte.
+    let third = Store::new(open(&spec, None));
+    let out = restore(&third, "main", "pip-2", &tmp.path().join("restored"));
+    assert!(out.hit, "{:?}", out.warnings);
+    assert_eq!(listing(&cache), listing(&tmp.path().join("restored")));
+}
+
+#[test]
+fn a_corrupted_blob_in_the_registry_is_a_miss_with_a_warning() {
+    let test = "a_corrupted_blob_in_the_registry_is_a_miss_with_a_warning";
+    let Some((reg, storage)) = open_registry(test) else {
+        return;
+    };
+    let repo = unique("corrupt");
+    let spec = format!("{reg}/{repo}");
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    pip_tree(&cache, 3, run_seed(2));
+    let store = Store::new(open(&spec, None));
+    save(&store, "main", "pip", &cache);
+
+    // The entry's manifest, read as any registry client would.
+    let target = Target::parse(&spec).unwrap();
+    let client = OciClient::new(&target, None, &OciOptions::default());
+    let tags = client.tags().unwrap();
+    let entry_tag = tags
+        .iter()
+        .find(|t| t.starts_with("cicache.cicache-v1.refs."))
+        .expect("an entry tag");
+    let m = client.manifest(entry_tag).unwrap().expect("entry manifest");
+    let layer = m.body["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| {
+            l["annotations"]["vnd.cicache.name"]
+                .as_str()
+                .is_some_and(|n| n.contains("/blobs/"))
+                && l["size"].as_u64().unwrap_or(0) > 250_000
+        })
+        .expect("a wheel blob layer");
+    let data = blob_data_path(&storage, layer["digest"].as_str().unwrap());
+    let mut bytes = fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&data, &bytes).unwrap();
+
+    let fresh = Store::new(open(&spec, None));
+    let target_dir = tmp.path().join("restored");
+    fs::create_dir_all(&target_dir).unwrap();
+    fs::write(target_dir.join("keep"), "previous").unwrap();
+    let out = restore(&fresh, "main", "pip", &target_dir);
+    assert!(
+        !out.hit,
+        "a corrupted entry must be a miss ({} changed): {out:?}",
+        layer["annotations"]["vnd.cicache.name"]
+    );
+    assert!(
+        out.warnings.iter().any(|w| w.contains("damaged")),
+        "{:?}",
+        out.warnings
+    );
+    assert_eq!(
+        fs::read_to_string(target_dir.join("keep")).unwrap(),
+        "previous",
+        "the target is untouched"
+    );
+    let v = fresh.verify(None, None).unwrap();
+    assert_eq!(v.damaged.len(), 1, "{v:?}");
+}
+
+#[test]
+fn registry_listings_tell_store_objects_from_image_cache_tags() {
+    use cicache_registry::gc::{GcPolicy, plan};
+    use cicache_registry::tags::{TagClass, classify};
+    let test = "registry_listings_tell_store_objects_from_image_cache_tags";
+    let Some(reg) = var("CICACHE_TEST_REGISTRY", test) else {
+        return;
+    };
+    let spec = format!("{reg}/{}", unique("classes"));
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    pip_tree(&cache, 1, run_seed(3));
+    // Keys that look like cache tags once encoded must not become ones.
+    let store = Store::new(open(&spec, None));
+    save(&store, "main", "cache", &cache);
+    save(&store, "main", "cache-main", &cache);
+
+    let target = Target::parse(&spec).unwrap();
+    let client = OciClient::new(&target, None, &OciOptions::default());
+    let images = client.images().unwrap();
+    let mut entries = 0;
+    for i in &images {
+        for t in &i.tags {
+            assert!(t.starts_with(TAG_PREFIX), "{t}");
+            let class = classify(t, i.artifact_type.as_deref());
+            assert!(!class.is_cache(), "{t} is taken for a cache tag");
+            if class == TagClass::StoreEntry {
+                entries += 1;
+            }
+        }
+    }
+    assert_eq!(entries, 2, "{images:?}");
+    // gc with the harshest policy deletes none of them.
+    let p = plan(
+        &images,
+        &GcPolicy {
+            now: SystemTime::now() + Duration::from_secs(1000 * 86_400),
+            max_age: Duration::from_secs(1),
+            keep: Default::default(),
+            untagged: true,
+            delete_by_tag: false,
+            keep_bases: Some(0),
+            bases_in_use: Default::default(),
+        },
+    );
+    assert_eq!(p.deleted_tags().count(), 0, "{p:?}");
+}
+
+#[test]
+fn a_stopped_registry_is_an_error_within_the_timeout() {
+    let test = "a_stopped_registry_is_an_error_within_the_timeout";
+    if var("CICACHE_TEST_REGISTRY", test).is_none() {
+        return;
+    }
+    // A listener that accepts connections and never answers: what a hung registry looks
+    // like from here (a fake for a fault; the CLI test stops a real registry with SIGSTOP).
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let _keep = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let b = OciBackend::open(
+        &format!("{addr}/hung"),
+        None,
+        &OpenOptions {
+            timeout: Some(Duration::from_secs(2)),
+        },
+    )
+    .unwrap();
+    let t = Instant::now();
+    let e = b.get("cicache-v1/refs/main/k").err().expect("an error");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(e.to_string().contains("timed out"), "{e}");
 }
