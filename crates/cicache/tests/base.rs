@@ -404,8 +404,10 @@ fn base_built_once_reused_rebuilt_on_change_and_registry_down() {
         );
     }
 
-    // 3. A changed requirement: a new tag, one rebuild, which names the change; pip takes
-    // the old wheels from the cache and downloads the new one only.
+    // 3. A changed requirement, on an agent that keeps no record (a fresh state dir): a new
+    // tag, one rebuild, which names the change against the newest base in the registry; pip
+    // takes the old wheels from the cache and downloads the new one only.
+    let state = t.path().join("state-2");
     let mut reqs = std::fs::read_to_string(ws.join("requirements.txt")).unwrap();
     reqs.push_str("tomli==2.0.1\n");
     std::fs::write(ws.join("requirements.txt"), &reqs).unwrap();
@@ -426,6 +428,9 @@ fn base_built_once_reused_rebuilt_on_change_and_registry_down() {
         "{base3}"
     );
     assert_eq!(base3["previous"], ref1.as_str());
+    // The rebuild reads its layer cache from the previous base (inline cache).
+    assert_eq!(base3["build"]["cache_from"], serde_json::json!([ref1]));
+    assert!(base3["build"]["cache_to"].is_null());
     assert_eq!(
         base3["build"]["report"]["wheels"]["downloaded"], 1,
         "{base3}"

@@ -1359,6 +1359,94 @@ fn registry_has_tag(image: &str, tag: &str, ctx: &Context) -> Result<bool> {
     }
 }
 
+/// A distribution API client for the repository (ECR: with a GetAuthorizationToken login).
+fn oci_client(image: &str, ctx: &Context) -> Result<cicache_registry::OciClient> {
+    use cicache_registry::{ConnectOptions, OciClient, OciOptions, Registry, Target};
+    let target = Target::parse(image)?;
+    let timeout = Some(
+        ctx.global
+            .timeout
+            .map(Into::into)
+            .unwrap_or(std::time::Duration::from_secs(30)),
+    );
+    match Registry::connect(
+        &target,
+        &ConnectOptions {
+            timeout,
+            ..ConnectOptions::default()
+        },
+    )? {
+        Registry::Oci(c) => Ok(c),
+        Registry::Ecr { client, .. } => {
+            let (_, creds) = client.docker_credentials()?;
+            Ok(OciClient::new(
+                &target,
+                Some(creds),
+                &OciOptions {
+                    plain_http: None,
+                    timeout,
+                },
+            ))
+        }
+    }
+}
+
+/// The newest base in the registry built from the same base Dockerfile (its
+/// `io.cicache.base.name` label), other than `tag`: its tag and per-input hashes. What an
+/// agent without a record of its own compares with. Reads at most 50 base tags.
+fn previous_base_in_registry(
+    image: &str,
+    name: &str,
+    tag: &str,
+    ctx: &Context,
+) -> Result<Option<(String, std::collections::BTreeMap<String, String>)>> {
+    let client = oci_client(image, ctx)?;
+    let tags = match client.tags() {
+        Ok(t) => t,
+        Err(cicache_registry::Error::RepositoryNotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    type Found = (
+        std::time::SystemTime,
+        String,
+        std::collections::BTreeMap<String, String>,
+    );
+    let mut best: Option<Found> = None;
+    for t in tags
+        .iter()
+        .filter(|t| t.starts_with(base::TAG_PREFIX) && t.as_str() != tag)
+        .take(50)
+    {
+        let Some(m) = client.manifest(t)? else {
+            continue;
+        };
+        let Some(config) = m.body["config"]["digest"].as_str() else {
+            continue;
+        };
+        let Some(cfg) = client.blob_json(config)? else {
+            continue;
+        };
+        let labels = &cfg["config"]["Labels"];
+        if labels[base::LABEL_NAME].as_str() != Some(name) {
+            continue;
+        }
+        let Some(inputs) = labels[base::LABEL_INPUTS]
+            .as_str()
+            .and_then(|s| serde_json::from_str(s).ok())
+        else {
+            continue;
+        };
+        let created = cfg["created"]
+            .as_str()
+            .and_then(cicache_registry::model::parse_time)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        if best.as_ref().is_none_or(|b| created > b.0) {
+            best = Some((created, t.clone(), inputs));
+        }
+    }
+    Ok(best.map(|(_, t, i)| (t, i)))
+}
+
 /// Whether the local daemon has the image.
 fn local_image(docker: &Docker, reference: &str) -> bool {
     docker
@@ -1494,10 +1582,33 @@ fn ensure_base(req: BaseRequest, ctx: &Context) -> Result<BaseOutcome> {
                         base::describe_changes(&changes)
                     )
                 }
-                None => format!(
-                    "not in the registry, and no earlier base of {} is known on this agent",
+                None if !has_registry_host(&req.image) => format!(
+                    "not in the local daemon, and no earlier base of {} is known on this agent",
                     inputs.name
                 ),
+                None => match previous_base_in_registry(&req.image, &inputs.name, &inputs.tag, ctx)
+                {
+                    Ok(Some((tag, old))) => {
+                        changes = base::diff(&old, &inputs.inputs);
+                        previous = Some(format!("{}:{tag}", req.image));
+                        format!(
+                            "the inputs changed since {}:{tag} (the newest base of {} in the \
+                             registry): {}",
+                            req.image,
+                            inputs.name,
+                            base::describe_changes(&changes)
+                        )
+                    }
+                    Ok(None) => format!(
+                        "not in the registry, and it holds no earlier base of {}",
+                        inputs.name
+                    ),
+                    Err(e) => format!(
+                        "not in the registry (no earlier base of {} known on this agent; \
+                         looking for one in the registry failed: {e:#})",
+                        inputs.name
+                    ),
+                },
             };
             if !req.dry_run {
                 let mut b = req.build.clone();
