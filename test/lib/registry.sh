@@ -5,7 +5,8 @@
 # manifest deletes enabled (what `cicache registry clear/gc` need).
 #
 # Exports CICACHE_TEST_REGISTRY=127.0.0.1:PORT, CICACHE_TEST_AUTH_REGISTRY=127.0.0.1:PORT,
-# CICACHE_TEST_AUTH_USER, CICACHE_TEST_AUTH_PASSWORD.
+# CICACHE_TEST_AUTH_USER, CICACHE_TEST_AUTH_PASSWORD, CICACHE_TEST_REGISTRY_STORAGE (the open
+# registry's filesystem storage, for the oci:// store tests that damage a blob).
 
 registry_install() {
   apt_install docker-registry apache2-utils curl
@@ -69,6 +70,7 @@ registry_start() {
   export CICACHE_TEST_AUTH_REGISTRY=127.0.0.1:$auth_port
   export CICACHE_TEST_AUTH_USER=$user
   export CICACHE_TEST_AUTH_PASSWORD=$password
+  export CICACHE_TEST_REGISTRY_STORAGE=$base/open/data
   log "registries: open $CICACHE_TEST_REGISTRY, htpasswd $CICACHE_TEST_AUTH_REGISTRY"
 }
 

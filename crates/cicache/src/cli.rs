@@ -47,7 +47,7 @@ pub enum ProgressMode {
 /// Options every command takes, before or after the command name.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Where caches are stored: DIR, dir:DIR, s3://BUCKET/PREFIX.
+    /// Where caches are stored: DIR, dir:DIR, s3://BUCKET/PREFIX, oci://REGISTRY/REPOSITORY.
     /// [default: /var/cache/cicache when writable, else ~/.cache/cicache]
     #[arg(long, global = true, env = "CICACHE_STORE", value_name = "STORE")]
     pub store: Option<String>,

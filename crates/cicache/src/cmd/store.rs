@@ -139,8 +139,13 @@ pub fn open_store(ctx: &Context) -> Result<Store> {
         ),
         (None, None) => None,
     };
-    let backend =
-        open_backend(spec.as_deref(), &OpenOptions { timeout }).context("cannot open the store")?;
+    let opts = OpenOptions { timeout };
+    let backend = match spec.as_deref().and_then(|s| s.strip_prefix("oci://")) {
+        // An OCI registry (crates/cicache-registry/src/store.rs, docs/OCI.md).
+        Some(rest) => cicache_registry::store::open(rest, None, &opts),
+        None => open_backend(spec.as_deref(), &opts),
+    }
+    .context("cannot open the store")?;
     Ok(Store::new(backend))
 }
 
@@ -542,6 +547,9 @@ pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
         .with_context(|| format!("pruning {}", store.location()))?;
     for w in &out.warnings {
         ctx.out.warn(w);
+    }
+    if store.location().starts_with("oci://") && !out.dry_run {
+        ctx.out.info(cicache_registry::store::PRUNE_NOTE);
     }
     ctx.out.result(&out, || {
         let mut t = String::new();
