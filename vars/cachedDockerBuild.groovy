@@ -163,6 +163,10 @@ private Map runBuild(Map a) {
         String old = currentBuild.description
         currentBuild.description = old ? "${old}\n${verdict}".toString() : verdict
     }
+    if (a.setDescription && baseLine) {
+        String old = currentBuild.description
+        currentBuild.description = old ? "${old}\n${baseLine}".toString() : baseLine
+    }
     if (a.archiveReport && markdown.trim()) {
         archiveArtifacts(artifacts: a.reportFile, allowEmptyArchive: true)
     }

@@ -47,6 +47,7 @@ class CachedDockerBuildBaseTest {
         assertEquals('built', r.base.status)
         assertEquals('file:requirements.txt', r.base.changes[0].input)
         assertTrue(h.log.toString(), h.log.contains('cicache: ' + BASE.summary))
+        assertEquals(RESULT.verdict + '\n' + BASE.summary, h.currentBuild.description)
     }
 
     @Test
