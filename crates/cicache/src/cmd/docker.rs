@@ -1378,6 +1378,7 @@ fn oci_client(image: &str, ctx: &Context) -> Result<cicache_registry::OciClient>
     )? {
         Registry::Oci(c) => Ok(c),
         Registry::Ecr { client, .. } => {
+            super::registry::ecr_endpoint_guard(&target)?;
             let (_, creds) = client.docker_credentials()?;
             Ok(OciClient::new(
                 &target,

@@ -1084,6 +1084,7 @@ fn bases_in_use(reg: &Registry, r: &Resolved, images: &[ImageRecord]) -> Result<
     let client: &OciClient = match reg {
         Registry::Oci(c) => c,
         Registry::Ecr { client, .. } => {
+            ecr_endpoint_guard(&r.target)?;
             let (_, creds) = client
                 .docker_credentials()
                 .context("an ECR login to read image configs")?;
@@ -1116,6 +1117,22 @@ fn bases_in_use(reg: &Registry, r: &Resolved, images: &[ImageRecord]) -> Result<
         }
     }
     Ok(out)
+}
+
+/// Image configs of an ECR repository come from the registry host itself (the distribution
+/// API), which `AWS_ENDPOINT_URL` does not redirect: with the API pointed elsewhere (a test
+/// double, a proxy), refuse rather than reach the real host.
+pub(crate) fn ecr_endpoint_guard(target: &Target) -> Result<()> {
+    for var in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR"] {
+        if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+            bail!(
+                "{var} points the ECR API elsewhere, but image configs are read from the \
+                 registry host {} itself, which it does not cover",
+                target.registry
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A label of an image (of an index: of its first image) from its config.
