@@ -549,3 +549,103 @@ fn base_built_once_reused_rebuilt_on_change_and_registry_down() {
     assert!(r.stderr.contains("Fix:"), "{}", r.stderr);
     assert!(r.stderr.contains("cicache registry status"), "{}", r.stderr);
 }
+
+/// `cicache base` on its own, for a repository without a registry host (the local daemon is
+/// asked instead), with --input globs: the reference alone on stdout; built once, then
+/// reused; an input outside the globs changes nothing, one inside makes a new base.
+#[test]
+fn base_command_local_repository_and_input_globs() {
+    let Some(_) = service("CICACHE_TEST_DOCKERD", "dockerd may be started by tests") else {
+        return;
+    };
+    let Some(images) = service("CICACHE_TEST_IMAGES", "docker-save tarballs").map(PathBuf::from)
+    else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let ws = t.path().join("ws");
+    let state = t.path().join("state");
+    std::fs::create_dir_all(ws.join("deps")).unwrap();
+    std::fs::write(
+        ws.join("Dockerfile.base"),
+        format!("FROM {BUSYBOX}\nCOPY deps/ /deps/\nRUN cat /deps/*.txt > /all\n"),
+    )
+    .unwrap();
+    std::fs::write(ws.join("deps/a.txt"), "a\n").unwrap();
+    std::fs::write(ws.join("deps/notes.md"), "notes\n").unwrap();
+    let d = Daemon::start();
+    d.load(&images, "busybox.tar");
+    let base = |extra: &[&str]| {
+        let mut c = d.cicache(&ws, &state);
+        c.args([
+            "base",
+            "--image",
+            "local/app",
+            "--input",
+            "deps/*.txt",
+            "--no-restore",
+            "--no-save",
+            ".",
+            "--",
+            "--network",
+            "none",
+        ]);
+        c.args(extra);
+        run(c)
+    };
+    let r = base(&[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ref1 = r.stdout.trim().to_string();
+    assert!(ref1.starts_with("local/app:base-"), "{}", r.stdout);
+    assert_eq!(
+        r.stdout.lines().count(),
+        1,
+        "the reference alone: {}",
+        r.stdout
+    );
+    assert!(r.stderr.contains("base: built"), "{}", r.stderr);
+    assert!(d.has_image(&ref1));
+
+    // notes.md is no input: the same base, reused.
+    std::fs::write(ws.join("deps/notes.md"), "other notes\n").unwrap();
+    let r = base(&[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), ref1);
+    assert!(r.stderr.contains("base: reused"), "{}", r.stderr);
+
+    // A new .txt is: a new base, and the change is named.
+    std::fs::write(ws.join("deps/b.txt"), "b\n").unwrap();
+    let mut c = d.cicache(&ws, &state);
+    c.args([
+        "--json",
+        "base",
+        "--image",
+        "local/app",
+        "--input",
+        "deps/*.txt",
+        "--no-restore",
+        "--no-save",
+        ".",
+        "--",
+        "--network",
+        "none",
+    ]);
+    let j = run(c).ok();
+    assert_eq!(j["status"], "built", "{j}");
+    assert_ne!(j["ref"], ref1.as_str());
+    assert_eq!(
+        j["changes"],
+        serde_json::json!([{"input": "file:deps/b.txt", "change": "added"}])
+    );
+    assert_eq!(j["files"], serde_json::json!(["deps/a.txt", "deps/b.txt"]));
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        j["ref"].as_str().unwrap(),
+        "cat",
+        "/all",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "a\nb\n");
+}
