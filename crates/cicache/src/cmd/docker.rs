@@ -1486,6 +1486,14 @@ fn now_secs() -> u64 {
 fn ensure_base(req: BaseRequest, ctx: &Context) -> Result<BaseOutcome> {
     let started = Instant::now();
     let docker = Docker::new(&req.build.docker.docker);
+    let last = req.image.rsplit('/').next().unwrap_or_default();
+    if last.contains(':') || req.image.contains('@') || req.image.trim().is_empty() {
+        bail!(
+            "--image {:?}: give the repository without a tag or digest (REGISTRY/NAME); \
+             cicache tags the base itself: REPO:base-<hash>",
+            req.image
+        );
+    }
     if !req.dockerfile.is_file() {
         bail!(
             "the base Dockerfile {} does not exist (pass --base-dockerfile / -f FILE)",
