@@ -60,8 +60,9 @@ const EMPTY_DIGEST: &str =
     "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 
 /// What `cicache prune` says about an `oci://` store after removing entries.
-pub const PRUNE_NOTE: &str = "oci:// store: prune deletes entry manifests (by digest); the \
-     registry frees their blobs in its own garbage collection (ECR: lifecycle rules; \
+pub const PRUNE_NOTE: &str = "oci:// store: prune deleted entry manifests (by digest); the \
+     blobs counted as freed are no longer referenced and the registry's own garbage \
+     collection frees them (ECR: by itself, plus a lifecycle rule for untagged manifests; \
      distribution: `registry garbage-collect --delete-untagged`); see docs/OCI.md";
 
 /// Every tag the store writes starts with this.
@@ -214,8 +215,12 @@ impl OciBackend {
             message,
         };
         let target = Target::parse(spec.trim_end_matches('/')).map_err(|e| {
+            let why = match e {
+                crate::Error::InvalidImage { reason, .. } => reason,
+                other => other.to_string(),
+            };
             unusable(format!(
-                "{e}; use oci://REGISTRY/REPOSITORY, e.g. oci://registry.example.com/ci/cache"
+                "{why}; use oci://REGISTRY/REPOSITORY, e.g. oci://registry.example.com/ci/cache"
             ))
         })?;
         if spec.contains('@') || target.repository.contains(':') {
@@ -252,6 +257,12 @@ impl OciBackend {
             put_lock: Mutex::new(()),
             empty_pushed: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Who the backend authenticates as and where that came from (`("AWS", "ECR
+    /// GetAuthorizationToken")`), `None` when anonymous. Never the password.
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        self.http.credentials()
     }
 
     /// What this backend did so far (requests, blob uploads, bytes).

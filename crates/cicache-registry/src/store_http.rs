@@ -233,6 +233,12 @@ impl Http {
         }
     }
 
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        self.creds
+            .as_ref()
+            .map(|c| (c.username.as_str(), c.source.as_str()))
+    }
+
     /// The registry's clock now (ours corrected by the last `Date` the registry sent).
     pub fn store_now(&self) -> SystemTime {
         let off = self.clock_offset.load(Ordering::Relaxed);

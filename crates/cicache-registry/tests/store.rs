@@ -454,3 +454,66 @@ fn a_stopped_registry_is_an_error_within_the_timeout() {
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert!(e.to_string().contains("timed out"), "{e}");
 }
+
+/// ECR as far as moto allows: moto implements GetAuthorizationToken but not the registry API,
+/// and no request may leave this machine, so the test stops at the login. It runs itself
+/// again in a child process with the endpoint in the environment (the SDK reads it there).
+#[test]
+fn ecr_registries_log_in_with_get_authorization_token() {
+    const TEST: &str = "ecr_registries_log_in_with_get_authorization_token";
+    const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ci/cache";
+    let opts = OpenOptions {
+        timeout: Some(Duration::from_secs(5)),
+    };
+    match std::env::var("CICACHE_OCI_ECR_CHILD").as_deref() {
+        Ok("moto") => {
+            let b = OciBackend::open(ECR, None, &opts)
+                .unwrap_or_else(|e| panic!("open oci://{ECR} against moto: {e}"));
+            assert_eq!(
+                b.credentials(),
+                Some(("AWS", "ECR GetAuthorizationToken")),
+                "the registry login comes from GetAuthorizationToken"
+            );
+            assert_eq!(b.location(), format!("oci://{ECR}"));
+            return;
+        }
+        Ok("dead") => {
+            let e = OciBackend::open(ECR, None, &opts)
+                .err()
+                .expect("no ECR endpoint: an error")
+                .to_string();
+            assert!(e.contains("GetAuthorizationToken"), "{e}");
+            return;
+        }
+        _ => {}
+    }
+    let Some(moto) = var("CICACHE_TEST_MOTO_URL", TEST) else {
+        return;
+    };
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    for (mode, endpoint) in [("moto", moto.as_str()), ("dead", dead.as_str())] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+            .env("CICACHE_OCI_ECR_CHILD", mode)
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("CICACHE_OCI_USERNAME")
+            .env_remove("CICACHE_OCI_PASSWORD")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{mode}: {text}");
+        assert!(text.contains("1 passed"), "{mode}: {text}");
+    }
+}
