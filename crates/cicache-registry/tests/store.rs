@@ -479,8 +479,7 @@ fn ecr_registries_log_in_with_get_authorization_token() {
         }
         Ok("dead") => {
             let e = OciBackend::open(ECR, None, &opts)
-                .err()
-                .expect("no ECR endpoint: an error")
+                .expect_err("no ECR endpoint: an error")
                 .to_string();
             assert!(e.contains("GetAuthorizationToken"), "{e}");
             return;
