@@ -823,6 +823,25 @@ impl Backend for OciBackend {
     }
 }
 
+impl Drop for OciBackend {
+    /// With `-v`: what the store cost in requests and uploads.
+    fn drop(&mut self) {
+        let c = &self.http.counters;
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        if n(&c.requests) > 0 {
+            tracing::info!(
+                "{}: {} requests, {} blob uploads ({} bytes), {} blobs already in the registry, {} manifests put",
+                self.http.location,
+                n(&c.requests),
+                n(&c.blob_uploads),
+                n(&c.bytes_uploaded),
+                n(&c.blobs_present),
+                n(&c.manifest_puts)
+            );
+        }
+    }
+}
+
 /// Opens an `oci://` store as a shared backend.
 pub fn open(
     spec: &str,
