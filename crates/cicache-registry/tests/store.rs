@@ -516,3 +516,49 @@ fn ecr_registries_log_in_with_get_authorization_token() {
         assert!(text.contains("1 passed"), "{mode}: {text}");
     }
 }
+
+#[test]
+fn long_keys_and_keys_with_slashes_are_tags_within_the_limit() {
+    use cicache_registry::store::{name_of_tag, tag_for};
+    use cicache_store::PutMode;
+    let test = "long_keys_and_keys_with_slashes_are_tags_within_the_limit";
+    let Some(reg) = var("CICACHE_TEST_REGISTRY", test) else {
+        return;
+    };
+    let b = open(&format!("{reg}/{}", unique("names")), None);
+    let long = format!("cicache-v1/refs/main/pip-{}", "x".repeat(200));
+    let long2 = format!("{long}-2");
+    let slash = "cicache-v1/refs/feature%2Flogin/pip%2Fa+b@c";
+    for (i, n) in [long.as_str(), long2.as_str(), slash]
+        .into_iter()
+        .enumerate()
+    {
+        assert!(tag_for(n).len() <= 128);
+        let data = format!("object {i}");
+        assert!(b.put_bytes(n, data.as_bytes(), PutMode::CreateNew).unwrap());
+        assert!(!b.put_bytes(n, b"again", PutMode::CreateNew).unwrap());
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut b.get(n).unwrap().unwrap(), &mut got).unwrap();
+        assert_eq!(got, data);
+    }
+    assert_eq!(
+        name_of_tag(&tag_for(slash)),
+        Some((slash.to_string(), true))
+    );
+    // Prefix listing finds hashed tags by their readable prefix and full name.
+    let names =
+        |p: &str| -> Vec<String> { b.list(p).unwrap().into_iter().map(|o| o.name).collect() };
+    assert_eq!(
+        names("cicache-v1/refs/main/pip-"),
+        vec![long.clone(), long2.clone()]
+    );
+    assert_eq!(names(&long2), vec![long2.clone()]);
+    assert_eq!(names(&format!("{long}-")), vec![long2.clone()]);
+    assert_eq!(
+        names("cicache-v1/refs/feature%2Flogin/pip%2F"),
+        vec![slash.to_string()]
+    );
+    b.delete(&long).unwrap();
+    assert!(b.get(&long).unwrap().is_none());
+    assert_eq!(names("cicache-v1/refs/main/"), vec![long2]);
+}
