@@ -562,3 +562,82 @@ fn long_keys_and_keys_with_slashes_are_tags_within_the_limit() {
     assert!(b.get(&long).unwrap().is_none());
     assert_eq!(names("cicache-v1/refs/main/"), vec![long2]);
 }
+
+/// Invariant 5 on a registry: a save that found a blob present, whose entry was then pruned
+/// and whose blob the registry collected, fails its publish and leaves no entry; the next
+/// save uploads the blob again.
+#[test]
+fn a_blob_collected_under_a_save_fails_the_publish_not_the_entry() {
+    let test = "a_blob_collected_under_a_save_fails_the_publish_not_the_entry";
+    let Some((reg, storage)) = open_registry(test) else {
+        return;
+    };
+    let repo = unique("collected");
+    let spec = format!("{reg}/{repo}");
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    pip_tree(&cache, 2, run_seed(5));
+    save(&Store::new(open(&spec, None)), "main", "a", &cache);
+
+    // Another agent's save has found the blobs present...
+    let b2 = open(&spec, None);
+    let target = Target::parse(&spec).unwrap();
+    let client = OciClient::new(&target, None, &OciOptions::default());
+    let entry = client
+        .manifest(&cicache_registry::store::tag_for("cicache-v1/refs/main/a"))
+        .unwrap()
+        .expect("entry a");
+    let wheel = entry.body["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["size"].as_u64().unwrap_or(0) > 250_000)
+        .expect("a wheel layer")
+        .clone();
+    let wheel_name = wheel["annotations"]["vnd.cicache.name"].as_str().unwrap();
+    assert!(b2.head(wheel_name).unwrap().is_some());
+    // ...then a prune removes entry a and the registry's GC unlinks its blob.
+    b2.delete("cicache-v1/refs/main/a").unwrap();
+    let hex = wheel["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    fs::remove_file(
+        storage
+            .join("docker/registry/v2/repositories")
+            .join(&repo)
+            .join("_layers/sha256")
+            .join(hex)
+            .join("link"),
+    )
+    .unwrap();
+
+    let e = Store::new(b2.clone())
+        .save(
+            &SaveRequest {
+                scope: "main",
+                key: "b",
+                path: &cache,
+                update: false,
+                if_changed: false,
+                excludes: &[],
+            },
+            &NoProgress,
+        )
+        .expect_err("the publish must fail")
+        .to_string();
+    assert!(
+        e.contains("BLOB_UNKNOWN") && e.contains("save again"),
+        "{e}"
+    );
+    assert!(
+        b2.get("cicache-v1/refs/main/b").unwrap().is_none(),
+        "no entry points at the missing blob"
+    );
+    // The next save (a new process) uploads the blob again and publishes.
+    let store3 = Store::new(open(&spec, None));
+    assert_eq!(save(&store3, "main", "b", &cache).status, SaveStatus::Saved);
+    let out = restore(&store3, "main", "b", &tmp.path().join("restored"));
+    assert!(out.hit, "{:?}", out.warnings);
+    assert_eq!(listing(&cache), listing(&tmp.path().join("restored")));
+}
