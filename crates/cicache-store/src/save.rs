@@ -523,6 +523,20 @@ impl Store {
             .filter(|(s, k)| s.stamp.kind == EntryType::File && k.is_none())
             .map(|(s, _)| s.stamp.size)
             .sum();
+        // A large file nobody hashed yet is, on this agent's own tree (a state exists) or for
+        // an empty store, almost surely new to the store: it is compressed into its blob while
+        // it is hashed, so it is read once. Otherwise (a tree that came another way, a store
+        // with entries) it is only hashed, and compressed later if the store lacks it.
+        let staging = self
+            .backend
+            .staging_dir()
+            .unwrap_or_else(std::env::temp_dir);
+        let fuse = prev.is_some()
+            || self
+                .backend
+                .list(&format!("{}/refs/", format::FORMAT_DIR))?
+                .is_empty();
+        let prepared: std::sync::Mutex<BTreeMap<String, CompressedBlob>> = Default::default();
         progress.start("hashing", Some(to_hash));
         let hashed_files = AtomicU64::new(0);
         let hashes: Vec<Option<String>> = entries
@@ -531,6 +545,18 @@ impl Store {
             .map(|(s, k)| -> Result<Option<String>> {
                 if s.stamp.kind != EntryType::File || k.is_some() {
                     return Ok(k);
+                }
+                if fuse && s.stamp.size >= format::LARGE_FILE {
+                    let b = compress_blob(&s.abs, &staging, progress)?;
+                    if b.size != s.stamp.size {
+                        return Err(changed(&s.abs));
+                    }
+                    hashed_files.fetch_add(1, Ordering::Relaxed);
+                    let h = b.hash.clone();
+                    if let Ok(mut p) = prepared.lock() {
+                        p.insert(h.clone(), b);
+                    }
+                    return Ok(Some(h));
                 }
                 let (h, n) = hash_file(&s.abs, progress).map_err(|e| StoreError::io(&s.abs, e))?;
                 if n != s.stamp.size {
@@ -594,10 +620,7 @@ impl Store {
                 files,
             }))
             .collect();
-        let staging = self
-            .backend
-            .staging_dir()
-            .unwrap_or_else(std::env::temp_dir);
+        let mut prepared = prepared.into_inner().unwrap_or_default();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(upload_threads())
             .build()
@@ -613,23 +636,57 @@ impl Store {
         for (u, head) in uploads.drain(..).zip(heads) {
             match head {
                 Some(n) => stored += n,
-                None => missing.push(u),
+                None => {
+                    let ready = match &u {
+                        Upload::Blob { hash, .. } => prepared.remove(hash),
+                        Upload::Pack { .. } => None,
+                    };
+                    missing.push((u, ready));
+                }
             }
         }
+        drop(prepared); // blobs the store has already: their temp files go
         // Largest first, so the long ones start early and the small ones fill the gaps.
-        missing.sort_by_key(|u| std::cmp::Reverse(u.size()));
-        let upload_total: u64 = missing.iter().map(Upload::size).sum();
+        missing.sort_by_key(|u| std::cmp::Reverse(u.0.size()));
+        let upload_total: u64 = missing.iter().map(|u| u.0.size()).sum();
         progress.start("uploading", Some(upload_total));
+        // A backend that makes objects durable together gets them all at the end (one
+        // journal commit for all); the others get each as soon as it is written.
+        let batch = self.backend.batches_puts();
+        let pending: std::sync::Mutex<Vec<(String, tempfile::TempPath)>> = Default::default();
+        let publish = |name: String, file: tempfile::TempPath| -> Result<()> {
+            if batch {
+                if let Ok(mut p) = pending.lock() {
+                    p.push((name, file));
+                }
+                Ok(())
+            } else {
+                crash_point("blob");
+                Ok(self.backend.put_file(&name, &file)?)
+            }
+        };
         let uploaded: Vec<(bool, u64)> = pool.install(|| {
             missing
-                .par_iter()
-                .map(|u| match u {
-                    Upload::Blob { hash, src, size } => self
-                        .upload_blob(hash, src, *size, &staging, progress)
-                        .map(|n| (false, n)),
-                    Upload::Pack { hash, files, .. } => self
-                        .upload_pack(hash, files, &staging, progress)
-                        .map(|n| (true, n)),
+                .into_par_iter()
+                .map(|(u, ready)| match (u, ready) {
+                    (Upload::Blob { hash, .. }, Some(b)) => {
+                        publish(format::blob_name(&hash), b.file)?;
+                        progress.inc(b.size);
+                        Ok((false, b.stored))
+                    }
+                    (Upload::Blob { hash, src, size }, None) => {
+                        let b = compress_blob(&src, &staging, progress)?;
+                        if b.size != size || b.hash != hash {
+                            return Err(changed(&src));
+                        }
+                        publish(format::blob_name(&hash), b.file)?;
+                        Ok((false, b.stored))
+                    }
+                    (Upload::Pack { hash, files, .. }, _) => {
+                        let (file, stored) = write_pack(&files, &staging, progress)?;
+                        publish(format::blob_name(&hash), file)?;
+                        Ok((true, stored))
+                    }
                 })
                 .collect::<Result<_>>()
         })?;
@@ -653,13 +710,22 @@ impl Store {
             let built = build_manifest(mentries, &BTreeMap::new(), &staging)?;
             let name = format::manifest_name(&built.hash);
             if self.backend.head(&name)?.is_none() {
-                self.backend.put_file(&name, &built.file)?;
+                publish(name, built.file)?;
                 out.bytes_uploaded += built.size;
             }
             manifest_hash = built.hash;
             manifest_size = built.size;
         }
         stored += manifest_size;
+        let pending = pending.into_inner().unwrap_or_default();
+        if !pending.is_empty() {
+            let items: Vec<(String, &Path)> = pending
+                .iter()
+                .map(|(n, f)| (n.clone(), f.as_ref()))
+                .collect();
+            pool.install(|| self.backend.put_files(&items))?;
+            crash_point("blob");
+        }
 
         if lease.taken.elapsed() > LEASE_TTL - Duration::from_secs(600) {
             return Err(StoreError::Other(format!(
@@ -723,61 +789,64 @@ impl Store {
         out.seconds = start.elapsed().as_secs_f64();
         Ok(out)
     }
+}
 
-    /// Writes a pack: its files back to back, zstd, each checked against the hash the
-    /// manifest gives it. Returns the bytes stored.
-    fn upload_pack(
-        &self,
-        hash: &str,
-        files: &[PackFile],
-        staging: &Path,
-        progress: &dyn Progress,
-    ) -> Result<u64> {
-        let tmp = tempfile::Builder::new()
-            .prefix(".pack-")
-            .tempfile_in(staging)
-            .map_err(|e| StoreError::io(staging, e))?;
-        let tmp_err = |e: io::Error| StoreError::io(tmp.path(), e);
-        let w = BufWriter::with_capacity(256 * 1024, WritebackFile::new(tmp.as_file()));
-        let mut enc = zstd::Encoder::new(w, rawzstd::LEVEL).map_err(tmp_err)?;
-        let mut buf = Vec::new();
-        for (src, size, blake3) in files {
-            buf.clear();
-            File::open(src)
-                .and_then(|f| f.take(size + 1).read_to_end(&mut buf))
-                .map_err(|e| StoreError::io(src, e))?;
-            if buf.len() as u64 != *size || blake3::hash(&buf).to_hex().as_str() != blake3 {
-                return Err(changed(src));
-            }
-            enc.write_all(&buf).map_err(tmp_err)?;
-            progress.inc(*size);
+/// Writes a pack into a temp file: its files back to back, zstd, each checked against the
+/// hash the manifest gives it. Returns the file and its size.
+fn write_pack(
+    files: &[PackFile],
+    staging: &Path,
+    progress: &dyn Progress,
+) -> Result<(tempfile::TempPath, u64)> {
+    let tmp = tempfile::Builder::new()
+        .prefix(".pack-")
+        .tempfile_in(staging)
+        .map_err(|e| StoreError::io(staging, e))?;
+    let tmp_err = |e: io::Error| StoreError::io(tmp.path(), e);
+    let w = BufWriter::with_capacity(256 * 1024, WritebackFile::new(tmp.as_file()));
+    let mut enc = zstd::Encoder::new(w, rawzstd::LEVEL).map_err(tmp_err)?;
+    let mut buf = Vec::new();
+    for (src, size, blake3) in files {
+        buf.clear();
+        File::open(src)
+            .and_then(|f| f.take(size + 1).read_to_end(&mut buf))
+            .map_err(|e| StoreError::io(src, e))?;
+        if buf.len() as u64 != *size || blake3::hash(&buf).to_hex().as_str() != blake3 {
+            return Err(changed(src));
         }
-        let mut w = enc.finish().map_err(tmp_err)?;
-        w.flush().map_err(tmp_err)?;
-        drop(w);
-        let stored = tmp.as_file().metadata().map_err(tmp_err)?.len();
-        let path = tmp.into_temp_path();
-        crash_point("blob");
-        self.backend.put_file(&format::blob_name(hash), &path)?;
-        Ok(stored)
+        enc.write_all(&buf).map_err(tmp_err)?;
+        progress.inc(*size);
     }
+    let mut w = enc.finish().map_err(tmp_err)?;
+    w.flush().map_err(tmp_err)?;
+    drop(w);
+    let stored = tmp.as_file().metadata().map_err(tmp_err)?.len();
+    Ok((tmp.into_temp_path(), stored))
+}
 
-    /// Compresses one large file into a temp file and stores it as a blob. Returns the bytes
-    /// stored.
-    fn upload_blob(
-        &self,
-        hash: &str,
-        src: &Path,
-        size: u64,
-        staging: &Path,
-        progress: &dyn Progress,
-    ) -> Result<u64> {
+/// A large file compressed into a temp file, with the hash and size of what was read.
+pub(crate) struct CompressedBlob {
+    pub file: tempfile::TempPath,
+    pub hash: String,
+    pub size: u64,
+    pub stored: u64,
+}
+
+/// Reads a large file once, hashing it and writing its blob (zstd, or raw blocks when the
+/// first 128 KiB do not compress) into a temp file in `staging`.
+pub(crate) fn compress_blob(
+    src: &Path,
+    staging: &Path,
+    progress: &dyn Progress,
+) -> Result<CompressedBlob> {
+    {
         let tmp = tempfile::Builder::new()
             .prefix(".blob-")
             .tempfile_in(staging)
             .map_err(|e| StoreError::io(staging, e))?;
         let io_err = |e: io::Error| StoreError::io(src, e);
         let mut f = File::open(src).map_err(io_err)?;
+        let size = f.metadata().map_err(io_err)?.len();
         let mut sample = vec![0u8; 128 * 1024];
         let mut n = 0;
         while n < sample.len() {
@@ -808,18 +877,17 @@ impl Store {
         }
         w.flush().map_err(io_err)?;
         drop(w);
-        if reader.n != size || reader.hasher.finalize().to_hex().as_str() != hash {
-            return Err(changed(src));
-        }
         let stored = tmp
             .as_file()
             .metadata()
             .map_err(|e| StoreError::io(tmp.path(), e))?
             .len();
-        let path = tmp.into_temp_path();
-        crash_point("blob");
-        self.backend.put_file(&format::blob_name(hash), &path)?;
-        Ok(stored)
+        Ok(CompressedBlob {
+            hash: reader.hasher.finalize().to_hex().to_string(),
+            size: reader.n,
+            stored,
+            file: tmp.into_temp_path(),
+        })
     }
 }
 

@@ -8,6 +8,7 @@
 //! that failed.
 
 use std::io::Read;
+use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +24,7 @@ pub fn check_backend(b: &dyn Backend) {
     create_new_creates_once(b, &root);
     overwrite_replaces(b, &root);
     put_file_is_write_once(b, &root);
+    put_files_publishes_each_once(b, &root);
     objects_of_many_sizes_round_trip(b, &root);
     list_matches_by_prefix_with_sizes_and_store_time(b, &root);
     delete_is_idempotent(b, &root);
@@ -160,6 +162,40 @@ fn put_file_is_write_once(b: &dyn Backend, root: &str) {
         read_all(b, &name).as_deref(),
         Some(&data[..]),
         "put_file of an existing object must be a no-op"
+    );
+}
+
+fn put_files_publishes_each_once(b: &dyn Backend, root: &str) {
+    let existing = format!("{root}blobs/ab/abcdef.zst"); // written by put_file_is_write_once
+    let before = read_all(b, &existing).expect("the object put_file wrote");
+    let files: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|i| {
+            (
+                format!("{root}blobs/c{i}/c{i}batch.zst"),
+                pattern(1000 + i * 5000, i as u64),
+            )
+        })
+        .collect();
+    let temps: Vec<tempfile::TempPath> = files.iter().map(|(_, d)| temp_file_with(d)).collect();
+    let other = temp_file_with(b"not the same bytes");
+    let mut items: Vec<(String, &Path)> = files
+        .iter()
+        .zip(&temps)
+        .map(|((n, _), t)| (n.clone(), t.as_ref()))
+        .collect();
+    items.push((existing.clone(), other.as_ref()));
+    b.put_files(&items).expect("put_files");
+    for (name, data) in &files {
+        assert_eq!(
+            read_all(b, name).as_deref(),
+            Some(&data[..]),
+            "put_files round trip of {name}"
+        );
+    }
+    assert_eq!(
+        read_all(b, &existing),
+        Some(before),
+        "put_files of an existing object must be a no-op"
     );
 }
 

@@ -64,6 +64,22 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// copying it (the caller does not use it afterwards). Existing object: a no-op.
     fn put_file(&self, name: &str, file: &Path) -> Result<(), BackendError>;
 
+    /// Stores several immutable objects from local files, each as [`Backend::put_file`]
+    /// would. Backends that make a batch durable together (one journal commit instead of
+    /// one per object) override it and [`Backend::batches_puts`].
+    fn put_files(&self, items: &[(String, &Path)]) -> Result<(), BackendError> {
+        for (name, file) in items {
+            self.put_file(name, file)?;
+        }
+        Ok(())
+    }
+
+    /// True when [`Backend::put_files`] is cheaper than one `put_file` per object, so a save
+    /// should write everything first and publish it in one batch.
+    fn batches_puts(&self) -> bool {
+        false
+    }
+
     /// Stores a small object; see [`PutMode`].
     fn put_bytes(&self, name: &str, data: &[u8], mode: PutMode) -> Result<bool, BackendError>;
 
