@@ -84,6 +84,8 @@ pub const ANN_KEY: &str = "vnd.cicache.key";
 
 /// Default timeout of each request when `--timeout` is not given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a new ref's writer waits before its second read-back (see `put_bytes`).
+pub const CREATE_SETTLE: Duration = Duration::from_millis(300);
 /// Manifests fetched at once when listing.
 const LIST_PARALLEL: usize = 8;
 
@@ -726,23 +728,30 @@ impl Backend for OciBackend {
     fn put_bytes(&self, name: &str, data: &[u8], mode: PutMode) -> Result<bool, BackendError> {
         let _g = self.put_lock.lock().unwrap_or_else(|p| p.into_inner());
         let tag = tag_for(name);
-        let old = self.http.head_manifest(&tag, name)?;
-        if mode == PutMode::CreateNew && old.is_some() {
-            // A hashed tag could in theory hold another name: check.
-            if self.get_small(name)?.is_some() {
-                return Ok(false);
-            }
-        }
+        // Built first, so that the check below and the PUT are as close as they can be.
         let manifest = self.small_manifest(name, data)?;
         let digest = crate::store_http::sha256_digest(&manifest);
+        let old = self.http.head_manifest(&tag, name)?;
+        // (A hashed tag could in theory hold another name: the name is checked.)
+        if mode == PutMode::CreateNew && old.is_some() && self.get_small(name)?.is_some() {
+            return Ok(false);
+        }
         self.http.put_manifest(&tag, &manifest, name)?;
         match mode {
             PutMode::CreateNew => {
-                // Read back: another process may have written the tag at the same time.
-                let now = self.http.head_manifest(&tag, name)?;
-                if now.as_deref() != Some(digest.as_str()) {
-                    let _ = self.http.delete_manifest(&digest, name);
-                    return Ok(false);
+                // Read back: another process may have written the tag at the same time. For
+                // refs (the only names agents race on), read back once more after a pause:
+                // a writer that checked before our PUT landed has put its own by then, and
+                // only the last writer keeps its manifest.
+                let settle = name.contains("/refs/").then_some(CREATE_SETTLE);
+                let checks = [Some(Duration::ZERO), settle];
+                for pause in checks.into_iter().flatten() {
+                    std::thread::sleep(pause);
+                    let now = self.http.head_manifest(&tag, name)?;
+                    if now.as_deref() != Some(digest.as_str()) {
+                        let _ = self.http.delete_manifest(&digest, name);
+                        return Ok(false);
+                    }
                 }
             }
             PutMode::Overwrite => {

@@ -458,11 +458,26 @@ impl Http {
         object: &str,
     ) -> Result<Answer, BackendError> {
         let url = self.url(path);
-        for _ in 0..3 {
+        // distribution's filesystem storage rewrites links (tags, blobs of a repository) in
+        // place: a read or write racing another agent's at that moment is a 500. Requests
+        // that can be repeated are, like any registry's transient errors.
+        let repeatable = matches!(
+            method,
+            http::Method::GET | http::Method::HEAD | http::Method::DELETE
+        ) || (method == http::Method::PUT && url.contains("/manifests/"));
+        let mut server_errors = 0;
+        let mut auth_rounds = 0;
+        while auth_rounds < 3 {
             let auth = self.auth_header();
             let mut reply = self
                 .send_once(&method, &url, headers, body, auth.as_deref())
                 .map_err(|e| self.network(op, object, e))?;
+            if reply.status >= 500 && repeatable && server_errors < 3 {
+                server_errors += 1;
+                std::thread::sleep(Duration::from_millis(100 * server_errors));
+                continue;
+            }
+            auth_rounds += 1;
             if reply.status == 403 {
                 let detail = reply.detail();
                 return Err(self.remote(
@@ -502,25 +517,14 @@ impl Http {
         object: &str,
     ) -> Result<Option<(String, Vec<u8>)>, BackendError> {
         let path = self.repo_path(&format!("manifests/{reference}"));
-        let mut attempt = 0;
-        let mut reply = loop {
-            attempt += 1;
-            let reply = self.send(
-                http::Method::GET,
-                &path,
-                &[("Accept", MEDIA_OCI_MANIFEST)],
-                None,
-                "read",
-                object,
-            )?;
-            // distribution's filesystem storage rewrites a tag's link in place: a read at
-            // that moment is a 500. Other registries' transient errors get the same retry.
-            if reply.status >= 500 && attempt < 4 {
-                std::thread::sleep(Duration::from_millis(100 * attempt));
-                continue;
-            }
-            break reply;
-        };
+        let mut reply = self.send(
+            http::Method::GET,
+            &path,
+            &[("Accept", MEDIA_OCI_MANIFEST)],
+            None,
+            "read",
+            object,
+        )?;
         match reply.status {
             200 => {}
             404 => return Ok(None),

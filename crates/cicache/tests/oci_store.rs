@@ -312,6 +312,40 @@ fn processes_saving_the_same_key_leave_one_entry_and_all_succeed() {
         .filter(|t| t.contains(".refs."))
         .collect();
     assert_eq!(refs.len(), 1, "{refs:?}");
+    // The tag makes "one entry" structural; what shows that the losers cleaned up is the
+    // registry's storage: no manifest revision without a tag (entry, last-use marker).
+    if let Ok(storage) = std::env::var("CICACHE_TEST_REGISTRY_STORAGE") {
+        let repo = t
+            .store
+            .trim_start_matches("oci://")
+            .split_once('/')
+            .unwrap()
+            .1;
+        let manifests = Path::new(&storage)
+            .join("docker/registry/v2/repositories")
+            .join(repo)
+            .join("_manifests");
+        // Live revisions and tags are directories holding a link file (a delete removes the
+        // link, not always the directory).
+        let count = |dir: &str, link: &str| {
+            fs::read_dir(manifests.join(dir))
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.path().join(link).is_file())
+                        .count()
+                })
+                .unwrap_or(0)
+        };
+        let tags = count("tags", "current/link");
+        assert_eq!(tags, 2, "the entry and its last-use marker");
+        // Losers delete their manifests; two agents that both read back their own manifest
+        // (the tag moved after the first one's check) leave the first one's untagged, for
+        // the registry's garbage collection (docs/OCI.md). Reported, not asserted.
+        eprintln!(
+            "manifests without a tag after the race: {}",
+            count("revisions/sha256", "link") - tags
+        );
+    }
     let v = t.json(&["restore", "--key", "same", "--path", "out"]);
     assert_eq!(v["hit"], true);
     assert_eq!(
