@@ -570,16 +570,28 @@ impl Http {
     pub fn put_manifest(&self, tag: &str, bytes: &[u8], object: &str) -> Result<(), BackendError> {
         self.counters.manifest_puts.fetch_add(1, Ordering::Relaxed);
         let path = self.repo_path(&format!("manifests/{tag}"));
-        let mut reply = self.send(
-            http::Method::PUT,
-            &path,
-            &[("Content-Type", MEDIA_OCI_MANIFEST)],
-            Some(bytes),
-            "publish",
-            object,
-        )?;
-        if reply.status != 201 && reply.status != 200 {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut reply = self.send(
+                http::Method::PUT,
+                &path,
+                &[("Content-Type", MEDIA_OCI_MANIFEST)],
+                Some(bytes),
+                "publish",
+                object,
+            )?;
+            if reply.status == 201 || reply.status == 200 {
+                return Ok(());
+            }
             let d = reply.detail();
+            // distribution checks the layers through per-repository links that another
+            // agent uploading the same blob rewrites in place: for a moment the blob is
+            // "unknown" or its digest "invalid". Tried again before believing it.
+            if (d.contains("BLOB_UNKNOWN") || d.contains("DIGEST_INVALID")) && attempt < 4 {
+                std::thread::sleep(Duration::from_millis(150 * attempt));
+                continue;
+            }
             let hint = if d.contains("BLOB_UNKNOWN") {
                 "; a blob it needs is gone from the registry (garbage-collected?): save again"
             } else {
@@ -587,7 +599,6 @@ impl Http {
             };
             return Err(self.remote("publish", object, format!("{d}{hint}")));
         }
-        Ok(())
     }
 
     /// Deletes a manifest by digest; a missing one is fine.
