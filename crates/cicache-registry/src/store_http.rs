@@ -56,6 +56,8 @@ pub struct Counters {
     pub blobs_present: AtomicU64,
     /// Manifests put (entries and other small objects).
     pub manifest_puts: AtomicU64,
+    /// PATCH requests of chunked uploads.
+    pub upload_chunks: AtomicU64,
 }
 
 pub(crate) struct Http {
@@ -819,6 +821,7 @@ impl Http {
                 return Err(self.remote("write", object, format!("uploading a chunk: {d}")));
             }
             location = self.upload_location(&reply, object)?;
+            self.counters.upload_chunks.fetch_add(1, Ordering::Relaxed);
             offset += n as u64;
             self.counters
                 .bytes_uploaded

@@ -641,3 +641,28 @@ fn a_blob_collected_under_a_save_fails_the_publish_not_the_entry() {
     assert!(out.hit, "{:?}", out.warnings);
     assert_eq!(listing(&cache), listing(&tmp.path().join("restored")));
 }
+
+/// Blobs above one upload chunk go up in PATCH chunks; the registry checks the digest of the
+/// whole when the upload is closed.
+#[test]
+fn large_blobs_upload_in_chunks_and_read_back_whole() {
+    let test = "large_blobs_upload_in_chunks_and_read_back_whole";
+    let Some(reg) = var("CICACHE_TEST_REGISTRY", test) else {
+        return;
+    };
+    let b = open(&format!("{reg}/{}", unique("chunks")), None);
+    let size = 2 * cicache_registry::store_http::CHUNK as usize + 12_345;
+    let data = noise(size, run_seed(6));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    fs::write(file.path(), &data).unwrap();
+    let name = "cicache-v1/blobs/ab/abcd-large.zst";
+    b.put_file(name, file.path()).unwrap();
+    let c = b.counters();
+    assert_eq!(c.blob_uploads.load(Ordering::Relaxed), 1);
+    assert_eq!(c.upload_chunks.load(Ordering::Relaxed), 3);
+    assert_eq!(c.bytes_uploaded.load(Ordering::Relaxed), size as u64);
+    assert_eq!(b.head(name).unwrap().map(|i| i.size), Some(size as u64));
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut b.get(name).unwrap().unwrap(), &mut got).unwrap();
+    assert!(got == data, "the chunked upload changed the data");
+}
