@@ -355,6 +355,30 @@ fn processes_saving_the_same_key_leave_one_entry_and_all_succeed() {
     let (code, _, err) = t.run(&["verify"]);
     assert_eq!(code, 0, "{err}");
     eprintln!("statuses of 4 racing saves: {statuses:?}");
+
+    // `registry status` and `registry gc` on the store's repository: one store entry, no
+    // cache tags, and gc (harshest settings) deletes nothing of the store.
+    let image = t.store.trim_start_matches("oci://").to_string();
+    let v = t.json(&["registry", "status", "--image", &image]);
+    assert_eq!(v["store_entries"], 1, "{v}");
+    assert_eq!(v["cache_tags"].as_array().map(Vec::len), Some(0), "{v}");
+    let (code, out, err) = t.run(&[
+        "--json",
+        "registry",
+        "gc",
+        "--image",
+        &image,
+        "--max-age",
+        "0s",
+        "--untagged",
+        "--keep-bases",
+        "0",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let before = t.tags(&reg);
+    assert_eq!(before.len(), 2, "{before:?}");
+    let v = t.json(&["restore", "--key", "same", "--path", "after-gc"]);
+    assert_eq!(v["hit"], true, "gc must leave the store's entry: {out}");
 }
 
 /// A private registry (the same Debian distribution binary) on a free port.
