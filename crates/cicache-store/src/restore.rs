@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -163,7 +164,8 @@ impl Store {
         let (manifest, mfile) = self.fetch_manifest(&r, &target_parent, out)?;
         validate(&manifest, scope, key)?;
         check_space(&target_parent, &manifest)?;
-        let staged = self.write_staging(&r, &manifest, mfile, &target_parent, progress, out)?;
+        let (staged, mut stamps) =
+            self.write_staging(&r, &manifest, mfile, &target_parent, progress, out)?;
         swap_into_place(staged, req.path)?;
         // Record what is on disk now, for the next save and restore.
         let mut st = state::new_state(req.path);
@@ -173,17 +175,40 @@ impl Store {
         st.origin = "restore".into();
         st.scope = scope.to_string();
         st.key = key.to_string();
-        let hashes: HashMap<&str, &ManifestEntry> = manifest
-            .entries
-            .iter()
-            .map(|e| (e.path.as_str(), e))
-            .collect();
-        if let Ok(scan) = crate::scan::scan(req.path, &globset::GlobSet::empty()) {
-            for s in scan.entries {
-                let mut stamp = s.stamp;
-                stamp.blake3 = hashes.get(s.rel.as_str()).and_then(|e| e.blake3.clone());
-                st.entries.insert(s.rel, stamp);
-            }
+        // Files as stat'ed on their open handle when written (the swap does not change
+        // them); directories and symlinks by what restore compares of them: type, mode,
+        // target. No second walk of the tree.
+        let mut complete = true;
+        for e in &manifest.entries {
+            let stamp = match e.kind {
+                EntryType::File => match stamps.remove(e.path.as_str()) {
+                    Some(mut s) => {
+                        s.blake3 = e.blake3.clone();
+                        s
+                    }
+                    None => {
+                        complete = false;
+                        break;
+                    }
+                },
+                EntryType::Dir | EntryType::Symlink => state::FileStamp {
+                    kind: e.kind,
+                    ino: 0,
+                    size: 0,
+                    mtime_ns: e.mtime_ns,
+                    ctime_ns: 0,
+                    mode: if e.kind == EntryType::Dir {
+                        e.mode & 0o777
+                    } else {
+                        0o777
+                    },
+                    blake3: None,
+                    target: e.target.clone(),
+                },
+            };
+            st.entries.insert(e.path.clone(), stamp);
+        }
+        if complete {
             state::store(st);
         }
         for e in &manifest.entries {
@@ -273,7 +298,13 @@ impl Store {
         parent: &Path,
         progress: &dyn Progress,
         out: &mut RestoreOutcome,
-    ) -> Result<tempfile::TempDir> {
+    ) -> Result<(tempfile::TempDir, HashMap<String, state::FileStamp>)> {
+        let stamps: Mutex<HashMap<String, state::FileStamp>> = Default::default();
+        let record = |path: &str, stamp: state::FileStamp| {
+            if let Ok(mut m) = stamps.lock() {
+                m.insert(path.to_string(), stamp);
+            }
+        };
         let corrupt = |reason: String| StoreError::Corrupt {
             scope: r.scope.clone(),
             key: r.key.clone(),
@@ -342,7 +373,8 @@ impl Store {
                     me.size
                 )));
             }
-            let n = write_checked(ent, &root, me, &corrupt)?;
+            let (n, stamp) = write_checked(ent, &root, me, &corrupt)?;
+            record(&me.path, stamp);
             progress.inc(n);
         }
         if let Some(missing) = small.keys().next() {
@@ -392,7 +424,9 @@ impl Store {
                         .map_err(|e| corrupt(format!("{what} {name}: {e}")))?;
                     if *is_pack {
                         for e in users {
-                            let n = write_checked((&mut dec).take(e.size), &root, e, &corrupt)?;
+                            let (n, stamp) =
+                                write_checked((&mut dec).take(e.size), &root, e, &corrupt)?;
+                            record(&e.path, stamp);
                             progress.inc(n);
                         }
                         let mut extra = [0u8; 1];
@@ -402,12 +436,18 @@ impl Store {
                             )));
                         }
                     } else {
-                        let n = write_checked(dec, &root, first, &corrupt)?;
+                        let (n, stamp) = write_checked(dec, &root, first, &corrupt)?;
+                        record(&first.path, stamp);
                         progress.inc(n);
                         for other in &users[1..] {
                             let dst = root.join(&other.path);
                             fs::copy(root.join(&first.path), &dst).map_err(|e| io_err(&dst, e))?;
                             set_meta(&dst, other)?;
+                            let meta = fs::symlink_metadata(&dst).map_err(|e| io_err(&dst, e))?;
+                            record(
+                                &other.path,
+                                state::FileStamp::from_meta(EntryType::File, &meta),
+                            );
                             progress.inc(other.size);
                         }
                     }
@@ -438,7 +478,7 @@ impl Store {
         {
             set_meta(&root.join(&e.path), e)?;
         }
-        Ok(staging)
+        Ok((staging, stamps.into_inner().unwrap_or_default()))
     }
 }
 
@@ -478,15 +518,15 @@ fn write_checked(
     root: &Path,
     e: &ManifestEntry,
     corrupt: &dyn Fn(String) -> StoreError,
-) -> Result<u64> {
+) -> Result<(u64, state::FileStamp)> {
     let p = root.join(&e.path);
     let f = crate::backend::dir::create_new(&p).map_err(|err| StoreError::io(&p, err))?;
     let mut hw = HashWriter {
-        inner: BufWriter::with_capacity(256 * 1024, f),
+        inner: BufWriter::with_capacity(BUF_MAX.min(e.size as usize + 1), f),
         hasher: blake3::Hasher::new(),
         n: 0,
     };
-    let copied = crate::save::copy_large(&mut src.take(e.size + 1), &mut hw);
+    let copied = crate::save::copy_sized(&mut src.take(e.size + 1), &mut hw, e.size);
     match copied {
         Ok(_) => {}
         Err(err) if is_no_space(&err) => return Err(StoreError::io(&p, err)),
@@ -524,8 +564,16 @@ fn write_checked(
             e.path
         )));
     }
-    Ok(hw.n)
+    let meta = hw
+        .inner
+        .get_ref()
+        .metadata()
+        .map_err(|err| StoreError::io(&p, err))?;
+    Ok((hw.n, state::FileStamp::from_meta(EntryType::File, &meta)))
 }
+
+/// Largest copy buffer (small files get one of their own size).
+const BUF_MAX: usize = 256 * 1024;
 
 fn is_no_space(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull

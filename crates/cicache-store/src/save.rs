@@ -903,7 +903,14 @@ pub(crate) fn crash_point(point: &str) {
 /// `io::copy` with a 256 KiB buffer: blake3 and zstd are much faster on large pieces than on
 /// io::copy's 8 KiB ones.
 pub(crate) fn copy_large(r: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
-    let mut buf = vec![0u8; 256 * 1024];
+    copy_sized(r, w, u64::MAX)
+}
+
+/// [`copy_large`] of a stream of about `size` bytes: the buffer is no larger than needed, so
+/// thousands of small files do not each zero a 256 KiB buffer.
+pub(crate) fn copy_sized(r: &mut impl Read, w: &mut impl Write, size: u64) -> io::Result<u64> {
+    let len = size.saturating_add(1).clamp(8 * 1024, 256 * 1024) as usize;
+    let mut buf = vec![0u8; len];
     let mut n = 0u64;
     loop {
         let k = match r.read(&mut buf) {
