@@ -46,7 +46,7 @@ use crate::store_http::{Counters, Http, sha256_file};
 use crate::tags::STORE_ENTRY_ARTIFACT_TYPE;
 
 /// artifactType of the store's other small objects (last-use markers, leases, locks).
-pub const STORE_OBJECT_ARTIFACT_TYPE: &str = "application/vnd.cicache.object.v1+json";
+pub use crate::tags::STORE_OBJECT_ARTIFACT_TYPE;
 /// Media type of an entry's first layer: the cicache manifest tarball.
 pub const MEDIA_CICACHE_MANIFEST: &str = "application/vnd.cicache.manifest.v1.tar+zstd";
 /// Media type of an entry's other layers: the blobs.

@@ -11,6 +11,9 @@ use serde::Serialize;
 
 /// The artifactType of cicache store entries kept in a registry (`oci://` stores).
 pub const STORE_ENTRY_ARTIFACT_TYPE: &str = "application/vnd.cicache.entry.v1+json";
+/// The artifactType of an `oci://` store's other small objects (last-use markers, leases,
+/// sweep locks): part of the store too, never an image.
+pub const STORE_OBJECT_ARTIFACT_TYPE: &str = "application/vnd.cicache.object.v1+json";
 
 /// The default branch's cache tag.
 pub const DEFAULT_CACHE_TAG: &str = "cache";
@@ -76,8 +79,12 @@ pub fn classify(tag: &str, artifact_type: Option<&str>) -> TagClass {
     }
 }
 
+/// A manifest of an `oci://` store (an entry or one of its small objects).
 pub fn is_store_entry(artifact_type: Option<&str>) -> bool {
-    artifact_type == Some(STORE_ENTRY_ARTIFACT_TYPE)
+    matches!(
+        artifact_type,
+        Some(STORE_ENTRY_ARTIFACT_TYPE | STORE_OBJECT_ARTIFACT_TYPE)
+    )
 }
 
 /// The scope a cache tag serves: `None` for `cache` (the default branch), `Some(scope)` for

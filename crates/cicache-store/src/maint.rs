@@ -557,7 +557,7 @@ impl Store {
                 now_rfc3339()
             );
             self.backend
-                .put_bytes(&lock, body.as_bytes(), PutMode::CreateNew)?;
+                .put_marker(&lock, body.as_bytes(), PutMode::CreateNew)?;
             let result = self.sweep_locked(objects, out);
             let _ = self.backend.delete(&lock);
             let skipped = out.sweep.starts_with("skipped");

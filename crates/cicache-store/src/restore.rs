@@ -110,7 +110,7 @@ impl Store {
                         out.matched_key = Some(key.clone());
                         out.matched_scope = Some(scope.to_string());
                         if !req.lookup_only {
-                            let _ = self.backend.put_bytes(
+                            let _ = self.backend.put_marker(
                                 &format::used_name(scope, &key),
                                 now_rfc3339().as_bytes(),
                                 PutMode::Overwrite,

@@ -419,7 +419,7 @@ impl Store {
         };
         let name = format::lease_name(&id);
         let data = serde_json::to_vec(&lease).map_err(|e| StoreError::Other(e.to_string()))?;
-        self.backend.put_bytes(&name, &data, PutMode::CreateNew)?;
+        self.backend.put_marker(&name, &data, PutMode::CreateNew)?;
         let guard = LeaseGuard {
             store: self,
             name,
@@ -759,7 +759,7 @@ impl Store {
         drop(lease);
         if created {
             out.bytes_uploaded += data.len() as u64;
-            let _ = self.backend.put_bytes(
+            let _ = self.backend.put_marker(
                 &format::used_name(req.scope, req.key),
                 now_rfc3339().as_bytes(),
                 PutMode::Overwrite,
@@ -770,6 +770,13 @@ impl Store {
         out.manifest = manifest_hash.clone();
         out.stored_size = stored;
 
+        // The recorded state already describes this tree (the manifest was reused and no
+        // file needed hashing, so every stamp matched): nothing to record, and a tree of
+        // thousands of files is not written out again.
+        if out.status != SaveStatus::Saved || (out.manifest_reused && out.hashed_files == 0) {
+            out.seconds = start.elapsed().as_secs_f64();
+            return Ok(out);
+        }
         let mut st = state::new_state(req.path);
         st.manifest = manifest_hash;
         st.manifest_size = manifest_size;
@@ -783,9 +790,7 @@ impl Store {
             stamp.blake3 = h;
             st.entries.insert(s.rel, stamp);
         }
-        if out.status == SaveStatus::Saved {
-            state::store(st);
-        }
+        state::store(st);
         out.seconds = start.elapsed().as_secs_f64();
         Ok(out)
     }

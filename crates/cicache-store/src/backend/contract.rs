@@ -25,6 +25,7 @@ pub fn check_backend(b: &dyn Backend) {
     overwrite_replaces(b, &root);
     put_file_is_write_once(b, &root);
     put_files_publishes_each_once(b, &root);
+    markers_behave_like_small_objects(b, &root);
     objects_of_many_sizes_round_trip(b, &root);
     list_matches_by_prefix_with_sizes_and_store_time(b, &root);
     delete_is_idempotent(b, &root);
@@ -197,6 +198,27 @@ fn put_files_publishes_each_once(b: &dyn Backend, root: &str) {
         Some(before),
         "put_files of an existing object must be a no-op"
     );
+}
+
+fn markers_behave_like_small_objects(b: &dyn Backend, root: &str) {
+    let name = format!("{root}leases/marker.json");
+    assert!(
+        b.put_marker(&name, b"one", PutMode::CreateNew)
+            .expect("put_marker")
+    );
+    assert!(
+        !b.put_marker(&name, b"two", PutMode::CreateNew)
+            .expect("put_marker again"),
+        "a create-new marker that exists must not be replaced"
+    );
+    assert_eq!(read_all(b, &name).as_deref(), Some(&b"one"[..]));
+    assert!(
+        b.put_marker(&name, b"three", PutMode::Overwrite)
+            .expect("overwrite marker")
+    );
+    assert_eq!(read_all(b, &name).as_deref(), Some(&b"three"[..]));
+    b.delete(&name).expect("delete marker");
+    assert_eq!(read_all(b, &name), None);
 }
 
 fn objects_of_many_sizes_round_trip(b: &dyn Backend, root: &str) {

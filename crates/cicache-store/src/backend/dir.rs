@@ -62,6 +62,46 @@ impl DirBackend {
             .tempfile_in(self.root.join(TMP_DIR))
     }
 
+    /// A small object through a temp file: `link(2)` (create-new) or `rename(2)`; fsynced
+    /// (file and directory) when `durable`.
+    fn write_small(
+        &self,
+        name: &str,
+        data: &[u8],
+        mode: PutMode,
+        durable: bool,
+    ) -> Result<bool, BackendError> {
+        let dest = self.path(name);
+        self.ensure_parent(&dest)
+            .map_err(|e| self.err("create directory for", name, e))?;
+        let mut tmp = self.temp_file().map_err(|e| self.err("write", name, e))?;
+        tmp.write_all(data)
+            .and_then(|_| {
+                if durable {
+                    tmp.as_file().sync_all()
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(|e| self.err("write", name, e))?;
+        let created = match mode {
+            PutMode::CreateNew => match fs::hard_link(tmp.path(), &dest) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(self.err("publish", name, e)),
+            },
+            PutMode::Overwrite => {
+                tmp.persist(&dest)
+                    .map_err(|e| self.err("publish", name, e.error))?;
+                true
+            }
+        };
+        if durable && let Some(p) = dest.parent() {
+            sync_dir(p).map_err(|e| self.err("sync directory of", name, e))?;
+        }
+        Ok(created)
+    }
+
     fn ensure_parent(&self, dest: &Path) -> io::Result<()> {
         match dest.parent() {
             Some(p) => fs::create_dir_all(p),
@@ -184,29 +224,11 @@ impl Backend for DirBackend {
     }
 
     fn put_bytes(&self, name: &str, data: &[u8], mode: PutMode) -> Result<bool, BackendError> {
-        let dest = self.path(name);
-        self.ensure_parent(&dest)
-            .map_err(|e| self.err("create directory for", name, e))?;
-        let mut tmp = self.temp_file().map_err(|e| self.err("write", name, e))?;
-        tmp.write_all(data)
-            .and_then(|_| tmp.as_file().sync_all())
-            .map_err(|e| self.err("write", name, e))?;
-        let created = match mode {
-            PutMode::CreateNew => match fs::hard_link(tmp.path(), &dest) {
-                Ok(()) => true,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-                Err(e) => return Err(self.err("publish", name, e)),
-            },
-            PutMode::Overwrite => {
-                tmp.persist(&dest)
-                    .map_err(|e| self.err("publish", name, e.error))?;
-                true
-            }
-        };
-        if let Some(p) = dest.parent() {
-            sync_dir(p).map_err(|e| self.err("sync directory of", name, e))?;
-        }
-        Ok(created)
+        self.write_small(name, data, mode, true)
+    }
+
+    fn put_marker(&self, name: &str, data: &[u8], mode: PutMode) -> Result<bool, BackendError> {
+        self.write_small(name, data, mode, false)
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {

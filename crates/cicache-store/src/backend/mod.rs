@@ -83,6 +83,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Stores a small object; see [`PutMode`].
     fn put_bytes(&self, name: &str, data: &[u8], mode: PutMode) -> Result<bool, BackendError>;
 
+    /// Stores a small marker object (a lease, a sweep lock, a last-use time) like
+    /// [`Backend::put_bytes`], except that it need not survive a power loss: it matters only
+    /// to processes running now. Backends may skip their fsyncs for it.
+    fn put_marker(&self, name: &str, data: &[u8], mode: PutMode) -> Result<bool, BackendError> {
+        self.put_bytes(name, data, mode)
+    }
+
     /// Every object whose name starts with `prefix`.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError>;
 

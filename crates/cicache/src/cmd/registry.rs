@@ -687,7 +687,11 @@ fn status(a: StatusArgs, config: &RegistryConfig, ctx: &Context) -> Result<u8> {
     let (mut other, mut base, mut entries, mut untagged) = (0, 0, 0, 0);
     for i in &images {
         if i.is_store_entry() {
-            entries += 1;
+            // Entries count; their last-use markers and the store's leases and locks are
+            // store objects too, but not entries.
+            if i.artifact_type.as_deref() == Some(tags::STORE_ENTRY_ARTIFACT_TYPE) {
+                entries += 1;
+            }
             continue;
         }
         if i.tags.is_empty() {
