@@ -53,6 +53,10 @@ def fmt_s(x):
     return "" if x is None else f"{x:.1f} s"
 
 
+def rng(x):
+    return f"{x:.1f}" if x < 10 else f"{x:.0f}"
+
+
 def fmt_mb(x):
     return "" if x is None else f"{round(x / 1e6) + 0:,} MB"
 
@@ -200,7 +204,7 @@ def main():
         row = [SC_LABEL[sc]]
         for s in STRATEGIES:
             c = cells.get((s, sc))
-            row.append(f"{c['median']:.1f} s ({c['min']:.0f} to {c['max']:.0f}, n={c['n']})" if c else "")
+            row.append(f"{c['median']:.1f} s ({rng(c['min'])} to {rng(c['max'])}, n={c['n']})" if c else "")
         md.append("| " + " | ".join(row) + " |")
     md.append("")
     md.append("Ratio to the same strategy's cold build / to the cold build without any cache:")
