@@ -380,7 +380,7 @@ fn a_corrupted_blob_in_the_registry_is_a_miss_with_a_warning() {
 #[test]
 fn registry_listings_tell_store_objects_from_image_cache_tags() {
     use cicache_registry::gc::{GcPolicy, plan};
-    use cicache_registry::tags::{TagClass, classify};
+    use cicache_registry::tags::{STORE_ENTRY_ARTIFACT_TYPE, TagClass, classify};
     let test = "registry_listings_tell_store_objects_from_image_cache_tags";
     let Some(reg) = var("CICACHE_TEST_REGISTRY", test) else {
         return;
@@ -403,7 +403,9 @@ fn registry_listings_tell_store_objects_from_image_cache_tags() {
             assert!(t.starts_with(TAG_PREFIX), "{t}");
             let class = classify(t, i.artifact_type.as_deref());
             assert!(!class.is_cache(), "{t} is taken for a cache tag");
-            if class == TagClass::StoreEntry {
+            // Entries and their last-use markers are all store objects, never other tags.
+            assert_eq!(class, TagClass::StoreEntry, "{t}");
+            if i.artifact_type.as_deref() == Some(STORE_ENTRY_ARTIFACT_TYPE) {
                 entries += 1;
             }
         }
