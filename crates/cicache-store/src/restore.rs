@@ -198,7 +198,7 @@ impl Store {
                     mtime_ns: e.mtime_ns,
                     ctime_ns: 0,
                     mode: if e.kind == EntryType::Dir {
-                        e.mode & 0o777
+                        restored_mode(e)
                     } else {
                         0o777
                     },
@@ -502,11 +502,15 @@ fn mtime(e: &ManifestEntry) -> filetime::FileTime {
     )
 }
 
+/// The permission bits restore gives an entry: setuid, setgid and sticky bits are dropped
+/// (a cache never needs them).
+fn restored_mode(e: &ManifestEntry) -> u32 {
+    e.mode & 0o777
+}
+
 fn set_meta(p: &Path, e: &ManifestEntry) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    // setuid, setgid and sticky bits are dropped: a cache never needs them.
-    let mode = e.mode & 0o777;
-    fs::set_permissions(p, fs::Permissions::from_mode(mode))
+    fs::set_permissions(p, fs::Permissions::from_mode(restored_mode(e)))
         .map_err(|err| StoreError::io(p, err))?;
     let t = mtime(e);
     filetime::set_file_times(p, t, t).map_err(|err| StoreError::io(p, err))
@@ -545,10 +549,9 @@ fn write_checked(
     hw.flush().map_err(|err| StoreError::io(&p, err))?;
     {
         use std::os::unix::fs::PermissionsExt;
-        // setuid, setgid and sticky bits are dropped: a cache never needs them.
         let f = hw.inner.get_ref();
         let t = mtime(e);
-        f.set_permissions(fs::Permissions::from_mode(e.mode & 0o777))
+        f.set_permissions(fs::Permissions::from_mode(restored_mode(e)))
             .and_then(|_| filetime::set_file_handle_times(f, Some(t), Some(t)))
             .map_err(|err| StoreError::io(&p, err))?;
     }

@@ -318,12 +318,9 @@ pub(crate) struct BuiltManifest {
     pub size: u64,
 }
 
-/// Writes the manifest tarball (manifest.json, then every small file) into `staging`.
-pub(crate) fn build_manifest(
-    entries: Vec<ManifestEntry>,
-    sources: &BTreeMap<String, PathBuf>,
-    staging: &Path,
-) -> Result<BuiltManifest> {
+/// Writes the manifest tarball into `staging`: only manifest.json (format 2 keeps the small
+/// files in packs).
+pub(crate) fn build_manifest(entries: Vec<ManifestEntry>, staging: &Path) -> Result<BuiltManifest> {
     let manifest = Manifest {
         format: format::MANIFEST_FORMAT,
         entries,
@@ -342,42 +339,15 @@ pub(crate) fn build_manifest(
     };
     let enc = zstd::Encoder::new(hw, rawzstd::LEVEL).map_err(io_err)?;
     let mut tar = tar::Builder::new(enc);
-    let header = |size: u64| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(size);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        h
-    };
-    tar.append_data(
-        &mut header(json.len() as u64),
-        format::MANIFEST_PATH,
-        &json[..],
-    )
-    .map_err(io_err)?;
-    let mut buf = Vec::new();
-    for e in &manifest.entries {
-        if e.kind != EntryType::File || e.blob || e.pack.is_some() {
-            continue;
-        }
-        let Some(src) = sources.get(&e.path) else {
-            continue;
-        };
-        buf.clear();
-        File::open(src)
-            .and_then(|f| f.take(e.size + 1).read_to_end(&mut buf))
-            .map_err(|err| StoreError::io(src, err))?;
-        if buf.len() as u64 != e.size
-            || e.blake3.as_deref() != Some(blake3::hash(&buf).to_hex().as_str())
-        {
-            return Err(changed(src));
-        }
-        tar.append_data(&mut header(e.size), &e.path, &buf[..])
-            .map_err(io_err)?;
-    }
+    let mut header = tar::Header::new_gnu();
+    header.set_size(json.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut header, format::MANIFEST_PATH, &json[..])
+        .map_err(io_err)?;
     let enc = tar.into_inner().map_err(io_err)?;
     let mut hw = enc.finish().map_err(io_err)?;
     hw.flush().map_err(io_err)?;
@@ -707,7 +677,7 @@ impl Store {
             out.manifest_reused = true;
         }
         if manifest_hash.is_empty() {
-            let built = build_manifest(mentries, &BTreeMap::new(), &staging)?;
+            let built = build_manifest(mentries, &staging)?;
             let name = format::manifest_name(&built.hash);
             if self.backend.head(&name)?.is_none() {
                 publish(name, built.file)?;
