@@ -9,3 +9,4 @@ pub mod doctor;
 pub mod engine;
 pub mod prune;
 pub mod report;
+pub mod skip;

@@ -243,6 +243,26 @@ pub fn parse_log_bytes(bytes: &[u8]) -> BuildReport {
 }
 
 impl BuildReport {
+    /// Whether every `RUN` with a cache mount that the log shows came from the layer cache
+    /// (so the cache mounts hold nothing new): `Some(true)` when the log shows at least one
+    /// such step and none of them ran, `Some(false)` when one ran, `None` when the log shows
+    /// none (nothing to go by).
+    pub fn cache_mount_steps_cached(&self) -> Option<bool> {
+        let mut seen = false;
+        for s in &self.step_list {
+            let text = s.instruction.as_deref().unwrap_or(&s.name);
+            if s.kind != StepKind::Step || !text.contains("--mount") || !text.contains("type=cache")
+            {
+                continue;
+            }
+            seen = true;
+            if s.status != StepStatus::Cached {
+                return Some(false);
+            }
+        }
+        seen.then_some(true)
+    }
+
     /// The first line a person reads, e.g.
     /// `cache: 7/9 steps cached, 41/42 wheels from cache (1.9 GB not downloaded), build 1m12s`;
     /// a failed build starts with `build FAILED at <step> (exit code N); `.
@@ -716,5 +736,28 @@ mod tests {
             Some(127)
         );
         assert_eq!(exit_code("no code"), None);
+    }
+
+    #[test]
+    fn cache_mount_steps_cached_from_a_plain_log() {
+        let log = |pip: &str| {
+            format!(
+                "#5 [1/3] FROM docker.io/library/python:3.12\n#5 DONE 0.1s\n\
+                 #6 [2/3] COPY requirements.txt .\n#6 CACHED\n\
+                 #7 [3/3] RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt\n{pip}\n\
+                 #8 exporting to image\n#8 DONE 0.2s\n"
+            )
+        };
+        assert_eq!(
+            parse_log(&log("#7 CACHED")).cache_mount_steps_cached(),
+            Some(true)
+        );
+        assert_eq!(
+            parse_log(&log("#7 0.512 Collecting torch\n#7 DONE 3.1s")).cache_mount_steps_cached(),
+            Some(false)
+        );
+        let no_mounts = "#6 [2/2] RUN make\n#6 CACHED\n";
+        assert_eq!(parse_log(no_mounts).cache_mount_steps_cached(), None);
+        assert_eq!(parse_log("").cache_mount_steps_cached(), None);
     }
 }

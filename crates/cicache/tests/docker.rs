@@ -588,6 +588,147 @@ fn python_app_cold_then_fresh_agents() {
     }
 }
 
+/// The registry's digest of `repo:tag` (HEAD with curl), `None` when it has no such tag.
+fn registry_digest(registry_repo: &str, tag: &str) -> Option<String> {
+    let (host, repo) = registry_repo.split_once('/').unwrap();
+    let o = Command::new("curl")
+        .args([
+            "-sfI",
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            &format!("http://{host}/v2/{repo}/manifests/{tag}"),
+        ])
+        .output()
+        .expect("running curl");
+    if !o.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("docker-content-digest")
+            .then(|| v.trim().to_string())
+    })
+}
+
+#[test]
+fn unchanged_inputs_are_tagged_not_built() {
+    let Some(images) = docker_env() else { return };
+    let Some(registry) = service("CICACHE_TEST_REGISTRY", "the distribution registry") else {
+        return;
+    };
+    let Some(pypi) = service("CICACHE_TEST_PYPI_URL", "the local package index") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let ws = t.path().join("ws");
+    example_workspace(&ws);
+    let repo = format!("{registry}/u{}/python-app", std::process::id());
+    let build = |d: &Daemon, tag: &str, more: &[&str]| {
+        let mut c = d.cicache(&store);
+        c.current_dir(&ws).args([
+            "--json",
+            "build",
+            "--image",
+            &repo,
+            "--tag",
+            tag,
+            "--push",
+            "--build-arg",
+            &format!("BASE_IMAGE={PYTHON}"),
+            "--build-arg",
+            &format!("PIP_INDEX_URL={pypi}"),
+            "--build-arg",
+            "PIP_TRUSTED_HOST=127.0.0.1",
+            "--log",
+            "build.log",
+        ]);
+        c.args(more).args([".", "--", "--network", "host"]);
+        run(c)
+    };
+    let fresh = || {
+        let d = Daemon::start(false);
+        d.load(&images, "python.tar");
+        d.load(&images, "busybox.tar");
+        d
+    };
+
+    // 1. First build: nothing to compare with; it builds, pushes, labels the cache tag.
+    let inputs = {
+        let d = fresh();
+        let r = build(&d, "v1", &[]);
+        ok(&r);
+        let j = r.json();
+        let check = phase(&j, "check");
+        assert_eq!(check["status"], "ok", "{j}");
+        assert!(
+            check["message"].as_str().unwrap().contains("building"),
+            "{check}"
+        );
+        assert_eq!(phase(&j, "build")["status"], "ok");
+        check["detail"]["inputs"].as_str().unwrap().to_string()
+    };
+    let cache_digest = registry_digest(&repo, "cache").expect("the cache tag was pushed");
+
+    // 2. A fresh agent, a fresh workspace, the same inputs: tagged, nothing built or pulled.
+    std::fs::remove_dir_all(ws.join(".pip-cache")).unwrap();
+    let d = fresh();
+    {
+        let r = build(&d, "v2", &[]);
+        ok(&r);
+        let j = r.json();
+        assert_eq!(j["unchanged"]["inputs"], inputs.as_str(), "{j}");
+        assert_eq!(j["unchanged"]["digest"], cache_digest.as_str());
+        assert!(j["verdict"].as_str().unwrap().contains("unchanged"), "{j}");
+        for p in ["restore", "inject", "build", "extract", "save"] {
+            assert_eq!(phase(&j, p)["status"], "skipped", "{p}: {j}");
+        }
+        assert_eq!(phase(&j, "push")["status"], "ok");
+        assert_eq!(registry_digest(&repo, "v2"), Some(cache_digest.clone()));
+        let o = d.docker(&["image", "inspect", &format!("{repo}:v2")]);
+        assert!(!o.status.success(), "nothing was pulled or built");
+        let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
+        assert!(log.contains("without building"), "{log}");
+        assert!(!ws.join(".pip-cache").exists(), "nothing restored");
+    }
+
+    // 3. The app code changed: a build (pip's step from the layer cache, so the cache mounts
+    // are not extracted), and a new label on the cache tag.
+    std::fs::write(ws.join("app.py"), "print('changed')\n").unwrap();
+    {
+        let r = build(&d, "v3", &[]);
+        ok(&r);
+        let j = r.json();
+        assert!(j["unchanged"].is_null(), "{j}");
+        assert_eq!(phase(&j, "build")["status"], "ok");
+        let extract = phase(&j, "extract");
+        assert_eq!(extract["status"], "skipped", "{j}");
+        assert!(
+            extract["message"].as_str().unwrap().contains("layer cache"),
+            "{extract}"
+        );
+        let new_inputs = phase(&j, "check")["detail"]["inputs"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_ne!(new_inputs, inputs);
+        assert_ne!(registry_digest(&repo, "cache"), Some(cache_digest.clone()));
+        assert_eq!(
+            registry_digest(&repo, "v3"),
+            registry_digest(&repo, "cache")
+        );
+    }
+
+    // 4. --rebuild builds even so.
+    {
+        let r = build(&d, "v4", &["--rebuild"]);
+        ok(&r);
+        let j = r.json();
+        assert_eq!(phase(&j, "check")["status"], "skipped");
+        assert_eq!(phase(&j, "build")["status"], "ok", "{j}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Test 5: cache phases fail, the build goes on; --strict makes it fail; a failing step
 // fails with docker's code and its error lines.

@@ -18,6 +18,7 @@ use cicache_docker::dance::{self, DEFAULT_HELPER_IMAGE, DanceOptions, DanceResul
 use cicache_docker::dockerfile::{self, CacheMount, Dockerfile};
 use cicache_docker::engine::{Docker, DockerError, Flavour};
 use cicache_docker::prune::{self, PruneOptions};
+use cicache_docker::skip;
 
 use crate::cli::Context;
 use crate::output::{exit, human_bytes, human_duration};
@@ -214,6 +215,12 @@ pub struct BuildOptions {
     /// Skip the report at the end.
     #[arg(long, env = "CICACHE_NO_REPORT")]
     pub no_report: bool,
+    /// Build even when nothing the image is made from changed. Without it, a `--push` build
+    /// whose inputs (the Dockerfile, the files it copies, the build args, the FROM images,
+    /// target, labels, the args after `--`; label io.cicache.inputs) equal those of the
+    /// registry's cache tag tags that image instead of building it (classic flavour).
+    #[arg(long, env = "CICACHE_REBUILD")]
+    pub rebuild: bool,
     /// Print the docker commands the build would run (and the cache mounts it would move);
     /// run nothing.
     #[arg(long, env = "CICACHE_BUILD_DRY_RUN")]
@@ -939,6 +946,39 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         vec![DEFAULT_RESTORE_KEY.to_string()]
     };
 
+    // What the image is made from, hashed (label io.cicache.inputs): an unchanged --push
+    // build tags the image the cache tag already is instead of building it.
+    let mut labels = hooks.labels.clone();
+    let check_started = Instant::now();
+    let inputs: Result<String, String> = if args.dry_run {
+        Err("--dry-run".into())
+    } else if !registry_cache {
+        Err("registry cache off".into())
+    } else if fl != Flavour::Classic {
+        Err("buildx: the cache tag is a cache manifest, not the image".into())
+    } else if hooks.own_cache.is_some() {
+        Err("a base image: its tag is its hash".into())
+    } else {
+        let spec = skip::SkipSpec {
+            context: args.context.clone(),
+            dockerfile: dockerfile_path.clone(),
+            build_args: args.build_args.clone(),
+            target: args.target.clone(),
+            platform: daemon_platform(&docker),
+            labels: labels.clone(),
+            extra: args.extra.clone(),
+            cache_dir: cache_dir.clone(),
+        };
+        match skip::compute(&spec, &mut |r| resolve_image(&docker, r, ctx)) {
+            Ok(skip::Plan::Hashed(h)) => {
+                labels.push(format!("{}={}", skip::LABEL, h.hash));
+                Ok(h.hash)
+            }
+            Ok(skip::Plan::Never(why)) => Err(why),
+            Err(e) => Err(format!("hashing the inputs: {e}")),
+        }
+    };
+
     let plan = BuildPlan {
         flavour: fl,
         image: image.clone(),
@@ -950,7 +990,7 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         registry_cache,
         cache_from,
         cache_to,
-        labels: hooks.labels.clone(),
+        labels,
         push: args.push,
         extra: args.extra.clone(),
     };
@@ -1002,6 +1042,45 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
             doc,
             text,
         });
+    }
+
+    // 0. check: unchanged inputs
+    match &inputs {
+        Err(why) => ph.skipped("check", why.clone()),
+        Ok(_) if args.rebuild => ph.skipped("check", "--rebuild"),
+        Ok(_) if !args.push => ph.skipped(
+            "check",
+            "no --push: the image is built into the local daemon",
+        ),
+        Ok(hash) => match unchanged_image(&plan, hash, ctx) {
+            Ok(None) => ph.ok(
+                "check",
+                check_started,
+                format!(
+                    "no cache tag was built from these inputs ({}): building",
+                    &hash[..16]
+                ),
+                json!({ "inputs": hash }),
+            ),
+            Ok(Some(found)) => {
+                return Ok(tag_unchanged(
+                    &args,
+                    &plan,
+                    ph,
+                    found,
+                    hash,
+                    check_started,
+                    total,
+                    ctx,
+                    hooks,
+                ));
+            }
+            Err(e) => ph.cache_failed(
+                "check",
+                check_started,
+                e.context("reading the cache tag's inputs label"),
+            )?,
+        },
     }
 
     // 1. restore
@@ -1068,11 +1147,10 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         .context("running the docker build")?;
     let build_secs = t.elapsed().as_secs_f64();
     let log_text = out.lines.join("\n");
-    let mut report = if args.no_report {
-        None
-    } else {
-        Some(cicache_docker::report::parse_log(&log_text))
-    };
+    let parsed = cicache_docker::report::parse_log(&log_text);
+    // Every RUN with a cache mount came from the layer cache: the mounts hold nothing new.
+    let mounts_untouched = parsed.cache_mount_steps_cached() == Some(true);
+    let mut report = if args.no_report { None } else { Some(parsed) };
     if let Some(r) = report.as_mut() {
         r.set_wall_time(build_secs);
     }
@@ -1182,6 +1260,11 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         ph.skipped("extract", "--no-extract");
     } else if mounts.is_empty() {
         ph.skipped("extract", "the Dockerfile has no RUN --mount=type=cache");
+    } else if mounts_untouched {
+        ph.skipped(
+            "extract",
+            "every RUN with a cache mount came from the layer cache: the mounts hold nothing new",
+        );
     } else {
         let t = Instant::now();
         match dance::extract(&docker, &mount_refs, &cache_dir, &dopts, dance_echo) {
@@ -1446,6 +1529,191 @@ fn previous_base_in_registry(
         }
     }
     Ok(best.map(|(_, t, i)| (t, i)))
+}
+
+/// The image a `FROM` reference is, as a digest or image id: the local image's repo digest,
+/// else the registry's digest of the tag, else the local image id (a `docker load`ed image);
+/// `None` when neither the daemon nor the registry can say.
+fn resolve_image(docker: &Docker, reference: &str, ctx: &Context) -> Option<String> {
+    if let Some((_, digest)) = reference.split_once('@') {
+        return Some(digest.to_string());
+    }
+    let (name, tag) = match reference.rfind(':') {
+        Some(i) if !reference[i..].contains('/') => (&reference[..i], &reference[i + 1..]),
+        _ => (reference, "latest"),
+    };
+    let local = docker
+        .output(&[
+            "image".into(),
+            "inspect".into(),
+            "--format".into(),
+            "{{json .RepoDigests}}|{{.Id}}".into(),
+            reference.into(),
+        ])
+        .ok()
+        .and_then(|out| {
+            let (digests, id) = out.trim().split_once('|')?;
+            let digests: Vec<String> = serde_json::from_str(digests).unwrap_or_default();
+            let own = digests
+                .iter()
+                .find(|d| d.split_once('@').is_some_and(|(n, _)| n == name))
+                .or(digests.first())
+                .and_then(|d| d.split_once('@').map(|(_, x)| x.to_string()));
+            Some(own.unwrap_or_else(|| id.to_string()))
+        });
+    if local.is_some() {
+        return local;
+    }
+    let first = name.split('/').next().unwrap_or_default();
+    let qualified = if first.contains('.') || first.contains(':') || first == "localhost" {
+        name.to_string()
+    } else if name.contains('/') {
+        format!("docker.io/{name}")
+    } else {
+        format!("docker.io/library/{name}")
+    };
+    let client = oci_client(&qualified, ctx).ok()?;
+    client.head_manifest(tag).ok().flatten()
+}
+
+/// The cache tag (own scope first) whose image carries the inputs label `hash`: its tag and
+/// manifest. `None` when none does (or none exists).
+fn unchanged_image(
+    plan: &BuildPlan,
+    hash: &str,
+    ctx: &Context,
+) -> Result<Option<(String, cicache_registry::oci::Manifest)>> {
+    let client = oci_client(&plan.image, ctx)?;
+    for r in &plan.cache_from {
+        let tag = r.rsplit_once(':').map(|(_, t)| t).unwrap_or(r);
+        let m = match client.manifest(tag) {
+            Ok(Some(m)) => m,
+            Ok(None) | Err(cicache_registry::Error::RepositoryNotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if m.is_index() {
+            continue;
+        }
+        let Some(config) = m.body["config"]["digest"].as_str() else {
+            continue;
+        };
+        let Some(cfg) = client.blob_json(config)? else {
+            continue;
+        };
+        if cfg["config"]["Labels"][skip::LABEL].as_str() == Some(hash) {
+            return Ok(Some((tag.to_string(), m)));
+        }
+    }
+    Ok(None)
+}
+
+/// The build's inputs are those of the cache tag `found`: put its manifest under the image
+/// tags (and the own cache tag) instead of building; no layer moves. A registry that refuses
+/// the tag fails the command as a failed push does.
+#[allow(clippy::too_many_arguments)]
+fn tag_unchanged(
+    args: &BuildOptions,
+    plan: &BuildPlan,
+    mut ph: Phases,
+    found: (String, cicache_registry::oci::Manifest),
+    hash: &str,
+    check_started: Instant,
+    total: Instant,
+    ctx: &Context,
+    hooks: &BuildHooks,
+) -> BuildOutcome {
+    let (from_tag, manifest) = found;
+    let from_ref = format!("{}:{from_tag}", plan.image);
+    ph.ok(
+        "check",
+        check_started,
+        format!(
+            "{from_ref} was built from the same inputs ({}): tagging it instead of building",
+            &hash[..16]
+        ),
+        json!({ "inputs": hash, "from": from_ref, "digest": manifest.digest }),
+    );
+    let why = format!("unchanged inputs: {from_ref} is the image");
+    ph.skipped("restore", why.clone());
+    ph.skipped("inject", why.clone());
+    ph.skipped("build", why.clone());
+    let t = Instant::now();
+    let mut tags: Vec<String> = plan.tags.clone();
+    if let Some(own) = plan.cache_to.as_ref().and_then(|r| r.rsplit_once(':'))
+        && own.1 != from_tag
+        && !tags.iter().any(|t| t == own.1)
+    {
+        tags.push(own.1.to_string());
+    }
+    let pushed = oci_client(&plan.image, ctx).and_then(|c| {
+        for t in &tags {
+            c.put_manifest(t, &manifest.media_type, &manifest.raw)
+                .with_context(|| format!("tagging {from_ref} as {}:{t}", plan.image))?;
+        }
+        Ok(())
+    });
+    let (ok, code) = match pushed {
+        Ok(()) => {
+            ph.ok(
+                "push",
+                t,
+                format!(
+                    "tagged {} as {} (no layer moved)",
+                    manifest.digest,
+                    plan.image_refs().join(", ")
+                ),
+                json!({ "digest": manifest.digest, "tags": tags }),
+            );
+            (true, 0)
+        }
+        Err(e) => {
+            eprintln!("cicache: error: {e:#}");
+            ph.list.push(Phase {
+                name: "push",
+                status: "failed",
+                seconds: t.elapsed().as_secs_f64(),
+                message: Some(format!("{e:#}")),
+                detail: Value::Null,
+            });
+            (false, 1)
+        }
+    };
+    ph.skipped("cache-export", why.clone());
+    ph.skipped("extract", why.clone());
+    ph.skipped("save", why);
+    if let Some(log) = &args.log {
+        let line = format!(
+            "cicache: {} unchanged since {from_ref} (inputs {hash}): tagged {} without building\n",
+            plan.image, manifest.digest
+        );
+        if let Err(e) = std::fs::write(log, line) {
+            ctx.out
+                .warn(format!("cannot write the build log {}: {e}", log.display()));
+        }
+    }
+    let mut o = finish(
+        args,
+        plan,
+        &ph,
+        Value::Null,
+        Value::Null,
+        None,
+        total,
+        ok,
+        code,
+        hooks,
+    );
+    o.doc["unchanged"] = json!({ "from": from_ref, "digest": manifest.digest, "inputs": hash });
+    // What the Jenkins step puts in the build description (there is no build log to report on).
+    o.doc["verdict"] = json!(format!(
+        "cache: unchanged inputs, {from_ref} tagged without building ({})",
+        human_duration(total.elapsed())
+    ));
+    o.text = format!(
+        "unchanged: {from_ref} was built from the same inputs; tagged it, nothing built\n{}",
+        o.text
+    );
+    o
 }
 
 /// Whether the local daemon has the image.
@@ -1860,6 +2128,7 @@ pub fn base(args: BaseArgs, ctx: &Context) -> Result<u8> {
         no_extract: args.no_extract,
         no_save: args.no_save,
         no_report: false,
+        rebuild: false,
         dry_run: false,
         log: args.log.clone(),
         base_dockerfile: None,

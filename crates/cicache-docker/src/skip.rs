@@ -1,0 +1,436 @@
+//! Unchanged builds: the hash of everything an image is built from, so that `cicache build
+//! --push` can tag the image the registry already has instead of building it again.
+//!
+//! The hash ([`compute`]) covers what the base-image hash covers (the Dockerfile's bytes, the
+//! files of its `COPY`/`ADD` lines by path, content and owner-exec bit, the build arguments,
+//! the platform; see [`crate::base`]) and also:
+//! - which image every external `FROM`, `COPY --from=IMAGE` and `RUN --mount=from=IMAGE`
+//!   names, as the caller resolves it (a digest or image id: a `FROM python:3.12-slim` that
+//!   moved upstream is another input);
+//! - `--target`, the labels and the arguments passed to docker after `--`;
+//! - `.dockerignore` (and `<Dockerfile>.dockerignore`): the files are hashed whether or not
+//!   it excludes them, so a rule that starts letting a file in must count as a change.
+//!
+//! The build records the hash as the label [`LABEL`] on the image; the classic flavour's cache
+//! tag is the image itself, so the next build reads it there ([`Plan::Never`] lists what makes
+//! a build never skippable: `--no-cache`/`--pull`, a `RUN --mount=type=bind` of the context,
+//! an `ADD` of a URL, a `FROM` that cannot be resolved, the cache dir among the inputs).
+//! Hashing more than docker reads only costs a needless build, never a wrong image.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::base::{self, BaseError, BaseSpec};
+use crate::dockerfile::{self, Dockerfile};
+
+/// Label on images built by `cicache build`: the hash of their inputs.
+pub const LABEL: &str = "io.cicache.inputs";
+/// Bump when the hashed text changes meaning.
+const KIND: &str = "cicache-app-v1";
+
+/// What a build is made from.
+#[derive(Debug, Clone)]
+pub struct SkipSpec {
+    pub context: PathBuf,
+    pub dockerfile: PathBuf,
+    /// `KEY=VALUE`.
+    pub build_args: Vec<String>,
+    pub target: Option<String>,
+    /// `os/arch[/variant]`.
+    pub platform: String,
+    /// `KEY=VALUE` labels the build adds (not [`LABEL`] itself).
+    pub labels: Vec<String>,
+    /// Arguments after `--`.
+    pub extra: Vec<String>,
+    /// The workspace cache dir (never an input: restores change it).
+    pub cache_dir: PathBuf,
+}
+
+/// The inputs of a build, hashed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BuildInputs {
+    /// blake3 (hex) over every input.
+    pub hash: String,
+    /// Per-input hashes (`dockerfile`, `platform`, `arg:K`, `file:P`, `from:REF`, `target`,
+    /// `extra`, `label:K`, `dockerignore:NAME`).
+    pub inputs: BTreeMap<String, String>,
+}
+
+/// Whether a build can be skipped when its inputs are unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    Hashed(BuildInputs),
+    /// Never skipped, and why.
+    Never(String),
+}
+
+fn blake3_hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// Expands `$VAR` and `${VAR}` (with `:-`/`-` defaults) from `vars`; `None` when a variable
+/// has no value.
+fn expand(word: &str, vars: &BTreeMap<String, String>) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = word;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(body) = after.strip_prefix('{') {
+            let end = body.find('}')?;
+            let inner = &body[..end];
+            let (name, default) = match inner.find(":-").or_else(|| inner.find('-')) {
+                Some(j) => {
+                    let d = inner[j..].trim_start_matches(':');
+                    (&inner[..j], Some(&d[1..]))
+                }
+                None => (inner, None),
+            };
+            match vars.get(name).filter(|v| !v.is_empty()) {
+                Some(v) => out.push_str(v),
+                None => out.push_str(default?),
+            }
+            rest = &body[end + 1..];
+        } else {
+            let len = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            if len == 0 {
+                return None;
+            }
+            out.push_str(vars.get(&after[..len]).filter(|v| !v.is_empty())?);
+            rest = &after[len..];
+        }
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// The images a Dockerfile reads that are not its own stages (`FROM`, `COPY --from=`,
+/// `RUN --mount=...,from=`), with `ARG`s expanded; `Err` names one that cannot be expanded.
+pub fn external_images(df: &Dockerfile, build_args: &[String]) -> Result<Vec<String>, String> {
+    let given = base::build_arg_map(build_args).map_err(|e| e.to_string())?;
+    // Global ARGs (before the first FROM) with their defaults, overridden by the build args.
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    for ins in df.instructions.iter().filter(|i| i.stage.is_none()) {
+        if ins.keyword != "ARG" {
+            continue;
+        }
+        for w in ins.args.split_whitespace() {
+            let (k, v) = w.split_once('=').unwrap_or((w, ""));
+            let v = v.trim_matches('"').trim_matches('\'');
+            vars.insert(k.to_string(), v.to_string());
+        }
+    }
+    for (k, v) in &given {
+        if vars.contains_key(k) {
+            vars.insert(k.clone(), v.clone());
+        }
+    }
+    let stage_names: BTreeSet<String> = df
+        .stages
+        .iter()
+        .filter_map(|s| s.name.as_ref().map(|n| n.to_ascii_lowercase()))
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |word: &str, line: usize, what: &str| -> Result<(), String> {
+        let image = expand(word, &vars).ok_or_else(|| {
+            format!("line {line}: {what} {word}: an ARG without a value names the image")
+        })?;
+        if image.is_empty() {
+            return Err(format!("line {line}: {what} {word} names no image"));
+        }
+        let lower = image.to_ascii_lowercase();
+        if lower == "scratch" || stage_names.contains(&lower) || image.parse::<usize>().is_ok() {
+            return Ok(());
+        }
+        if !out.contains(&image) {
+            out.push(image);
+        }
+        Ok(())
+    };
+    for s in &df.stages {
+        add(&s.base, s.line, "FROM")?;
+    }
+    for ins in &df.instructions {
+        if matches!(ins.keyword.as_str(), "COPY" | "ADD") {
+            for f in &ins.flags {
+                if let Some(v) = f.strip_prefix("--from=") {
+                    add(v, ins.line, "COPY --from")?;
+                }
+            }
+        }
+        for m in &ins.mounts {
+            for (k, v) in &m.options {
+                if k == "from"
+                    && let Some(v) = v
+                {
+                    add(v, ins.line, "RUN --mount from=")?;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Hashes the inputs of a build. `resolve` names the image a reference is (`Some(digest or
+/// id)`), `None` when it cannot tell: the build is then never skipped.
+pub fn compute(
+    spec: &SkipSpec,
+    resolve: &mut dyn FnMut(&str) -> Option<String>,
+) -> Result<Plan, BaseError> {
+    if let Some(a) = spec.extra.iter().find(|a| {
+        let a = a.as_str();
+        a == "--no-cache"
+            || a == "--pull"
+            || a.starts_with("--no-cache-filter")
+            || a == "--pull=true"
+    }) {
+        return Ok(Plan::Never(format!("{a} is passed to docker")));
+    }
+    let df = dockerfile::parse_file(&spec.dockerfile)?;
+    for ins in &df.instructions {
+        for m in &ins.mounts {
+            if m.kind == "bind" && !m.options.iter().any(|(k, _)| k == "from") {
+                return Ok(Plan::Never(format!(
+                    "line {}: RUN --mount=type=bind reads the build context",
+                    ins.line
+                )));
+            }
+        }
+    }
+    let (_, notes) = base::copy_sources(&df);
+    if let Some(n) = notes.first() {
+        let line = n.split(':').next().unwrap_or_default();
+        return Ok(Plan::Never(format!(
+            "{line}: docker fetches a URL, which may change"
+        )));
+    }
+    let hashed = match base::compute(&BaseSpec {
+        context: spec.context.clone(),
+        dockerfile: spec.dockerfile.clone(),
+        inputs: Vec::new(),
+        build_args: spec.build_args.clone(),
+        platform: spec.platform.clone(),
+    }) {
+        Ok(h) => h,
+        Err(e @ (BaseError::NoMatch { .. } | BaseError::OutsideContext { .. })) => {
+            return Ok(Plan::Never(e.to_string()));
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(cache_rel) = relative_inside(&spec.context, &spec.cache_dir) {
+        let in_inputs = hashed.files.iter().any(|f| {
+            cache_rel.is_empty()
+                || f == &cache_rel
+                || (f.starts_with(&cache_rel) && f.as_bytes().get(cache_rel.len()) == Some(&b'/'))
+        });
+        if in_inputs {
+            return Ok(Plan::Never(format!(
+                "the Dockerfile copies the cache dir {} into the image",
+                spec.cache_dir.display()
+            )));
+        }
+    }
+    let mut inputs = hashed.inputs;
+    inputs.insert("kind".into(), KIND.into());
+    let images = match external_images(&df, &spec.build_args) {
+        Ok(i) => i,
+        Err(why) => return Ok(Plan::Never(why)),
+    };
+    for image in images {
+        match resolve(&image) {
+            Some(id) => {
+                inputs.insert(format!("from:{image}"), id);
+            }
+            None => {
+                return Ok(Plan::Never(format!(
+                    "which image {image} is could not be told (not on this agent, and its \
+                     registry did not answer)"
+                )));
+            }
+        }
+    }
+    if let Some(t) = &spec.target {
+        inputs.insert("target".into(), t.clone());
+    }
+    if !spec.extra.is_empty() {
+        inputs.insert("extra".into(), blake3_hex(spec.extra.join("\0").as_bytes()));
+    }
+    for l in &spec.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        inputs.insert(format!("label:{k}"), blake3_hex(v.as_bytes()));
+    }
+    let df_ignore = {
+        let mut name = spec.dockerfile.file_name().unwrap_or_default().to_owned();
+        name.push(".dockerignore");
+        spec.dockerfile.with_file_name(name)
+    };
+    for (name, path) in [
+        (
+            ".dockerignore".to_string(),
+            spec.context.join(".dockerignore"),
+        ),
+        (
+            df_ignore
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            df_ignore.clone(),
+        ),
+    ] {
+        match std::fs::read(&path) {
+            Ok(b) => {
+                inputs.insert(format!("dockerignore:{name}"), blake3_hex(&b));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(BaseError::Read { path, source }),
+        }
+    }
+    let hash = base::hash_of(&inputs);
+    Ok(Plan::Hashed(BuildInputs { hash, inputs }))
+}
+
+/// `path` relative to `context` (`/`-separated) when it lies inside it.
+fn relative_inside(context: &Path, path: &Path) -> Option<String> {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (c, p) = (abs(context), abs(path));
+    let rel = p.strip_prefix(&c).ok()?;
+    let mut parts: Vec<String> = Vec::new();
+    for comp in rel.components() {
+        match comp {
+            std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            std::path::Component::ParentDir => {
+                parts.pop()?;
+            }
+            _ => {}
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(dockerfile: &str) -> (tempfile::TempDir, SkipSpec) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("Dockerfile"), dockerfile).unwrap();
+        std::fs::write(d.path().join("requirements.txt"), "torch==2\n").unwrap();
+        std::fs::write(d.path().join("app.py"), "print(1)\n").unwrap();
+        let spec = SkipSpec {
+            context: d.path().to_path_buf(),
+            dockerfile: d.path().join("Dockerfile"),
+            build_args: vec![],
+            target: None,
+            platform: "linux/amd64".into(),
+            labels: vec![],
+            extra: vec![],
+            cache_dir: d.path().join(".pip-cache"),
+        };
+        (d, spec)
+    }
+
+    const DF: &str = "ARG BASE=python:3.12-slim\nFROM ${BASE} AS build\nCOPY requirements.txt .\n\
+        RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt\n\
+        FROM build\nCOPY app.py .\n";
+
+    fn hash(spec: &SkipSpec) -> String {
+        match compute(spec, &mut |r| Some(format!("id-of-{r}"))).unwrap() {
+            Plan::Hashed(h) => h.hash,
+            Plan::Never(why) => panic!("never: {why}"),
+        }
+    }
+
+    #[test]
+    fn every_input_changes_the_hash_and_nothing_else_does() {
+        let (d, mut spec) = ctx(DF);
+        let h0 = hash(&spec);
+        // Not inputs: a file no COPY names, the cache dir, mtimes.
+        std::fs::write(d.path().join("README"), "x").unwrap();
+        std::fs::create_dir(d.path().join(".pip-cache")).unwrap();
+        std::fs::write(d.path().join(".pip-cache/w.whl"), "wheel").unwrap();
+        assert_eq!(hash(&spec), h0);
+        // Each input.
+        std::fs::write(d.path().join("app.py"), "print(2)\n").unwrap();
+        let h1 = hash(&spec);
+        assert_ne!(h1, h0);
+        spec.build_args = vec!["BASE=python:3.13-slim".into()];
+        let h2 = hash(&spec);
+        assert_ne!(h2, h1);
+        spec.target = Some("build".into());
+        let h3 = hash(&spec);
+        assert_ne!(h3, h2);
+        spec.extra = vec!["--network".into(), "host".into()];
+        let h4 = hash(&spec);
+        assert_ne!(h4, h3);
+        spec.labels = vec!["io.cicache.base=r/app:base-1".into()];
+        let h5 = hash(&spec);
+        assert_ne!(h5, h4);
+        std::fs::write(d.path().join(".dockerignore"), "secret\n").unwrap();
+        let h6 = hash(&spec);
+        assert_ne!(h6, h5);
+        let h7 = match compute(&spec, &mut |r| Some(format!("new-id-of-{r}"))).unwrap() {
+            Plan::Hashed(h) => h.hash,
+            Plan::Never(w) => panic!("{w}"),
+        };
+        assert_ne!(h7, h6, "a FROM image that moved is a change");
+    }
+
+    #[test]
+    fn from_images_are_expanded_and_stages_left_out() {
+        let df = dockerfile::parse(DF).unwrap();
+        assert_eq!(external_images(&df, &[]).unwrap(), vec!["python:3.12-slim"]);
+        assert_eq!(
+            external_images(&df, &["BASE=reg:5000/py:1".into()]).unwrap(),
+            vec!["reg:5000/py:1"]
+        );
+        let df = dockerfile::parse(
+            "FROM scratch AS a\nFROM alpine:3\nCOPY --from=a /x /x\nCOPY --from=busybox:1 /bin/sh /sh\n\
+             RUN --mount=type=cache,target=/c,from=0 true\n",
+        )
+        .unwrap();
+        assert_eq!(
+            external_images(&df, &[]).unwrap(),
+            vec!["alpine:3", "busybox:1"]
+        );
+        let df = dockerfile::parse("ARG B\nFROM $B\n").unwrap();
+        assert!(external_images(&df, &[]).is_err());
+    }
+
+    #[test]
+    fn what_makes_a_build_never_skipped() {
+        let never = |spec: &SkipSpec| match compute(spec, &mut |r| Some(r.to_string())).unwrap() {
+            Plan::Never(why) => why,
+            Plan::Hashed(_) => panic!("hashed"),
+        };
+        let (_d, mut spec) = ctx(DF);
+        spec.extra = vec!["--no-cache".into()];
+        assert!(never(&spec).contains("--no-cache"));
+        let (_d, spec) = ctx("FROM alpine\nRUN --mount=type=bind,target=/src make\n");
+        assert!(never(&spec).contains("type=bind"));
+        let (_d, spec) = ctx("FROM alpine\nADD https://example.com/x.tgz /x\n");
+        assert!(never(&spec).contains("URL"));
+        let (d, spec) = ctx("FROM alpine\nCOPY . /src\n");
+        std::fs::create_dir(d.path().join(".pip-cache")).unwrap();
+        std::fs::write(d.path().join(".pip-cache/w.whl"), "wheel").unwrap();
+        assert!(never(&spec).contains("cache dir"));
+        let (_d, spec) = ctx("FROM alpine\nCOPY missing.txt /\n");
+        assert!(!never(&spec).is_empty());
+        let (_d, spec) = ctx(DF);
+        assert!(matches!(
+            compute(&spec, &mut |_| None).unwrap(),
+            Plan::Never(w) if w.contains("python:3.12-slim")
+        ));
+    }
+
+    #[test]
+    fn expand_forms() {
+        let v: BTreeMap<String, String> = [("A".to_string(), "x".to_string())].into();
+        assert_eq!(expand("$A:1", &v).as_deref(), Some("x:1"));
+        assert_eq!(expand("${A}-y", &v).as_deref(), Some("x-y"));
+        assert_eq!(expand("${B:-d}", &v).as_deref(), Some("d"));
+        assert_eq!(expand("${B}", &v), None);
+        assert_eq!(expand("plain", &v).as_deref(), Some("plain"));
+    }
+}
