@@ -324,9 +324,21 @@ pub fn compute(spec: &BaseSpec) -> Result<BaseInputs, BaseError> {
         path: spec.dockerfile.clone(),
         source,
     })?;
+    compute_bytes(spec, &bytes)
+}
+
+/// [`compute`] with the Dockerfile's bytes given (`spec.dockerfile` names it in errors).
+pub fn compute_bytes(spec: &BaseSpec, bytes: &[u8]) -> Result<BaseInputs, BaseError> {
     let mut notes = Vec::new();
     let (patterns, what, source) = if spec.inputs.is_empty() {
-        let df = dockerfile::parse_file(&spec.dockerfile)?;
+        let df =
+            dockerfile::parse(&String::from_utf8_lossy(bytes)).map_err(|(line, message)| {
+                dockerfile::DockerfileError::Syntax {
+                    path: spec.dockerfile.clone(),
+                    line,
+                    message,
+                }
+            })?;
         let (srcs, n) = copy_sources(&df);
         notes.extend(n);
         (srcs, "COPY/ADD source", "COPY/ADD")
@@ -347,7 +359,7 @@ pub fn compute(spec: &BaseSpec) -> Result<BaseInputs, BaseError> {
     let files = select(&spec.context, &patterns, what)?;
 
     let mut inputs = BTreeMap::new();
-    inputs.insert("dockerfile".to_string(), blake3_hex(&bytes));
+    inputs.insert("dockerfile".to_string(), blake3_hex(bytes));
     inputs.insert("platform".to_string(), spec.platform.clone());
     for (k, v) in build_arg_map(&spec.build_args)? {
         inputs.insert(format!("arg:{k}"), blake3_hex(v.as_bytes()));

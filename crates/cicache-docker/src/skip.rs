@@ -25,6 +25,9 @@ use crate::dockerfile::{self, Dockerfile};
 
 /// Label on images built by `cicache build`: the hash of their inputs.
 pub const LABEL: &str = "io.cicache.inputs";
+/// Label on images built by `cicache build`: the hash of the inputs of the Dockerfile's
+/// lines up to its last `RUN` with a cache mount ([`compute_mount_steps`]).
+pub const LABEL_MOUNT_STEPS: &str = "io.cicache.mount-inputs";
 /// Bump when the hashed text changes meaning.
 const KIND: &str = "cicache-app-v1";
 
@@ -179,6 +182,40 @@ pub fn compute(
     spec: &SkipSpec,
     resolve: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Result<Plan, BaseError> {
+    let bytes = read(&spec.dockerfile)?;
+    compute_text(spec, &bytes, true, resolve)
+}
+
+/// The hash of what the Dockerfile's lines up to `end_line` (the last `RUN` with a cache
+/// mount) are made from: equal hashes mean docker takes those steps from the layer cache,
+/// so the cache mounts are neither read nor written. Like [`compute`] without the target and
+/// the labels, which do not change a step's cache key.
+pub fn compute_mount_steps(
+    spec: &SkipSpec,
+    end_line: usize,
+    resolve: &mut dyn FnMut(&str) -> Option<String>,
+) -> Result<Plan, BaseError> {
+    let bytes = read(&spec.dockerfile)?;
+    let mut prefix: Vec<u8> = Vec::new();
+    for line in bytes.split_inclusive(|b| *b == b'\n').take(end_line) {
+        prefix.extend_from_slice(line);
+    }
+    compute_text(spec, &prefix, false, resolve)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, BaseError> {
+    std::fs::read(path).map_err(|source| BaseError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn compute_text(
+    spec: &SkipSpec,
+    bytes: &[u8],
+    whole: bool,
+    resolve: &mut dyn FnMut(&str) -> Option<String>,
+) -> Result<Plan, BaseError> {
     if let Some(a) = spec.extra.iter().find(|a| {
         let a = a.as_str();
         a == "--no-cache"
@@ -188,7 +225,13 @@ pub fn compute(
     }) {
         return Ok(Plan::Never(format!("{a} is passed to docker")));
     }
-    let df = dockerfile::parse_file(&spec.dockerfile)?;
+    let df = dockerfile::parse(&String::from_utf8_lossy(bytes)).map_err(|(line, message)| {
+        dockerfile::DockerfileError::Syntax {
+            path: spec.dockerfile.clone(),
+            line,
+            message,
+        }
+    })?;
     for ins in &df.instructions {
         for m in &ins.mounts {
             if m.kind == "bind" && !m.options.iter().any(|(k, _)| k == "from") {
@@ -206,13 +249,14 @@ pub fn compute(
             "{line}: docker fetches a URL, which may change"
         )));
     }
-    let hashed = match base::compute(&BaseSpec {
+    let base_spec = BaseSpec {
         context: spec.context.clone(),
         dockerfile: spec.dockerfile.clone(),
         inputs: Vec::new(),
         build_args: spec.build_args.clone(),
         platform: spec.platform.clone(),
-    }) {
+    };
+    let hashed = match base::compute_bytes(&base_spec, bytes) {
         Ok(h) => h,
         Err(e @ (BaseError::NoMatch { .. } | BaseError::OutsideContext { .. })) => {
             return Ok(Plan::Never(e.to_string()));
@@ -233,7 +277,14 @@ pub fn compute(
         }
     }
     let mut inputs = hashed.inputs;
-    inputs.insert("kind".into(), KIND.into());
+    inputs.insert(
+        "kind".into(),
+        if whole {
+            KIND.into()
+        } else {
+            format!("{KIND}-mount-steps")
+        },
+    );
     let images = match external_images(&df, &spec.build_args) {
         Ok(i) => i,
         Err(why) => return Ok(Plan::Never(why)),
@@ -251,13 +302,13 @@ pub fn compute(
             }
         }
     }
-    if let Some(t) = &spec.target {
+    if let Some(t) = spec.target.as_ref().filter(|_| whole) {
         inputs.insert("target".into(), t.clone());
     }
     if !spec.extra.is_empty() {
         inputs.insert("extra".into(), blake3_hex(spec.extra.join("\0").as_bytes()));
     }
-    for l in &spec.labels {
+    for l in spec.labels.iter().filter(|_| whole) {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
         inputs.insert(format!("label:{k}"), blake3_hex(v.as_bytes()));
     }
@@ -375,6 +426,33 @@ mod tests {
             Plan::Never(w) => panic!("{w}"),
         };
         assert_ne!(h7, h6, "a FROM image that moved is a change");
+    }
+
+    #[test]
+    fn the_mount_steps_hash_ignores_what_comes_after_them() {
+        let (d, mut spec) = ctx(DF);
+        let m =
+            |spec: &SkipSpec| match compute_mount_steps(spec, 4, &mut |r| Some(format!("id-{r}")))
+                .unwrap()
+            {
+                Plan::Hashed(h) => h.hash,
+                Plan::Never(w) => panic!("{w}"),
+            };
+        let m0 = m(&spec);
+        assert_ne!(m0, hash(&spec), "another kind of hash");
+        std::fs::write(d.path().join("app.py"), "print(2)\n").unwrap();
+        spec.target = Some("build".into());
+        spec.labels = vec!["a=b".into()];
+        let mut df = DF.to_string();
+        df.push_str("RUN echo more\n");
+        std::fs::write(&spec.dockerfile, &df).unwrap();
+        assert_eq!(
+            m(&spec),
+            m0,
+            "app.py, target, labels and later lines are not inputs"
+        );
+        std::fs::write(d.path().join("requirements.txt"), "torch==3\n").unwrap();
+        assert_ne!(m(&spec), m0);
     }
 
     #[test]

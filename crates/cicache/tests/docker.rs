@@ -692,15 +692,26 @@ fn unchanged_inputs_are_tagged_not_built() {
         assert!(!ws.join(".pip-cache").exists(), "nothing restored");
     }
 
-    // 3. The app code changed: a build (pip's step from the layer cache, so the cache mounts
-    // are not extracted), and a new label on the cache tag.
+    // 3. The app code changed (the agent still has no image: step 2 pulled nothing): a
+    // build. The steps up to pip's are unchanged, so docker takes them from the registry's
+    // layer cache: no restore, no inject, no extract; a new label on the cache tag.
     std::fs::write(ws.join("app.py"), "print('changed')\n").unwrap();
     {
         let r = build(&d, "v3", &[]);
         ok(&r);
         let j = r.json();
         assert!(j["unchanged"].is_null(), "{j}");
+        let check = phase(&j, "check");
+        assert!(
+            check["message"].as_str().unwrap().contains("layer cache"),
+            "{check}"
+        );
+        assert_eq!(phase(&j, "restore")["status"], "skipped", "{j}");
+        assert_eq!(phase(&j, "inject")["status"], "skipped", "{j}");
         assert_eq!(phase(&j, "build")["status"], "ok");
+        let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
+        let (cached, downloaded) = pip_lines(&log);
+        assert!(cached.is_empty() && downloaded.is_empty(), "pip ran: {log}");
         let extract = phase(&j, "extract");
         assert_eq!(extract["status"], "skipped", "{j}");
         assert!(
@@ -719,13 +730,37 @@ fn unchanged_inputs_are_tagged_not_built() {
         );
     }
 
-    // 4. --rebuild builds even so.
+    // 4. --rebuild builds even so, with every cache phase.
     {
         let r = build(&d, "v4", &["--rebuild"]);
         ok(&r);
         let j = r.json();
         assert_eq!(phase(&j, "check")["status"], "skipped");
         assert_eq!(phase(&j, "build")["status"], "ok", "{j}");
+        assert_eq!(phase(&j, "restore")["status"], "ok", "{j}");
+        assert_eq!(phase(&j, "inject")["status"], "ok", "{j}");
+    }
+
+    // 5. A requirement added: pip's step runs, with the cache restored and injected.
+    let mut reqs = std::fs::read_to_string(ws.join("requirements.txt")).unwrap();
+    reqs.push_str("tomli==2.0.1\n");
+    std::fs::write(ws.join("requirements.txt"), reqs).unwrap();
+    {
+        let r = build(&d, "v5", &[]);
+        ok(&r);
+        let j = r.json();
+        assert!(
+            phase(&j, "check")["message"]
+                .as_str()
+                .unwrap()
+                .contains("building"),
+            "{j}"
+        );
+        assert_eq!(phase(&j, "inject")["status"], "ok", "{j}");
+        assert_eq!(phase(&j, "extract")["status"], "ok", "{j}");
+        let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
+        let (_, downloaded) = pip_lines(&log);
+        assert_eq!(downloaded, vec!["tomli-2.0.1-py3-none-any.whl"], "{log}");
     }
 }
 

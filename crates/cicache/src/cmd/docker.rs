@@ -949,6 +949,7 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
     // What the image is made from, hashed (label io.cicache.inputs): an unchanged --push
     // build tags the image the cache tag already is instead of building it.
     let mut labels = hooks.labels.clone();
+    let mut mount_inputs: Option<String> = None;
     let check_started = Instant::now();
     let inputs: Result<String, String> = if args.dry_run {
         Err("--dry-run".into())
@@ -969,7 +970,28 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
             extra: args.extra.clone(),
             cache_dir: cache_dir.clone(),
         };
-        match skip::compute(&spec, &mut |r| resolve_image(&docker, r, ctx)) {
+        let mut resolved: std::collections::HashMap<String, Option<String>> = Default::default();
+        let mut resolve = |r: &str| {
+            resolved
+                .entry(r.to_string())
+                .or_insert_with(|| resolve_image(&docker, r, ctx))
+                .clone()
+        };
+        // The cache-mount steps alone: the Dockerfile up to the last RUN with a cache mount.
+        let last_mount_end = df.as_ref().and_then(|df| {
+            let last = mounts.iter().map(|m| m.line).max()?;
+            df.instructions
+                .iter()
+                .find(|i| i.line == last)
+                .map(|i| i.end_line)
+        });
+        if let Some(end) = last_mount_end
+            && let Ok(skip::Plan::Hashed(h)) = skip::compute_mount_steps(&spec, end, &mut resolve)
+        {
+            labels.push(format!("{}={}", skip::LABEL_MOUNT_STEPS, h.hash));
+            mount_inputs = Some(h.hash);
+        }
+        match skip::compute(&spec, &mut resolve) {
             Ok(skip::Plan::Hashed(h)) => {
                 labels.push(format!("{}={}", skip::LABEL, h.hash));
                 Ok(h.hash)
@@ -1044,41 +1066,74 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         });
     }
 
-    // 0. check: unchanged inputs
+    // 0. check: unchanged inputs (tag instead of building), or unchanged cache-mount steps
+    // (docker takes them from the layer cache: restore and inject cannot help).
+    let mut mounts_from_layer_cache: Option<String> = None;
     match &inputs {
-        Err(why) => ph.skipped("check", why.clone()),
-        Ok(_) if args.rebuild => ph.skipped("check", "--rebuild"),
-        Ok(_) if !args.push => ph.skipped(
-            "check",
-            "no --push: the image is built into the local daemon",
-        ),
-        Ok(hash) => match unchanged_image(&plan, hash, ctx) {
-            Ok(None) => ph.ok(
-                "check",
-                check_started,
-                format!(
-                    "no cache tag was built from these inputs ({}): building",
-                    &hash[..16]
-                ),
-                json!({ "inputs": hash }),
-            ),
-            Ok(Some(found)) => {
-                return Ok(tag_unchanged(
-                    &args,
-                    &plan,
-                    ph,
-                    found,
-                    hash,
-                    check_started,
-                    total,
-                    ctx,
-                    hooks,
-                ));
+        Err(why) if mount_inputs.is_none() => ph.skipped("check", why.clone()),
+        _ if args.rebuild => ph.skipped("check", "--rebuild"),
+        _ => match cache_tag_labels(&plan, ctx) {
+            Ok(found) => {
+                let has = |label: &str, value: &str| {
+                    found
+                        .iter()
+                        .find(|(_, _, l)| l[label].as_str() == Some(value))
+                };
+                let whole = inputs
+                    .as_ref()
+                    .ok()
+                    .and_then(|h| has(skip::LABEL, h).map(|f| (h, f)));
+                let steps = mount_inputs
+                    .as_deref()
+                    .and_then(|h| has(skip::LABEL_MOUNT_STEPS, h));
+                match (whole, steps) {
+                    (Some((hash, (tag, m, _))), _) if args.push => {
+                        return Ok(tag_unchanged(
+                            &args,
+                            &plan,
+                            ph,
+                            (tag.clone(), m.clone()),
+                            hash,
+                            check_started,
+                            total,
+                            ctx,
+                            hooks,
+                        ));
+                    }
+                    (_, Some((tag, _, _))) => {
+                        let from = format!("{}:{tag}", plan.image);
+                        ph.ok(
+                            "check",
+                            check_started,
+                            format!(
+                                "the steps up to the last cache mount are unchanged since {from}: \
+                                 docker takes them from the layer cache"
+                            ),
+                            json!({ "inputs": inputs.as_ref().ok(), "mount_inputs": mount_inputs, "mount_steps_from": from }),
+                        );
+                        mounts_from_layer_cache = Some(from);
+                    }
+                    _ => ph.ok(
+                        "check",
+                        check_started,
+                        match &inputs {
+                            Ok(_) if !args.push => "inputs changed or not pushed before; \
+                                no --push: building into the local daemon"
+                                .to_string(),
+                            Ok(h) => format!(
+                                "no cache tag was built from these inputs ({}): building",
+                                &h[..16]
+                            ),
+                            Err(why) => format!("building: {why}"),
+                        },
+                        json!({ "inputs": inputs.as_ref().ok(), "mount_inputs": mount_inputs }),
+                    ),
+                }
             }
             Err(e) => ph.cache_failed(
                 "check",
                 check_started,
-                e.context("reading the cache tag's inputs label"),
+                e.context("reading the cache tag's labels"),
             )?,
         },
     }
@@ -1087,6 +1142,11 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
     let mut restored: Value = Value::Null;
     if let Some(why) = hooks.restored_by {
         ph.skipped("restore", why);
+    } else if let Some(from) = &mounts_from_layer_cache {
+        ph.skipped(
+            "restore",
+            format!("the cache-mount steps come from the layer cache of {from}"),
+        );
     } else if args.no_restore {
         ph.skipped("restore", "--no-restore");
     } else {
@@ -1114,6 +1174,11 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
     // 2. inject
     if args.no_inject {
         ph.skipped("inject", "--no-inject");
+    } else if let Some(from) = &mounts_from_layer_cache {
+        ph.skipped(
+            "inject",
+            format!("the cache-mount steps come from the layer cache of {from}"),
+        );
     } else if mounts.is_empty() {
         ph.skipped("inject", "the Dockerfile has no RUN --mount=type=cache");
     } else if !cache_dir.is_dir() {
@@ -1576,14 +1641,14 @@ fn resolve_image(docker: &Docker, reference: &str, ctx: &Context) -> Option<Stri
     client.head_manifest(tag).ok().flatten()
 }
 
-/// The cache tag (own scope first) whose image carries the inputs label `hash`: its tag and
-/// manifest. `None` when none does (or none exists).
-fn unchanged_image(
+/// The cache tags the build reads (own scope first) that exist, each with its manifest and
+/// its image config's labels.
+fn cache_tag_labels(
     plan: &BuildPlan,
-    hash: &str,
     ctx: &Context,
-) -> Result<Option<(String, cicache_registry::oci::Manifest)>> {
+) -> Result<Vec<(String, cicache_registry::oci::Manifest, Value)>> {
     let client = oci_client(&plan.image, ctx)?;
+    let mut out = Vec::new();
     for r in &plan.cache_from {
         let tag = r.rsplit_once(':').map(|(_, t)| t).unwrap_or(r);
         let m = match client.manifest(tag) {
@@ -1600,11 +1665,10 @@ fn unchanged_image(
         let Some(cfg) = client.blob_json(config)? else {
             continue;
         };
-        if cfg["config"]["Labels"][skip::LABEL].as_str() == Some(hash) {
-            return Ok(Some((tag.to_string(), m)));
-        }
+        let labels = cfg["config"]["Labels"].clone();
+        out.push((tag.to_string(), m, labels));
     }
-    Ok(None)
+    Ok(out)
 }
 
 /// The build's inputs are those of the cache tag `found`: put its manifest under the image
