@@ -5,7 +5,7 @@
 # the distribution registry, real pip in the image, cicache's release build).
 #
 #   bench/e2e.sh [--runs N] [--rate 20MB] [--strategies "none mount registry full"]
-#                [--scenarios "cold warm-same warm-fresh changed"] [--out DIR] [--no-build]
+#                [--scenarios "cold warm-same warm-fresh code changed"] [--out DIR] [--no-build]
 #                [--no-report]
 #
 # --runs N       rounds (default 3); each round runs every strategy, in an order rotated per
@@ -20,6 +20,8 @@
 # --scenarios    cold:       fresh agent (new dockerd data-root), empty store, empty registry
 #                warm-same:  the same build again on the same agent (daemon state kept)
 #                warm-fresh: the same build on a fresh agent; store and registry kept
+#                code:       the app code changed (app.py), requirements the same, fresh agent
+#                            (not one of issue 7's scenarios: the everyday commit)
 #                changed:    one requirement changed (pillow 11.0.0 -> 11.1.0), fresh agent
 # --out DIR      raw results (default /var/tmp/cicache-bench/results/e2e-<UTC time>); the
 #                summary goes to bench/results/e2e-<UTC time>/ unless --no-report
@@ -30,7 +32,7 @@
 # base images are `docker load`ed from the test suite's tarballs before the timer starts.
 # Every build starts from a fresh workspace (a clean checkout: no .pip-cache). Each strategy
 # and round has its own registry (docker-registry on a free port) and its own store.
-# After the four scenarios the cleanup job runs: `cicache prune --keep-last 1`,
+# After the scenarios the cleanup job runs: `cicache prune --max-unused 0s --keep-last 1`,
 # `cicache registry gc --max-age 0s --untagged` + `docker-registry garbage-collect`,
 # `cicache docker prune`; what each reclaims is recorded.
 # Needs root, docker.io, docker-registry, busybox-static, debootstrap (the base images, once),
@@ -43,7 +45,7 @@ E2E_DIR=$BENCH_DIR/e2e
 RUNS=3
 RATE=${CICACHE_E2E_RATE:-20MB}
 STRATEGIES="none mount registry full"
-SCENARIOS="cold warm-same warm-fresh changed"
+SCENARIOS="cold warm-same warm-fresh code changed"
 OUT=""
 BUILD=1
 REPORT=1
@@ -199,6 +201,10 @@ build() {
   mkdir -p "$ws"
   cp "$REPO/bench/e2e/app/Dockerfile" "$REPO/bench/e2e/app/app.py" "$REPO/bench/e2e/app/.dockerignore" "$ws/"
   cp "$REPO/bench/e2e/app/$req" "$ws/requirements.txt"
+  # The code scenario (and every one after it: the repository moved on) has a changed app.py.
+  if [[ $sc == code || $sc == changed ]]; then
+    printf '\n# changed by the code scenario\nprint("v2")\n' >>"$ws/app.py"
+  fi
   local args=(--build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "PIP_INDEX_URL=$INDEX_URL"
     --build-arg PIP_TRUSTED_HOST=127.0.0.1)
   local image=$REG/bench/app
@@ -241,7 +247,7 @@ cleanup_job() {
   local s=$1 r=$2 name=$1-r$2-cleanup
   local sb sa rb ra
   sb=$(size_of "$STORE")
-  "$CICACHE" --json --progress never prune --store "$STORE" --keep-last 1 \
+  "$CICACHE" --json --progress never prune --store "$STORE" --max-unused 0s --keep-last 1 \
     >"$OUT/logs/$name-prune.json" 2>>"$OUT/logs/$name.stderr" || true
   sa=$(size_of "$STORE")
   rb=$(size_of "$REG_DIR/data")
@@ -275,6 +281,7 @@ for ((r = 1; r <= RUNS; r++)); do
         cold) new_agent; build "$s" "$r" cold requirements.txt ;;
         warm-same) [[ -n $AGENT ]] || new_agent; build "$s" "$r" warm-same requirements.txt ;;
         warm-fresh) new_agent; build "$s" "$r" warm-fresh requirements.txt ;;
+        code) new_agent; build "$s" "$r" code requirements.txt ;;
         changed) new_agent; build "$s" "$r" changed requirements-changed.txt ;;
         *) echo "e2e.sh: unknown scenario $sc" >&2; exit 2 ;;
       esac

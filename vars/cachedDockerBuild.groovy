@@ -30,6 +30,7 @@ private Map spec() {
         cacheValidityFile    : [type: 'string', default: 'requirements*.txt'],
         registryCache        : [type: 'boolean', default: true],
         push                 : [type: 'boolean', default: false],
+        rebuild              : [type: 'boolean', default: false],
         registryLogin        : [type: 'boolean', default: false],
         registryCredentialsId: [type: 'string', nonEmpty: true],
         region               : [type: 'string', nonEmpty: true],
@@ -260,6 +261,9 @@ private List<String> buildArgs(Map a, boolean helperStore) {
     c.add(a.registryCache ? '--registry-cache' : '--no-registry-cache')
     if (a.push) {
         c.add('--push')
+    }
+    if (a.rebuild) {
+        c.add('--rebuild')
     }
     // The Markdown report is made from the log after the build (cicache report --format markdown).
     c.addAll(['--log', a.logFile, a.context])

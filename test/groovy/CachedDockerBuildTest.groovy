@@ -63,7 +63,7 @@ class CachedDockerBuildTest {
             buildArgs: [PY: '3.12', NOTE: "it's \"quoted\" \$HOME `x`"], target: 'runtime',
             dockerArgs: ['--label', 'team=ml', '--secret', 'id=pip,src=/run/pip.conf'],
             cacheDir: 'build/pip cache', cacheKey: 'pip-{{ hashFiles "requirements*.txt" }}',
-            restoreKeys: ['pip-', 'py-'], store: 's3://bucket/ci', strict: true, push: true,
+            restoreKeys: ['pip-', 'py-'], store: 's3://bucket/ci', strict: true, push: true, rebuild: true,
             registryCache: false, saveCache: false, logFile: 'out/build.log', reportFile: 'out/report.md')
         List<String> argv = buildCall()
         assertEquals(['--json', '--store', 's3://bucket/ci', '--scope', 'main', '--strict', 'build',
@@ -72,7 +72,7 @@ class CachedDockerBuildTest {
                       '--build-arg', 'PY=3.12', '--build-arg', "NOTE=it's \"quoted\" \$HOME `x`".toString(),
                       '--target', 'runtime', '--cache-dir', 'build/pip cache',
                       '--key', 'pip-{{ hashFiles "requirements*.txt" }}', '--restore-key', 'pip-', '--restore-key', 'py-',
-                      '--no-save', '--no-registry-cache', '--push', '--log', 'out/build.log',
+                      '--no-save', '--no-registry-cache', '--push', '--rebuild', '--log', 'out/build.log',
                       'app',
                       '--', '--label', 'team=ml', '--secret', 'id=pip,src=/run/pip.conf'], argv)
         assertEquals('out/report.md', r.reportFile)

@@ -1261,125 +1261,150 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         json!({ "command": build_cmd }),
     );
 
-    // 4. push (the image itself: a failure fails the command)
-    if !args.push {
-        ph.skipped("push", "no --push");
-    } else {
-        let t = Instant::now();
-        let cmds = plan.push_commands();
-        if cmds.is_empty() {
-            ph.ok(
-                "push",
-                t,
-                "pushed by docker buildx build --push",
-                Value::Null,
-            );
+    // 4-5 and 6-7 at once: the push (and the cache tag's) is network and gzip, the extract
+    // and save are the daemon's and the store's disk; the cache work hides behind the push.
+    let push_and_export = |ph: &mut Phases| -> Result<()> {
+        // 4. push (the image itself: a failure fails the command)
+        if !args.push {
+            ph.skipped("push", "no --push");
         } else {
-            for c in &cmds {
-                docker
-                    .run_checked(c, None, Some(&echo), args.log.as_deref())
-                    .with_context(|| {
-                        format!("pushing {}", c.last().cloned().unwrap_or_default())
-                    })?;
-            }
-            ph.ok(
-                "push",
-                t,
-                format!("pushed {}", plan.image_refs().join(", ")),
-                Value::Null,
-            );
-        }
-    }
-
-    // 5. registry cache export (classic: tag + push the cache tag)
-    if !registry_cache {
-        ph.skipped("cache-export", "registry cache off");
-    } else if fl == Flavour::Buildx {
-        ph.skipped("cache-export", "done by the build's --cache-to");
-    } else {
-        let t = Instant::now();
-        let mut res: Result<()> = Ok(());
-        for c in plan.cache_push_commands() {
-            if let Err(e) = docker.run_checked(&c, None, Some(&echo), args.log.as_deref()) {
-                res = Err(anyhow!(e));
-                break;
-            }
-        }
-        match res {
-            Ok(()) => ph.ok(
-                "cache-export",
-                t,
-                format!(
-                    "pushed the cache tag {}",
-                    plan.cache_to.clone().unwrap_or_default()
-                ),
-                Value::Null,
-            ),
-            Err(e) => ph.cache_failed("cache-export", t, e)?,
-        }
-    }
-
-    // 6. extract
-    let mut extracted = false;
-    if args.no_extract {
-        ph.skipped("extract", "--no-extract");
-    } else if mounts.is_empty() {
-        ph.skipped("extract", "the Dockerfile has no RUN --mount=type=cache");
-    } else if mounts_untouched {
-        ph.skipped(
-            "extract",
-            "every RUN with a cache mount came from the layer cache: the mounts hold nothing new",
-        );
-    } else {
-        let t = Instant::now();
-        match dance::extract(&docker, &mount_refs, &cache_dir, &dopts, dance_echo) {
-            Ok(r) => {
-                extracted = r.mounts.iter().any(|m| m.skipped.is_none());
-                let msg = describe_dance(&r, "extracted").join("; ");
+            let t = Instant::now();
+            let cmds = plan.push_commands();
+            if cmds.is_empty() {
                 ph.ok(
-                    "extract",
+                    "push",
                     t,
-                    msg,
-                    serde_json::to_value(&r).unwrap_or(Value::Null),
+                    "pushed by docker buildx build --push",
+                    Value::Null,
+                );
+            } else {
+                for c in &cmds {
+                    docker
+                        .run_checked(c, None, Some(&echo), args.log.as_deref())
+                        .with_context(|| {
+                            format!("pushing {}", c.last().cloned().unwrap_or_default())
+                        })?;
+                }
+                ph.ok(
+                    "push",
+                    t,
+                    format!("pushed {}", plan.image_refs().join(", ")),
+                    Value::Null,
                 );
             }
-            Err(e) => ph.cache_failed("extract", t, anyhow!(e))?,
         }
-    }
 
-    // 7. save
-    let mut saved = Value::Null;
-    if let Some(why) = hooks.saved_by {
-        ph.skipped("save", why);
-    } else if args.no_save {
-        ph.skipped("save", "--no-save");
-    } else if !cache_dir.is_dir() {
-        ph.skipped("save", format!("{} does not exist", cache_dir.display()));
-    } else {
-        let t = Instant::now();
-        match store_save(ctx, &key, &cache_dir) {
-            Ok(v) => {
-                let msg = match v["status"].as_str().unwrap_or_default() {
-                    "saved" => format!(
-                        "saved {} as {}",
-                        cache_dir.display(),
-                        v["key"].as_str().unwrap_or_default()
-                    ),
-                    "unchanged" => "unchanged since the restore: nothing saved".to_string(),
-                    "exists" => format!(
-                        "{} is already saved: nothing written",
-                        v["key"].as_str().unwrap_or_default()
-                    ),
-                    "concurrent" => "another agent saved the same key: theirs kept".to_string(),
-                    other => format!("save {other}"),
-                };
-                saved = v.clone();
-                ph.store_result("save", t, msg, v);
+        // 5. registry cache export (classic: tag + push the cache tag)
+        if !registry_cache {
+            ph.skipped("cache-export", "registry cache off");
+        } else if fl == Flavour::Buildx {
+            ph.skipped("cache-export", "done by the build's --cache-to");
+        } else {
+            let t = Instant::now();
+            let mut res: Result<()> = Ok(());
+            for c in plan.cache_push_commands() {
+                if let Err(e) = docker.run_checked(&c, None, Some(&echo), args.log.as_deref()) {
+                    res = Err(anyhow!(e));
+                    break;
+                }
             }
-            Err(e) => ph.cache_failed("save", t, e)?,
+            match res {
+                Ok(()) => ph.ok(
+                    "cache-export",
+                    t,
+                    format!(
+                        "pushed the cache tag {}",
+                        plan.cache_to.clone().unwrap_or_default()
+                    ),
+                    Value::Null,
+                ),
+                Err(e) => ph.cache_failed("cache-export", t, e)?,
+            }
         }
-    }
-    let _ = extracted;
+        Ok(())
+    };
+    let cache_out = |ph: &mut Phases| -> Result<Value> {
+        // 6. extract
+        let mut extracted = false;
+        if args.no_extract {
+            ph.skipped("extract", "--no-extract");
+        } else if mounts.is_empty() {
+            ph.skipped("extract", "the Dockerfile has no RUN --mount=type=cache");
+        } else if mounts_untouched {
+            ph.skipped(
+                "extract",
+                "every RUN with a cache mount came from the layer cache: the mounts hold nothing new",
+            );
+        } else {
+            let t = Instant::now();
+            match dance::extract(&docker, &mount_refs, &cache_dir, &dopts, dance_echo) {
+                Ok(r) => {
+                    extracted = r.mounts.iter().any(|m| m.skipped.is_none());
+                    let msg = describe_dance(&r, "extracted").join("; ");
+                    ph.ok(
+                        "extract",
+                        t,
+                        msg,
+                        serde_json::to_value(&r).unwrap_or(Value::Null),
+                    );
+                }
+                Err(e) => ph.cache_failed("extract", t, anyhow!(e))?,
+            }
+        }
+
+        // 7. save
+        let mut saved = Value::Null;
+        if let Some(why) = hooks.saved_by {
+            ph.skipped("save", why);
+        } else if args.no_save {
+            ph.skipped("save", "--no-save");
+        } else if !cache_dir.is_dir() {
+            ph.skipped("save", format!("{} does not exist", cache_dir.display()));
+        } else {
+            let t = Instant::now();
+            match store_save(ctx, &key, &cache_dir) {
+                Ok(v) => {
+                    let msg = match v["status"].as_str().unwrap_or_default() {
+                        "saved" => format!(
+                            "saved {} as {}",
+                            cache_dir.display(),
+                            v["key"].as_str().unwrap_or_default()
+                        ),
+                        "unchanged" => "unchanged since the restore: nothing saved".to_string(),
+                        "exists" => format!(
+                            "{} is already saved: nothing written",
+                            v["key"].as_str().unwrap_or_default()
+                        ),
+                        "concurrent" => "another agent saved the same key: theirs kept".to_string(),
+                        other => format!("save {other}"),
+                    };
+                    saved = v.clone();
+                    ph.store_result("save", t, msg, v);
+                }
+                Err(e) => ph.cache_failed("save", t, e)?,
+            }
+        }
+        let _ = extracted;
+        Ok(saved)
+    };
+    let mut out_ph = Phases {
+        ctx,
+        list: Vec::new(),
+        warnings: Vec::new(),
+        prefix: hooks.prefix,
+    };
+    let (pushed, cached_out) = std::thread::scope(|s| {
+        let worker = s.spawn(|| cache_out(&mut out_ph));
+        let pushed = push_and_export(&mut ph);
+        let cached_out = worker
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the extract and save thread panicked")));
+        (pushed, cached_out)
+    });
+    pushed?;
+    ph.list.append(&mut out_ph.list);
+    ph.warnings.append(&mut out_ph.warnings);
+    let saved = cached_out?;
     Ok(finish(
         &args, &plan, &ph, restored, saved, report, total, true, 0, hooks,
     ))
