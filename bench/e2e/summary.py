@@ -20,21 +20,25 @@ LABEL = {
     "registry": "registry layer cache only",
     "full": "full cicache",
 }
-SCENARIOS = ["cold", "warm-same", "warm-fresh", "changed"]
+SCENARIOS = ["cold", "warm-same", "warm-fresh", "code", "changed"]
+# Issue 7's scenarios (the targets); `code` is measured beside them.
+TARGET_SCENARIOS = ["cold", "warm-same", "warm-fresh", "changed"]
 SC_LABEL = {
     "cold": "cold (fresh agent, empty caches)",
     "warm-same": "warm, same agent",
     "warm-fresh": "warm, fresh agent",
+    "code": "app code changed, fresh agent",
     "changed": "one requirement changed, fresh agent",
 }
 CHART_LABEL = {
     "cold": ["cold", "(fresh agent, empty caches)"],
     "warm-same": ["warm", "same agent"],
     "warm-fresh": ["warm", "fresh agent"],
+    "code": ["app code changed", "fresh agent"],
     "changed": ["one requirement changed", "fresh agent"],
 }
 COLOR = {"none": "#9e9e9e", "mount": "#f0a33a", "registry": "#5b8fd6", "full": "#2e9e5b"}
-PHASES = ["restore", "inject", "build", "push", "cache-export", "extract", "save"]
+PHASES = ["check", "restore", "inject", "build", "push", "cache-export", "extract", "save"]
 
 
 def load(path):
@@ -248,7 +252,7 @@ def main():
         else:
             md.append(f"| {t['target']} | | | | {t['result']} |")
     ahead = []
-    for sc in SCENARIOS:
+    for sc in TARGET_SCENARIOS:
         f = cells.get(("full", sc), {}).get("median")
         others = {s: cells.get((s, sc), {}).get("median") for s in STRATEGIES if s != "full"}
         beaten = [s for s, v in others.items() if v is not None and f is not None and v <= f]
@@ -293,7 +297,7 @@ def main():
                       f"{c['steps_cached']:.0f} | {rss} |")
     md.append("")
     if cleanup:
-        md.append("The cleanup job after the four scenarios (medians over rounds): `cicache prune --keep-last 1` "
+        md.append("The cleanup job after the scenarios (medians over rounds): `cicache prune --max-unused 0s --keep-last 1` "
                   "on the store, `cicache registry gc --max-age 0s --untagged` then `docker-registry "
                   "garbage-collect --delete-untagged`, `cicache docker prune` on the last agent:")
         md.append("")
