@@ -85,6 +85,78 @@ pub struct BaseSpec {
     pub build_args: Vec<String>,
     /// `os/arch[/variant]`.
     pub platform: String,
+    /// `.dockerignore` rules the context is read with (empty for bases: their hash has never
+    /// applied it).
+    pub ignore: Ignore,
+}
+
+/// `.dockerignore` rules, as docker's patternmatcher applies them: a path is left out when
+/// the last rule that matches it or one of its parent directories is not a `!` exception.
+#[derive(Debug, Clone, Default)]
+pub struct Ignore {
+    rules: Vec<(globset::GlobMatcher, bool)>,
+}
+
+impl Ignore {
+    /// Parses `.dockerignore` text: `#` comments, blank lines, `!` exceptions; each pattern
+    /// cleaned (`./a/../b/` is `b`, a leading `/` dropped); `*` and `?` stay within one path
+    /// component, `**` spans any number.
+    pub fn parse(text: &str) -> Result<Ignore, BaseError> {
+        let mut rules = Vec::new();
+        for line in text.trim_start_matches('\u{feff}').lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            let mut pattern = line.trim();
+            if pattern.is_empty() {
+                continue;
+            }
+            let exception = pattern.starts_with('!');
+            if exception {
+                pattern = pattern[1..].trim();
+            }
+            let Some(clean) = normalize(pattern) else {
+                continue; // leaves the context: matches nothing in it
+            };
+            let glob = globset::GlobBuilder::new(if clean.is_empty() { "." } else { &clean })
+                .literal_separator(true)
+                .build()
+                .map_err(|e| BaseError::BadGlob {
+                    pattern: line.to_string(),
+                    detail: e.to_string(),
+                })?
+                .compile_matcher();
+            rules.push((glob, exception));
+        }
+        Ok(Ignore { rules })
+    }
+
+    /// Whether the context path `rel` (`/`-separated) is left out.
+    pub fn excludes(&self, rel: &str) -> bool {
+        let mut out = false;
+        for (glob, exception) in &self.rules {
+            let mut hit = glob.is_match(rel);
+            let mut end = 0;
+            while !hit {
+                match rel[end..].find('/') {
+                    Some(i) => {
+                        end += i;
+                        hit = glob.is_match(&rel[..end]);
+                        end += 1;
+                    }
+                    None => break,
+                }
+            }
+            if hit {
+                out = !exception;
+            }
+        }
+        out
+    }
+
+    fn has_exceptions(&self) -> bool {
+        self.rules.iter().any(|(_, e)| *e)
+    }
 }
 
 /// The inputs of a base, hashed.
@@ -171,10 +243,30 @@ fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
-/// Every file and symlink under the context: relative path (`/`-separated) -> absolute path.
-fn walk(context: &Path) -> Result<BTreeMap<String, PathBuf>, BaseError> {
+fn rel_path(context: &Path, path: &Path) -> String {
+    path.strip_prefix(context)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Every file and symlink under the context that `ignore` keeps: relative path
+/// (`/`-separated) -> absolute path. Without exceptions an ignored directory is not entered.
+fn walk(context: &Path, ignore: &Ignore) -> Result<BTreeMap<String, PathBuf>, BaseError> {
     let mut out = BTreeMap::new();
-    for e in walkdir::WalkDir::new(context).follow_links(false) {
+    let prune = !ignore.has_exceptions();
+    let walker = walkdir::WalkDir::new(context)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| {
+            !(prune
+                && e.depth() > 0
+                && e.file_type().is_dir()
+                && ignore.excludes(&rel_path(context, e.path())))
+        });
+    for e in walker {
         let e = e.map_err(|err| BaseError::Read {
             path: err
                 .path()
@@ -187,14 +279,10 @@ fn walk(context: &Path) -> Result<BTreeMap<String, PathBuf>, BaseError> {
         if e.file_type().is_dir() {
             continue;
         }
-        let rel = e
-            .path()
-            .strip_prefix(context)
-            .unwrap_or(e.path())
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("/");
+        let rel = rel_path(context, e.path());
+        if ignore.excludes(&rel) {
+            continue;
+        }
         out.insert(rel, e.path().to_path_buf());
     }
     Ok(out)
@@ -207,8 +295,9 @@ fn select(
     context: &Path,
     patterns: &[String],
     what: &'static str,
+    ignore: &Ignore,
 ) -> Result<BTreeMap<String, PathBuf>, BaseError> {
-    let all = walk(context)?;
+    let all = walk(context, ignore)?;
     let mut chosen = BTreeMap::new();
     for pattern in patterns {
         let norm = normalize(pattern).ok_or_else(|| BaseError::OutsideContext {
@@ -356,7 +445,7 @@ pub fn compute_bytes(spec: &BaseSpec, bytes: &[u8]) -> Result<BaseInputs, BaseEr
             }
         }
     }
-    let files = select(&spec.context, &patterns, what)?;
+    let files = select(&spec.context, &patterns, what, &spec.ignore)?;
 
     let mut inputs = BTreeMap::new();
     inputs.insert("dockerfile".to_string(), blake3_hex(bytes));
@@ -535,7 +624,47 @@ mod tests {
             inputs: vec![],
             build_args: vec!["PY=python:3.11".into()],
             platform: "linux/amd64".into(),
+            ignore: Ignore::default(),
         }
+    }
+
+    #[test]
+    fn dockerignore_rules_as_docker_applies_them() {
+        let i = Ignore::parse(
+            "# comment\n.git\n*.pyc\n**/__pycache__\n/build/\n!build/keep.txt\n  \n./docs/*.md\n!docs/README.md\n",
+        )
+        .unwrap();
+        for (path, out) in [
+            (".git/HEAD", true),
+            (".git", true),
+            ("a.pyc", true),
+            ("pkg/a.pyc", false),
+            ("pkg/__pycache__/x.cpython-311.pyc", true),
+            ("build/out.bin", true),
+            ("build/keep.txt", false),
+            ("docs/guide.md", true),
+            ("docs/README.md", false),
+            ("docs/sub/x.md", false),
+            ("app.py", false),
+        ] {
+            assert_eq!(i.excludes(path), out, "{path}");
+        }
+        assert!(!Ignore::parse("").unwrap().excludes("x"));
+    }
+
+    #[test]
+    fn ignored_files_are_not_inputs_and_ignored_dirs_not_entered() {
+        let d = tempfile::tempdir().unwrap();
+        write(&d.path().join("Dockerfile.base"), "FROM x\nCOPY . /src\n");
+        write(&d.path().join("app.py"), "1");
+        write(&d.path().join(".git/objects/ab"), "blob");
+        write(&d.path().join(".pip-cache/w.whl"), "wheel");
+        let mut s = spec(d.path());
+        s.ignore = Ignore::parse(".git\n.pip-cache\n").unwrap();
+        let i = compute(&s).unwrap();
+        assert_eq!(i.files, vec!["Dockerfile.base", "app.py"]);
+        write(&d.path().join(".git/objects/cd"), "another commit");
+        assert_eq!(compute(&s).unwrap().hash, i.hash);
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //!   names, as the caller resolves it (a digest or image id: a `FROM python:3.12-slim` that
 //!   moved upstream is another input);
 //! - `--target`, the labels and the arguments passed to docker after `--`;
-//! - `.dockerignore` (and `<Dockerfile>.dockerignore`): the files are hashed whether or not
-//!   it excludes them, so a rule that starts letting a file in must count as a change.
+//! - `.dockerignore` (or `<Dockerfile>.dockerignore`, which BuildKit prefers): its bytes, and
+//!   its rules applied to the files as docker applies them, so a `COPY . .` does not hash
+//!   `.git` or the cache dir when they are ignored.
 //!
 //! The build records the hash as the label [`LABEL`] on the image; the classic flavour's cache
 //! tag is the image itself, so the next build reads it there ([`Plan::Never`] lists what makes
@@ -249,12 +250,27 @@ fn compute_text(
             "{line}: docker fetches a URL, which may change"
         )));
     }
+    // BuildKit reads `<Dockerfile>.dockerignore` beside the Dockerfile when there is one,
+    // else the context's `.dockerignore`.
+    let df_ignore = {
+        let mut name = spec.dockerfile.file_name().unwrap_or_default().to_owned();
+        name.push(".dockerignore");
+        spec.dockerfile.with_file_name(name)
+    };
+    let ignore_text = match std::fs::read_to_string(&df_ignore) {
+        Ok(t) => Some(t),
+        Err(_) => std::fs::read_to_string(spec.context.join(".dockerignore")).ok(),
+    };
     let base_spec = BaseSpec {
         context: spec.context.clone(),
         dockerfile: spec.dockerfile.clone(),
         inputs: Vec::new(),
         build_args: spec.build_args.clone(),
         platform: spec.platform.clone(),
+        ignore: match &ignore_text {
+            Some(t) => base::Ignore::parse(t)?,
+            None => base::Ignore::default(),
+        },
     };
     let hashed = match base::compute_bytes(&base_spec, bytes) {
         Ok(h) => h,
@@ -312,11 +328,6 @@ fn compute_text(
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
         inputs.insert(format!("label:{k}"), blake3_hex(v.as_bytes()));
     }
-    let df_ignore = {
-        let mut name = spec.dockerfile.file_name().unwrap_or_default().to_owned();
-        name.push(".dockerignore");
-        spec.dockerfile.with_file_name(name)
-    };
     for (name, path) in [
         (
             ".dockerignore".to_string(),
@@ -426,6 +437,22 @@ mod tests {
             Plan::Never(w) => panic!("{w}"),
         };
         assert_ne!(h7, h6, "a FROM image that moved is a change");
+    }
+
+    #[test]
+    fn copy_of_the_whole_context_with_a_dockerignore() {
+        let (d, spec) = ctx("FROM alpine\nCOPY . /src\n");
+        std::fs::create_dir_all(d.path().join(".pip-cache")).unwrap();
+        std::fs::write(d.path().join(".pip-cache/w.whl"), "wheel").unwrap();
+        std::fs::create_dir_all(d.path().join(".git")).unwrap();
+        std::fs::write(d.path().join(".git/HEAD"), "ref: a").unwrap();
+        std::fs::write(d.path().join(".dockerignore"), ".git\n.pip-cache\n").unwrap();
+        let h0 = hash(&spec);
+        std::fs::write(d.path().join(".git/HEAD"), "ref: b").unwrap();
+        std::fs::write(d.path().join(".pip-cache/w2.whl"), "wheel 2").unwrap();
+        assert_eq!(hash(&spec), h0, "ignored files are not inputs");
+        std::fs::write(d.path().join("app.py"), "print(3)\n").unwrap();
+        assert_ne!(hash(&spec), h0);
     }
 
     #[test]

@@ -1534,14 +1534,26 @@ fn registry_has_tag(image: &str, tag: &str, ctx: &Context) -> Result<bool> {
 
 /// A distribution API client for the repository (ECR: with a GetAuthorizationToken login).
 fn oci_client(image: &str, ctx: &Context) -> Result<cicache_registry::OciClient> {
+    oci_client_within(image, ctx, None)
+}
+
+/// [`oci_client`] whose requests wait at most `cap` (and never longer than `--timeout`).
+fn oci_client_within(
+    image: &str,
+    ctx: &Context,
+    cap: Option<std::time::Duration>,
+) -> Result<cicache_registry::OciClient> {
     use cicache_registry::{ConnectOptions, OciClient, OciOptions, Registry, Target};
     let target = Target::parse(image)?;
-    let timeout = Some(
-        ctx.global
-            .timeout
-            .map(Into::into)
-            .unwrap_or(std::time::Duration::from_secs(30)),
-    );
+    let mut limit = ctx
+        .global
+        .timeout
+        .map(Into::into)
+        .unwrap_or(std::time::Duration::from_secs(30));
+    if let Some(cap) = cap {
+        limit = limit.min(cap);
+    }
+    let timeout = Some(limit);
     match Registry::connect(
         &target,
         &ConnectOptions {
@@ -1662,7 +1674,9 @@ fn resolve_image(docker: &Docker, reference: &str, ctx: &Context) -> Option<Stri
     } else {
         format!("docker.io/library/{name}")
     };
-    let client = oci_client(&qualified, ctx).ok()?;
+    // A registry the agent cannot reach (Docker Hub behind a mirror) costs at most 5 s.
+    let client =
+        oci_client_within(&qualified, ctx, Some(std::time::Duration::from_secs(5))).ok()?;
     client.head_manifest(tag).ok().flatten()
 }
 
@@ -1867,6 +1881,7 @@ fn ensure_base(req: BaseRequest, ctx: &Context) -> Result<BaseOutcome> {
         inputs: req.inputs.clone(),
         build_args: req.build_args.clone(),
         platform: platform.clone(),
+        ignore: base::Ignore::default(),
     };
     let inputs = base::compute(&spec)
         .map_err(|e| anyhow!(e))
