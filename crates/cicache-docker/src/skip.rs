@@ -4,8 +4,8 @@
 //! The hash ([`compute`]) covers what the base-image hash covers (the Dockerfile's bytes, the
 //! files of its `COPY`/`ADD` lines by path, content and owner-exec bit, the build arguments,
 //! the platform; see [`crate::base`]) and also:
-//! - which image every external `FROM`, `COPY --from=IMAGE` and `RUN --mount=from=IMAGE`
-//!   names, as the caller resolves it (a digest or image id: a `FROM python:3.12-slim` that
+//! - which image every external `FROM`, `COPY --from=IMAGE`, `RUN --mount=from=IMAGE` and
+//!   `# syntax=` names, as the caller resolves it (a digest or image id: a `FROM python:3.12-slim` that
 //!   moved upstream is another input);
 //! - `--target`, the labels and the arguments passed to docker after `--`;
 //! - `.dockerignore` (or `<Dockerfile>.dockerignore`, which BuildKit prefers): its bytes, and
@@ -153,6 +153,9 @@ pub fn external_images(df: &Dockerfile, build_args: &[String]) -> Result<Vec<Str
         }
         Ok(())
     };
+    if let (Some(syntax), Some(line)) = (&df.syntax, df.syntax_line) {
+        add(syntax, line, "# syntax=")?;
+    }
     for s in &df.stages {
         add(&s.base, s.line, "FROM")?;
     }
@@ -217,14 +220,19 @@ fn compute_text(
     whole: bool,
     resolve: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Result<Plan, BaseError> {
+    // Arguments after `--` that change what docker reads, beyond their text.
     if let Some(a) = spec.extra.iter().find(|a| {
         let a = a.as_str();
-        a == "--no-cache"
-            || a == "--pull"
-            || a.starts_with("--no-cache-filter")
-            || a == "--pull=true"
+        a.starts_with("--no-cache")
+            || a.starts_with("--pull")
+            || a == "-f"
+            || a.starts_with("--file")
+            || a.starts_with("--build-context")
+            || a.starts_with("--build-arg")
     }) {
-        return Ok(Plan::Never(format!("{a} is passed to docker")));
+        return Ok(Plan::Never(format!(
+            "{a} is passed to docker after `--` (give build args and the Dockerfile to cicache)"
+        )));
     }
     let df = dockerfile::parse(&String::from_utf8_lossy(bytes)).map_err(|(line, message)| {
         dockerfile::DockerfileError::Syntax {
@@ -233,6 +241,14 @@ fn compute_text(
             message,
         }
     })?;
+    if let Some(syntax) = &df.syntax {
+        let frontend = syntax.trim_start_matches("docker.io/");
+        if !frontend.starts_with("docker/dockerfile") {
+            return Ok(Plan::Never(format!(
+                "the frontend {syntax} (# syntax=) may read any file of the context"
+            )));
+        }
+    }
     for ins in &df.instructions {
         for m in &ins.mounts {
             if m.kind == "bind" && !m.options.iter().any(|(k, _)| k == "from") {
@@ -257,10 +273,33 @@ fn compute_text(
         name.push(".dockerignore");
         spec.dockerfile.with_file_name(name)
     };
-    let ignore_text = match std::fs::read_to_string(&df_ignore) {
-        Ok(t) => Some(t),
-        Err(_) => std::fs::read_to_string(spec.context.join(".dockerignore")).ok(),
+    let read_ignore = |path: &Path| match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(BaseError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
     };
+    let ignore_text = match read_ignore(&df_ignore)? {
+        Some(t) => Some(t),
+        None => read_ignore(&spec.context.join(".dockerignore"))?,
+    };
+    // Patterns where globset and docker's patternmatcher differ: `{a,b}` (literal in docker),
+    // `[!x]` (`[^x]` in Go), `**` inside a path component.
+    if let Some(t) = &ignore_text
+        && let Some(p) = t.lines().map(str::trim).find(|l| {
+            !l.starts_with('#')
+                && (l.contains('{')
+                    || l.contains("[!")
+                    || l.split('/')
+                        .any(|c| c.contains("**") && c.trim_start_matches('!') != "**"))
+        })
+    {
+        return Ok(Plan::Never(format!(
+            ".dockerignore pattern {p:?}: cicache does not match it exactly as docker does"
+        )));
+    }
     let base_spec = BaseSpec {
         context: spec.context.clone(),
         dockerfile: spec.dockerfile.clone(),
@@ -292,7 +331,38 @@ fn compute_text(
             )));
         }
     }
+    // BuildKit follows a symlink named as a COPY source; the hash would cover the link only.
+    let (sources, _) = base::copy_sources(&df);
+    for src in &sources {
+        let named = src.trim_start_matches("./");
+        let glob = named.contains(['*', '?', '[']);
+        let linked = if glob {
+            hashed.files.iter().any(|f| {
+                std::fs::symlink_metadata(spec.context.join(f)).is_ok_and(|m| m.is_symlink())
+            })
+        } else {
+            std::fs::symlink_metadata(spec.context.join(named)).is_ok_and(|m| m.is_symlink())
+        };
+        if linked {
+            return Ok(Plan::Never(format!(
+                "the COPY source {src} is (or may be) a symlink, which docker follows"
+            )));
+        }
+    }
     let mut inputs = hashed.inputs;
+    // COPY keeps every mode bit (the base hash has only owner-exec): agents with another
+    // umask build another image.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut modes = blake3::Hasher::new();
+        for f in &hashed.files {
+            let mode = std::fs::symlink_metadata(spec.context.join(f))
+                .map(|m| m.permissions().mode() & 0o7777)
+                .unwrap_or(0);
+            modes.update(format!("{f}\0{mode:o}\n").as_bytes());
+        }
+        inputs.insert("modes".into(), modes.finalize().to_hex().to_string());
+    }
     inputs.insert(
         "kind".into(),
         if whole {
@@ -432,11 +502,20 @@ mod tests {
         std::fs::write(d.path().join(".dockerignore"), "secret\n").unwrap();
         let h6 = hash(&spec);
         assert_ne!(h6, h5);
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let p = d.path().join("app.py");
+            let mut perm = std::fs::metadata(&p).unwrap().permissions();
+            perm.set_mode(perm.mode() ^ 0o020);
+            std::fs::set_permissions(&p, perm).unwrap();
+        }
+        let h6b = hash(&spec);
+        assert_ne!(h6b, h6, "a group-write bit is a change (COPY keeps it)");
         let h7 = match compute(&spec, &mut |r| Some(format!("new-id-of-{r}"))).unwrap() {
             Plan::Hashed(h) => h.hash,
             Plan::Never(w) => panic!("{w}"),
         };
-        assert_ne!(h7, h6, "a FROM image that moved is a change");
+        assert_ne!(h7, h6b, "a FROM image that moved is a change");
     }
 
     #[test]
@@ -512,6 +591,26 @@ mod tests {
         let (_d, mut spec) = ctx(DF);
         spec.extra = vec!["--no-cache".into()];
         assert!(never(&spec).contains("--no-cache"));
+        for extra in [
+            &["-f", "Other.Dockerfile"][..],
+            &["--build-arg", "X=1"],
+            &["--build-context", "src=../x"],
+            &["--no-cache=true"],
+        ] {
+            let (_d, mut spec) = ctx(DF);
+            spec.extra = extra.iter().map(|s| s.to_string()).collect();
+            assert!(never(&spec).contains(extra[0]), "{extra:?}");
+        }
+        let (_d, spec) = ctx("# syntax=example.com/frontend:1\nFROM alpine\n");
+        assert!(never(&spec).contains("frontend"));
+        let (d, spec) = ctx("FROM alpine\nCOPY app.py /\n");
+        std::fs::write(d.path().join(".dockerignore"), "{a,b}.txt\n").unwrap();
+        assert!(never(&spec).contains(".dockerignore"));
+        let (d, spec) = ctx("FROM alpine\nCOPY lib /lib\n");
+        std::fs::create_dir(d.path().join("real")).unwrap();
+        std::fs::write(d.path().join("real/x.py"), "1").unwrap();
+        std::os::unix::fs::symlink("real", d.path().join("lib")).unwrap();
+        assert!(never(&spec).contains("symlink"));
         let (_d, spec) = ctx("FROM alpine\nRUN --mount=type=bind,target=/src make\n");
         assert!(never(&spec).contains("type=bind"));
         let (_d, spec) = ctx("FROM alpine\nADD https://example.com/x.tgz /x\n");

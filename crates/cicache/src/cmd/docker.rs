@@ -965,7 +965,7 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
             dockerfile: dockerfile_path.clone(),
             build_args: args.build_args.clone(),
             target: args.target.clone(),
-            platform: daemon_platform(&docker),
+            platform: build_platform(&docker),
             labels: labels.clone(),
             extra: args.extra.clone(),
             cache_dir: cache_dir.clone(),
@@ -977,13 +977,20 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
                 .or_insert_with(|| resolve_image(&docker, r, ctx))
                 .clone()
         };
-        // The cache-mount steps alone: the Dockerfile up to the last RUN with a cache mount.
+        // The cache-mount steps alone: the Dockerfile up to the last RUN that uses one of the
+        // selected cache mounts (`mounts` holds each cache once, at its first RUN).
         let last_mount_end = df.as_ref().and_then(|df| {
-            let last = mounts.iter().map(|m| m.line).max()?;
             df.instructions
                 .iter()
-                .find(|i| i.line == last)
+                .filter(|i| {
+                    i.mounts.iter().any(|m| {
+                        m.cache
+                            .as_ref()
+                            .is_some_and(|c| mounts.iter().any(|s| s.id == c.id))
+                    })
+                })
                 .map(|i| i.end_line)
+                .max()
         });
         if let Some(end) = last_mount_end
             && let Ok(skip::Plan::Hashed(h)) = skip::compute_mount_steps(&spec, end, &mut resolve)
@@ -991,13 +998,23 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
             labels.push(format!("{}={}", skip::LABEL_MOUNT_STEPS, h.hash));
             mount_inputs = Some(h.hash);
         }
+        if mount_inputs.is_none() {
+            // Never inherit the FROM image's label.
+            labels.push(format!("{}=", skip::LABEL_MOUNT_STEPS));
+        }
         match skip::compute(&spec, &mut resolve) {
             Ok(skip::Plan::Hashed(h)) => {
                 labels.push(format!("{}={}", skip::LABEL, h.hash));
                 Ok(h.hash)
             }
-            Ok(skip::Plan::Never(why)) => Err(why),
-            Err(e) => Err(format!("hashing the inputs: {e}")),
+            Ok(skip::Plan::Never(why)) => {
+                labels.push(format!("{}=", skip::LABEL));
+                Err(why)
+            }
+            Err(e) => {
+                labels.push(format!("{}=", skip::LABEL));
+                Err(format!("hashing the inputs: {e}"))
+            }
         }
     };
 
@@ -1074,10 +1091,12 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         _ if args.rebuild => ph.skipped("check", "--rebuild"),
         _ => match cache_tag_labels(&plan, ctx) {
             Ok(found) => {
+                // The label, and the image's own platform as a backstop.
+                let platform = build_platform(&docker);
                 let has = |label: &str, value: &str| {
-                    found
-                        .iter()
-                        .find(|(_, _, l)| l[label].as_str() == Some(value))
+                    found.iter().find(|(_, _, l, p)| {
+                        l[label].as_str() == Some(value) && platform.starts_with(p.as_str())
+                    })
                 };
                 let whole = inputs
                     .as_ref()
@@ -1087,8 +1106,9 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
                     .as_deref()
                     .and_then(|h| has(skip::LABEL_MOUNT_STEPS, h));
                 match (whole, steps) {
-                    (Some((hash, (tag, m, _))), _) if args.push => {
+                    (Some((hash, (tag, m, _, _))), _) if args.push => {
                         return Ok(tag_unchanged(
+                            &docker,
                             &args,
                             &plan,
                             ph,
@@ -1100,7 +1120,7 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
                             hooks,
                         ));
                     }
-                    (_, Some((tag, _, _))) => {
+                    (_, Some((tag, _, _, _))) => {
                         let from = format!("{}:{tag}", plan.image);
                         ph.ok(
                             "check",
@@ -1634,8 +1654,9 @@ fn previous_base_in_registry(
 }
 
 /// The image a `FROM` reference is, as a digest or image id: the local image's repo digest,
-/// else the registry's digest of the tag, else the local image id (a `docker load`ed image);
-/// `None` when neither the daemon nor the registry can say.
+/// else the local image id (a `docker load`ed image), else the registry's digest of the tag;
+/// `None` when neither the daemon nor the registry can say, or when the image has `ONBUILD`
+/// triggers (they read context files no line of the Dockerfile names).
 fn resolve_image(docker: &Docker, reference: &str, ctx: &Context) -> Option<String> {
     if let Some((_, digest)) = reference.split_once('@') {
         return Some(digest.to_string());
@@ -1649,12 +1670,17 @@ fn resolve_image(docker: &Docker, reference: &str, ctx: &Context) -> Option<Stri
             "image".into(),
             "inspect".into(),
             "--format".into(),
-            "{{json .RepoDigests}}|{{.Id}}".into(),
+            "{{json .Config.OnBuild}}|{{json .RepoDigests}}|{{.Id}}".into(),
             reference.into(),
         ])
         .ok()
-        .and_then(|out| {
-            let (digests, id) = out.trim().split_once('|')?;
+        .map(|out| {
+            let (onbuild, rest) = out.trim().split_once('|')?;
+            let onbuild: Vec<String> = serde_json::from_str(onbuild).unwrap_or_default();
+            if !onbuild.is_empty() {
+                return None;
+            }
+            let (digests, id) = rest.split_once('|')?;
             let digests: Vec<String> = serde_json::from_str(digests).unwrap_or_default();
             let own = digests
                 .iter()
@@ -1663,8 +1689,8 @@ fn resolve_image(docker: &Docker, reference: &str, ctx: &Context) -> Option<Stri
                 .and_then(|d| d.split_once('@').map(|(_, x)| x.to_string()));
             Some(own.unwrap_or_else(|| id.to_string()))
         });
-    if local.is_some() {
-        return local;
+    if let Some(found) = local {
+        return found;
     }
     let first = name.split('/').next().unwrap_or_default();
     let qualified = if first.contains('.') || first.contains(':') || first == "localhost" {
@@ -1677,15 +1703,28 @@ fn resolve_image(docker: &Docker, reference: &str, ctx: &Context) -> Option<Stri
     // A registry the agent cannot reach (Docker Hub behind a mirror) costs at most 5 s.
     let client =
         oci_client_within(&qualified, ctx, Some(std::time::Duration::from_secs(5))).ok()?;
-    client.head_manifest(tag).ok().flatten()
+    let m = client.manifest(tag).ok().flatten()?;
+    if !m.is_index()
+        && let Some(config) = m.body["config"]["digest"].as_str()
+    {
+        let cfg = client.blob_json(config).ok().flatten()?;
+        if cfg["config"]["OnBuild"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            return None;
+        }
+    }
+    Some(m.digest)
 }
 
-/// The cache tags the build reads (own scope first) that exist, each with its manifest and
-/// its image config's labels.
+/// The cache tags the build reads (own scope first) that exist, each with its manifest, its
+/// image config's labels and its platform (`os/architecture[/variant]`).
+#[allow(clippy::type_complexity)]
 fn cache_tag_labels(
     plan: &BuildPlan,
     ctx: &Context,
-) -> Result<Vec<(String, cicache_registry::oci::Manifest, Value)>> {
+) -> Result<Vec<(String, cicache_registry::oci::Manifest, Value, String)>> {
     let client = oci_client(&plan.image, ctx)?;
     let mut out = Vec::new();
     for r in &plan.cache_from {
@@ -1705,7 +1744,16 @@ fn cache_tag_labels(
             continue;
         };
         let labels = cfg["config"]["Labels"].clone();
-        out.push((tag.to_string(), m, labels));
+        let mut platform = format!(
+            "{}/{}",
+            cfg["os"].as_str().unwrap_or_default(),
+            cfg["architecture"].as_str().unwrap_or_default()
+        );
+        if let Some(v) = cfg["variant"].as_str() {
+            platform.push('/');
+            platform.push_str(v);
+        }
+        out.push((tag.to_string(), m, labels, platform));
     }
     Ok(out)
 }
@@ -1715,6 +1763,7 @@ fn cache_tag_labels(
 /// the tag fails the command as a failed push does.
 #[allow(clippy::too_many_arguments)]
 fn tag_unchanged(
+    docker: &Docker,
     args: &BuildOptions,
     plan: &BuildPlan,
     mut ph: Phases,
@@ -1767,6 +1816,32 @@ fn tag_unchanged(
                 ),
                 json!({ "digest": manifest.digest, "tags": tags }),
             );
+            // A tag this agent holds from an older build would now name another image than
+            // the registry's: pull it (only the manifest and config move when the agent
+            // has the layers). An agent without the tag gets it when it is run or pulled.
+            for r in plan.image_refs() {
+                if local_image(docker, &r) {
+                    let pulled = docker.run_checked(
+                        &["pull".to_string(), "--quiet".to_string(), r.clone()],
+                        None,
+                        None,
+                        None,
+                    );
+                    match pulled {
+                        Ok(_) => ph.ctx.out.info(format!(
+                            "pulled {r}: this agent's older image of that tag is replaced"
+                        )),
+                        Err(e) => {
+                            let msg = format!(
+                                "{r} on this agent is an older image than the registry's and \
+                                 could not be pulled: {e}"
+                            );
+                            ph.ctx.out.warn(msg.clone());
+                            ph.warnings.push(msg);
+                        }
+                    }
+                }
+            }
             (true, 0)
         }
         Err(e) => {
@@ -1830,6 +1905,14 @@ fn local_image(docker: &Docker, reference: &str) -> bool {
             reference.into(),
         ])
         .is_ok()
+}
+
+/// The platform docker builds for: `DOCKER_DEFAULT_PLATFORM` when set, else the daemon's.
+fn build_platform(docker: &Docker) -> String {
+    std::env::var("DOCKER_DEFAULT_PLATFORM")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| daemon_platform(docker))
 }
 
 /// The daemon's platform (`linux/amd64`), else this machine's.
