@@ -682,6 +682,7 @@ fn unchanged_inputs_are_tagged_not_built() {
         assert_eq!(j["unchanged"]["inputs"], inputs.as_str(), "{j}");
         assert_eq!(j["unchanged"]["digest"], cache_digest.as_str());
         assert!(j["verdict"].as_str().unwrap().contains("unchanged"), "{j}");
+        assert_eq!(j["steps"]["total"], 0, "{j}");
         for p in ["restore", "inject", "build", "extract", "save"] {
             assert_eq!(phase(&j, p)["status"], "skipped", "{p}: {j}");
         }

@@ -1882,7 +1882,10 @@ fn tag_unchanged(
         hooks,
     );
     o.doc["unchanged"] = json!({ "from": from_ref, "digest": manifest.digest, "inputs": hash });
-    // What the Jenkins step puts in the build description (there is no build log to report on).
+    // What Jenkinsfiles read (result.steps, result.verdict; there is no build log to report
+    // on): no step ran, none was needed.
+    o.doc["steps"] = json!({ "total": 0, "cached": 0, "run": 0, "failed": 0 });
+    // What the Jenkins step puts in the build description.
     o.doc["verdict"] = json!(format!(
         "cache: unchanged inputs, {from_ref} tagged without building ({})",
         human_duration(total.elapsed())
