@@ -433,13 +433,22 @@ fn example_workspace(dir: &Path) {
     }
 }
 
-fn build_example(d: &Daemon, ws: &Path, store: &Path, registry: &str, pypi: &str) -> Run {
+/// `cicache --json build` of the example workspace with the local index, `--log build.log`,
+/// and `more` flags; `image` is the whole repository (`REGISTRY/NAME`).
+fn build_example(
+    d: &Daemon,
+    ws: &Path,
+    store: &Path,
+    image: &str,
+    pypi: &str,
+    more: &[&str],
+) -> Run {
     let mut c = d.cicache(store);
     c.current_dir(ws).args([
         "--json",
         "build",
         "--image",
-        &format!("{registry}/python-app"),
+        image,
         "--build-arg",
         &format!("BASE_IMAGE={PYTHON}"),
         "--build-arg",
@@ -448,12 +457,26 @@ fn build_example(d: &Daemon, ws: &Path, store: &Path, registry: &str, pypi: &str
         "PIP_TRUSTED_HOST=127.0.0.1",
         "--log",
         "build.log",
-        ".",
-        "--",
-        "--network",
-        "host",
     ]);
+    c.args(more).args([".", "--", "--network", "host"]);
     run(c)
+}
+
+/// The services the example builds need (the docker base images, the registry, the index),
+/// or `None` (skipped) when one is missing.
+fn example_services() -> Option<(PathBuf, String, String)> {
+    let images = docker_env()?;
+    let registry = service("CICACHE_TEST_REGISTRY", "the distribution registry")?;
+    let pypi = service("CICACHE_TEST_PYPI_URL", "the local package index")?;
+    Some((images, registry, pypi))
+}
+
+/// A fresh agent: a new daemon with the base and helper images loaded.
+fn fresh_agent(images: &Path) -> Daemon {
+    let d = Daemon::start(false);
+    d.load(images, "python.tar");
+    d.load(images, "busybox.tar");
+    d
 }
 
 fn phase<'a>(j: &'a Value, name: &str) -> &'a Value {
@@ -487,11 +510,7 @@ fn pip_lines(log: &str) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn python_app_cold_then_fresh_agents() {
-    let Some(images) = docker_env() else { return };
-    let Some(registry) = service("CICACHE_TEST_REGISTRY", "the distribution registry") else {
-        return;
-    };
-    let Some(pypi) = service("CICACHE_TEST_PYPI_URL", "the local package index") else {
+    let Some((images, registry, pypi)) = example_services() else {
         return;
     };
     let t = tempfile::tempdir().unwrap();
@@ -499,14 +518,12 @@ fn python_app_cold_then_fresh_agents() {
     let ws = t.path().join("ws");
     example_workspace(&ws);
     // A registry repository of this run only.
-    let registry = format!("{registry}/t{}", std::process::id());
+    let image = format!("{registry}/t{}/python-app", std::process::id());
 
     // 1. Cold: pip downloads every wheel; extract + save put them in the store.
     {
-        let d = Daemon::start(false);
-        d.load(&images, "python.tar");
-        d.load(&images, "busybox.tar");
-        let r = build_example(&d, &ws, &store, &registry, &pypi);
+        let d = fresh_agent(&images);
+        let r = build_example(&d, &ws, &store, &image, &pypi, &[]);
         ok(&r);
         let j = r.json();
         let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
@@ -530,10 +547,8 @@ fn python_app_cold_then_fresh_agents() {
     std::fs::remove_dir_all(ws.join(".pip-cache")).unwrap();
     std::fs::remove_file(ws.join("build.log")).unwrap();
     {
-        let d = Daemon::start(false);
-        d.load(&images, "python.tar");
-        d.load(&images, "busybox.tar");
-        let r = build_example(&d, &ws, &store, &registry, &pypi);
+        let d = fresh_agent(&images);
+        let r = build_example(&d, &ws, &store, &image, &pypi, &[]);
         ok(&r);
         let j = r.json();
         assert_eq!(phase(&j, "restore")["status"], "skipped", "{j}");
@@ -561,10 +576,8 @@ fn python_app_cold_then_fresh_agents() {
     reqs.push_str("tomli==2.0.1\n");
     std::fs::write(ws.join("requirements.txt"), reqs).unwrap();
     {
-        let d = Daemon::start(false);
-        d.load(&images, "python.tar");
-        d.load(&images, "busybox.tar");
-        let r = build_example(&d, &ws, &store, &registry, &pypi);
+        let d = fresh_agent(&images);
+        let r = build_example(&d, &ws, &store, &image, &pypi, &[]);
         ok(&r);
         let j = r.json();
         // The key changed with requirements.txt: the restore key prefix found the old entry.
@@ -614,11 +627,7 @@ fn registry_digest(registry_repo: &str, tag: &str) -> Option<String> {
 
 #[test]
 fn unchanged_inputs_are_tagged_not_built() {
-    let Some(images) = docker_env() else { return };
-    let Some(registry) = service("CICACHE_TEST_REGISTRY", "the distribution registry") else {
-        return;
-    };
-    let Some(pypi) = service("CICACHE_TEST_PYPI_URL", "the local package index") else {
+    let Some((images, registry, pypi)) = example_services() else {
         return;
     };
     let t = tempfile::tempdir().unwrap();
@@ -627,33 +636,11 @@ fn unchanged_inputs_are_tagged_not_built() {
     example_workspace(&ws);
     let repo = format!("{registry}/u{}/python-app", std::process::id());
     let build = |d: &Daemon, tag: &str, more: &[&str]| {
-        let mut c = d.cicache(&store);
-        c.current_dir(&ws).args([
-            "--json",
-            "build",
-            "--image",
-            &repo,
-            "--tag",
-            tag,
-            "--push",
-            "--build-arg",
-            &format!("BASE_IMAGE={PYTHON}"),
-            "--build-arg",
-            &format!("PIP_INDEX_URL={pypi}"),
-            "--build-arg",
-            "PIP_TRUSTED_HOST=127.0.0.1",
-            "--log",
-            "build.log",
-        ]);
-        c.args(more).args([".", "--", "--network", "host"]);
-        run(c)
+        let mut flags = vec!["--tag", tag, "--push"];
+        flags.extend_from_slice(more);
+        build_example(d, &ws, &store, &repo, &pypi, &flags)
     };
-    let fresh = || {
-        let d = Daemon::start(false);
-        d.load(&images, "python.tar");
-        d.load(&images, "busybox.tar");
-        d
-    };
+    let fresh = || fresh_agent(&images);
 
     // 1. First build: nothing to compare with; it builds, pushes, labels the cache tag.
     let inputs = {
