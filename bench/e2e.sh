@@ -15,7 +15,7 @@
 #                mount:    plain DOCKER_BUILDKIT=1 docker build (local layer cache and the pip
 #                          cache mount: what the guide's first step gives), docker push
 #                registry: cicache build --push with the registry layer cache only
-#                          (--no-restore --no-inject --no-extract --no-save)
+#                          (--no-restore --no-inject --no-extract --no-save --rebuild)
 #                full:     cicache build --push: store + cache dance + registry layer cache
 # --scenarios    cold:       fresh agent (new dockerd data-root), empty store, empty registry
 #                warm-same:  the same build again on the same agent (daemon state kept)
@@ -224,7 +224,8 @@ build() {
       ;;
     registry|full)
       local off=()
-      [[ $s == registry ]] && off=(--no-restore --no-inject --no-extract --no-save)
+      # --rebuild: the unchanged-inputs check is cicache's, not part of the by-hand recipe.
+      [[ $s == registry ]] && off=(--no-restore --no-inject --no-extract --no-save --rebuild)
       (cd "$ws" && /usr/bin/time -v -o "$timef" "$CICACHE" --json --progress never build \
         --image "$image" --tag "$sc" --push --scope main --store "$STORE" "${off[@]}" \
         "${args[@]}" --log "$blog" . -- --network host >"$json" 2>"$OUT/logs/$name.stderr") || rc=$?
