@@ -58,7 +58,7 @@ while [[ $# -gt 0 ]]; do
     --out) OUT=$2; shift ;;
     --no-build) BUILD=0 ;;
     --no-report) REPORT=0 ;;
-    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "e2e.sh: unknown option $1 (see bench/e2e.sh --help)" >&2; exit 2 ;;
   esac
   shift
