@@ -54,11 +54,16 @@ def med(xs):
 
 
 def fmt_s(x):
-    return "" if x is None else f"{x:.1f} s"
+    return "" if x is None else (f"{x:.2f} s" if x < 1 else f"{x:.1f} s")
 
 
 def rng(x):
-    return f"{x:.1f}" if x < 10 else f"{x:.0f}"
+    return f"{x:.2f}" if x < 1 else (f"{x:.1f}" if x < 10 else f"{x:.0f}")
+
+
+def ratio(x):
+    """A ratio with enough digits to tell small ones apart (0.0015× rather than 0.00×)."""
+    return f"{x:.2f}×" if x >= 0.1 else f"{x:.2g}×"
 
 
 def fmt_mb(x):
@@ -208,7 +213,7 @@ def main():
         row = [SC_LABEL[sc]]
         for s in STRATEGIES:
             c = cells.get((s, sc))
-            row.append(f"{c['median']:.1f} s ({rng(c['min'])} to {rng(c['max'])}, n={c['n']})" if c else "")
+            row.append(f"{fmt_s(c['median'])} ({rng(c['min'])} to {rng(c['max'])}, n={c['n']})" if c else "")
         md.append("| " + " | ".join(row) + " |")
     md.append("")
     md.append("Ratio to the same strategy's cold build / to the cold build without any cache:")
@@ -220,7 +225,7 @@ def main():
         for s in STRATEGIES:
             c = cells.get((s, sc))
             if c and cold.get(s) and cold_none:
-                row.append(f"{c['median'] / cold[s]:.2f}× / {c['median'] / cold_none:.2f}×")
+                row.append(f"{ratio(c['median'] / cold[s])} / {ratio(c['median'] / cold_none)}")
             else:
                 row.append("")
         md.append("| " + " | ".join(row) + " |")
@@ -247,8 +252,8 @@ def main():
     md.append("|---|---:|---:|---:|---|")
     for t in targets:
         if "ratio" in t:
-            extra = f" ({t['value'] / cold_none:.2f}× no-cache cold)" if cold_none else ""
-            md.append(f"| {t['target']} | {t['value']:.1f} s | {t['ref']:.1f} s | {t['ratio']:.2f}×{extra} | {t['result']} |")
+            extra = f" ({ratio(t['value'] / cold_none)} no-cache cold)" if cold_none else ""
+            md.append(f"| {t['target']} | {fmt_s(t['value'])} | {fmt_s(t['ref'])} | {ratio(t['ratio'])}{extra} | {t['result']} |")
         else:
             md.append(f"| {t['target']} | | | | {t['result']} |")
     ahead = []
@@ -263,7 +268,7 @@ def main():
         ahead.append({"scenario": sc, "full": f, "others": others, "result": res, "not_ahead_of": beaten})
         best = min((v for v in others.values() if v is not None), default=None)
         md.append(f"| full cicache ahead of every partial strategy: {SC_LABEL[sc]} | {fmt_s(f)} | "
-                  f"best partial {fmt_s(best)} | {'' if not best or f is None else f'{f / best:.2f}×'} | "
+                  f"best partial {fmt_s(best)} | {'' if not best or f is None else ratio(f / best)} | "
                   f"{res}{'' if not beaten else ' (not ahead of ' + ', '.join(LABEL[b] for b in beaten) + ')'} |")
     md.append("")
 
