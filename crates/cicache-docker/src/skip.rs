@@ -259,7 +259,7 @@ fn compute_text(
             }
         }
     }
-    let (_, notes) = base::copy_sources(&df);
+    let (sources, notes) = base::copy_sources(&df);
     if let Some(n) = notes.first() {
         let line = n.split(':').next().unwrap_or_default();
         return Ok(Plan::Never(format!(
@@ -332,7 +332,6 @@ fn compute_text(
         }
     }
     // BuildKit follows a symlink named as a COPY source; the hash would cover the link only.
-    let (sources, _) = base::copy_sources(&df);
     for src in &sources {
         let named = src.trim_start_matches("./");
         let glob = named.contains(['*', '?', '[']);

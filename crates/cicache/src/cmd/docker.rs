@@ -950,6 +950,8 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
     // build tags the image the cache tag already is instead of building it.
     let mut labels = hooks.labels.clone();
     let mut mount_inputs: Option<String> = None;
+    // The platform the hashes cover (`docker version` runs once, only when hashing).
+    let mut platform: Option<String> = None;
     let check_started = Instant::now();
     let inputs: Result<String, String> = if args.dry_run {
         Err("--dry-run".into())
@@ -965,7 +967,9 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
             dockerfile: dockerfile_path.clone(),
             build_args: args.build_args.clone(),
             target: args.target.clone(),
-            platform: build_platform(&docker),
+            platform: platform
+                .get_or_insert_with(|| build_platform(&docker))
+                .clone(),
             labels: labels.clone(),
             extra: args.extra.clone(),
             cache_dir: cache_dir.clone(),
@@ -1092,7 +1096,7 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         _ => match cache_tag_labels(&plan, ctx) {
             Ok(found) => {
                 // The label, and the image's own platform as a backstop.
-                let platform = build_platform(&docker);
+                let platform = platform.get_or_insert_with(|| build_platform(&docker));
                 let has = |label: &str, value: &str| {
                     found.iter().find(|(_, _, l, p)| {
                         l[label].as_str() == Some(value) && platform.starts_with(p.as_str())
@@ -1345,7 +1349,6 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
     };
     let cache_out = |ph: &mut Phases| -> Result<Value> {
         // 6. extract
-        let mut extracted = false;
         if args.no_extract {
             ph.skipped("extract", "--no-extract");
         } else if mounts.is_empty() {
@@ -1359,7 +1362,6 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
             let t = Instant::now();
             match dance::extract(&docker, &mount_refs, &cache_dir, &dopts, dance_echo) {
                 Ok(r) => {
-                    extracted = r.mounts.iter().any(|m| m.skipped.is_none());
                     let msg = describe_dance(&r, "extracted").join("; ");
                     ph.ok(
                         "extract",
@@ -1404,7 +1406,6 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
                 Err(e) => ph.cache_failed("save", t, e)?,
             }
         }
-        let _ = extracted;
         Ok(saved)
     };
     let mut out_ph = Phases {
@@ -1597,6 +1598,22 @@ fn oci_client_within(
     }
 }
 
+/// A manifest by tag or digest and, when it is one image (not an index) whose config blob
+/// reads as JSON, that config; `None` when the reference does not exist.
+fn manifest_and_config(
+    client: &cicache_registry::OciClient,
+    reference: &str,
+) -> cicache_registry::Result<Option<(cicache_registry::oci::Manifest, Option<Value>)>> {
+    let Some(m) = client.manifest(reference)? else {
+        return Ok(None);
+    };
+    let config = match m.body["config"]["digest"].as_str() {
+        Some(digest) if !m.is_index() => client.blob_json(digest)?,
+        _ => None,
+    };
+    Ok(Some((m, config)))
+}
+
 /// The newest base in the registry built from the same base Dockerfile (its
 /// `io.cicache.base.name` label), other than `tag`: its tag and per-input hashes. What an
 /// agent without a record of its own compares with. Reads at most 50 base tags.
@@ -1623,13 +1640,7 @@ fn previous_base_in_registry(
         .filter(|t| t.starts_with(base::TAG_PREFIX) && t.as_str() != tag)
         .take(50)
     {
-        let Some(m) = client.manifest(t)? else {
-            continue;
-        };
-        let Some(config) = m.body["config"]["digest"].as_str() else {
-            continue;
-        };
-        let Some(cfg) = client.blob_json(config)? else {
+        let Some((_, Some(cfg))) = manifest_and_config(&client, t)? else {
             continue;
         };
         let labels = &cfg["config"]["Labels"];
@@ -1703,11 +1714,9 @@ fn resolve_image(docker: &Docker, reference: &str, ctx: &Context) -> Option<Stri
     // A registry the agent cannot reach (Docker Hub behind a mirror) costs at most 5 s.
     let client =
         oci_client_within(&qualified, ctx, Some(std::time::Duration::from_secs(5))).ok()?;
-    let m = client.manifest(tag).ok().flatten()?;
-    if !m.is_index()
-        && let Some(config) = m.body["config"]["digest"].as_str()
-    {
-        let cfg = client.blob_json(config).ok().flatten()?;
+    let (m, config) = manifest_and_config(&client, tag).ok().flatten()?;
+    if !m.is_index() && m.body["config"]["digest"].is_string() {
+        let cfg = config?;
         if cfg["config"]["OnBuild"]
             .as_array()
             .is_some_and(|a| !a.is_empty())
@@ -1729,19 +1738,10 @@ fn cache_tag_labels(
     let mut out = Vec::new();
     for r in &plan.cache_from {
         let tag = r.rsplit_once(':').map(|(_, t)| t).unwrap_or(r);
-        let m = match client.manifest(tag) {
-            Ok(Some(m)) => m,
-            Ok(None) | Err(cicache_registry::Error::RepositoryNotFound { .. }) => continue,
+        let (m, cfg) = match manifest_and_config(&client, tag) {
+            Ok(Some((m, Some(cfg)))) => (m, cfg),
+            Ok(_) | Err(cicache_registry::Error::RepositoryNotFound { .. }) => continue,
             Err(e) => return Err(e.into()),
-        };
-        if m.is_index() {
-            continue;
-        }
-        let Some(config) = m.body["config"]["digest"].as_str() else {
-            continue;
-        };
-        let Some(cfg) = client.blob_json(config)? else {
-            continue;
         };
         let labels = cfg["config"]["Labels"].clone();
         let mut platform = format!(
