@@ -24,7 +24,10 @@ use serde::Serialize;
 use crate::dockerfile::CacheMount;
 use crate::engine::{Docker, DockerError, Flavour};
 
-/// The helper image default: any image with a POSIX `sh`, `cp`, `find`, `stat`, `chown`.
+mod incremental;
+
+/// The helper image default: any image with a POSIX `sh`, `cp`, `find`, `stat`, `chown`, `du`,
+/// and for the changed-only extract `awk`, `cut` and `cpio` (else `cp -a` file by file).
 pub const DEFAULT_HELPER_IMAGE: &str = "busybox:1.36";
 
 /// How the helper builds run.
@@ -56,6 +59,16 @@ pub struct MountResult {
     /// After an inject: disk use of the cache mount (`du -sk`, in bytes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mount_bytes: Option<u64>,
+    /// After an extract: files and symlinks copied out of the builder (all of them in a full
+    /// extract; the new and changed ones in a changed-only extract).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copied_files: Option<u64>,
+    /// After an extract: bytes of the regular files copied out of the builder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copied_bytes: Option<u64>,
+    /// After a changed-only extract: files and symlinks of the old copy the mount no longer held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed_files: Option<u64>,
 }
 
 /// The outcome of an inject or extract.
@@ -65,6 +78,13 @@ pub struct DanceResult {
     pub seconds: f64,
     /// Whether a helper build ran.
     pub ran: bool,
+    /// Extract only: `changed` (only what differs from the directory left the builder) or
+    /// `full` (everything was copied out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<&'static str>,
+    /// Extract only: why a changed-only extract was tried and given up for a full one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 /// The subdirectory name of a mount in a multi-mount directory: its id with every character
@@ -258,6 +278,9 @@ pub fn inject(
             skipped: None,
             mount_files: None,
             mount_bytes: None,
+            copied_files: None,
+            copied_bytes: None,
+            removed_files: None,
         };
         if let Err(why) = m.dance_supported() {
             r.skipped = Some(why);
@@ -280,6 +303,8 @@ pub fn inject(
             mounts: results,
             seconds: started.elapsed().as_secs_f64(),
             ran: false,
+            method: None,
+            fallback: None,
         });
     }
     let dockerfile = inject_dockerfile(&opts.helper_image, &todo);
@@ -306,12 +331,18 @@ pub fn inject(
         mounts: results,
         seconds: started.elapsed().as_secs_f64(),
         ran: true,
+        method: None,
+        fallback: None,
     })
 }
 
 /// Copies the cache mounts into `to_dir`, replacing it whole once the copy is complete (a
 /// failed extract leaves `to_dir` as it was). When every mount comes out empty, `to_dir` is
 /// left alone and each mount says so in `skipped`.
+///
+/// When `to_dir` already holds files, only what differs from them leaves the builder (the
+/// changed-only extract, [`incremental`]); the result is the same directory. Should that
+/// fail, everything is copied out instead, and `fallback` says why.
 pub fn extract(
     docker: &Docker,
     mounts: &[&CacheMount],
@@ -332,6 +363,9 @@ pub fn extract(
             skipped: None,
             mount_files: None,
             mount_bytes: None,
+            copied_files: None,
+            copied_bytes: None,
+            removed_files: None,
         };
         match m.dance_supported() {
             Err(why) => r.skipped = Some(why),
@@ -344,6 +378,8 @@ pub fn extract(
             mounts: results,
             seconds: started.elapsed().as_secs_f64(),
             ran: false,
+            method: None,
+            fallback: None,
         });
     }
     let parent = match to_dir.parent() {
@@ -351,6 +387,43 @@ pub fn extract(
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(io("cannot create", &parent))?;
+
+    let mut fallback = None;
+    let staging = tempfile_dir(&parent, "extract")?;
+    match incremental::run(docker, &todo, to_dir, staging.path(), opts, echo) {
+        Ok(Some(applied)) => {
+            let mut total = 0;
+            for (r, a) in results
+                .iter_mut()
+                .filter(|r| r.skipped.is_none())
+                .zip(&applied)
+            {
+                r.files = a.files;
+                r.bytes = a.bytes;
+                r.copied_files = Some(a.copied_files);
+                r.copied_bytes = Some(a.copied_bytes);
+                r.removed_files = Some(a.removed);
+                total += a.files;
+                if a.files == 0 {
+                    r.skipped = Some("the cache mount is empty".to_string());
+                }
+            }
+            if total > 0 {
+                replace_dir(staging.path(), to_dir)?;
+            }
+            return Ok(DanceResult {
+                mounts: results,
+                seconds: started.elapsed().as_secs_f64(),
+                ran: true,
+                method: Some("changed"),
+                fallback: None,
+            });
+        }
+        Ok(None) => {}
+        Err(e) => fallback = Some(e.to_string()),
+    }
+    drop(staging);
+
     let staging = tempfile_dir(&parent, "extract")?;
     let context = tempfile_dir(&std::env::temp_dir(), "context")?;
     let dockerfile = extract_dockerfile(&opts.helper_image, &todo);
@@ -372,6 +445,8 @@ pub fn extract(
         let (f, b) = dir_stats(&d);
         r.files = f;
         r.bytes = b;
+        r.copied_files = Some(f);
+        r.copied_bytes = Some(b);
         total += f;
         if f == 0 {
             r.skipped = Some("the cache mount is empty".to_string());
@@ -384,6 +459,8 @@ pub fn extract(
         mounts: results,
         seconds: started.elapsed().as_secs_f64(),
         ran: true,
+        method: Some("full"),
+        fallback,
     })
 }
 

@@ -29,6 +29,11 @@ pub const LABEL: &str = "io.cicache.inputs";
 /// Label on images built by `cicache build`: the hash of the inputs of the Dockerfile's
 /// lines up to its last `RUN` with a cache mount ([`compute_mount_steps`]).
 pub const LABEL_MOUNT_STEPS: &str = "io.cicache.mount-inputs";
+/// Label on images built by `cicache build`: the hashes of the steps up to each `RUN` with a
+/// cache mount whose layer is in the image ([`image_mount_runs`]), in order, separated by
+/// spaces. A build whose first hashes match reads those layers from the cache tag, so
+/// it can pull them while the cache dir is restored and injected (the prefetch).
+pub const LABEL_MOUNT_STEP_LIST: &str = "io.cicache.mount-steps";
 /// Bump when the hashed text changes meaning.
 const KIND: &str = "cicache-app-v1";
 
@@ -200,11 +205,61 @@ pub fn compute_mount_steps(
     resolve: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Result<Plan, BaseError> {
     let bytes = read(&spec.dockerfile)?;
-    let mut prefix: Vec<u8> = Vec::new();
+    compute_text(spec, &prefix(&bytes, end_line), false, resolve)
+}
+
+/// The first `end_line` lines of a Dockerfile.
+pub fn prefix(bytes: &[u8], end_line: usize) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::new();
     for line in bytes.split_inclusive(|b| *b == b'\n').take(end_line) {
-        prefix.extend_from_slice(line);
+        out.extend_from_slice(line);
     }
-    compute_text(spec, &prefix, false, resolve)
+    out
+}
+
+/// The last lines of the `RUN`s that use one of the cache mounts `ids` and whose layers are
+/// the image's: in the target stage (`target`, else the last) or a stage it is built `FROM`,
+/// in order. The classic flavour's inline cache holds only these layers.
+pub fn image_mount_runs(df: &Dockerfile, ids: &[&str], target: Option<&str>) -> Vec<usize> {
+    let Some(last) = df.stages.len().checked_sub(1) else {
+        return Vec::new();
+    };
+    let by_name = |name: &str| {
+        df.stages.iter().position(|s| {
+            s.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+    };
+    let mut stage = match target {
+        Some(t) => match by_name(t) {
+            Some(i) => i,
+            None => return Vec::new(),
+        },
+        None => last,
+    };
+    let mut lineage = vec![stage];
+    while let Some(parent) = by_name(&df.stages[stage].base).filter(|p| *p < stage) {
+        lineage.push(parent);
+        stage = parent;
+    }
+    df.instructions
+        .iter()
+        .filter(|i| i.stage.is_some_and(|s| lineage.contains(&s)))
+        .filter(|i| {
+            i.mounts.iter().any(|m| {
+                m.cache
+                    .as_ref()
+                    .is_some_and(|c| ids.contains(&c.id.as_str()))
+            })
+        })
+        .map(|i| i.end_line)
+        .collect()
+}
+
+/// How many leading entries `a` and `b` share.
+pub fn common_prefix(a: &[String], b: &[String]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, BaseError> {
@@ -531,6 +586,60 @@ mod tests {
         assert_eq!(hash(&spec), h0, "ignored files are not inputs");
         std::fs::write(d.path().join("app.py"), "print(3)\n").unwrap();
         assert_ne!(hash(&spec), h0);
+    }
+
+    const LAYERED: &str = "FROM python AS deps\nCOPY requirements-ml.txt .\n\
+        RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements-ml.txt\n\
+        COPY requirements.txt .\n\
+        RUN --mount=type=cache,target=/root/.cache/pip \\\n  pip install -r requirements.txt\n\
+        FROM python AS tools\nRUN --mount=type=cache,target=/root/.cache/pip pip install tool\n\
+        FROM deps\nCOPY app.py .\n";
+
+    #[test]
+    fn image_mount_runs_follow_the_target_stage_and_its_parents() {
+        let df = dockerfile::parse(LAYERED).unwrap();
+        let pip = ["/root/.cache/pip"];
+        // The last stage is built FROM deps: both of its RUNs, not the tools stage's.
+        assert_eq!(image_mount_runs(&df, &pip, None), [3, 6]);
+        assert_eq!(image_mount_runs(&df, &pip, Some("tools")), [8]);
+        assert_eq!(image_mount_runs(&df, &pip, Some("DEPS")), [3, 6]);
+        assert!(image_mount_runs(&df, &pip, Some("nope")).is_empty());
+        assert!(image_mount_runs(&df, &["other"], None).is_empty());
+    }
+
+    #[test]
+    fn a_changed_late_requirement_keeps_the_first_step_hash() {
+        let (d, spec) = ctx(LAYERED);
+        std::fs::write(d.path().join("requirements-ml.txt"), "numpy==2\n").unwrap();
+        let steps = |spec: &SkipSpec| -> Vec<String> {
+            [3, 6]
+                .iter()
+                .map(|end| {
+                    match compute_mount_steps(spec, *end, &mut |r| Some(format!("id-{r}"))).unwrap()
+                    {
+                        Plan::Hashed(h) => h.hash,
+                        Plan::Never(w) => panic!("{w}"),
+                    }
+                })
+                .collect()
+        };
+        let before = steps(&spec);
+        assert_ne!(before[0], before[1]);
+        std::fs::write(d.path().join("requirements.txt"), "pillow==2\n").unwrap();
+        let after = steps(&spec);
+        assert_eq!(
+            common_prefix(&before, &after),
+            1,
+            "only the second step changed"
+        );
+        std::fs::write(d.path().join("requirements-ml.txt"), "numpy==3\n").unwrap();
+        assert_eq!(common_prefix(&after, &steps(&spec)), 0);
+        assert_eq!(common_prefix(&after, &after), 2);
+        assert_eq!(
+            String::from_utf8(prefix(LAYERED.as_bytes(), 3)).unwrap(),
+            "FROM python AS deps\nCOPY requirements-ml.txt .\n\
+             RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements-ml.txt\n"
+        );
     }
 
     #[test]

@@ -316,6 +316,67 @@ fn dance_roundtrip(d: &Daemon, images: &Path) {
     }
     assert_eq!(expect, tree(&ws.join("back")));
     assert_eq!(r.json()["mounts"][0]["files"], 4);
+    assert_eq!(r.json()["method"], "full", "nothing to compare with");
+
+    // A build changes one file, adds one in a new directory and removes one; extracting into
+    // the same directory again copies out only the two, and the result is the mount.
+    write(
+        &ws.join("Change.Dockerfile"),
+        "FROM cicache-test/busybox:latest\nARG N\n\
+         RUN --mount=type=cache,id=pip-app,target=/home/app/.cache/pip,uid=1000,gid=1001,mode=0750,sharing=locked \\\n\
+         set -e; cd /home/app/.cache/pip; echo \"$N\" > wheels/a.whl; mkdir -p new; echo b > new/b.whl; \
+         rm http/0/1/entry\n",
+        0o644,
+    );
+    let o = d.docker(&[
+        "build",
+        "--network",
+        "none",
+        "--build-arg",
+        "N=changed",
+        "-f",
+        ws.join("Change.Dockerfile").to_str().unwrap(),
+        ws.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut c = d.cicache(&store);
+    c.current_dir(ws)
+        .args(["--json", "mount", "extract", "--to", "back"]);
+    let r = run(c);
+    ok(&r);
+    let j = r.json();
+    assert_eq!(j["method"], "changed", "{j}");
+    // a.whl, new/b.whl, and the symlink bin/link (symlinks always come out).
+    assert_eq!(j["mounts"][0]["copied_files"], 3, "{j}");
+    assert_eq!(j["mounts"][0]["removed_files"], 1, "{j}");
+    assert_eq!(j["mounts"][0]["files"], 4, "{j}");
+    assert_eq!(j["mounts"][1]["copied_files"], 0, "{j}");
+    let back = tree(&ws.join("back"));
+    let find = |p: &str| back.iter().find(|e| e.0 == p).cloned();
+    assert_eq!(find("pip-app/wheels/a.whl").unwrap().3, "changed\n");
+    assert_eq!(find("pip-app/new/b.whl").unwrap().3, "b\n");
+    assert_eq!(find("pip-app/http/0/1/entry"), None);
+    assert_eq!(
+        find("pip-app/bin/link"),
+        expect.iter().find(|e| e.0 == "pip-app/bin/link").cloned()
+    );
+    assert_eq!(
+        find("root_.cache_tool/with space.txt"),
+        expect
+            .iter()
+            .find(|e| e.0 == "root_.cache_tool/with space.txt")
+            .cloned()
+    );
+    // A full extract of the same mounts gives the same tree.
+    let mut c = d.cicache(&store);
+    c.current_dir(ws)
+        .args(["--json", "mount", "extract", "--to", "full"]);
+    let r = run(c);
+    ok(&r);
+    assert_eq!(r.json()["method"], "full");
+    let full = tree(&ws.join("full"));
+    assert_eq!(back, full, "changed-only and full extracts agree");
+    let expect = back;
 
     // Other mount options reach another cache: extracting with them finds it empty and
     // leaves the directory alone.
@@ -396,6 +457,13 @@ fn dance_and_build_over_tcp() {
     assert!(ws.join(".pip-cache/build-1").is_file());
     assert!(ws.join(".pip-cache/build-2").is_file());
     let j = r.json();
+    // The cache dir held build-1: only build-2 came out of the builder.
+    let extract = phase(&j, "extract");
+    assert_eq!(extract["detail"]["method"], "changed", "{extract}");
+    assert_eq!(
+        extract["detail"]["mounts"][0]["copied_files"], 1,
+        "{extract}"
+    );
     let phases: Vec<(String, String)> = j["phases"]
         .as_array()
         .unwrap()
@@ -623,6 +691,137 @@ fn registry_digest(registry_repo: &str, tag: &str) -> Option<String> {
         k.eq_ignore_ascii_case("docker-content-digest")
             .then(|| v.trim().to_string())
     })
+}
+
+/// Two cache-mount steps, the second changed, on a fresh agent: the first step's layers are
+/// pulled (the prefetch) while the cache dir is restored and injected, so the image build
+/// pulls nothing; the extract copies out only what the second step wrote.
+#[test]
+fn prefetch_pulls_the_unchanged_steps_beside_restore_and_inject() {
+    let Some(images) = docker_env() else { return };
+    let Some(registry) = service("CICACHE_TEST_REGISTRY", "the distribution registry") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let ws = t.path().join("ws");
+    write(
+        &ws.join("Dockerfile"),
+        "FROM cicache-test/busybox:latest\n\
+         COPY first.txt /\n\
+         RUN --mount=type=cache,target=/root/.cache/pip \\\n\
+         \x20   head -c 20000000 /dev/urandom > /big && cp /first.txt /root/.cache/pip/first\n\
+         COPY second.txt /\n\
+         RUN --mount=type=cache,target=/root/.cache/pip cp /second.txt /root/.cache/pip/second\n",
+        0o644,
+    );
+    write(&ws.join("first.txt"), "first\n", 0o644);
+    write(&ws.join("second.txt"), "second\n", 0o644);
+    let repo = format!("{registry}/u{}/prefetch", std::process::id());
+    let build = |d: &Daemon, tag: &str| {
+        let mut c = d.cicache(&store);
+        c.current_dir(&ws).args([
+            "--json",
+            "build",
+            "--image",
+            &repo,
+            "--tag",
+            tag,
+            "--push",
+            "--log",
+            "build.log",
+            "--key",
+            "prefetch-test",
+            ".",
+            "--",
+            "--network",
+            "none",
+        ]);
+        run(c)
+    };
+    let fresh = || {
+        let d = Daemon::start(false);
+        d.load(&images, "busybox.tar");
+        d
+    };
+    {
+        let d = fresh();
+        let r = build(&d, "v1");
+        ok(&r);
+        assert!(
+            r.json()["phases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["name"] != "prefetch")
+        );
+    }
+
+    // The second step's input changed (a longer file): a fresh agent prefetches the first.
+    write(&ws.join("second.txt"), "second, changed\n", 0o644);
+    let d = fresh();
+    let r = build(&d, "v2");
+    ok(&r);
+    let j = r.json();
+    assert_eq!(
+        phase(&j, "check")["detail"]["mount_steps_unchanged"],
+        1,
+        "{j}"
+    );
+    let pf = phase(&j, "prefetch");
+    assert_eq!(pf["status"], "ok", "{j}");
+    assert_eq!(pf["detail"]["steps"]["run"], 0, "{pf}");
+    assert!(
+        pf["detail"]["steps"]["cached"].as_u64().unwrap() >= 2,
+        "{pf}"
+    );
+    assert!(
+        pf["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 2 cache-mount steps"),
+        "{pf}"
+    );
+    assert_eq!(phase(&j, "restore")["status"], "ok", "{j}");
+    assert_eq!(phase(&j, "inject")["status"], "ok", "{j}");
+    // The image build found the first step's layers in the daemon: nothing pulled.
+    let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
+    assert!(log.contains("CACHED"), "{log}");
+    assert!(
+        !log.contains("pulling sha256"),
+        "the build pulled again:\n{log}"
+    );
+    // The prefetch's own image record is gone (its layers are the build's).
+    let o = d.docker(&["images", "-q", "--filter", "dangling=true"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "",
+        "a dangling image is left"
+    );
+    let ex = phase(&j, "extract");
+    assert_eq!(ex["detail"]["method"], "changed", "{ex}");
+    assert_eq!(ex["detail"]["mounts"][0]["copied_files"], 1, "{ex}");
+    assert_eq!(ex["detail"]["mounts"][0]["files"], 2, "{ex}");
+    assert_eq!(
+        std::fs::read_to_string(ws.join(".pip-cache/second")).unwrap(),
+        "second, changed\n"
+    );
+    drop(d);
+
+    // The first step changed too: nothing to prefetch.
+    write(&ws.join("first.txt"), "first, changed\n", 0o644);
+    let d = fresh();
+    let r = build(&d, "v3");
+    ok(&r);
+    let j = r.json();
+    assert!(
+        j["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["name"] != "prefetch"),
+        "{j}"
+    );
 }
 
 #[test]

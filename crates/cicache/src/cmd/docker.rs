@@ -5,7 +5,7 @@
 //! phases, unless `--strict`) and which fail the command (the Dockerfile build, the image push).
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -448,7 +448,8 @@ fn echo_fn(ctx: &Context) -> impl Fn(&str) + Sync + use<> {
 }
 
 fn describe_dance(r: &DanceResult, verb: &str) -> Vec<String> {
-    r.mounts
+    let mut lines: Vec<String> = r
+        .mounts
         .iter()
         .map(|m| match &m.skipped {
             Some(why) => format!("{verb} {}: skipped, {why}", m.id),
@@ -467,10 +468,27 @@ fn describe_dance(r: &DanceResult, verb: &str) -> Vec<String> {
                 if let Some(f) = m.mount_files {
                     s.push_str(&format!("; the mount now holds {f} files"));
                 }
+                if r.method == Some("changed") {
+                    s.push_str(&format!(
+                        " ({} new or changed, {} copied out of the builder{})",
+                        m.copied_files.unwrap_or(0),
+                        human_bytes(m.copied_bytes.unwrap_or(0)),
+                        match m.removed_files {
+                            Some(n) if n > 0 => format!(", {n} removed"),
+                            _ => String::new(),
+                        }
+                    ));
+                }
                 s
             }
         })
-        .collect()
+        .collect();
+    if let Some(why) = &r.fallback {
+        lines.push(format!(
+            "the changed-only extract failed, so everything was copied out: {why}"
+        ));
+    }
+    lines
 }
 
 pub fn mount(args: MountArgs, ctx: &Context) -> Result<u8> {
@@ -510,6 +528,8 @@ pub fn mount(args: MountArgs, ctx: &Context) -> Result<u8> {
             mounts: vec![],
             seconds: 0.0,
             ran: false,
+            method: None,
+            fallback: None,
         }
     } else if inject {
         dance::inject(&docker, &mounts, dir, &dopts, verbose_echo)
@@ -529,6 +549,8 @@ pub fn mount(args: MountArgs, ctx: &Context) -> Result<u8> {
         "ran": result.ran,
         "seconds": result.seconds,
         "mounts": result.mounts,
+        "method": result.method,
+        "fallback": result.fallback,
     });
     ctx.out.result(&doc, || {
         let mut t = lines.join("\n");
@@ -950,6 +972,8 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
     // build tags the image the cache tag already is instead of building it.
     let mut labels = hooks.labels.clone();
     let mut mount_inputs: Option<String> = None;
+    // (last line, hash) of the steps up to each RUN with a cache mount in the image.
+    let mut mount_steps: Vec<(usize, String)> = Vec::new();
     // The platform the hashes cover (`docker version` runs once, only when hashing).
     let mut platform: Option<String> = None;
     let check_started = Instant::now();
@@ -996,16 +1020,45 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
                 .map(|i| i.end_line)
                 .max()
         });
-        if let Some(end) = last_mount_end
-            && let Ok(skip::Plan::Hashed(h)) = skip::compute_mount_steps(&spec, end, &mut resolve)
-        {
-            labels.push(format!("{}={}", skip::LABEL_MOUNT_STEPS, h.hash));
-            mount_inputs = Some(h.hash);
+        // The steps up to each RUN with a cache mount whose layer is the image's (the last
+        // one is usually the same as above: hashed once).
+        let ids: Vec<&str> = mounts.iter().map(|m| m.id.as_str()).collect();
+        let image_runs = df
+            .as_ref()
+            .map(|df| skip::image_mount_runs(df, &ids, args.target.as_deref()))
+            .unwrap_or_default();
+        for end in &image_runs {
+            match skip::compute_mount_steps(&spec, *end, &mut resolve) {
+                Ok(skip::Plan::Hashed(h)) => mount_steps.push((*end, h.hash)),
+                _ => {
+                    mount_steps.clear();
+                    break;
+                }
+            }
+        }
+        if let Some(end) = last_mount_end {
+            let h = match mount_steps.iter().find(|(e, _)| *e == end) {
+                Some((_, h)) => Some(h.clone()),
+                None => match skip::compute_mount_steps(&spec, end, &mut resolve) {
+                    Ok(skip::Plan::Hashed(h)) => Some(h.hash),
+                    _ => None,
+                },
+            };
+            if let Some(h) = h {
+                labels.push(format!("{}={h}", skip::LABEL_MOUNT_STEPS));
+                mount_inputs = Some(h);
+            }
         }
         if mount_inputs.is_none() {
             // Never inherit the FROM image's label.
             labels.push(format!("{}=", skip::LABEL_MOUNT_STEPS));
         }
+        let list: Vec<&str> = mount_steps.iter().map(|(_, h)| h.as_str()).collect();
+        labels.push(format!(
+            "{}={}",
+            skip::LABEL_MOUNT_STEP_LIST,
+            list.join(" ")
+        ));
         match skip::compute(&spec, &mut resolve) {
             Ok(skip::Plan::Hashed(h)) => {
                 labels.push(format!("{}={}", skip::LABEL, h.hash));
@@ -1090,6 +1143,9 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
     // 0. check: unchanged inputs (tag instead of building), or unchanged cache-mount steps
     // (docker takes them from the layer cache: restore and inject cannot help).
     let mut mounts_from_layer_cache: Option<String> = None;
+    // The first lines of the Dockerfile whose steps the cache tag has, when some (not all)
+    // of the cache-mount steps are unchanged: (last line, steps unchanged, cache tag).
+    let mut prefetch: Option<(usize, usize, String)> = None;
     match &inputs {
         Err(why) if mount_inputs.is_none() => ph.skipped("check", why.clone()),
         _ if args.rebuild => ph.skipped("check", "--rebuild"),
@@ -1137,21 +1193,46 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
                         );
                         mounts_from_layer_cache = Some(from);
                     }
-                    _ => ph.ok(
-                        "check",
-                        check_started,
-                        match &inputs {
-                            Ok(_) if !args.push => "inputs changed or not pushed before; \
+                    _ => {
+                        let mine: Vec<String> =
+                            mount_steps.iter().map(|(_, h)| h.clone()).collect();
+                        prefetch = found
+                            .iter()
+                            .filter(|(_, _, _, p)| platform.starts_with(p.as_str()))
+                            .map(|(tag, _, l, _)| {
+                                let theirs: Vec<String> = l[skip::LABEL_MOUNT_STEP_LIST]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .split_whitespace()
+                                    .map(str::to_string)
+                                    .collect();
+                                (skip::common_prefix(&mine, &theirs), tag)
+                            })
+                            .filter(|(k, _)| *k > 0)
+                            .max_by_key(|(k, _)| *k)
+                            .map(|(k, tag)| {
+                                (mount_steps[k - 1].0, k, format!("{}:{tag}", plan.image))
+                            });
+                        ph.ok(
+                            "check",
+                            check_started,
+                            match &inputs {
+                                Ok(_) if !args.push => "inputs changed or not pushed before; \
                                 no --push: building into the local daemon"
-                                .to_string(),
-                            Ok(h) => format!(
-                                "no cache tag was built from these inputs ({}): building",
-                                &h[..16]
-                            ),
-                            Err(why) => format!("building: {why}"),
-                        },
-                        json!({ "inputs": inputs.as_ref().ok(), "mount_inputs": mount_inputs }),
-                    ),
+                                    .to_string(),
+                                Ok(h) => format!(
+                                    "no cache tag was built from these inputs ({}): building",
+                                    &h[..16]
+                                ),
+                                Err(why) => format!("building: {why}"),
+                            },
+                            json!({
+                                "inputs": inputs.as_ref().ok(),
+                                "mount_inputs": mount_inputs,
+                                "mount_steps_unchanged": prefetch.as_ref().map(|p| p.1),
+                            }),
+                        );
+                    }
                 }
             }
             Err(e) => ph.cache_failed(
@@ -1162,65 +1243,204 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         },
     }
 
-    // 1. restore
-    let mut restored: Value = Value::Null;
-    if let Some(why) = hooks.restored_by {
-        ph.skipped("restore", why);
-    } else if let Some(from) = &mounts_from_layer_cache {
-        ph.skipped(
-            "restore",
-            format!("the cache-mount steps come from the layer cache of {from}"),
-        );
-    } else if args.no_restore {
-        ph.skipped("restore", "--no-restore");
-    } else {
-        let t = Instant::now();
-        match store_restore(ctx, &key, &restore_keys, &cache_dir) {
-            Ok(v) => {
-                let hit = v["status"] == "hit";
-                let msg = if hit {
-                    format!(
-                        "restored {} from {} (scope {})",
-                        cache_dir.display(),
-                        v["matched_key"].as_str().unwrap_or_default(),
-                        v["matched_scope"].as_str().unwrap_or_default()
-                    )
-                } else {
-                    "cache miss: starting with the cache dir as it is".to_string()
-                };
-                restored = v.clone();
-                ph.store_result("restore", t, msg, v);
+    // 0b. prefetch: when the cache tag has the first cache-mount steps (not all: then restore
+    // and inject are skipped), a build of the Dockerfile up to the last of them pulls their
+    // layers while restore and inject run; the image build then finds them in the daemon.
+    let mut prefetch_job: Option<(Vec<String>, Vec<u8>, PathBuf)> = None;
+    let mut prefetch_note = String::new();
+    if let Some((end, k, from)) = &prefetch {
+        let df_ignore = {
+            let mut name = dockerfile_path.file_name().unwrap_or_default().to_owned();
+            name.push(".dockerignore");
+            dockerfile_path.with_file_name(name)
+        };
+        let why_not = if args.no_inject {
+            Some("--no-inject: the build pulls the layers itself".to_string())
+        } else if !cache_dir.is_dir() && args.no_restore {
+            Some(format!(
+                "{} does not exist: nothing to inject beside it",
+                cache_dir.display()
+            ))
+        } else if df_ignore.exists() {
+            Some(format!(
+                "{} applies to this Dockerfile only, not to the prefetch's (read from stdin)",
+                df_ignore.display()
+            ))
+        } else {
+            None
+        };
+        match (why_not, std::fs::read(&dockerfile_path)) {
+            (Some(why), _) => ph.skipped("prefetch", why),
+            (None, Err(e)) => ph.cache_failed(
+                "prefetch",
+                Instant::now(),
+                anyhow!(e).context(format!("reading {}", dockerfile_path.display())),
+            )?,
+            (None, Ok(bytes)) => {
+                let iid = std::env::temp_dir().join(format!(
+                    "cicache-prefetch-{}-{}.iid",
+                    std::process::id(),
+                    SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_nanos())
+                        .unwrap_or(0)
+                ));
+                prefetch_note = format!(
+                    "pulled the layers of lines 1-{end} ({k} of {} cache-mount steps unchanged) from {from}",
+                    mount_steps.len()
+                );
+                prefetch_job = Some((plan.prefetch_args(&iid), skip::prefix(&bytes, *end), iid));
             }
-            Err(e) => ph.cache_failed("restore", t, e)?,
         }
     }
 
-    // 2. inject
-    if args.no_inject {
-        ph.skipped("inject", "--no-inject");
-    } else if let Some(from) = &mounts_from_layer_cache {
-        ph.skipped(
-            "inject",
-            format!("the cache-mount steps come from the layer cache of {from}"),
-        );
-    } else if mounts.is_empty() {
-        ph.skipped("inject", "the Dockerfile has no RUN --mount=type=cache");
-    } else if !cache_dir.is_dir() {
-        ph.skipped("inject", format!("{} does not exist", cache_dir.display()));
-    } else {
-        let t = Instant::now();
-        match dance::inject(&docker, &mount_refs, &cache_dir, &dopts, dance_echo) {
-            Ok(r) => {
-                let msg = describe_dance(&r, "injected").join("; ");
-                ph.ok(
-                    "inject",
-                    t,
-                    msg,
-                    serde_json::to_value(&r).unwrap_or(Value::Null),
-                );
-            }
-            Err(e) => ph.cache_failed("inject", t, anyhow!(e))?,
+    // Inject starts once the prefetch has matched its steps in the layer cache: BuildKit
+    // 0.8 merges the identical FROM of two concurrent builds into one, and the merged one
+    // does not consult the prefetch's --cache-from (its steps would run instead of pull).
+    let matched = (std::sync::Mutex::new(false), std::sync::Condvar::new());
+    let set_matched = || {
+        *matched.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        matched.1.notify_all();
+    };
+    let wait_matched = || {
+        if prefetch_job.is_none() {
+            return;
         }
+        let guard = matched.0.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = matched
+            .1
+            .wait_timeout_while(guard, std::time::Duration::from_secs(30), |m| !*m);
+    };
+    let restore_inject = |ph: &mut Phases| -> Result<Value> {
+        // 1. restore
+        let mut restored: Value = Value::Null;
+        if let Some(why) = hooks.restored_by {
+            ph.skipped("restore", why);
+        } else if let Some(from) = &mounts_from_layer_cache {
+            ph.skipped(
+                "restore",
+                format!("the cache-mount steps come from the layer cache of {from}"),
+            );
+        } else if args.no_restore {
+            ph.skipped("restore", "--no-restore");
+        } else {
+            let t = Instant::now();
+            match store_restore(ctx, &key, &restore_keys, &cache_dir) {
+                Ok(v) => {
+                    let hit = v["status"] == "hit";
+                    let msg = if hit {
+                        format!(
+                            "restored {} from {} (scope {})",
+                            cache_dir.display(),
+                            v["matched_key"].as_str().unwrap_or_default(),
+                            v["matched_scope"].as_str().unwrap_or_default()
+                        )
+                    } else {
+                        "cache miss: starting with the cache dir as it is".to_string()
+                    };
+                    restored = v.clone();
+                    ph.store_result("restore", t, msg, v);
+                }
+                Err(e) => ph.cache_failed("restore", t, e)?,
+            }
+        }
+
+        // 2. inject
+        if args.no_inject {
+            ph.skipped("inject", "--no-inject");
+        } else if let Some(from) = &mounts_from_layer_cache {
+            ph.skipped(
+                "inject",
+                format!("the cache-mount steps come from the layer cache of {from}"),
+            );
+        } else if mounts.is_empty() {
+            ph.skipped("inject", "the Dockerfile has no RUN --mount=type=cache");
+        } else if !cache_dir.is_dir() {
+            ph.skipped("inject", format!("{} does not exist", cache_dir.display()));
+        } else {
+            let t = Instant::now();
+            wait_matched();
+            match dance::inject(&docker, &mount_refs, &cache_dir, &dopts, dance_echo) {
+                Ok(r) => {
+                    let msg = describe_dance(&r, "injected").join("; ");
+                    ph.ok(
+                        "inject",
+                        t,
+                        msg,
+                        serde_json::to_value(&r).unwrap_or(Value::Null),
+                    );
+                }
+                Err(e) => ph.cache_failed("inject", t, anyhow!(e))?,
+            }
+        }
+        Ok(restored)
+    };
+    let (restored, prefetched) = std::thread::scope(|s| {
+        let job = prefetch_job.as_ref().map(|(a, text, _)| {
+            let docker = &docker;
+            let set_matched = &set_matched;
+            s.spawn(move || {
+                let t = Instant::now();
+                // A step found in the cache, or a layer being pulled: the match is made.
+                let watch = |line: &str| {
+                    let status = line.split_once(' ').map(|(_, r)| r).unwrap_or_default();
+                    if status == "CACHED"
+                        || status.starts_with("pulling ")
+                        || status.starts_with("ERROR")
+                    {
+                        set_matched();
+                    }
+                };
+                let r = docker.run_checked(a, Some(text), Some(&watch), None);
+                set_matched();
+                (r, t)
+            })
+        });
+        let restored = restore_inject(&mut ph);
+        let prefetched = job.map(|h| h.join());
+        (restored, prefetched)
+    });
+    let restored = restored?;
+    let prefetch_iid = match (prefetched, &prefetch_job) {
+        (Some(Ok((Ok(out), t))), Some((_, _, iid))) => {
+            let r = cicache_docker::report::parse_log(&out.lines.join("\n"));
+            let ran = r.steps.run;
+            let mut msg = prefetch_note.clone();
+            if ran > 0 {
+                msg.push_str(&format!(
+                    "; {ran} steps were not in the layer cache and ran"
+                ));
+            }
+            ph.ok(
+                "prefetch",
+                t,
+                msg,
+                json!({ "steps": r.steps, "command": prefetch_job.as_ref().map(|j| &j.0) }),
+            );
+            std::fs::read_to_string(iid)
+                .ok()
+                .map(|s| s.trim().to_string())
+        }
+        (Some(Ok((Err(e), t))), _) => {
+            ph.cache_failed(
+                "prefetch",
+                t,
+                anyhow!(e).context("pulling the unchanged layers"),
+            )?;
+            None
+        }
+        (Some(Err(_)), _) => {
+            ph.cache_failed(
+                "prefetch",
+                Instant::now(),
+                anyhow!("the prefetch thread panicked"),
+            )?;
+            None
+        }
+        _ => None,
+    };
+    if let Some((_, _, iid)) = &prefetch_job {
+        let _ = std::fs::remove_file(iid);
     }
 
     // 3. build
@@ -1235,6 +1455,10 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         .run_streamed(&build_cmd, None, Some(&echo), args.log.as_deref())
         .context("running the docker build")?;
     let build_secs = t.elapsed().as_secs_f64();
+    if let Some(id) = &prefetch_iid {
+        // The prefetch's image: untagged, its layers now the build's; only the record goes.
+        let _ = docker.output(&["rmi".to_string(), id.clone()]);
+    }
     let log_text = out.lines.join("\n");
     let parsed = cicache_docker::report::parse_log(&log_text);
     // Every RUN with a cache mount came from the layer cache: the mounts hold nothing new.
