@@ -85,6 +85,9 @@ pub struct DanceResult {
     /// Extract only: why a changed-only extract was tried and given up for a full one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
+    /// Extract only: files of the directory that the mounts lacked were kept.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub merged: bool,
 }
 
 /// The subdirectory name of a mount in a multi-mount directory: its id with every character
@@ -144,7 +147,10 @@ fn bind_flag(source: &str) -> String {
 }
 
 /// The Dockerfile of the inject helper build. The copy keeps the mount root's owner and mode
-/// (the ones BuildKit gave it from uid/gid/mode) and gives everything copied that owner.
+/// (the ones BuildKit gave it from uid/gid/mode) and gives everything copied that owner. It
+/// lowers its own priority first (`renice`; an image without it copies at normal priority):
+/// beside a prefetch, the pull of the layers comes first (the build waits for both, and the
+/// pull is the longer one).
 pub fn inject_dockerfile(helper_image: &str, mounts: &[(&CacheMount, String)]) -> String {
     let mut s = format!(
         "# cicache: cache dance, inject\nFROM {helper_image} AS dance\nARG CICACHE_NONCE\n"
@@ -152,7 +158,7 @@ pub fn inject_dockerfile(helper_image: &str, mounts: &[(&CacheMount, String)]) -
     for (i, (m, dir)) in mounts.iter().enumerate() {
         let t = sh_quote(&m.target);
         s.push_str(&format!(
-            "RUN {bind} {cache} \\\n    set -e; mkdir -p /cicache-report; \
+            "RUN {bind} {cache} \\\n    set -e; renice -n 10 -p $$ >/dev/null 2>&1 || :; mkdir -p /cicache-report; \
              mode=$(stat -c %a {t}); owner=$(stat -c %u:%g {t}); \
              cp -a /cicache-src/. {t}/; chown -R \"$owner\" {t}; chmod \"$mode\" {t}; \
              echo \"$(find {t} -type f | wc -l) $(du -sk {t} | cut -f1)\" > /cicache-report/{i}\n",
@@ -305,6 +311,7 @@ pub fn inject(
             ran: false,
             method: None,
             fallback: None,
+            merged: false,
         });
     }
     let dockerfile = inject_dockerfile(&opts.helper_image, &todo);
@@ -333,6 +340,7 @@ pub fn inject(
         ran: true,
         method: None,
         fallback: None,
+        merged: false,
     })
 }
 
@@ -343,11 +351,15 @@ pub fn inject(
 /// When `to_dir` already holds files, only what differs from them leaves the builder (the
 /// changed-only extract, [`incremental`]); the result is the same directory. Should that
 /// fail, everything is copied out instead, and `fallback` says why.
+///
+/// With `merge`, files of `to_dir` that the mounts lack are kept (the inject did not run, so
+/// the mounts hold only what this build wrote: mirroring them would drop the restored cache).
 pub fn extract(
     docker: &Docker,
     mounts: &[&CacheMount],
     to_dir: &Path,
     opts: &DanceOptions,
+    merge: bool,
     echo: Option<&(dyn Fn(&str) + Sync)>,
 ) -> Result<DanceResult, DockerError> {
     let started = Instant::now();
@@ -380,6 +392,7 @@ pub fn extract(
             ran: false,
             method: None,
             fallback: None,
+            merged: false,
         });
     }
     let parent = match to_dir.parent() {
@@ -390,7 +403,7 @@ pub fn extract(
 
     let mut fallback = None;
     let staging = tempfile_dir(&parent, "extract")?;
-    match incremental::run(docker, &todo, to_dir, staging.path(), opts, echo) {
+    match incremental::run(docker, &todo, to_dir, staging.path(), opts, merge, echo) {
         Ok(Some(applied)) => {
             let mut total = 0;
             for (r, a) in results
@@ -417,6 +430,7 @@ pub fn extract(
                 ran: true,
                 method: Some("changed"),
                 fallback: None,
+                merged: merge,
             });
         }
         Ok(None) => {}
@@ -453,6 +467,20 @@ pub fn extract(
         }
     }
     if total > 0 {
+        if merge {
+            let place = |base: &Path, dir: &str| {
+                if dir == "." {
+                    base.to_path_buf()
+                } else {
+                    base.join(dir)
+                }
+            };
+            for r in results.iter_mut() {
+                let d = place(staging.path(), &r.dir);
+                incremental::link_missing(&place(to_dir, &r.dir), &d)?;
+                (r.files, r.bytes) = dir_stats(&d);
+            }
+        }
         replace_dir(staging.path(), to_dir)?;
     }
     Ok(DanceResult {
@@ -461,6 +489,7 @@ pub fn extract(
         ran: true,
         method: Some("full"),
         fallback,
+        merged: merge && total > 0,
     })
 }
 

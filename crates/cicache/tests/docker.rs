@@ -428,7 +428,7 @@ fn dance_and_build_over_tcp() {
          ls /root/.cache/pip && echo \"$N\" > /root/.cache/pip/build-$N\n",
         0o644,
     );
-    let build = |n: &str| {
+    let build_with = |n: &str, more: &[&str]| {
         let mut c = d.cicache(&ws.join("store"));
         c.current_dir(ws).args([
             "--json",
@@ -439,13 +439,11 @@ fn dance_and_build_over_tcp() {
             "--no-save",
             "--build-arg",
             &format!("N={n}"),
-            ".",
-            "--",
-            "--network",
-            "none",
         ]);
+        c.args(more).args([".", "--", "--network", "none"]);
         run(c)
     };
+    let build = |n: &str| build_with(n, &[]);
     let r = build("1");
     ok(&r);
     assert!(ws.join(".pip-cache/build-1").is_file(), "{}", r.stderr);
@@ -484,6 +482,19 @@ fn dance_and_build_over_tcp() {
         "{phases:?}"
     );
     assert_eq!(j["flavour"], "classic");
+
+    // Without an inject (a fresh daemon state, --no-inject) the mount holds only build-3:
+    // the extract keeps what the cache dir had instead of mirroring the mount.
+    let o = d.docker(&["builder", "prune", "-af"]);
+    assert!(o.status.success());
+    let r = build_with("3", &["--no-inject"]);
+    ok(&r);
+    let j = r.json();
+    let extract = phase(&j, "extract");
+    assert_eq!(extract["detail"]["merged"], true, "{extract}");
+    for f in ["build-1", "build-2", "build-3"] {
+        assert!(ws.join(".pip-cache").join(f).is_file(), "{f}: {extract}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -214,6 +214,40 @@ fn link_tree(src: &Path, dst: &Path) -> Result<(), DockerError> {
     Ok(())
 }
 
+/// Links into `staged` every file and symlink of `old` that `staged` lacks (a merge after a
+/// full extract); where `staged` has a file in place of a directory of `old`, the mount's
+/// file wins and that directory is left out.
+pub(super) fn link_missing(old: &Path, staged: &Path) -> Result<(), DockerError> {
+    if !old.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(staged).map_err(io("cannot create", staged))?;
+    let mut walk = walkdir::WalkDir::new(old)
+        .follow_links(false)
+        .min_depth(1)
+        .into_iter();
+    while let Some(e) = walk.next() {
+        let e = e.map_err(|e| DockerError::Io {
+            what: "cannot list",
+            path: e.path().unwrap_or(old).to_path_buf(),
+            source: e.into(),
+        })?;
+        let rel = e.path().strip_prefix(old).unwrap_or(e.path());
+        let to = staged.join(rel);
+        let here = to.symlink_metadata();
+        if e.file_type().is_dir() {
+            match here {
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => walk.skip_current_dir(),
+                Err(_) => std::fs::create_dir(&to).map_err(io("cannot create", &to))?,
+            }
+        } else if here.is_err() && std::fs::hard_link(e.path(), &to).is_err() {
+            copy_entry(e.path(), &to)?;
+        }
+    }
+    Ok(())
+}
+
 /// Copies one file or symlink, keeping the file's mode and mtime.
 fn copy_entry(from: &Path, to: &Path) -> Result<(), DockerError> {
     let md = from.symlink_metadata().map_err(io("cannot stat", from))?;
@@ -235,13 +269,14 @@ fn copy_entry(from: &Path, to: &Path) -> Result<(), DockerError> {
 }
 
 /// Builds in `staged` what the mount holds: `old` (the workspace copy, may be missing)
-/// linked in, what the mount no longer has removed, `out/files` moved in, the mount's
-/// directory modes set. `local` is the listing the helper compared with.
+/// linked in, what the mount no longer has removed (kept with `merge`), `out/files` moved
+/// in, the mount's directory modes set. `local` is the listing the helper compared with.
 pub(super) fn apply(
     old: &Path,
     staged: &Path,
     out: &Path,
     local: &str,
+    merge: bool,
 ) -> Result<Applied, DockerError> {
     let list_path = out.join("list");
     let list_text = std::fs::read_to_string(&list_path).map_err(io("cannot read", &list_path))?;
@@ -255,12 +290,15 @@ pub(super) fn apply(
         std::fs::create_dir_all(staged).map_err(io("cannot create", staged))?;
     }
 
-    // What the mount no longer holds goes; a directory that is gone goes whole.
+    // What the mount no longer holds goes (unless merging); a directory that is gone goes
+    // whole.
     let mut applied = Applied::default();
     let mut gone_dirs = Vec::new();
     for e in walkdir::WalkDir::new(staged)
         .follow_links(false)
         .min_depth(1)
+        .into_iter()
+        .filter(|_| !merge)
     {
         let e = e.map_err(|e| DockerError::Io {
             what: "cannot list",
@@ -361,6 +399,7 @@ pub(super) fn run(
     to_dir: &Path,
     staging: &Path,
     opts: &DanceOptions,
+    merge: bool,
     echo: Option<&(dyn Fn(&str) + Sync)>,
 ) -> Result<Option<Vec<Applied>>, DockerError> {
     let place = |base: &Path, dir: &str| {
@@ -407,6 +446,7 @@ pub(super) fn run(
             &place(staging, dir),
             &out.path().join(i.to_string()),
             &lists[i],
+            merge,
         )?;
         applied.push(a);
     }
@@ -535,7 +575,7 @@ mod tests {
 
         let staged = t.path().join("staged");
         let before = tree(&old);
-        let a = apply(&old, &staged, &out, &local).unwrap();
+        let a = apply(&old, &staged, &out, &local, false).unwrap();
         assert_eq!(
             tree(&staged),
             tree(&mount),
@@ -561,6 +601,54 @@ mod tests {
     }
 
     #[test]
+    fn merge_keeps_what_the_mount_lacks() {
+        let t = tempfile::tempdir().unwrap();
+        let Some(bin) = busybox_path(t.path(), true) else {
+            return;
+        };
+        let (old, mount) = scene(t.path());
+        let local = listing(&old).unwrap().unwrap();
+        let list = t.path().join("0.list");
+        std::fs::write(&list, &local).unwrap();
+        let out = t.path().join("out");
+        run_script(&bin, &mount, &list, &out);
+        let staged = t.path().join("staged");
+        let a = apply(&old, &staged, &out, &local, true).unwrap();
+        assert_eq!(a.removed, 0);
+        let got = tree(&staged);
+        for e in tree(&mount) {
+            assert!(got.contains(&e), "{e:?} from the mount");
+        }
+        assert!(got.iter().any(|e| e.0 == "gone/file"), "kept: {got:?}");
+        assert!(got.iter().any(|e| e.0 == "top gone"), "kept: {got:?}");
+        let changed = got.iter().find(|e| e.0 == "http/b/changed").unwrap();
+        assert_eq!(changed.1, "the new body", "the mount's version wins");
+    }
+
+    #[test]
+    fn link_missing_adds_only_what_is_missing() {
+        let t = tempfile::tempdir().unwrap();
+        let old = t.path().join("old");
+        write(&old.join("a/kept"), "old a");
+        write(&old.join("both"), "old both");
+        write(&old.join("x/y"), "under a dir the mount has as a file");
+        let staged = t.path().join("staged");
+        write(&staged.join("both"), "new both");
+        write(&staged.join("x"), "a file");
+        link_missing(&old, &staged).unwrap();
+        let got = tree(&staged);
+        assert_eq!(
+            got,
+            [
+                ("a".to_string(), "dir".to_string(), got[0].2),
+                ("a/kept".to_string(), "old a".to_string(), got[1].2),
+                ("both".to_string(), "new both".to_string(), got[2].2),
+                ("x".to_string(), "a file".to_string(), got[3].2),
+            ]
+        );
+    }
+
+    #[test]
     fn without_cpio_the_script_copies_file_by_file() {
         check_incremental(false);
     }
@@ -577,7 +665,7 @@ mod tests {
         let out = t.path().join("out");
         run_script(&bin, &mount, &list, &out);
         let staged = t.path().join("staged");
-        let a = apply(&t.path().join("missing"), &staged, &out, "").unwrap();
+        let a = apply(&t.path().join("missing"), &staged, &out, "", false).unwrap();
         assert_eq!(tree(&staged), tree(&mount));
         assert_eq!(a.copied_files, 4);
     }
@@ -609,7 +697,7 @@ mod tests {
             write(&old.join("ok"), "old");
             let out = fake_out(t.path(), list, dirs, &[("ok", "new")]);
             let staged = t.path().join("staged");
-            let e = apply(&old, &staged, &out, "").unwrap_err();
+            let e = apply(&old, &staged, &out, "", false).unwrap_err();
             assert!(matches!(e, DockerError::Invalid(_)), "{list}: {e}");
             assert_eq!(std::fs::read_to_string(old.join("ok")).unwrap(), "old");
             assert!(!t.path().join("escape").exists() && !t.path().join("x").exists());
@@ -633,7 +721,7 @@ mod tests {
         );
         symlink(&outside, out.join("files/d")).unwrap();
         let staged = t.path().join("staged");
-        assert!(apply(&old, &staged, &out, "").is_err());
+        assert!(apply(&old, &staged, &out, "", false).is_err());
         assert_eq!(
             std::fs::read_to_string(outside.join("f")).unwrap(),
             "outside"
@@ -656,7 +744,7 @@ mod tests {
             "755 .\n",
             &[("a", "abc"), ("b", "ab")],
         );
-        let e = apply(&old, &t.path().join("s1"), &out, "").unwrap_err();
+        let e = apply(&old, &t.path().join("s1"), &out, "", false).unwrap_err();
         assert!(
             e.to_string()
                 .contains("b came out of the builder as 2 bytes"),
@@ -665,7 +753,7 @@ mod tests {
         let out2 = t.path().join("out2");
         std::fs::rename(&out, &out2).unwrap();
         std::fs::remove_file(out2.join("files/b")).unwrap();
-        let e = apply(&old, &t.path().join("s2"), &out2, "").unwrap_err();
+        let e = apply(&old, &t.path().join("s2"), &out2, "", false).unwrap_err();
         assert!(
             e.to_string().contains("did not come out of the builder"),
             "{e}"

@@ -81,6 +81,8 @@ pub enum MountCommand {
     /// Copy the Dockerfile's cache mounts into DIR, replacing it once the copy is complete.
     ///
     /// DIR is left alone when every mount is empty (a daemon that never ran the build).
+    /// When DIR already holds files, only the files that differ from them (size, mtime, path)
+    /// leave the builder; the result is the same (JSON `method`: `changed` or `full`).
     Extract(ExtractArgs),
 }
 
@@ -122,8 +124,10 @@ pub struct ExtractArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Phases, in order: restore, inject, build, push, cache export, extract, save, report. \
-        A failing cache phase is a warning unless --strict; a failing Dockerfile step fails with \
+    after_help = "Phases, in order: check (unchanged inputs: tag instead of building), restore, \
+        inject (with a prefetch of the layers of unchanged cache-mount steps beside them), build, \
+        push, cache export, extract (only what changed, when the cache dir holds files), save, \
+        report. See docs/BUILD.md. A failing cache phase is a warning unless --strict; a failing Dockerfile step fails with \
         docker's exit code. Arguments after `--` go to the docker build unchanged, e.g. \
         `cicache build --image r/app . -- --secret id=x,src=x --network host`."
 )]
@@ -483,6 +487,13 @@ fn describe_dance(r: &DanceResult, verb: &str) -> Vec<String> {
             }
         })
         .collect();
+    if r.merged {
+        lines.push(
+            "merged: the cache mounts were not filled by an inject, so the files of the cache \
+             dir they lack were kept"
+                .to_string(),
+        );
+    }
     if let Some(why) = &r.fallback {
         lines.push(format!(
             "the changed-only extract failed, so everything was copied out: {why}"
@@ -530,12 +541,13 @@ pub fn mount(args: MountArgs, ctx: &Context) -> Result<u8> {
             ran: false,
             method: None,
             fallback: None,
+            merged: false,
         }
     } else if inject {
         dance::inject(&docker, &mounts, dir, &dopts, verbose_echo)
             .with_context(|| format!("injecting {} into the cache mounts", dir.display()))?
     } else {
-        dance::extract(&docker, &mounts, dir, &dopts, verbose_echo)
+        dance::extract(&docker, &mounts, dir, &dopts, false, verbose_echo)
             .with_context(|| format!("extracting the cache mounts into {}", dir.display()))?
     };
     let verb = if inject { "injected" } else { "extracted" };
@@ -551,6 +563,7 @@ pub fn mount(args: MountArgs, ctx: &Context) -> Result<u8> {
         "mounts": result.mounts,
         "method": result.method,
         "fallback": result.fallback,
+        "merged": result.merged,
     });
     ctx.out.result(&doc, || {
         let mut t = lines.join("\n");
@@ -1311,7 +1324,8 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
             .1
             .wait_timeout_while(guard, std::time::Duration::from_secs(30), |m| !*m);
     };
-    let restore_inject = |ph: &mut Phases| -> Result<Value> {
+    let mut injected = false;
+    let mut restore_inject = |ph: &mut Phases| -> Result<Value> {
         // 1. restore
         let mut restored: Value = Value::Null;
         if let Some(why) = hooks.restored_by {
@@ -1362,6 +1376,7 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
             wait_matched();
             match dance::inject(&docker, &mount_refs, &cache_dir, &dopts, dance_echo) {
                 Ok(r) => {
+                    injected = true;
                     let msg = describe_dance(&r, "injected").join("; ");
                     ph.ok(
                         "inject",
@@ -1584,7 +1599,10 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
             );
         } else {
             let t = Instant::now();
-            match dance::extract(&docker, &mount_refs, &cache_dir, &dopts, dance_echo) {
+            // Without a successful inject the mounts hold only what this build wrote: keep
+            // the restored files they lack instead of mirroring the mounts.
+            let merge = !injected;
+            match dance::extract(&docker, &mount_refs, &cache_dir, &dopts, merge, dance_echo) {
                 Ok(r) => {
                     let msg = describe_dance(&r, "extracted").join("; ");
                     ph.ok(
