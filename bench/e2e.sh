@@ -4,13 +4,21 @@
 # changed, for four caching strategies, against real parts only (dockerd 20.10 with BuildKit,
 # the distribution registry, real pip in the image, cicache's release build).
 #
-#   bench/e2e.sh [--runs N] [--rate 20MB] [--strategies "none mount registry full"]
+#   bench/e2e.sh [--runs N] [--rate 20MB] [--app single|layered]
+#                [--strategies "none mount registry full"]
 #                [--scenarios "cold warm-same warm-fresh code changed"] [--out DIR] [--no-build]
 #                [--no-report]
 #
 # --runs N       rounds (default 3); each round runs every strategy, in an order rotated per
 #                round so machine load hits the strategies alike
 # --rate R       bandwidth of the package index (default 20MB = 20,000,000 B/s; env CICACHE_E2E_RATE)
+# --app A        the app built (default single; env CICACHE_E2E_APP):
+#                single:  bench/e2e/app, one pip step installing all 15 wheels
+#                layered: bench/e2e/app-layered, the same 15 wheels in two pip steps: the 12
+#                         numeric/ML wheels (requirements-ml.txt), then the service's own 3
+#                         (requirements.txt: cryptography, grpcio, pillow)
+#                Recorded in machine.txt (app: ...); a layered run's results are named
+#                e2e-layered-<UTC time>
 # --strategies   none:     docker build --no-cache (nothing cached at all), docker push
 #                mount:    plain DOCKER_BUILDKIT=1 docker build (local layer cache and the pip
 #                          cache mount: what the guide's first step gives), docker push
@@ -23,8 +31,9 @@
 #                code:       the app code changed (app.py), requirements the same, fresh agent
 #                            (not one of issue 7's scenarios: the everyday commit)
 #                changed:    one requirement changed (pillow 11.0.0 -> 11.1.0), fresh agent
-# --out DIR      raw results (default /var/tmp/cicache-bench/results/e2e-<UTC time>); the
-#                summary goes to bench/results/e2e-<UTC time>/ unless --no-report
+# --out DIR      raw results (default /var/tmp/cicache-bench/results/e2e-<UTC time>, for
+#                --app layered e2e-layered-<UTC time>); the summary goes to
+#                bench/results/ under the same name unless --no-report
 # --no-build     use $CICACHE_BIN or target/release/cicache as it is
 #
 # A fresh agent is a new dockerd (own data-root, exec-root, socket; --bridge none: the builds
@@ -44,6 +53,7 @@ BENCH_DIR=${CICACHE_BENCH_DIR:-/var/tmp/cicache-bench}
 E2E_DIR=$BENCH_DIR/e2e
 RUNS=3
 RATE=${CICACHE_E2E_RATE:-20MB}
+APP=${CICACHE_E2E_APP:-single}
 STRATEGIES="none mount registry full"
 SCENARIOS="cold warm-same warm-fresh code changed"
 OUT=""
@@ -53,6 +63,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) RUNS=$2; shift ;;
     --rate) RATE=$2; shift ;;
+    --app) APP=$2; shift ;;
     --strategies) STRATEGIES=$2; shift ;;
     --scenarios) SCENARIOS=$2; shift ;;
     --out) OUT=$2; shift ;;
@@ -63,8 +74,13 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
+case $APP in
+  single) APP_DIR=$REPO/bench/e2e/app; RESULTS_NAME=e2e ;;
+  layered) APP_DIR=$REPO/bench/e2e/app-layered; RESULTS_NAME=e2e-layered ;;
+  *) echo "e2e.sh: unknown app $APP (single or layered)" >&2; exit 2 ;;
+esac
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT=${OUT:-$BENCH_DIR/results/e2e-$STAMP}
+OUT=${OUT:-$BENCH_DIR/results/$RESULTS_NAME-$STAMP}
 mkdir -p "$OUT/logs"
 OUT=$(cd "$OUT" && pwd)
 
@@ -154,6 +170,7 @@ log "index $INDEX_URL at $RATE/s"
   echo "registry: $(docker-registry --version 2>/dev/null || dpkg -s docker-registry | awk '/^Version/ {print $2}')"
   echo "cicache: $("$CICACHE" --version)"
   echo "commit: $(cd "$REPO" && git rev-parse HEAD)"
+  echo "app: $APP"
   echo "rate: $RATE"
   echo "wheels: $(find "$WHEELS" -name '*.whl' | wc -l) files, $(du -sbL "$WHEELS" | cut -f1) bytes"
   echo "runs: $RUNS"
@@ -199,8 +216,10 @@ build() {
   local ws=$WORK/ws-$sc
   rm -rf "$ws"
   mkdir -p "$ws"
-  cp "$REPO/bench/e2e/app/Dockerfile" "$REPO/bench/e2e/app/app.py" "$REPO/bench/e2e/app/.dockerignore" "$ws/"
-  cp "$REPO/bench/e2e/app/$req" "$ws/requirements.txt"
+  cp "$APP_DIR/Dockerfile" "$APP_DIR/app.py" "$APP_DIR/.dockerignore" "$ws/"
+  # The layered app's numeric/ML stack: the same file in every scenario.
+  if [[ $APP == layered ]]; then cp "$APP_DIR/requirements-ml.txt" "$ws/"; fi
+  cp "$APP_DIR/$req" "$ws/requirements.txt"
   # The code scenario (and every one after it: the repository moved on) has a changed app.py.
   if [[ $sc == code || $sc == changed ]]; then
     printf '\n# changed by the code scenario\nprint("v2")\n' >>"$ws/app.py"
@@ -267,7 +286,7 @@ cleanup_job() {
 # --- the matrix ---------------------------------------------------------------------
 read -r -a STRATS <<<"$STRATEGIES"
 read -r -a SCENS <<<"$SCENARIOS"
-log "raw results in $OUT; $RUNS rounds of ${#STRATS[@]} strategies x ${#SCENS[@]} scenarios"
+log "raw results in $OUT; app $APP; $RUNS rounds of ${#STRATS[@]} strategies x ${#SCENS[@]} scenarios"
 for ((r = 1; r <= RUNS; r++)); do
   n=${#STRATS[@]}
   for ((i = 0; i < n; i++)); do
@@ -298,7 +317,7 @@ done
 log "done: $OUT/runs.jsonl"
 
 if [[ $REPORT == 1 ]]; then
-  SUMMARY=$REPO/bench/results/e2e-$STAMP
+  SUMMARY=$REPO/bench/results/$RESULTS_NAME-$STAMP
   python3 "$REPO/bench/e2e/summary.py" --raw "$OUT" --out "$SUMMARY"
   log "summary in $SUMMARY"
 fi

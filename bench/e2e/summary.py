@@ -38,7 +38,15 @@ CHART_LABEL = {
     "changed": ["one requirement changed", "fresh agent"],
 }
 COLOR = {"none": "#9e9e9e", "mount": "#f0a33a", "registry": "#5b8fd6", "full": "#2e9e5b"}
-PHASES = ["check", "restore", "inject", "build", "push", "cache-export", "extract", "save"]
+# The app built (machine.txt `app:`, bench/e2e.sh --app); results from before the option are
+# the single app's.
+APP_DESC = {
+    "single": "bench/e2e/app: the 15 wheels in one pip step",
+    "layered": "bench/e2e/app-layered: the 12 numeric/ML wheels in one pip step, the service's own 3 "
+               "(cryptography, grpcio, pillow) in a second",
+}
+APP_CHART = {"single": "in one pip step", "layered": "in two pip steps"}
+PHASES = ["check", "prefetch", "restore", "inject", "build", "push", "cache-export", "extract", "save"]
 
 
 def load(path):
@@ -70,7 +78,7 @@ def fmt_mb(x):
     return "" if x is None else f"{round(x / 1e6) + 0:,} MB"
 
 
-def svg_chart(cells, cold_full, path, subtitle):
+def svg_chart(cells, cold_full, path, subtitle, app):
     w, h = 900, 460
     left, right, top, bottom = 70, 20, 60, 90
     pw, ph = w - left - right, h - top - bottom
@@ -84,7 +92,8 @@ def svg_chart(cells, cold_full, path, subtitle):
         'font-family="DejaVu Sans, Arial, sans-serif" font-size="12">',
         f'<rect width="{w}" height="{h}" fill="white"/>',
         f'<text x="{w / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">'
-        "Docker build of a Python app with 308 MB of wheels: median wall time</text>",
+        f"Python app, 308 MB of wheels{' ' + APP_CHART[app] if app in APP_CHART else ''} (app: {app}): "
+        "median wall time</text>",
         f'<text x="{w / 2}" y="40" text-anchor="middle" fill="#555">'
         f"{subtitle}; lower is better</text>",
     ]
@@ -148,6 +157,8 @@ def main():
             for line in fh:
                 k, _, v = line.partition(": ")
                 machine[k.strip()] = v.strip()
+    machine.setdefault("app", "single")
+    app = machine["app"]
     for f in ("runs.jsonl", "cleanup.jsonl", "machine.txt"):
         if os.path.isfile(os.path.join(a.raw, f)):
             shutil.copy(os.path.join(a.raw, f), os.path.join(a.out, f))
@@ -196,7 +207,8 @@ def main():
     loads = [r.get("load1") for r in runs if r.get("load1") is not None]
 
     md = []
-    md.append(f"Machine: {machine.get('nproc', '?')} cores ({machine.get('cpu', '?')}), "
+    md.append(f"App: {app} ({APP_DESC.get(app, 'bench/e2e.sh --app ' + app)}). "
+              f"Machine: {machine.get('nproc', '?')} cores ({machine.get('cpu', '?')}), "
               f"{int(machine.get('memory', '0 ').split()[0]) / 2**30:.0f} GiB memory, "
               f"1-minute load average {min(loads):.1f} to {max(loads):.1f} at the build starts "
               f"(median {statistics.median(loads):.1f}); {machine.get('docker', '')}; "
@@ -337,7 +349,7 @@ def main():
     if a.svg:
         sub = (f"bench/e2e.sh, medians of {machine.get('runs', '?')} runs, index at {machine.get('rate', '?')}/s, "
                f"{machine.get('nproc', '?')} shared cores")
-        svg_chart(cells, cold_full, a.svg, sub)
+        svg_chart(cells, cold_full, a.svg, sub, app)
     print("\n".join(md))
 
 
