@@ -210,6 +210,10 @@ pub struct BuildOptions {
     /// Skip injecting the cache dir into the cache mounts.
     #[arg(long, env = "CICACHE_NO_INJECT")]
     pub no_inject: bool,
+    /// Skip the prefetch: pulling the layers of the unchanged cache-mount steps while the
+    /// cache dir is restored and injected (the build pulls them itself, after the inject).
+    #[arg(long, env = "CICACHE_NO_PREFETCH")]
+    pub no_prefetch: bool,
     /// Skip extracting the cache mounts into the cache dir.
     #[arg(long, env = "CICACHE_NO_EXTRACT")]
     pub no_extract: bool,
@@ -1267,7 +1271,9 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
             name.push(".dockerignore");
             dockerfile_path.with_file_name(name)
         };
-        let why_not = if args.no_inject {
+        let why_not = if args.no_prefetch {
+            Some("--no-prefetch".to_string())
+        } else if args.no_inject {
             Some("--no-inject: the build pulls the layers itself".to_string())
         } else if !cache_dir.is_dir() && args.no_restore {
             Some(format!(
@@ -2557,6 +2563,7 @@ pub fn base(args: BaseArgs, ctx: &Context) -> Result<u8> {
         push: true,
         no_restore: args.no_restore,
         no_inject: args.no_inject,
+        no_prefetch: false,
         no_extract: args.no_extract,
         no_save: args.no_save,
         no_report: false,
