@@ -126,6 +126,15 @@ pub fn layout<'a>(mounts: &[&'a CacheMount]) -> Vec<(&'a CacheMount, String)> {
     out
 }
 
+/// Where a mount's content is under `base`: `base` itself for `.`, else `base/<dir>`.
+fn mount_path(base: &Path, dir: &str) -> PathBuf {
+    if dir == "." {
+        base.to_path_buf()
+    } else {
+        base.join(dir)
+    }
+}
+
 /// `'...'` for sh.
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -270,11 +279,7 @@ pub fn inject(
     let mut results = Vec::new();
     let mut todo = Vec::new();
     for (m, dir) in layout(mounts) {
-        let src = if dir == "." {
-            from_dir.to_path_buf()
-        } else {
-            from_dir.join(&dir)
-        };
+        let src = mount_path(from_dir, &dir);
         let mut r = MountResult {
             id: m.id.clone(),
             target: m.target.clone(),
@@ -451,12 +456,7 @@ pub fn extract(
 
     let mut total = 0;
     for r in results.iter_mut().filter(|r| r.skipped.is_none()) {
-        let d = if r.dir == "." {
-            staging.path().to_path_buf()
-        } else {
-            staging.path().join(&r.dir)
-        };
-        let (f, b) = dir_stats(&d);
+        let (f, b) = dir_stats(&mount_path(staging.path(), &r.dir));
         r.files = f;
         r.bytes = b;
         r.copied_files = Some(f);
@@ -468,16 +468,9 @@ pub fn extract(
     }
     if total > 0 {
         if merge {
-            let place = |base: &Path, dir: &str| {
-                if dir == "." {
-                    base.to_path_buf()
-                } else {
-                    base.join(dir)
-                }
-            };
             for r in results.iter_mut() {
-                let d = place(staging.path(), &r.dir);
-                incremental::link_missing(&place(to_dir, &r.dir), &d)?;
+                let d = mount_path(staging.path(), &r.dir);
+                incremental::link_missing(&mount_path(to_dir, &r.dir), &d)?;
                 (r.files, r.bytes) = dir_stats(&d);
             }
         }

@@ -22,7 +22,9 @@ use std::path::{Component, Path, PathBuf};
 use crate::dockerfile::CacheMount;
 use crate::engine::{Docker, DockerError};
 
-use super::{DanceOptions, bind_flag, helper_build_args, io, nonce, sh_quote, tempfile_dir};
+use super::{
+    DanceOptions, bind_flag, helper_build_args, io, mount_path, nonce, sh_quote, tempfile_dir,
+};
 
 /// The helper's script (see the file for what it writes).
 pub(super) const SCRIPT: &str = include_str!("extract-changed.sh");
@@ -402,16 +404,9 @@ pub(super) fn run(
     merge: bool,
     echo: Option<&(dyn Fn(&str) + Sync)>,
 ) -> Result<Option<Vec<Applied>>, DockerError> {
-    let place = |base: &Path, dir: &str| {
-        if dir == "." {
-            base.to_path_buf()
-        } else {
-            base.join(dir)
-        }
-    };
     let mut lists = Vec::new();
     for (_, dir) in todo {
-        let old = place(to_dir, dir);
+        let old = mount_path(to_dir, dir);
         let list = if old.is_dir() {
             match listing(&old)? {
                 Some(l) => l,
@@ -442,8 +437,8 @@ pub(super) fn run(
     let mut applied = Vec::new();
     for (i, (_, dir)) in todo.iter().enumerate() {
         let a = apply(
-            &place(to_dir, dir),
-            &place(staging, dir),
+            &mount_path(to_dir, dir),
+            &mount_path(staging, dir),
             &out.path().join(i.to_string()),
             &lists[i],
             merge,
@@ -552,18 +547,36 @@ mod tests {
         (old, mount)
     }
 
+    /// The scene, and the helper's script run on it against the old copy's listing (an empty
+    /// one with `empty_local`): (old, mount, the listing, the output dir). `None` without
+    /// busybox.
+    fn scene_run(
+        t: &Path,
+        cpio: bool,
+        empty_local: bool,
+    ) -> Option<(PathBuf, PathBuf, String, PathBuf)> {
+        let Some(bin) = busybox_path(t, cpio) else {
+            eprintln!("skipped: no busybox on this machine");
+            return None;
+        };
+        let (old, mount) = scene(t);
+        let local = if empty_local {
+            String::new()
+        } else {
+            listing(&old).unwrap().unwrap()
+        };
+        let list = t.join("0.list");
+        std::fs::write(&list, &local).unwrap();
+        let out = t.join("out");
+        run_script(&bin, &mount, &list, &out);
+        Some((old, mount, local, out))
+    }
+
     fn check_incremental(cpio: bool) {
         let t = tempfile::tempdir().unwrap();
-        let Some(bin) = busybox_path(t.path(), cpio) else {
-            eprintln!("skipped: no busybox on this machine");
+        let Some((old, mount, local, out)) = scene_run(t.path(), cpio, false) else {
             return;
         };
-        let (old, mount) = scene(t.path());
-        let local = listing(&old).unwrap().unwrap();
-        let list = t.path().join("0.list");
-        std::fs::write(&list, &local).unwrap();
-        let out = t.path().join("out");
-        run_script(&bin, &mount, &list, &out);
         // Only the changed and the new file came out.
         let mut came: Vec<_> = tree(&out.join("files"))
             .into_iter()
@@ -603,15 +616,9 @@ mod tests {
     #[test]
     fn merge_keeps_what_the_mount_lacks() {
         let t = tempfile::tempdir().unwrap();
-        let Some(bin) = busybox_path(t.path(), true) else {
+        let Some((old, mount, local, out)) = scene_run(t.path(), true, false) else {
             return;
         };
-        let (old, mount) = scene(t.path());
-        let local = listing(&old).unwrap().unwrap();
-        let list = t.path().join("0.list");
-        std::fs::write(&list, &local).unwrap();
-        let out = t.path().join("out");
-        run_script(&bin, &mount, &list, &out);
         let staged = t.path().join("staged");
         let a = apply(&old, &staged, &out, &local, true).unwrap();
         assert_eq!(a.removed, 0);
@@ -656,14 +663,9 @@ mod tests {
     #[test]
     fn an_empty_local_list_copies_everything() {
         let t = tempfile::tempdir().unwrap();
-        let Some(bin) = busybox_path(t.path(), true) else {
+        let Some((_, mount, _, out)) = scene_run(t.path(), true, true) else {
             return;
         };
-        let (_, mount) = scene(t.path());
-        let list = t.path().join("0.list");
-        std::fs::write(&list, "").unwrap();
-        let out = t.path().join("out");
-        run_script(&bin, &mount, &list, &out);
         let staged = t.path().join("staged");
         let a = apply(&t.path().join("missing"), &staged, &out, "", false).unwrap();
         assert_eq!(tree(&staged), tree(&mount));
