@@ -723,9 +723,11 @@ fn prefetch_pulls_the_unchanged_steps_beside_restore_and_inject() {
          RUN --mount=type=cache,target=/root/.cache/pip \\\n\
          \x20   head -c 20000000 /dev/urandom > /big && cp /first.txt /root/.cache/pip/first\n\
          COPY second.txt /\n\
-         RUN --mount=type=cache,target=/root/.cache/pip cp /second.txt /root/.cache/pip/second\n",
+         RUN --mount=type=cache,target=/root/.cache/pip cp /second.txt /root/.cache/pip/second\n\
+         COPY app.txt /\n",
         0o644,
     );
+    write(&ws.join("app.txt"), "app 1\n", 0o644);
     write(&ws.join("first.txt"), "first\n", 0o644);
     write(&ws.join("second.txt"), "second\n", 0o644);
     let repo = format!("{registry}/u{}/prefetch", std::process::id());
@@ -819,10 +821,39 @@ fn prefetch_pulls_the_unchanged_steps_beside_restore_and_inject() {
     );
     drop(d);
 
+    // Only the app changed, on a fresh agent: the cache-mount steps come from the layer
+    // cache (no restore, no inject), their layers pulled by the prefetch first. Without it,
+    // docker 20.10 pushes a cache tag whose inline cache has lost those steps: the next
+    // fresh agent's build would run them again.
+    for (n, tag) in [(2, "v3"), (3, "v4")] {
+        write(&ws.join("app.txt"), &format!("app {n}\n"), 0o644);
+        let d = fresh();
+        let r = build(&d, tag);
+        ok(&r);
+        let j = r.json();
+        assert_eq!(phase(&j, "restore")["status"], "skipped", "{j}");
+        let pf = phase(&j, "prefetch");
+        assert_eq!(pf["status"], "ok", "{j}");
+        assert!(
+            pf["message"]
+                .as_str()
+                .unwrap()
+                .contains("every cache-mount step"),
+            "{pf}"
+        );
+        assert_eq!(pf["detail"]["steps"]["run"], 0, "{tag}: {pf}");
+        let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
+        let cached = log.lines().filter(|l| l.ends_with(" CACHED")).count();
+        assert!(
+            cached >= 4,
+            "{tag}: the cache-mount steps are CACHED:\n{log}"
+        );
+    }
+
     // The first step changed too: nothing to prefetch.
     write(&ws.join("first.txt"), "first, changed\n", 0o644);
     let d = fresh();
-    let r = build(&d, "v3");
+    let r = build(&d, "v5");
     ok(&r);
     let j = r.json();
     assert!(

@@ -991,6 +991,8 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
     let mut mount_inputs: Option<String> = None;
     // (last line, hash) of the steps up to each RUN with a cache mount in the image.
     let mut mount_steps: Vec<(usize, String)> = Vec::new();
+    // The last line of the last RUN with a selected cache mount.
+    let mut last_mount_end: Option<usize> = None;
     // The platform the hashes cover (`docker version` runs once, only when hashing).
     let mut platform: Option<String> = None;
     let check_started = Instant::now();
@@ -1024,7 +1026,7 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         };
         // The cache-mount steps alone: the Dockerfile up to the last RUN that uses one of the
         // selected cache mounts (`mounts` holds each cache once, at its first RUN).
-        let last_mount_end = df.as_ref().and_then(|df| {
+        last_mount_end = df.as_ref().and_then(|df| {
             df.instructions
                 .iter()
                 .filter(|i| {
@@ -1208,6 +1210,7 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
                             ),
                             json!({ "inputs": inputs.as_ref().ok(), "mount_inputs": mount_inputs, "mount_steps_from": from }),
                         );
+                        prefetch = last_mount_end.map(|end| (end, mount_steps.len(), from.clone()));
                         mounts_from_layer_cache = Some(from);
                     }
                     _ => {
@@ -1260,9 +1263,12 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         },
     }
 
-    // 0b. prefetch: when the cache tag has the first cache-mount steps (not all: then restore
-    // and inject are skipped), a build of the Dockerfile up to the last of them pulls their
-    // layers while restore and inject run; the image build then finds them in the daemon.
+    // 0b. prefetch: when the cache tag has the first cache-mount steps, a build of the
+    // Dockerfile up to the last of them pulls their layers (beside restore and inject when
+    // those run); the image build then finds them in the daemon. It also keeps the cache tag
+    // whole: with docker 20.10 (BuildKit 0.8), a build that takes steps from a registry's
+    // inline cache without their layers in the daemon pushes an image whose inline cache no
+    // longer has those steps, and the next fresh agent runs them all again.
     let mut prefetch_job: Option<(Vec<String>, Vec<u8>, PathBuf)> = None;
     let mut prefetch_note = String::new();
     if let Some((end, k, from)) = &prefetch {
@@ -1273,13 +1279,6 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         };
         let why_not = if args.no_prefetch {
             Some("--no-prefetch".to_string())
-        } else if args.no_inject {
-            Some("--no-inject: the build pulls the layers itself".to_string())
-        } else if !cache_dir.is_dir() && args.no_restore {
-            Some(format!(
-                "{} does not exist: nothing to inject beside it",
-                cache_dir.display()
-            ))
         } else if df_ignore.exists() {
             Some(format!(
                 "{} applies to this Dockerfile only, not to the prefetch's (read from stdin)",
@@ -1304,10 +1303,16 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
                         .map(|d| d.as_nanos())
                         .unwrap_or(0)
                 ));
-                prefetch_note = format!(
-                    "pulled the layers of lines 1-{end} ({k} of {} cache-mount steps unchanged) from {from}",
-                    mount_steps.len()
-                );
+                prefetch_note = if *k >= mount_steps.len() {
+                    format!(
+                        "pulled the layers of lines 1-{end} (every cache-mount step unchanged) from {from}"
+                    )
+                } else {
+                    format!(
+                        "pulled the layers of lines 1-{end} ({k} of {} cache-mount steps unchanged) from {from}",
+                        mount_steps.len()
+                    )
+                };
                 prefetch_job = Some((plan.prefetch_args(&iid), skip::prefix(&bytes, *end), iid));
             }
         }
