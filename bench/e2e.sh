@@ -31,6 +31,10 @@
 #                code:       the app code changed (app.py), requirements the same, fresh agent
 #                            (not one of issue 7's scenarios: the everyday commit)
 #                changed:    one requirement changed (pillow 11.0.0 -> 11.1.0), fresh agent
+#                changed-ml: --app layered only, not in the default list: a requirement of the
+#                            first, heavy step changed (numpy 2.1.3 -> 2.1.2), fresh agent; what
+#                            the layering cannot help (run it after cold: the summary shows
+#                            only the five above, runs.jsonl has it)
 # --out DIR      raw results (default /var/tmp/cicache-bench/results/e2e-<UTC time>, for
 #                --app layered e2e-layered-<UTC time>); the summary goes to
 #                bench/results/ under the same name unless --no-report
@@ -126,6 +130,11 @@ if ! ls "$WHEELS"/pillow-11.1.0-*.whl >/dev/null 2>&1; then
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
     --platform manylinux2014_x86_64 --implementation cp --abi cp311 pillow==11.1.0 -d "$WHEELS" >&2
 fi
+if [[ " $SCENARIOS " == *" changed-ml "* ]] && ! ls "$WHEELS"/numpy-2.1.2-*.whl >/dev/null 2>&1; then
+  log "downloading numpy 2.1.2 (the changed-ml requirement)"
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
+    --platform manylinux2014_x86_64 --implementation cp --abi cp311 numpy==2.1.2 -d "$WHEELS" >&2
+fi
 log "wheels: $(find "$WHEELS" -name '*.whl' | wc -l) files, $(du -sbL "$WHEELS" | cut -f1) bytes in $WHEELS"
 
 # --- cicache ------------------------------------------------------------------------
@@ -217,11 +226,15 @@ build() {
   rm -rf "$ws"
   mkdir -p "$ws"
   cp "$APP_DIR/Dockerfile" "$APP_DIR/app.py" "$APP_DIR/.dockerignore" "$ws/"
-  # The layered app's numeric/ML stack: the same file in every scenario.
-  if [[ $APP == layered ]]; then cp "$APP_DIR/requirements-ml.txt" "$ws/"; fi
+  # The layered app's numeric/ML stack: the same file in every scenario but changed-ml.
+  if [[ $sc == changed-ml ]]; then
+    cp "$APP_DIR/requirements-ml-changed.txt" "$ws/requirements-ml.txt"
+  elif [[ $APP == layered ]]; then
+    cp "$APP_DIR/requirements-ml.txt" "$ws/"
+  fi
   cp "$APP_DIR/$req" "$ws/requirements.txt"
   # The code scenario (and every one after it: the repository moved on) has a changed app.py.
-  if [[ $sc == code || $sc == changed ]]; then
+  if [[ $sc == code || $sc == changed || $sc == changed-ml ]]; then
     printf '\n# changed by the code scenario\nprint("v2")\n' >>"$ws/app.py"
   fi
   local args=(--build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "PIP_INDEX_URL=$INDEX_URL"
@@ -303,6 +316,9 @@ for ((r = 1; r <= RUNS; r++)); do
         warm-fresh) new_agent; build "$s" "$r" warm-fresh requirements.txt ;;
         code) new_agent; build "$s" "$r" code requirements.txt ;;
         changed) new_agent; build "$s" "$r" changed requirements-changed.txt ;;
+        changed-ml)
+          [[ $APP == layered ]] || { echo "e2e.sh: changed-ml needs --app layered" >&2; exit 2; }
+          new_agent; build "$s" "$r" changed-ml requirements.txt ;;
         *) echo "e2e.sh: unknown scenario $sc" >&2; exit 2 ;;
       esac
     done
