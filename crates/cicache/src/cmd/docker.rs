@@ -991,8 +991,6 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
     let mut mount_inputs: Option<String> = None;
     // (last line, hash) of the steps up to each RUN with a cache mount in the image.
     let mut mount_steps: Vec<(usize, String)> = Vec::new();
-    // The last line of the last RUN with a selected cache mount.
-    let mut last_mount_end: Option<usize> = None;
     // The platform the hashes cover (`docker version` runs once, only when hashing).
     let mut platform: Option<String> = None;
     let check_started = Instant::now();
@@ -1026,7 +1024,7 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         };
         // The cache-mount steps alone: the Dockerfile up to the last RUN that uses one of the
         // selected cache mounts (`mounts` holds each cache once, at its first RUN).
-        last_mount_end = df.as_ref().and_then(|df| {
+        let last_mount_end = df.as_ref().and_then(|df| {
             df.instructions
                 .iter()
                 .filter(|i| {
@@ -1210,7 +1208,12 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
                             ),
                             json!({ "inputs": inputs.as_ref().ok(), "mount_inputs": mount_inputs, "mount_steps_from": from }),
                         );
-                        prefetch = last_mount_end.map(|end| (end, mount_steps.len(), from.clone()));
+                        // Up to the last cache-mount RUN of the image's own stages: a later
+                        // one in another stage is not in the inline cache, and the prefetch
+                        // would run it (the build itself does not need that stage).
+                        prefetch = mount_steps
+                            .last()
+                            .map(|(end, _)| (*end, mount_steps.len(), from.clone()));
                         mounts_from_layer_cache = Some(from);
                     }
                     _ => {
