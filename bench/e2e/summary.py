@@ -20,7 +20,7 @@ LABEL = {
     "registry": "registry layer cache only",
     "full": "full cicache",
 }
-SCENARIOS = ["cold", "warm-same", "warm-fresh", "code", "changed"]
+SCENARIOS = ["cold", "warm-same", "warm-fresh", "code", "changed", "changed-ml"]
 # Issue 7's scenarios (the targets); `code` is measured beside them.
 TARGET_SCENARIOS = ["cold", "warm-same", "warm-fresh", "changed"]
 SC_LABEL = {
@@ -29,6 +29,7 @@ SC_LABEL = {
     "warm-fresh": "warm, fresh agent",
     "code": "app code changed, fresh agent",
     "changed": "one requirement changed, fresh agent",
+    "changed-ml": "one heavy (first-step) requirement changed, fresh agent",
 }
 CHART_LABEL = {
     "cold": ["cold", "(fresh agent, empty caches)"],
@@ -36,6 +37,7 @@ CHART_LABEL = {
     "warm-fresh": ["warm", "fresh agent"],
     "code": ["app code changed", "fresh agent"],
     "changed": ["one requirement changed", "fresh agent"],
+    "changed-ml": ["heavy requirement", "changed, fresh agent"],
 }
 COLOR = {"none": "#9e9e9e", "mount": "#f0a33a", "registry": "#5b8fd6", "full": "#2e9e5b"}
 # The app built (machine.txt `app:`, bench/e2e.sh --app); results from before the option are
@@ -78,6 +80,11 @@ def fmt_mb(x):
     return "" if x is None else f"{round(x / 1e6) + 0:,} MB"
 
 
+def present(cells):
+    """The scenarios a run measured (changed-ml only with --scenarios)."""
+    return [sc for sc in SCENARIOS if any((s, sc) in cells for s in STRATEGIES)]
+
+
 def svg_chart(cells, cold_full, path, subtitle, app):
     w, h = 900, 460
     left, right, top, bottom = 70, 20, 60, 90
@@ -102,9 +109,10 @@ def svg_chart(cells, cold_full, path, subtitle, app):
         out.append(f'<line x1="{left}" x2="{w - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e5e5e5"/>')
         out.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v} s</text>')
         v += step
-    gw = pw / len(SCENARIOS)
+    scenarios = present(cells)
+    gw = pw / len(scenarios)
     bw = gw * 0.8 / len(STRATEGIES)
-    for gi, sc in enumerate(SCENARIOS):
+    for gi, sc in enumerate(scenarios):
         gx = left + gi * gw + gw * 0.1
         for si, s in enumerate(STRATEGIES):
             c = cells.get((s, sc))
@@ -206,6 +214,8 @@ def main():
     cold_full = cold.get("full")
     loads = [r.get("load1") for r in runs if r.get("load1") is not None]
 
+    scenarios = present(cells)
+    commit = machine.get("commits") or f"commit {machine.get('commit', '?')[:7]} + working tree"
     md = []
     md.append(f"App: {app} ({APP_DESC.get(app, 'bench/e2e.sh --app ' + app)}). "
               f"Machine: {machine.get('nproc', '?')} cores ({machine.get('cpu', '?')}), "
@@ -213,7 +223,7 @@ def main():
               f"1-minute load average {min(loads):.1f} to {max(loads):.1f} at the build starts "
               f"(median {statistics.median(loads):.1f}); {machine.get('docker', '')}; "
               f"registry {machine.get('registry', '')}; {machine.get('cicache', '')} "
-              f"(commit {machine.get('commit', '?')[:7]} + working tree). "
+              f"({commit}). "
               f"Index bandwidth {machine.get('rate', '?')}/s; wheels: {machine.get('wheels', '?')}. "
               f"Run started {machine.get('date', '?')}; {machine.get('runs', '?')} rounds.")
     md.append("")
@@ -221,7 +231,7 @@ def main():
     md.append("")
     md.append("| scenario | " + " | ".join(LABEL[s] for s in STRATEGIES) + " |")
     md.append("|---|" + "---:|" * len(STRATEGIES))
-    for sc in SCENARIOS:
+    for sc in scenarios:
         row = [SC_LABEL[sc]]
         for s in STRATEGIES:
             c = cells.get((s, sc))
@@ -232,7 +242,7 @@ def main():
     md.append("")
     md.append("| scenario | " + " | ".join(LABEL[s] for s in STRATEGIES) + " |")
     md.append("|---|" + "---:|" * len(STRATEGIES))
-    for sc in SCENARIOS[1:]:
+    for sc in scenarios[1:]:
         row = [SC_LABEL[sc]]
         for s in STRATEGIES:
             c = cells.get((s, sc))
@@ -289,7 +299,7 @@ def main():
     md.append("| strategy, scenario | " + " | ".join(PHASES) + " | wall |")
     md.append("|---|" + "---:|" * (len(PHASES) + 1))
     for s in ("registry", "full"):
-        for sc in SCENARIOS:
+        for sc in scenarios:
             c = cells.get((s, sc))
             if not c:
                 continue
@@ -303,7 +313,7 @@ def main():
     md.append("| strategy, scenario | from index | to store | from store | to registry | pip step | downloaded / from cache | steps CACHED | cicache peak RSS |")
     md.append("|---|---:|---:|---:|---:|---|---:|---:|---:|")
     for s in STRATEGIES:
-        for sc in SCENARIOS:
+        for sc in scenarios:
             c = cells.get((s, sc))
             if not c:
                 continue

@@ -704,6 +704,48 @@ fn registry_digest(registry_repo: &str, tag: &str) -> Option<String> {
     })
 }
 
+/// The layer digests of `repo:tag`'s manifest in the registry (GET with curl).
+fn registry_layers(registry_repo: &str, tag: &str) -> Vec<String> {
+    let (host, repo) = registry_repo.split_once('/').unwrap();
+    let o = Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            &format!("http://{host}/v2/{repo}/manifests/{tag}"),
+        ])
+        .output()
+        .expect("running curl");
+    assert!(o.status.success(), "no manifest for {registry_repo}:{tag}");
+    let m: Value = serde_json::from_slice(&o.stdout).expect("a manifest");
+    m["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// How the `RUN` whose line contains `needle` ended in a plain-progress build log: `CACHED`,
+/// `DONE` (it ran), `ERROR`, or "" when the log has no such step.
+fn run_status<'a>(log: &'a str, needle: &str) -> &'a str {
+    let Some(id) = log
+        .lines()
+        .find(|l| l.contains("] RUN ") && l.contains(needle))
+        .and_then(|l| l.split_whitespace().next())
+    else {
+        return "";
+    };
+    log.lines()
+        .filter_map(|l| l.strip_prefix(id)?.strip_prefix(' '))
+        .find_map(|rest| {
+            ["CACHED", "DONE", "ERROR"]
+                .into_iter()
+                .find(|s| rest.starts_with(s))
+        })
+        .unwrap_or("")
+}
+
 /// Two cache-mount steps, the second changed, on a fresh agent: the first step's layers are
 /// pulled (the prefetch) while the cache dir is restored and injected, so the image build
 /// pulls nothing; the extract copies out only what the second step wrote.
@@ -783,11 +825,7 @@ fn prefetch_pulls_the_unchanged_steps_beside_restore_and_inject() {
     );
     let pf = phase(&j, "prefetch");
     assert_eq!(pf["status"], "ok", "{j}");
-    assert_eq!(pf["detail"]["steps"]["run"], 0, "{pf}");
-    assert!(
-        pf["detail"]["steps"]["cached"].as_u64().unwrap() >= 2,
-        "{pf}"
-    );
+    assert_eq!(pf["detail"]["image"], format!("{repo}:cache"), "{pf}");
     assert!(
         pf["message"]
             .as_str()
@@ -799,12 +837,13 @@ fn prefetch_pulls_the_unchanged_steps_beside_restore_and_inject() {
     assert_eq!(phase(&j, "inject")["status"], "ok", "{j}");
     // The image build found the first step's layers in the daemon: nothing pulled.
     let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
-    assert!(log.contains("CACHED"), "{log}");
+    assert_eq!(run_status(&log, "head -c"), "CACHED", "{log}");
+    assert_eq!(run_status(&log, "second.txt"), "DONE", "{log}");
     assert!(
         !log.contains("pulling sha256"),
         "the build pulled again:\n{log}"
     );
-    // The prefetch's own image record is gone (its layers are the build's).
+    // The pulled cache tag is the new image now (the cache export's); nothing dangles.
     let o = d.docker(&["images", "-q", "--filter", "dangling=true"]);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
@@ -841,19 +880,38 @@ fn prefetch_pulls_the_unchanged_steps_beside_restore_and_inject() {
                 .contains("every cache-mount step"),
             "{pf}"
         );
-        assert_eq!(pf["detail"]["steps"]["run"], 0, "{tag}: {pf}");
+        // Without the pull the image build would run them (the inline cache lost them).
         let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
-        let cached = log.lines().filter(|l| l.ends_with(" CACHED")).count();
-        assert!(
-            cached >= 4,
-            "{tag}: the cache-mount steps are CACHED:\n{log}"
+        assert_eq!(run_status(&log, "head -c"), "CACHED", "{tag}:\n{log}");
+        assert_eq!(run_status(&log, "second.txt"), "CACHED", "{tag}:\n{log}");
+        assert_eq!(
+            registry_layers(&repo, tag)[..5],
+            registry_layers(&repo, "v2")[..5],
+            "{tag}: the cache-mount steps' layers are v2's"
         );
     }
+
+    // After those, the second step changed again: the first still comes from the cache tag
+    // (a prefetch that built the Dockerfile's first lines instead of pulling lost it here).
+    write(&ws.join("second.txt"), "second, changed again\n", 0o644);
+    let d = fresh();
+    let r = build(&d, "v5");
+    ok(&r);
+    let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
+    assert_eq!(run_status(&log, "head -c"), "CACHED", "v5:\n{log}");
+    assert_eq!(run_status(&log, "second.txt"), "DONE", "v5:\n{log}");
+    // The first step's 20 MB of random bytes: had it run again anywhere, they would differ.
+    assert_eq!(
+        registry_layers(&repo, "v5")[..3],
+        registry_layers(&repo, "v1")[..3],
+        "v5: the first cache-mount step ran again"
+    );
+    drop(d);
 
     // The first step changed too: nothing to prefetch.
     write(&ws.join("first.txt"), "first, changed\n", 0o644);
     let d = fresh();
-    let r = build(&d, "v5");
+    let r = build(&d, "v6");
     ok(&r);
     let j = r.json();
     assert!(

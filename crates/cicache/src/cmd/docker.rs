@@ -5,7 +5,7 @@
 //! phases, unless `--strict`) and which fail the command (the Dockerfile build, the image push).
 
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -1266,78 +1266,35 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         },
     }
 
-    // 0b. prefetch: when the cache tag has the first cache-mount steps, a build of the
-    // Dockerfile up to the last of them pulls their layers (beside restore and inject when
-    // those run); the image build then finds them in the daemon. It also keeps the cache tag
-    // whole: with docker 20.10 (BuildKit 0.8), a build that takes steps from a registry's
-    // inline cache without their layers in the daemon pushes an image whose inline cache no
-    // longer has those steps, and the next fresh agent runs them all again.
-    let mut prefetch_job: Option<(Vec<String>, Vec<u8>, PathBuf)> = None;
-    let mut prefetch_note = String::new();
+    // 0b. prefetch: when the cache tag has the first cache-mount steps, `docker pull` of the
+    // cache tag (beside restore and inject when those run) puts their layers in the daemon;
+    // the image build then takes them from there. It also keeps the cache tag whole: with
+    // docker 20.10 (BuildKit 0.8), a build that takes steps from a registry's inline cache
+    // without the image pulled pushes an image whose inline cache has lost the steps it did
+    // not load (a build of the Dockerfile's first lines before it does not help: the steps
+    // before the last one it loads are lost), and the next fresh agent runs them again.
+    let mut prefetch_job: Option<(Vec<String>, String)> = None;
     if let Some((end, k, from)) = &prefetch {
-        let df_ignore = {
-            let mut name = dockerfile_path.file_name().unwrap_or_default().to_owned();
-            name.push(".dockerignore");
-            dockerfile_path.with_file_name(name)
-        };
-        let why_not = if args.no_prefetch {
-            Some("--no-prefetch".to_string())
-        } else if df_ignore.exists() {
-            Some(format!(
-                "{} applies to this Dockerfile only, not to the prefetch's (read from stdin)",
-                df_ignore.display()
-            ))
+        if args.no_prefetch {
+            ph.skipped("prefetch", "--no-prefetch");
         } else {
-            None
-        };
-        match (why_not, std::fs::read(&dockerfile_path)) {
-            (Some(why), _) => ph.skipped("prefetch", why),
-            (None, Err(e)) => ph.cache_failed(
-                "prefetch",
-                Instant::now(),
-                anyhow!(e).context(format!("reading {}", dockerfile_path.display())),
-            )?,
-            (None, Ok(bytes)) => {
-                let iid = std::env::temp_dir().join(format!(
-                    "cicache-prefetch-{}-{}.iid",
-                    std::process::id(),
-                    SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_nanos())
-                        .unwrap_or(0)
-                ));
-                prefetch_note = if *k >= mount_steps.len() {
-                    format!(
-                        "pulled the layers of lines 1-{end} (every cache-mount step unchanged) from {from}"
-                    )
-                } else {
-                    format!(
-                        "pulled the layers of lines 1-{end} ({k} of {} cache-mount steps unchanged) from {from}",
-                        mount_steps.len()
-                    )
-                };
-                prefetch_job = Some((plan.prefetch_args(&iid), skip::prefix(&bytes, *end), iid));
-            }
+            let note = if *k >= mount_steps.len() {
+                format!(
+                    "pulled {from}: the layers of lines 1-{end} (every cache-mount step unchanged)"
+                )
+            } else {
+                format!(
+                    "pulled {from}: the layers of lines 1-{end} ({k} of {} cache-mount steps unchanged)",
+                    mount_steps.len()
+                )
+            };
+            prefetch_job = Some((
+                vec!["pull".to_string(), "-q".to_string(), from.clone()],
+                note,
+            ));
         }
     }
 
-    // Inject starts once the prefetch has matched its steps in the layer cache: BuildKit
-    // 0.8 merges the identical FROM of two concurrent builds into one, and the merged one
-    // does not consult the prefetch's --cache-from (its steps would run instead of pull).
-    let matched = (std::sync::Mutex::new(false), std::sync::Condvar::new());
-    let set_matched = || {
-        *matched.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        matched.1.notify_all();
-    };
-    let wait_matched = || {
-        if prefetch_job.is_none() {
-            return;
-        }
-        let guard = matched.0.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = matched
-            .1
-            .wait_timeout_while(guard, std::time::Duration::from_secs(30), |m| !*m);
-    };
     let mut injected = false;
     let mut restore_inject = |ph: &mut Phases| -> Result<Value> {
         // 1. restore
@@ -1387,7 +1344,6 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
             ph.skipped("inject", format!("{} does not exist", cache_dir.display()));
         } else {
             let t = Instant::now();
-            wait_matched();
             match dance::inject(&docker, &mount_refs, &cache_dir, &dopts, dance_echo) {
                 Ok(r) => {
                     injected = true;
@@ -1405,24 +1361,11 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         Ok(restored)
     };
     let (restored, prefetched) = std::thread::scope(|s| {
-        let job = prefetch_job.as_ref().map(|(a, text, _)| {
+        let job = prefetch_job.as_ref().map(|(a, _)| {
             let docker = &docker;
-            let set_matched = &set_matched;
             s.spawn(move || {
                 let t = Instant::now();
-                // A step found in the cache, or a layer being pulled: the match is made.
-                let watch = |line: &str| {
-                    let status = line.split_once(' ').map(|(_, r)| r).unwrap_or_default();
-                    if status == "CACHED"
-                        || status.starts_with("pulling ")
-                        || status.starts_with("ERROR")
-                    {
-                        set_matched();
-                    }
-                };
-                let r = docker.run_checked(a, Some(text), Some(&watch), None);
-                set_matched();
-                (r, t)
+                (docker.run_checked(a, None, None, None), t)
             })
         });
         let restored = restore_inject(&mut ph);
@@ -1430,32 +1373,19 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         (restored, prefetched)
     });
     let restored = restored?;
-    let prefetch_iid = match (prefetched, &prefetch_job) {
-        (Some(Ok((Ok(out), t))), Some((_, _, iid))) => {
-            let r = cicache_docker::report::parse_log(&out.lines.join("\n"));
-            let ran = r.steps.run;
-            let mut msg = prefetch_note.clone();
-            if ran > 0 {
-                msg.push_str(&format!(
-                    "; {ran} steps were not in the layer cache and ran"
-                ));
-            }
+    // The pulled tag, untagged after the build (its layers are the build's now).
+    let prefetched_ref = match (prefetched, &prefetch_job) {
+        (Some(Ok((Ok(_), t))), Some((a, note))) => {
             ph.ok(
                 "prefetch",
                 t,
-                msg,
-                json!({ "steps": r.steps, "command": prefetch_job.as_ref().map(|j| &j.0) }),
+                note.clone(),
+                json!({ "image": a.last(), "command": a }),
             );
-            std::fs::read_to_string(iid)
-                .ok()
-                .map(|s| s.trim().to_string())
+            a.last().cloned()
         }
         (Some(Ok((Err(e), t))), _) => {
-            ph.cache_failed(
-                "prefetch",
-                t,
-                anyhow!(e).context("pulling the unchanged layers"),
-            )?;
+            ph.cache_failed("prefetch", t, anyhow!(e).context("pulling the cache tag"))?;
             None
         }
         (Some(Err(_)), _) => {
@@ -1468,9 +1398,6 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         }
         _ => None,
     };
-    if let Some((_, _, iid)) = &prefetch_job {
-        let _ = std::fs::remove_file(iid);
-    }
 
     // 3. build
     let build_cmd = plan.build_args();
@@ -1484,9 +1411,10 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         .run_streamed(&build_cmd, None, Some(&echo), args.log.as_deref())
         .context("running the docker build")?;
     let build_secs = t.elapsed().as_secs_f64();
-    if let Some(id) = &prefetch_iid {
-        // The prefetch's image: untagged, its layers now the build's; only the record goes.
-        let _ = docker.output(&["rmi".to_string(), id.clone()]);
+    if let Some(r) = &prefetched_ref {
+        // The pulled cache tag: only the local tag goes (the layers are the build's); the
+        // cache export tags the new image in its place.
+        let _ = docker.output(&["rmi".to_string(), r.clone()]);
     }
     let log_text = out.lines.join("\n");
     let parsed = cicache_docker::report::parse_log(&log_text);
