@@ -164,6 +164,33 @@ impl BuildPlan {
         a
     }
 
+    /// The docker arguments of the prefetch (classic flavour): a build of the Dockerfile's
+    /// first lines, given on stdin, whose steps all come from the cache tags, so that all it
+    /// does is pull their layers into the daemon while the cache dir is restored and
+    /// injected; the image build then finds them there. The build's arguments and the
+    /// arguments after `--`; no tags, labels, target or inline cache.
+    pub fn prefetch_args(&self, iidfile: &std::path::Path) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "build".into(),
+            "--progress=plain".into(),
+            "-f".into(),
+            "-".into(),
+            "--iidfile".into(),
+            iidfile.display().to_string(),
+        ];
+        for b in &self.build_args {
+            a.push("--build-arg".into());
+            a.push(b.clone());
+        }
+        for r in &self.cache_from {
+            a.push("--cache-from".into());
+            a.push(r.clone());
+        }
+        a.extend(self.extra.iter().cloned());
+        a.push(self.context.display().to_string());
+        a
+    }
+
     /// The docker commands that follow the build (each one argument list): classic pushes
     /// of the tags, then the cache tag. Buildx pushes inside the build, so it has none.
     pub fn push_commands(&self) -> Vec<Vec<String>> {
@@ -280,6 +307,18 @@ mod tests {
                 ],
                 vec!["push".to_string(), "127.0.0.1:5000/app:cache-pr-7".into()],
             ]
+        );
+    }
+
+    #[test]
+    fn prefetch_command_line_exact() {
+        let p = plan(Flavour::Classic, true);
+        assert_eq!(
+            p.prefetch_args(std::path::Path::new("/tmp/iid")).join(" "),
+            "build --progress=plain -f - --iidfile /tmp/iid \
+             --build-arg BASE_IMAGE=python:3.12-slim \
+             --cache-from 127.0.0.1:5000/app:cache-pr-7 --cache-from 127.0.0.1:5000/app:cache \
+             --secret id=npmrc,src=.npmrc examples/python-app"
         );
     }
 

@@ -825,7 +825,9 @@ fn prefetch_pulls_the_unchanged_steps_beside_restore_and_inject() {
     );
     let pf = phase(&j, "prefetch");
     assert_eq!(pf["status"], "ok", "{j}");
-    assert_eq!(pf["detail"]["image"], format!("{repo}:cache"), "{pf}");
+    // The first step is the only unchanged one: a build of the lines up to it, not a pull.
+    assert_eq!(pf["detail"]["method"], "build", "{pf}");
+    assert_eq!(pf["detail"]["steps"]["run"], 0, "{pf}");
     assert!(
         pf["message"]
             .as_str()
@@ -880,6 +882,8 @@ fn prefetch_pulls_the_unchanged_steps_beside_restore_and_inject() {
                 .contains("every cache-mount step"),
             "{pf}"
         );
+        assert_eq!(pf["detail"]["method"], "pull", "{pf}");
+        assert_eq!(pf["detail"]["image"], format!("{repo}:cache"), "{pf}");
         // Without the pull the image build would run them (the inline cache lost them).
         let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
         assert_eq!(run_status(&log, "head -c"), "CACHED", "{tag}:\n{log}");
@@ -897,6 +901,9 @@ fn prefetch_pulls_the_unchanged_steps_beside_restore_and_inject() {
     let d = fresh();
     let r = build(&d, "v5");
     ok(&r);
+    let pf = phase(&r.json(), "prefetch").clone();
+    assert_eq!(pf["detail"]["method"], "build", "{pf}");
+    assert_eq!(pf["detail"]["steps"]["run"], 0, "{pf}");
     let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
     assert_eq!(run_status(&log, "head -c"), "CACHED", "v5:\n{log}");
     assert_eq!(run_status(&log, "second.txt"), "DONE", "v5:\n{log}");

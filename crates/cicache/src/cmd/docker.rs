@@ -125,7 +125,7 @@ pub struct ExtractArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Phases, in order: check (unchanged inputs: tag instead of building), restore, \
-        inject (with a prefetch of the layers of unchanged cache-mount steps beside them), build, \
+        inject (with a prefetch beside them: a pull of the cache tag when it has the first cache-mount steps), build, \
         push, cache export, extract (only what changed, when the cache dir holds files), save, \
         report. See docs/BUILD.md. A failing cache phase is a warning unless --strict; a failing Dockerfile step fails with \
         docker's exit code. Arguments after `--` go to the docker build unchanged, e.g. \
@@ -210,8 +210,9 @@ pub struct BuildOptions {
     /// Skip injecting the cache dir into the cache mounts.
     #[arg(long, env = "CICACHE_NO_INJECT")]
     pub no_inject: bool,
-    /// Skip the prefetch: pulling the layers of the unchanged cache-mount steps while the
-    /// cache dir is restored and injected (the build pulls them itself, after the inject).
+    /// Skip the prefetch: `docker pull` of the cache tag while the cache dir is restored and
+    /// injected, when it has the first cache-mount steps (the build then pulls their layers
+    /// itself, after the inject; with docker 20.10 the cache tag it pushes loses steps).
     #[arg(long, env = "CICACHE_NO_PREFETCH")]
     pub no_prefetch: bool,
     /// Skip extracting the cache mounts into the cache dir.
@@ -1266,35 +1267,80 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         },
     }
 
-    // 0b. prefetch: when the cache tag has the first cache-mount steps, `docker pull` of the
-    // cache tag (beside restore and inject when those run) puts their layers in the daemon;
-    // the image build then takes them from there. It also keeps the cache tag whole: with
-    // docker 20.10 (BuildKit 0.8), a build that takes steps from a registry's inline cache
-    // without the image pulled pushes an image whose inline cache has lost the steps it did
-    // not load (a build of the Dockerfile's first lines before it does not help: the steps
-    // before the last one it loads are lost), and the next fresh agent runs them again.
-    let mut prefetch_job: Option<(Vec<String>, String)> = None;
+    // 0b. prefetch: when the cache tag has the first cache-mount steps, their layers go into
+    // the daemon beside restore and inject (when those run); the image build then takes them
+    // from there. It also keeps the cache tag whole: with docker 20.10 (BuildKit 0.8), a build
+    // that takes steps from a registry's inline cache without the image pulled pushes an image
+    // whose inline cache keeps only the steps the build loaded (the last cached one before a
+    // step that ran), and the next fresh agent that needs an earlier one runs it again. So:
+    // `docker pull` of the cache tag (every layer kept); but when the first cache-mount step
+    // is the only unchanged one, a build of the Dockerfile up to it (stdin, --cache-from),
+    // which pulls only those layers, and faster beside the inject: the image build loads that
+    // step, so it is kept, and the steps before it only lose what no build needs.
+    let mut prefetch_job: Option<Prefetch> = None;
     if let Some((end, k, from)) = &prefetch {
+        let n = mount_steps.len();
         if args.no_prefetch {
             ph.skipped("prefetch", "--no-prefetch");
         } else {
-            let note = if *k >= mount_steps.len() {
-                format!(
-                    "pulled {from}: the layers of lines 1-{end} (every cache-mount step unchanged)"
-                )
+            let what = if *k >= n {
+                format!("the layers of lines 1-{end} (every cache-mount step unchanged)")
             } else {
-                format!(
-                    "pulled {from}: the layers of lines 1-{end} ({k} of {} cache-mount steps unchanged)",
-                    mount_steps.len()
-                )
+                format!("the layers of lines 1-{end} ({k} of {n} cache-mount steps unchanged)")
             };
-            prefetch_job = Some((
-                vec!["pull".to_string(), "-q".to_string(), from.clone()],
-                note,
-            ));
+            let df_ignore = {
+                let mut name = dockerfile_path.file_name().unwrap_or_default().to_owned();
+                name.push(".dockerignore");
+                dockerfile_path.with_file_name(name)
+            };
+            // A Dockerfile on stdin does not read a <Dockerfile>.dockerignore: pull instead.
+            let prefix = (*k == 1 && n > 1 && !df_ignore.exists())
+                .then(|| std::fs::read(&dockerfile_path).ok())
+                .flatten();
+            prefetch_job = Some(match prefix {
+                Some(bytes) => {
+                    let iid = std::env::temp_dir().join(format!(
+                        "cicache-prefetch-{}-{}.iid",
+                        std::process::id(),
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_nanos())
+                            .unwrap_or(0)
+                    ));
+                    Prefetch {
+                        args: plan.prefetch_args(&iid),
+                        stdin: Some(skip::prefix(&bytes, *end)),
+                        iid: Some(iid),
+                        note: format!("built {what} from {from}"),
+                    }
+                }
+                None => Prefetch {
+                    args: vec!["pull".to_string(), "-q".to_string(), from.clone()],
+                    stdin: None,
+                    iid: None,
+                    note: format!("pulled {from}: {what}"),
+                },
+            });
         }
     }
 
+    // Beside a prefetch build, inject starts once the prefetch has matched its steps in the
+    // layer cache: BuildKit 0.8 merges the identical FROM of two concurrent builds into one,
+    // and the merged one does not consult the prefetch's --cache-from (its steps would run).
+    let matched = (std::sync::Mutex::new(false), std::sync::Condvar::new());
+    let set_matched = || {
+        *matched.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        matched.1.notify_all();
+    };
+    let wait_matched = || {
+        if prefetch_job.as_ref().is_none_or(|p| p.stdin.is_none()) {
+            return;
+        }
+        let guard = matched.0.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = matched
+            .1
+            .wait_timeout_while(guard, std::time::Duration::from_secs(30), |m| !*m);
+    };
     let mut injected = false;
     let mut restore_inject = |ph: &mut Phases| -> Result<Value> {
         // 1. restore
@@ -1344,6 +1390,7 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
             ph.skipped("inject", format!("{} does not exist", cache_dir.display()));
         } else {
             let t = Instant::now();
+            wait_matched();
             match dance::inject(&docker, &mount_refs, &cache_dir, &dopts, dance_echo) {
                 Ok(r) => {
                     injected = true;
@@ -1361,11 +1408,27 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         Ok(restored)
     };
     let (restored, prefetched) = std::thread::scope(|s| {
-        let job = prefetch_job.as_ref().map(|(a, _)| {
+        let job = prefetch_job.as_ref().map(|p| {
             let docker = &docker;
+            let set_matched = &set_matched;
             s.spawn(move || {
                 let t = Instant::now();
-                (docker.run_checked(a, None, None, None), t)
+                // A step found in the cache, or a layer being pulled: the match is made.
+                let watch = |line: &str| {
+                    let status = line.split_once(' ').map(|(_, r)| r).unwrap_or_default();
+                    if status == "CACHED"
+                        || status.starts_with("pulling ")
+                        || status.starts_with("ERROR")
+                    {
+                        set_matched();
+                    }
+                };
+                let r = match &p.stdin {
+                    Some(text) => docker.run_checked(&p.args, Some(text), Some(&watch), None),
+                    None => docker.run_checked(&p.args, None, None, None),
+                };
+                set_matched();
+                (r, t)
             })
         });
         let restored = restore_inject(&mut ph);
@@ -1373,19 +1436,45 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         (restored, prefetched)
     });
     let restored = restored?;
-    // The pulled tag, untagged after the build (its layers are the build's now).
+    // What to remove after the build: the prefetch build's image record, or the pulled tag
+    // (their layers are the build's now; the cache export puts the new image under the tag).
     let prefetched_ref = match (prefetched, &prefetch_job) {
-        (Some(Ok((Ok(_), t))), Some((a, note))) => {
-            ph.ok(
+        (Some(Ok((Ok(out), t))), Some(p)) => match &p.iid {
+            Some(iid) => {
+                let r = cicache_docker::report::parse_log(&out.lines.join("\n"));
+                let ran = r.steps.run;
+                let mut msg = p.note.clone();
+                if ran > 0 {
+                    msg.push_str(&format!(
+                        "; {ran} steps were not in the layer cache and ran"
+                    ));
+                }
+                ph.ok(
+                    "prefetch",
+                    t,
+                    msg,
+                    json!({ "method": "build", "steps": r.steps, "command": p.args }),
+                );
+                std::fs::read_to_string(iid)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            }
+            None => {
+                ph.ok(
+                    "prefetch",
+                    t,
+                    p.note.clone(),
+                    json!({ "method": "pull", "image": p.args.last(), "command": p.args }),
+                );
+                p.args.last().cloned()
+            }
+        },
+        (Some(Ok((Err(e), t))), _) => {
+            ph.cache_failed(
                 "prefetch",
                 t,
-                note.clone(),
-                json!({ "image": a.last(), "command": a }),
-            );
-            a.last().cloned()
-        }
-        (Some(Ok((Err(e), t))), _) => {
-            ph.cache_failed("prefetch", t, anyhow!(e).context("pulling the cache tag"))?;
+                anyhow!(e).context("pulling the unchanged layers"),
+            )?;
             None
         }
         (Some(Err(_)), _) => {
@@ -1398,6 +1487,9 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         }
         _ => None,
     };
+    if let Some(iid) = prefetch_job.as_ref().and_then(|p| p.iid.as_ref()) {
+        let _ = std::fs::remove_file(iid);
+    }
 
     // 3. build
     let build_cmd = plan.build_args();
@@ -1412,8 +1504,6 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         .context("running the docker build")?;
     let build_secs = t.elapsed().as_secs_f64();
     if let Some(r) = &prefetched_ref {
-        // The pulled cache tag: only the local tag goes (the layers are the build's); the
-        // cache export tags the new image in its place.
         let _ = docker.output(&["rmi".to_string(), r.clone()]);
     }
     let log_text = out.lines.join("\n");
@@ -1914,6 +2004,15 @@ fn resolve_image(docker: &Docker, reference: &str, ctx: &Context) -> Option<Stri
 /// The cache tags the build reads (own scope first) that exist, each with its manifest, its
 /// image config's labels and its platform (`os/architecture[/variant]`).
 #[allow(clippy::type_complexity)]
+/// The prefetch's docker command: a pull of the cache tag, or a build of the Dockerfile's
+/// first lines (given on stdin) whose image id goes to `iid`.
+struct Prefetch {
+    args: Vec<String>,
+    stdin: Option<Vec<u8>>,
+    iid: Option<PathBuf>,
+    note: String,
+}
+
 fn cache_tag_labels(
     plan: &BuildPlan,
     ctx: &Context,
