@@ -125,7 +125,7 @@ pub struct ExtractArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Phases, in order: check (unchanged inputs: tag instead of building), restore, \
-        inject (with a prefetch beside them: a pull of the cache tag when it has the first cache-mount steps), build, \
+        inject (with a prefetch beside them when the cache tag has the first cache-mount steps: a pull of it, or a build of the lines up to the first one), build, \
         push, cache export, extract (only what changed, when the cache dir holds files), save, \
         report. See docs/BUILD.md. A failing cache phase is a warning unless --strict; a failing Dockerfile step fails with \
         docker's exit code. Arguments after `--` go to the docker build unchanged, e.g. \
@@ -210,9 +210,10 @@ pub struct BuildOptions {
     /// Skip injecting the cache dir into the cache mounts.
     #[arg(long, env = "CICACHE_NO_INJECT")]
     pub no_inject: bool,
-    /// Skip the prefetch: `docker pull` of the cache tag while the cache dir is restored and
-    /// injected, when it has the first cache-mount steps (the build then pulls their layers
-    /// itself, after the inject; with docker 20.10 the cache tag it pushes loses steps).
+    /// Skip the prefetch: when the cache tag has the first cache-mount steps, `docker pull` of
+    /// it (or a build of the lines up to the first one, when only that one is unchanged)
+    /// while the cache dir is restored and injected (without it the build pulls their layers
+    /// itself, after the inject, and with docker 20.10 the cache tag it pushes loses steps).
     #[arg(long, env = "CICACHE_NO_PREFETCH")]
     pub no_prefetch: bool,
     /// Skip extracting the cache mounts into the cache dir.
@@ -1309,15 +1310,13 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
                     ));
                     Prefetch {
                         args: plan.prefetch_args(&iid),
-                        stdin: Some(skip::prefix(&bytes, *end)),
-                        iid: Some(iid),
+                        build: Some((skip::prefix(&bytes, *end), iid)),
                         note: format!("built {what} from {from}"),
                     }
                 }
                 None => Prefetch {
                     args: vec!["pull".to_string(), "-q".to_string(), from.clone()],
-                    stdin: None,
-                    iid: None,
+                    build: None,
                     note: format!("pulled {from}: {what}"),
                 },
             });
@@ -1333,7 +1332,7 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         matched.1.notify_all();
     };
     let wait_matched = || {
-        if prefetch_job.as_ref().is_none_or(|p| p.stdin.is_none()) {
+        if prefetch_job.as_ref().is_none_or(|p| p.build.is_none()) {
             return;
         }
         let guard = matched.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -1423,10 +1422,8 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
                         set_matched();
                     }
                 };
-                let r = match &p.stdin {
-                    Some(text) => docker.run_checked(&p.args, Some(text), Some(&watch), None),
-                    None => docker.run_checked(&p.args, None, None, None),
-                };
+                let stdin = p.build.as_ref().map(|(text, _)| text.as_slice());
+                let r = docker.run_checked(&p.args, stdin, Some(&watch), None);
                 set_matched();
                 (r, t)
             })
@@ -1439,8 +1436,8 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
     // What to remove after the build: the prefetch build's image record, or the pulled tag
     // (their layers are the build's now; the cache export puts the new image under the tag).
     let prefetched_ref = match (prefetched, &prefetch_job) {
-        (Some(Ok((Ok(out), t))), Some(p)) => match &p.iid {
-            Some(iid) => {
+        (Some(Ok((Ok(out), t))), Some(p)) => match &p.build {
+            Some((_, iid)) => {
                 let r = cicache_docker::report::parse_log(&out.lines.join("\n"));
                 let ran = r.steps.run;
                 let mut msg = p.note.clone();
@@ -1487,7 +1484,7 @@ fn run_build(mut args: BuildOptions, ctx: &Context, hooks: &BuildHooks) -> Resul
         }
         _ => None,
     };
-    if let Some(iid) = prefetch_job.as_ref().and_then(|p| p.iid.as_ref()) {
+    if let Some((_, iid)) = prefetch_job.as_ref().and_then(|p| p.build.as_ref()) {
         let _ = std::fs::remove_file(iid);
     }
 
@@ -2001,18 +1998,17 @@ fn resolve_image(docker: &Docker, reference: &str, ctx: &Context) -> Option<Stri
     Some(m.digest)
 }
 
-/// The cache tags the build reads (own scope first) that exist, each with its manifest, its
-/// image config's labels and its platform (`os/architecture[/variant]`).
-#[allow(clippy::type_complexity)]
-/// The prefetch's docker command: a pull of the cache tag, or a build of the Dockerfile's
-/// first lines (given on stdin) whose image id goes to `iid`.
+/// The prefetch's docker command: a pull of the cache tag, or (`build`) a build of the
+/// Dockerfile's first lines, given on stdin, whose image id goes to the file named.
 struct Prefetch {
     args: Vec<String>,
-    stdin: Option<Vec<u8>>,
-    iid: Option<PathBuf>,
+    build: Option<(Vec<u8>, PathBuf)>,
     note: String,
 }
 
+/// The cache tags the build reads (own scope first) that exist, each with its manifest, its
+/// image config's labels and its platform (`os/architecture[/variant]`).
+#[allow(clippy::type_complexity)]
 fn cache_tag_labels(
     plan: &BuildPlan,
     ctx: &Context,
