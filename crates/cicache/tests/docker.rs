@@ -682,22 +682,26 @@ fn python_app_cold_then_fresh_agents() {
     }
 }
 
-/// The registry's digest of `repo:tag` (HEAD with curl), `None` when it has no such tag.
-fn registry_digest(registry_repo: &str, tag: &str) -> Option<String> {
+/// curl of `repo:tag`'s manifest in the registry (`flag`: `-sf` to GET it, `-sfI` for the
+/// headers only); the output, `None` when the registry has no such tag.
+fn curl_manifest(registry_repo: &str, tag: &str, flag: &str) -> Option<Vec<u8>> {
     let (host, repo) = registry_repo.split_once('/').unwrap();
     let o = Command::new("curl")
         .args([
-            "-sfI",
+            flag,
             "-H",
             "Accept: application/vnd.docker.distribution.manifest.v2+json",
             &format!("http://{host}/v2/{repo}/manifests/{tag}"),
         ])
         .output()
         .expect("running curl");
-    if !o.status.success() {
-        return None;
-    }
-    String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
+    o.status.success().then_some(o.stdout)
+}
+
+/// The registry's digest of `repo:tag` (HEAD with curl), `None` when it has no such tag.
+fn registry_digest(registry_repo: &str, tag: &str) -> Option<String> {
+    let headers = curl_manifest(registry_repo, tag, "-sfI")?;
+    String::from_utf8_lossy(&headers).lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         k.eq_ignore_ascii_case("docker-content-digest")
             .then(|| v.trim().to_string())
@@ -706,18 +710,9 @@ fn registry_digest(registry_repo: &str, tag: &str) -> Option<String> {
 
 /// The layer digests of `repo:tag`'s manifest in the registry (GET with curl).
 fn registry_layers(registry_repo: &str, tag: &str) -> Vec<String> {
-    let (host, repo) = registry_repo.split_once('/').unwrap();
-    let o = Command::new("curl")
-        .args([
-            "-sf",
-            "-H",
-            "Accept: application/vnd.docker.distribution.manifest.v2+json",
-            &format!("http://{host}/v2/{repo}/manifests/{tag}"),
-        ])
-        .output()
-        .expect("running curl");
-    assert!(o.status.success(), "no manifest for {registry_repo}:{tag}");
-    let m: Value = serde_json::from_slice(&o.stdout).expect("a manifest");
+    let body = curl_manifest(registry_repo, tag, "-sf")
+        .unwrap_or_else(|| panic!("no manifest for {registry_repo}:{tag}"));
+    let m: Value = serde_json::from_slice(&body).expect("a manifest");
     m["layers"]
         .as_array()
         .expect("layers")
@@ -829,6 +824,10 @@ fn prefetch_pulls_the_unchanged_steps_beside_restore_and_inject() {
     assert_eq!(pf["detail"]["method"], "build", "{pf}");
     assert_eq!(pf["detail"]["steps"]["run"], 0, "{pf}");
     assert!(
+        pf["detail"]["steps"]["cached"].as_u64().unwrap() >= 2,
+        "{pf}"
+    );
+    assert!(
         pf["message"]
             .as_str()
             .unwrap()
@@ -845,7 +844,7 @@ fn prefetch_pulls_the_unchanged_steps_beside_restore_and_inject() {
         !log.contains("pulling sha256"),
         "the build pulled again:\n{log}"
     );
-    // The pulled cache tag is the new image now (the cache export's); nothing dangles.
+    // The prefetch's own image record is gone (its layers are the build's).
     let o = d.docker(&["images", "-q", "--filter", "dangling=true"]);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
