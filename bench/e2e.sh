@@ -7,7 +7,7 @@
 #   bench/e2e.sh [--runs N] [--rate 20MB] [--app single|layered]
 #                [--strategies "none mount registry full"]
 #                [--scenarios "cold warm-same warm-fresh code changed"] [--out DIR] [--no-build]
-#                [--no-report]
+#                [--no-report] [--reset] [--pause S]
 #
 # --runs N       rounds (default 3); each round runs every strategy, in an order rotated per
 #                round so machine load hits the strategies alike
@@ -39,6 +39,13 @@
 #                --app layered e2e-layered-<UTC time>); the summary goes to
 #                bench/results/ under the same name unless --no-report
 # --no-build     use $CICACHE_BIN or target/release/cicache as it is
+# --reset        every scenario after a strategy's first one starts from the store and registry
+#                that first one left (copies taken after it, put back before each build): a
+#                scenario may then be listed more than once to measure its spread, e.g.
+#                --strategies full --scenarios "cold changed changed changed changed"
+#                (repeats are logged as NAME-2, NAME-3, ...; runs.jsonl has `repeat`)
+# --pause S      sleep S seconds (after `sync`) before each timed build: the machine idle at
+#                the start, as a fresh agent is (default 0)
 #
 # A fresh agent is a new dockerd (own data-root, exec-root, socket; --bridge none: the builds
 # use --network host to reach the index on 127.0.0.1, the cache dance --network none) whose
@@ -63,6 +70,8 @@ SCENARIOS="cold warm-same warm-fresh code changed"
 OUT=""
 BUILD=1
 REPORT=1
+RESET=0
+PAUSE=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) RUNS=$2; shift ;;
@@ -73,6 +82,8 @@ while [[ $# -gt 0 ]]; do
     --out) OUT=$2; shift ;;
     --no-build) BUILD=0 ;;
     --no-report) REPORT=0 ;;
+    --reset) RESET=1 ;;
+    --pause) PAUSE=$2; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "e2e.sh: unknown option $1 (see bench/e2e.sh --help)" >&2; exit 2 ;;
   esac
@@ -185,6 +196,8 @@ log "index $INDEX_URL at $RATE/s"
   echo "runs: $RUNS"
   echo "strategies: $STRATEGIES"
   echo "scenarios: $SCENARIOS"
+  echo "reset: $RESET"
+  echo "pause: $PAUSE"
 } >"$OUT/machine.txt"
 
 # --- agents and registries ----------------------------------------------------------
@@ -216,12 +229,40 @@ new_registry() {
   wait_for curl -sf "http://$REG/v2/" || { cat "$dir/log" >&2; return 1; }
 }
 
+# snapshot_state / reset_state: the store and the registry's storage as the first scenario
+# left them, copied aside and put back (--reset); the registry restarts on its port.
+restart_registry() {
+  [[ -n $REG_PID ]] && { kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null || true; }
+  docker-registry serve "$REG_DIR/config.yml" >>"$REG_DIR/log" 2>&1 &
+  REG_PID=$!
+  wait_for curl -sf "http://$REG/v2/" || { cat "$REG_DIR/log" >&2; return 1; }
+}
+snapshot_state() {
+  rm -rf "$WORK/snapshot"
+  mkdir -p "$WORK/snapshot"
+  [[ -n $REG_PID ]] && { kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null || true; REG_PID=""; }
+  cp -a "$REG_DIR/data" "$WORK/snapshot/registry"
+  if [[ -d $STORE ]]; then cp -a "$STORE" "$WORK/snapshot/store"; fi
+  restart_registry
+}
+reset_state() {
+  [[ -n $REG_PID ]] && { kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null || true; REG_PID=""; }
+  rm -rf "$REG_DIR/data" "$STORE"
+  cp -a "$WORK/snapshot/registry" "$REG_DIR/data"
+  if [[ -d $WORK/snapshot/store ]]; then cp -a "$WORK/snapshot/store" "$STORE"; fi
+  sync
+  restart_registry
+}
+
 size_of() { if [[ -d $1 ]]; then du -sb "$1" | cut -f1; else echo 0; fi; }
 
 # build STRATEGY ROUND SCENARIO REQUIREMENTS: one timed build from a fresh workspace.
 build() {
   local s=$1 r=$2 sc=$3 req=$4
   local name=$s-r$r-$sc
+  SEEN[$name]=$((${SEEN[$name]:-0} + 1))
+  local repeat=${SEEN[$name]}
+  [[ $repeat == 1 ]] || name=$name-$repeat
   local ws=$WORK/ws-$sc
   rm -rf "$ws"
   mkdir -p "$ws"
@@ -244,6 +285,7 @@ build() {
   store_before=$(size_of "$STORE")
   reg_before=$(size_of "$REG_DIR/data")
   idx_before=$(index_bytes)
+  if [[ $PAUSE != 0 ]]; then sync; sleep "$PAUSE"; fi
   load=$(cut -d' ' -f1 /proc/loadavg)
   local json=$OUT/logs/$name.json timef=$OUT/logs/$name.time blog=$OUT/logs/$name.build.log
   t0=$(date +%s.%N)
@@ -271,7 +313,7 @@ build() {
   python3 "$REPO/bench/e2e/record.py" --out "$OUT/runs.jsonl" --round "$r" --strategy "$s" \
     --scenario "$sc" --wall "$(awk "BEGIN {print $t1 - $t0}")" --rc "$rc" --load "$load" \
     --store "$store_before" "$store_after" --registry "$reg_before" "$reg_after" \
-    --index "$idx_before" "$idx_after" --json "$json" --time "$timef" --log "$blog" >&2
+    --index "$idx_before" "$idx_after" --repeat "$repeat" --json "$json" --time "$timef" --log "$blog" >&2
   [[ $rc == 0 ]] || log "$name failed (exit $rc): see $blog"
 }
 
@@ -297,6 +339,7 @@ cleanup_job() {
 }
 
 # --- the matrix ---------------------------------------------------------------------
+declare -A SEEN # how often each strategy-round-scenario ran (--reset repeats)
 read -r -a STRATS <<<"$STRATEGIES"
 read -r -a SCENS <<<"$SCENARIOS"
 log "raw results in $OUT; app $APP; $RUNS rounds of ${#STRATS[@]} strategies x ${#SCENS[@]} scenarios"
@@ -309,7 +352,9 @@ for ((r = 1; r <= RUNS; r++)); do
     STORE=$WORK/store
     new_registry "$WORK/registry"
     log "round $r, $s (registry $REG, load $(cut -d' ' -f1-3 /proc/loadavg))"
+    first=1
     for sc in "${SCENS[@]}"; do
+      [[ $RESET == 1 && $first == 0 ]] && reset_state
       case $sc in
         cold) new_agent; build "$s" "$r" cold requirements.txt ;;
         warm-same) [[ -n $AGENT ]] || new_agent; build "$s" "$r" warm-same requirements.txt ;;
@@ -321,6 +366,8 @@ for ((r = 1; r <= RUNS; r++)); do
           new_agent; build "$s" "$r" changed-ml requirements.txt ;;
         *) echo "e2e.sh: unknown scenario $sc" >&2; exit 2 ;;
       esac
+      [[ $RESET == 1 && $first == 1 ]] && snapshot_state
+      first=0
     done
     cleanup_job "$s" "$r"
     _docker_stop_dir "$AGENT"

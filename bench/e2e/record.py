@@ -60,6 +60,7 @@ def main():
     ap.add_argument("--store", nargs=2, type=int)
     ap.add_argument("--registry", nargs=2, type=int)
     ap.add_argument("--index", nargs=2, type=int)
+    ap.add_argument("--repeat", type=int, default=1, help="which run of this scenario in its round it is (e2e.sh --reset)")
     ap.add_argument("--json")
     ap.add_argument("--time")
     ap.add_argument("--log")
@@ -72,6 +73,8 @@ def main():
         "rc": a.rc,
         "load1": a.load,
     }
+    if a.repeat > 1:
+        rec["repeat"] = a.repeat
     for name in ("store", "registry", "index"):
         v = getattr(a, name)
         if v:

@@ -173,7 +173,8 @@ def main():
 
     for r in runs:  # bytes read from the store: the restore object of cicache's --json
         if "store_read" not in r:
-            jp = os.path.join(a.raw, "logs", f"{r['strategy']}-r{r['round']}-{r['scenario']}.json")
+            rep = f"-{r['repeat']}" if r.get("repeat", 1) > 1 else ""  # e2e.sh --reset
+            jp = os.path.join(a.raw, "logs", f"{r['strategy']}-r{r['round']}-{r['scenario']}{rep}.json")
             doc = None
             if os.path.isfile(jp) and os.path.getsize(jp) > 0:
                 with open(jp) as fh:
