@@ -7,7 +7,7 @@
 #   bench/e2e.sh [--runs N] [--rate 20MB] [--app single|layered]
 #                [--strategies "none mount registry full"]
 #                [--scenarios "cold warm-same warm-fresh code changed"] [--out DIR] [--no-build]
-#                [--no-report] [--reset] [--pause S]
+#                [--no-report] [--reset] [--pause S] [--drop-caches]
 #
 # --runs N       rounds (default 3); each round runs every strategy, in an order rotated per
 #                round so machine load hits the strategies alike
@@ -46,6 +46,11 @@
 #                (repeats are logged as NAME-2, NAME-3, ...; runs.jsonl has `repeat`)
 # --pause S      sleep S seconds (after `sync`) before each timed build: the machine idle at
 #                the start, as a fresh agent is (default 0)
+# --drop-caches  `sync` and drop the kernel's page, dentry and inode caches
+#                (/proc/sys/vm/drop_caches) before each timed build, so that every build
+#                starts from the same kernel state instead of inheriting the caches the
+#                builds before it grew; on the VM of docs/BENCHMARKS.md the same layer
+#                unpack takes twice as long once they have grown (bench/unpack.sh)
 #
 # A fresh agent is a new dockerd (own data-root, exec-root, socket; --bridge none: the builds
 # use --network host to reach the index on 127.0.0.1, the cache dance --network none) whose
@@ -72,6 +77,7 @@ BUILD=1
 REPORT=1
 RESET=0
 PAUSE=0
+DROP=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) RUNS=$2; shift ;;
@@ -84,6 +90,7 @@ while [[ $# -gt 0 ]]; do
     --no-report) REPORT=0 ;;
     --reset) RESET=1 ;;
     --pause) PAUSE=$2; shift ;;
+    --drop-caches) DROP=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "e2e.sh: unknown option $1 (see bench/e2e.sh --help)" >&2; exit 2 ;;
   esac
@@ -198,6 +205,7 @@ log "index $INDEX_URL at $RATE/s"
   echo "scenarios: $SCENARIOS"
   echo "reset: $RESET"
   echo "pause: $PAUSE"
+  echo "drop-caches: $DROP"
 } >"$OUT/machine.txt"
 
 # --- agents and registries ----------------------------------------------------------
@@ -286,6 +294,7 @@ build() {
   reg_before=$(size_of "$REG_DIR/data")
   idx_before=$(index_bytes)
   if [[ $PAUSE != 0 ]]; then sync; sleep "$PAUSE"; fi
+  if [[ $DROP == 1 ]]; then sync; echo 3 >/proc/sys/vm/drop_caches; fi
   load=$(cut -d' ' -f1 /proc/loadavg)
   local json=$OUT/logs/$name.json timef=$OUT/logs/$name.time blog=$OUT/logs/$name.build.log
   t0=$(date +%s.%N)

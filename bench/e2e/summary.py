@@ -226,7 +226,13 @@ def main():
               f"registry {machine.get('registry', '')}; {machine.get('cicache', '')} "
               f"({commit}). "
               f"Index bandwidth {machine.get('rate', '?')}/s; wheels: {machine.get('wheels', '?')}. "
-              f"Run started {machine.get('date', '?')}; {machine.get('runs', '?')} rounds.")
+              f"Run started {machine.get('date', '?')}; {machine.get('runs', '?')} rounds."
+              + (" Store and registry put back before each scenario after the first (--reset)."
+                 if machine.get("reset") == "1" else "")
+              + (f" Idle {machine['pause']} s before each build (--pause)."
+                 if machine.get("pause", "0") != "0" else "")
+              + (" Kernel caches dropped before each build (--drop-caches)."
+                 if machine.get("drop-caches") == "1" else ""))
     md.append("")
     md.append("Median wall time (min to max), each build from a clean workspace, push included:")
     md.append("")
