@@ -107,11 +107,6 @@ mkdir -p "$OUT/logs"
 OUT=$(cd "$OUT" && pwd)
 
 log() { printf '%s e2e.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$OUT/e2e.log" >&2; }
-apt_install() {
-  local missing=() p
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  [[ ${#missing[@]} == 0 ]] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
-}
 # The test services' own functions: free_port, wait_for, _docker_stop_dir, docker_start
 # (builds the base image tarballs once), _registry_config.
 export CICACHE_TEST_CACHE=${CICACHE_TEST_CACHE:-/var/tmp/cicache-test-cache}
@@ -123,6 +118,8 @@ source "$REPO/test/lib/pypi.sh"
 source "$REPO/test/lib/docker.sh"
 # shellcheck source=../test/lib/registry.sh
 source "$REPO/test/lib/registry.sh"
+# shellcheck source=lib.sh
+source "$REPO/bench/lib.sh" # apt_install, new_agent, new_registry
 
 [[ $(id -u) == 0 ]] || { echo "e2e.sh: needs root (dockerd)" >&2; exit 1; }
 docker_install
@@ -209,34 +206,6 @@ log "index $INDEX_URL at $RATE/s"
 } >"$OUT/machine.txt"
 
 # --- agents and registries ----------------------------------------------------------
-# new_agent: stops the current dockerd (its data-root goes with it), starts a fresh one and
-# loads the base images (not timed: a real agent pulls them from its registry).
-new_agent() {
-  [[ -n $AGENT ]] && _docker_stop_dir "$AGENT"
-  AGENT=$(mktemp -d /tmp/cce2e.XXXXXX)
-  dockerd --bridge none --iptables=false --ip-masq=false --data-root "$AGENT/root" \
-    --exec-root "$AGENT/exec" --host "unix://$AGENT/sock" --pidfile "$AGENT/docker.pid" \
-    >"$AGENT/log" 2>&1 &
-  echo $! >"$AGENT/dockerd.pid"
-  export DOCKER_HOST=unix://$AGENT/sock
-  wait_for "$DOCKER" version || { cat "$AGENT/log" >&2; return 1; }
-  "$DOCKER" load -q -i "$IMAGES/python.tar" >/dev/null
-  "$DOCKER" load -q -i "$IMAGES/busybox.tar" >/dev/null
-}
-
-# new_registry DIR: a fresh distribution registry with its storage in DIR/data.
-new_registry() {
-  local dir=$1 port
-  [[ -n $REG_PID ]] && kill "$REG_PID" 2>/dev/null
-  port=$(free_port)
-  _registry_config "$dir" "$port"
-  docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-  REG_PID=$!
-  REG=127.0.0.1:$port
-  REG_DIR=$dir
-  wait_for curl -sf "http://$REG/v2/" || { cat "$dir/log" >&2; return 1; }
-}
-
 # snapshot_state / reset_state: the store and the registry's storage as the first scenario
 # left them, copied aside and put back (--reset); the registry restarts on its port.
 restart_registry() {

@@ -46,11 +46,6 @@ OUT=${OUT:-$BENCH_DIR/results/$NAME}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 log() { printf '%s unpack.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$OUT/unpack.log" >&2; }
-apt_install() {
-  local missing=() p
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  [[ ${#missing[@]} == 0 ]] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
-}
 
 [[ $(id -u) == 0 ]] || { echo "unpack.sh: needs root (dockerd)" >&2; exit 1; }
 export CICACHE_TEST_CACHE=${CICACHE_TEST_CACHE:-/var/tmp/cicache-test-cache}
@@ -62,6 +57,8 @@ source "$REPO/test/lib/pypi.sh" # free_port
 source "$REPO/test/lib/docker.sh"
 # shellcheck source=../test/lib/registry.sh
 source "$REPO/test/lib/registry.sh"
+# shellcheck source=lib.sh
+source "$REPO/bench/lib.sh" # apt_install, new_agent, new_registry
 docker_install
 registry_install
 apt_install pigz bc
@@ -84,24 +81,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-new_agent() {
-  [[ -n $AGENT ]] && _docker_stop_dir "$AGENT"
-  AGENT=$(mktemp -d "$WORK/agent.XXXXXX")
-  dockerd --bridge none --iptables=false --ip-masq=false --data-root "$AGENT/root" \
-    --exec-root "$AGENT/exec" --host "unix://$AGENT/sock" --pidfile "$AGENT/docker.pid" \
-    >"$AGENT/log" 2>&1 &
-  echo $! >"$AGENT/dockerd.pid"
-  export DOCKER_HOST=unix://$AGENT/sock
-  wait_for "$DOCKER" version || { cat "$AGENT/log" >&2; return 1; }
-  "$DOCKER" load -q -i "$IMAGES/python.tar" >/dev/null
-}
-
-port=$(free_port)
-_registry_config "$WORK/registry" "$port"
-docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry/log" 2>&1 &
-REG_PID=$!
-REG=127.0.0.1:$port
-wait_for curl -sf "http://$REG/v2/"
+new_registry "$WORK/registry"
 IMAGE=$REG/unpack:1
 
 # --- the layer ------------------------------------------------------------------------
