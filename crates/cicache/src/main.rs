@@ -5,6 +5,7 @@ mod cli;
 mod cmd;
 mod config;
 mod output;
+mod settings;
 
 use std::process::ExitCode;
 
@@ -12,7 +13,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let ctx = match cli::Context::new(&cli.global) {
+    let ctx = match settings::Context::new(&cli.global) {
         Ok(ctx) => ctx,
         Err(e) => {
             eprintln!("cicache: error: {e:#}");

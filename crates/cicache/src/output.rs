@@ -75,7 +75,8 @@ impl Output {
         use std::io::Write;
         let mut stdout = std::io::stdout().lock();
         if self.json {
-            match serde_json::to_string_pretty(value) {
+            // Through a Value: every document prints its keys in the same (sorted) order.
+            match serde_json::to_value(value).and_then(|v| serde_json::to_string_pretty(&v)) {
                 Ok(s) => {
                     let _ = writeln!(stdout, "{s}");
                 }
@@ -194,12 +195,33 @@ impl cicache_store::Progress for Reporter {
 pub use cicache_docker::report::human_bytes;
 
 /// `1m12s`, `3.4s`.
-pub fn human_duration(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 60.0 {
-        format!("{s:.1}s")
-    } else {
-        let m = (s / 60.0).floor();
-        format!("{}m{:02}s", m as u64, (s - m * 60.0).round() as u64)
+pub use cicache_build::human_duration;
+
+/// The build library's messages go where every command's go.
+impl cicache_build::Events for Output {
+    fn info(&self, msg: &str) {
+        Output::info(self, msg);
+    }
+    fn warn(&self, msg: &str) {
+        Output::warn(self, msg);
+    }
+    fn error(&self, msg: &str) {
+        eprintln!("cicache: error: {msg}");
+    }
+    fn summary(&self, msg: &str) {
+        if !self.json {
+            Output::info(self, msg);
+        }
+    }
+    fn docker_line(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+    fn verbose(&self) -> bool {
+        self.verbose > 0
+    }
+    fn progress(&self, what: &str) -> Box<dyn cicache_store::Progress> {
+        Box::new(Output::progress(self, what))
     }
 }

@@ -7,7 +7,8 @@ pub mod store;
 
 use anyhow::Result;
 
-use crate::cli::{Command, Context};
+use crate::cli::Command;
+use crate::settings::Context;
 
 pub fn run(command: Command, ctx: &Context) -> Result<u8> {
     match command {

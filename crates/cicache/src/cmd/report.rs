@@ -13,8 +13,8 @@ use cicache_docker::doctor::{self, Check, DoctorReport};
 use cicache_docker::engine::Docker;
 use cicache_docker::report::{BuildReport, LogFormat, parse_log_bytes};
 
-use crate::cli::Context;
 use crate::output::exit;
+use crate::settings::Context;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
@@ -238,19 +238,17 @@ fn timeout(ctx: &Context) -> Duration {
 }
 
 fn store_check(ctx: &Context) -> Check {
-    let spec = ctx.global.store.clone().or(ctx.config.store.clone());
-    let opts = cicache_store::backend::OpenOptions {
-        timeout: Some(timeout(ctx)),
-    };
-    let backend = match cicache_store::backend::open_backend(spec.as_deref(), &opts) {
-        Ok(b) => b,
+    // The same factory as every other command's (oci:// included).
+    let spec = crate::settings::store_spec(ctx);
+    let backend = match crate::settings::open_store_spec(spec.as_deref(), Some(timeout(ctx))) {
+        Ok(store) => store.backend().clone(),
         Err(e) => {
             return Check::fail(
                 "store",
-                format!("cannot open the store: {e}"),
-                "set --store / CICACHE_STORE to DIR, dir:DIR or s3://BUCKET/PREFIX (for S3: \
-                 credentials and region from the AWS config chain, AWS_ENDPOINT_URL for a \
-                 non-AWS endpoint)",
+                format!("{e:#}"),
+                "set --store / CICACHE_STORE to DIR, dir:DIR, s3://BUCKET/PREFIX or \
+                 oci://REGISTRY/REPOSITORY (for S3: credentials and region from the AWS config \
+                 chain, AWS_ENDPOINT_URL for a non-AWS endpoint)",
             );
         }
     };

@@ -5,12 +5,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::cmd;
-use crate::config::Config;
-use crate::output::Output;
+pub mod docker;
+pub mod registry;
+pub mod store;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -106,101 +105,33 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Render a key template: `cicache key 'pip-{{ hashFiles "requirements*.txt" }}-{{ os }}'`.
-    Key(cmd::store::KeyArgs),
+    Key(store::KeyArgs),
     /// Restore a cache directory from the store (exact key, then restore-key prefixes).
-    Restore(cmd::store::RestoreArgs),
+    Restore(store::RestoreArgs),
     /// Save a cache directory to the store under a key.
-    Save(cmd::store::SaveArgs),
+    Save(store::SaveArgs),
     /// List the entries of the store.
-    List(cmd::store::ListArgs),
+    List(store::ListArgs),
     /// Evict entries by age, last use, total size and keep-last-N, then sweep unused blobs.
-    Prune(cmd::store::PruneArgs),
+    Prune(store::PruneArgs),
     /// Check entries byte for byte; names every damaged entry.
-    Verify(cmd::store::VerifyArgs),
+    Verify(store::VerifyArgs),
     /// Write an entry as a plain .tar.zst.
-    Export(cmd::store::ExportArgs),
+    Export(store::ExportArgs),
     /// Store a plain .tar.zst (or .tar) as an entry.
-    Import(cmd::store::ImportArgs),
+    Import(store::ImportArgs),
     /// Move a cache directory into or out of the Dockerfile's BuildKit cache mounts.
-    Mount(cmd::docker::MountArgs),
+    Mount(docker::MountArgs),
     /// The whole cached build: restore, inject, build with the registry cache, push, extract, save, report.
-    Build(Box<cmd::docker::BuildArgs>),
+    Build(Box<docker::BuildArgs>),
     /// Find or build the base image REPO:base-<hash> keyed by its inputs; prints its reference.
-    Base(Box<cmd::docker::BaseArgs>),
+    Base(Box<docker::BaseArgs>),
     /// Docker housekeeping: `docker prune` of the builder cache.
-    Docker(cmd::docker::DockerArgs),
+    Docker(docker::DockerArgs),
     /// Summarize build logs: steps cached, wheels from cache vs downloaded, where the time went.
-    Report(cmd::report::ReportArgs),
+    Report(crate::cmd::report::ReportArgs),
     /// Check docker, BuildKit, the Dockerfile, the store and the registry; says how to fix each problem.
-    Doctor(cmd::report::DoctorArgs),
+    Doctor(crate::cmd::report::DoctorArgs),
     /// Registry cache tags: login, ensure, status, clear, gc, lifecycle.
-    Registry(cmd::registry::RegistryArgs),
-}
-
-/// What every command gets: resolved global options, the config file and the output.
-pub struct Context {
-    pub global: GlobalArgs,
-    pub config: Config,
-    pub out: Output,
-}
-
-impl Context {
-    pub fn new(global: &GlobalArgs) -> Result<Self> {
-        let config = match &global.config {
-            Some(path) => Config::load(path)
-                .with_context(|| format!("reading the config file {}", path.display()))?,
-            None => {
-                let default = PathBuf::from("cicache.yml");
-                if default.is_file() {
-                    Config::load(&default).context("reading ./cicache.yml")?
-                } else {
-                    Config::default()
-                }
-            }
-        };
-        let progress = global
-            .progress
-            .or(config.progress)
-            .unwrap_or(ProgressMode::Auto);
-        let out = Output::new(global.json, global.quiet, global.verbose, progress);
-        Ok(Context {
-            global: global.clone(),
-            config,
-            out,
-        })
-    }
-
-    /// `--strict` from the flag, the variable or the config file.
-    pub fn strict(&self) -> bool {
-        self.global.strict || self.config.strict.unwrap_or(false)
-    }
-
-    /// The scope saves write to.
-    pub fn scope(&self) -> String {
-        if let Some(s) = self.global.scope.clone().or(self.config.scope.clone()) {
-            return s;
-        }
-        default_scope(&cicache_store::key::ProcessEnv)
-    }
-
-    /// Scopes restores read after their own.
-    pub fn fallback_scopes(&self) -> Vec<String> {
-        let own = self.scope();
-        let list = if self.global.fallback_scopes.is_empty() {
-            self.config.fallback_scopes.clone()
-        } else {
-            self.global.fallback_scopes.clone()
-        };
-        list.into_iter()
-            .filter(|s| !s.is_empty() && *s != own)
-            .collect()
-    }
-}
-
-/// `pr-<CHANGE_ID>` for a pull request build, else the branch, else `default`.
-pub fn default_scope(env: &dyn cicache_store::key::TemplateEnv) -> String {
-    if let Some(id) = env.var("CHANGE_ID") {
-        return format!("pr-{id}");
-    }
-    cicache_store::key::current_branch(env).unwrap_or_else(|| "default".to_string())
+    Registry(registry::RegistryArgs),
 }

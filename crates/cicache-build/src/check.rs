@@ -1,0 +1,314 @@
+//! The check: what the registry's cache tags make unnecessary. A pure decision over the
+//! hashes of this build's inputs and the labels of the cache tags; no I/O, so every case is a
+//! unit test.
+//!
+//! - **tag unchanged**: a `--push` build whose inputs (label `io.cicache.inputs`) equal a
+//!   cache tag's puts that image under the tags instead of building.
+//! - **mounts from the layer cache**: the steps up to the last cache-mount RUN are unchanged
+//!   (label `io.cicache.mount-inputs`): docker takes them from the layer cache, so restore,
+//!   inject and extract cannot help; the unchanged layers are prefetched.
+//! - **build**, with a prefetch of the first `k` cache-mount steps that a cache tag shares
+//!   (label `io.cicache.mount-steps`, the hash of the steps up to each cache-mount RUN).
+
+use cicache_docker::skip;
+
+pub use crate::registry::CacheTag;
+
+/// This build's side of the comparison.
+#[derive(Debug, Clone)]
+pub struct CheckInput {
+    /// Repository without tag.
+    pub image: String,
+    /// The hash of everything the image is made from, or why there is none.
+    pub inputs: Result<String, String>,
+    /// The hash of the steps up to the last cache-mount RUN.
+    pub mount_inputs: Option<String>,
+    /// (last line, hash) of the steps up to each cache-mount RUN of the image's own stages.
+    pub mount_steps: Vec<(usize, String)>,
+    /// `os/arch[/variant]` the build is for.
+    pub platform: String,
+    pub push: bool,
+}
+
+/// The layers a prefetch brings in: the Dockerfile's lines `1..=end_line`, whose first
+/// `unchanged` of `total` cache-mount steps the cache tag `from` has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefetch {
+    pub end_line: usize,
+    pub unchanged: usize,
+    pub total: usize,
+    /// `IMAGE:tag`.
+    pub from: String,
+}
+
+/// What the check decided.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// The cache tag `from` was built from the same inputs (`hash`): tag it, build nothing.
+    TagUnchanged { from: CacheTag, hash: String },
+    /// Every cache-mount step is unchanged since the cache tag `from` (`IMAGE:tag`).
+    MountsFromLayerCache {
+        from: String,
+        prefetch: Option<Prefetch>,
+    },
+    /// Build; `prefetch` when a cache tag shares the first cache-mount steps.
+    Build { prefetch: Option<Prefetch> },
+}
+
+/// Why the check does not ask the registry at all, if it does not.
+pub fn skip_reason(
+    inputs: &Result<String, String>,
+    mount_inputs: Option<&str>,
+    rebuild: bool,
+) -> Option<String> {
+    match inputs {
+        Err(why) if mount_inputs.is_none() => Some(why.clone()),
+        _ if rebuild => Some("--rebuild".to_string()),
+        _ => None,
+    }
+}
+
+/// Decides from the cache tags found (own scope first).
+pub fn decide(input: &CheckInput, found: &[CacheTag]) -> Decision {
+    // The label, and the image's own platform as a backstop.
+    let same_platform = |t: &CacheTag| input.platform.starts_with(t.platform.as_str());
+    let has = |label: &str, value: &str| {
+        found
+            .iter()
+            .find(|t| t.labels.get(label).map(String::as_str) == Some(value) && same_platform(t))
+    };
+    let whole = input
+        .inputs
+        .as_ref()
+        .ok()
+        .and_then(|h| has(skip::LABEL, h).map(|t| (h, t)));
+    let steps = input
+        .mount_inputs
+        .as_deref()
+        .and_then(|h| has(skip::LABEL_MOUNT_STEPS, h));
+    match (whole, steps) {
+        (Some((hash, t)), _) if input.push => Decision::TagUnchanged {
+            from: t.clone(),
+            hash: hash.clone(),
+        },
+        (_, Some(t)) => {
+            let from = format!("{}:{}", input.image, t.tag);
+            // Up to the last cache-mount RUN of the image's own stages: a later one in another
+            // stage is not in the inline cache, and the prefetch would run it (the build
+            // itself does not need that stage).
+            let prefetch = input.mount_steps.last().map(|(end, _)| Prefetch {
+                end_line: *end,
+                unchanged: input.mount_steps.len(),
+                total: input.mount_steps.len(),
+                from: from.clone(),
+            });
+            Decision::MountsFromLayerCache { from, prefetch }
+        }
+        _ => {
+            let mine: Vec<String> = input.mount_steps.iter().map(|(_, h)| h.clone()).collect();
+            let prefetch = found
+                .iter()
+                .filter(|t| same_platform(t))
+                .map(|t| {
+                    let theirs: Vec<String> = t
+                        .labels
+                        .get(skip::LABEL_MOUNT_STEP_LIST)
+                        .map(String::as_str)
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .collect();
+                    (skip::common_prefix(&mine, &theirs), &t.tag)
+                })
+                .filter(|(k, _)| *k > 0)
+                .max_by_key(|(k, _)| *k)
+                .map(|(k, tag)| Prefetch {
+                    end_line: input.mount_steps[k - 1].0,
+                    unchanged: k,
+                    total: input.mount_steps.len(),
+                    from: format!("{}:{tag}", input.image),
+                });
+            Decision::Build { prefetch }
+        }
+    }
+}
+
+/// The check's message when it decided to build.
+pub fn build_message(input: &CheckInput) -> String {
+    match &input.inputs {
+        Ok(_) if !input.push => "inputs changed or not pushed before; no --push: building into \
+                                 the local daemon"
+            .to_string(),
+        Ok(h) => format!(
+            "no cache tag was built from these inputs ({}): building",
+            h.get(..16).unwrap_or(h)
+        ),
+        Err(why) => format!("building: {why}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cicache_registry::oci::Manifest;
+    use std::collections::BTreeMap;
+
+    fn tag(name: &str, labels: &[(&str, &str)], platform: &str) -> CacheTag {
+        CacheTag {
+            tag: name.to_string(),
+            manifest: Manifest {
+                digest: format!("sha256:{name}"),
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                raw: Vec::new(),
+                body: serde_json::Value::Null,
+            },
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            platform: platform.to_string(),
+        }
+    }
+
+    fn input(
+        inputs: Result<&str, &str>,
+        mount: Option<&str>,
+        steps: &[(usize, &str)],
+    ) -> CheckInput {
+        CheckInput {
+            image: "r:5000/app".into(),
+            inputs: inputs.map(str::to_string).map_err(str::to_string),
+            mount_inputs: mount.map(str::to_string),
+            mount_steps: steps.iter().map(|(l, h)| (*l, h.to_string())).collect(),
+            platform: "linux/amd64".into(),
+            push: true,
+        }
+    }
+
+    #[test]
+    fn skips_without_hashes_or_with_rebuild() {
+        assert_eq!(
+            skip_reason(&Err("--dry-run".into()), None, false).as_deref(),
+            Some("--dry-run")
+        );
+        assert_eq!(
+            skip_reason(&Ok("h".into()), None, true).as_deref(),
+            Some("--rebuild")
+        );
+        // The mount steps alone are worth asking for.
+        assert_eq!(skip_reason(&Err("x".into()), Some("m"), false), None);
+    }
+
+    #[test]
+    fn same_inputs_and_push_tag_the_cache_tag() {
+        let i = input(Ok("h1"), Some("m1"), &[(3, "s1")]);
+        let found = [tag("cache", &[(skip::LABEL, "h1")], "linux/amd64")];
+        match decide(&i, &found) {
+            Decision::TagUnchanged { from, hash } => {
+                assert_eq!(from.tag, "cache");
+                assert_eq!(hash, "h1");
+            }
+            d => panic!("{d:?}"),
+        }
+        // Without --push the image is built into the daemon; the mount steps still count.
+        let mut local = i.clone();
+        local.push = false;
+        let found = [tag(
+            "cache",
+            &[(skip::LABEL, "h1"), (skip::LABEL_MOUNT_STEPS, "m1")],
+            "linux/amd64",
+        )];
+        assert!(matches!(
+            decide(&local, &found),
+            Decision::MountsFromLayerCache { .. }
+        ));
+    }
+
+    #[test]
+    fn another_platform_never_matches() {
+        let i = input(Ok("h1"), Some("m1"), &[(3, "s1")]);
+        let found = [tag(
+            "cache",
+            &[(skip::LABEL, "h1"), (skip::LABEL_MOUNT_STEPS, "m1")],
+            "linux/arm64",
+        )];
+        assert!(matches!(
+            decide(&i, &found),
+            Decision::Build { prefetch: None }
+        ));
+    }
+
+    #[test]
+    fn unchanged_mount_steps_come_from_the_layer_cache_with_a_prefetch_of_all() {
+        let i = input(Ok("h2"), Some("m1"), &[(3, "s1"), (5, "s2")]);
+        let found = [tag(
+            "cache-feature",
+            &[(skip::LABEL, "h1"), (skip::LABEL_MOUNT_STEPS, "m1")],
+            "linux/amd64",
+        )];
+        match decide(&i, &found) {
+            Decision::MountsFromLayerCache { from, prefetch } => {
+                assert_eq!(from, "r:5000/app:cache-feature");
+                assert_eq!(
+                    prefetch,
+                    Some(Prefetch {
+                        end_line: 5,
+                        unchanged: 2,
+                        total: 2,
+                        from: "r:5000/app:cache-feature".into()
+                    })
+                );
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn a_shared_prefix_of_mount_steps_is_prefetched_from_the_longest_match() {
+        let i = input(Ok("h3"), Some("m3"), &[(3, "s1"), (5, "s2"), (8, "s3")]);
+        let found = [
+            tag(
+                "cache-a",
+                &[(skip::LABEL_MOUNT_STEP_LIST, "s1 x y")],
+                "linux/amd64",
+            ),
+            tag(
+                "cache",
+                &[(skip::LABEL_MOUNT_STEP_LIST, "s1 s2 z")],
+                "linux/amd64",
+            ),
+        ];
+        match decide(&i, &found) {
+            Decision::Build { prefetch: Some(p) } => {
+                assert_eq!(p.unchanged, 2);
+                assert_eq!(p.total, 3);
+                assert_eq!(p.end_line, 5);
+                assert_eq!(p.from, "r:5000/app:cache");
+            }
+            d => panic!("{d:?}"),
+        }
+        // Nothing shared: no prefetch.
+        let none = [tag(
+            "cache",
+            &[(skip::LABEL_MOUNT_STEP_LIST, "q")],
+            "linux/amd64",
+        )];
+        assert!(matches!(
+            decide(&i, &none),
+            Decision::Build { prefetch: None }
+        ));
+    }
+
+    #[test]
+    fn build_messages() {
+        let mut i = input(Ok("0123456789abcdef0123"), None, &[]);
+        assert_eq!(
+            build_message(&i),
+            "no cache tag was built from these inputs (0123456789abcdef): building"
+        );
+        i.push = false;
+        assert!(build_message(&i).contains("no --push"));
+        i.inputs = Err("an ONBUILD image".into());
+        assert_eq!(build_message(&i), "building: an ONBUILD image");
+    }
+}

@@ -1,0 +1,53 @@
+//! The cached build: what `cicache build` and `cicache base` do, as a library.
+//!
+//! The path of one build, and the module that owns each decision:
+//!
+//! ```text
+//! BuildSpec (spec.rs: what the user asked, resolved by the binary)
+//!   -> base image first, when asked         base.rs     (REPO:base-<hash>: reuse, build, fall back)
+//!   -> parse the Dockerfile's cache mounts  mounts.rs
+//!   -> hash the inputs (labels)             inputs.rs   (io.cicache.inputs, mount steps)
+//!   -> read the cache tags' labels          registry.rs
+//!   -> decide                               check.rs    (pure: tag unchanged / mounts from the
+//!                                                        layer cache / prefetch / build)
+//!   -> tag instead of building              unchanged.rs
+//!   -> restore + inject, prefetch beside    run.rs, cache_dir.rs, prefetch.rs
+//!   -> docker build                         run.rs
+//!   -> push + cache export, beside them     run.rs
+//!      extract + save
+//!   -> BuildOutcome                         outcome.rs, phase.rs (typed; the binary prints
+//!                                                        text or the JSON of docs/JSON.md)
+//! ```
+//!
+//! A cache phase that fails is a warning (the build goes on) unless `strict`; the Dockerfile
+//! build and the image push fail the build. What the library says while it works goes
+//! through [`Events`]; it prints nothing itself.
+
+mod base;
+pub mod cache_dir;
+pub mod check;
+mod error;
+mod events;
+mod inputs;
+mod mounts;
+mod outcome;
+mod phase;
+mod prefetch;
+mod registry;
+mod run;
+mod spec;
+mod unchanged;
+
+pub use base::{BaseDoc, BaseOutcome, BaseRequest, BaseStatus, ensure_base};
+pub use cache_dir::{CacheError, CacheStore, RestoreDoc, SaveDoc, SaveMode};
+pub use error::{BuildError, Result};
+pub use events::Events;
+pub use mounts::{describe_dance, select_mounts};
+pub use outcome::{BaseFailedDoc, BuildDoc, BuildResult, DryRunDoc, DryRunMount, Unchanged};
+pub use phase::{Phase, PhaseDetail, PhaseStatus, human_duration};
+pub use registry::{ecr_endpoint_guard, has_registry_host};
+pub use run::{Env, build};
+pub use spec::{
+    BaseOptions, BuildSpec, CacheSettings, DEFAULT_KEY, DEFAULT_RESTORE_KEY, DockerSpec,
+    FlavourChoice, KeyTemplates, Switches,
+};

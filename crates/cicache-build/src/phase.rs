@@ -1,0 +1,251 @@
+//! The phases of a build as reported: a name, a status, the time taken, a message, and a
+//! typed detail; and [`PhaseLog`], which records them in order and says each as it ends.
+
+use std::time::{Duration, Instant};
+
+use cicache_docker::dance::DanceResult;
+use cicache_docker::report::StepCounts;
+use serde::Serialize;
+
+use crate::cache_dir::{RestoreDoc, SaveDoc};
+use crate::error::BuildError;
+use crate::events::Events;
+
+/// How a phase ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhaseStatus {
+    Ok,
+    Skipped,
+    /// A cache phase failed or reported problems; the build went on.
+    Warning,
+    Failed,
+}
+
+impl PhaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseStatus::Ok => "ok",
+            PhaseStatus::Skipped => "skipped",
+            PhaseStatus::Warning => "warning",
+            PhaseStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One phase of a build.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    /// check, restore, inject, prefetch, build, push, cache-export, extract, save, parse.
+    pub name: &'static str,
+    pub status: PhaseStatus,
+    pub seconds: f64,
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<PhaseDetail>,
+}
+
+/// What a phase found or did, in its own shape (documented in docs/JSON.md, `build`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum PhaseDetail {
+    /// check: the cache-mount steps come from the layer cache of `mount_steps_from`.
+    CheckMountSteps {
+        inputs: Option<String>,
+        mount_inputs: Option<String>,
+        mount_steps_from: String,
+    },
+    /// check: building; how many cache-mount steps the cache tag shares.
+    CheckBuild {
+        inputs: Option<String>,
+        mount_inputs: Option<String>,
+        mount_steps_unchanged: Option<usize>,
+    },
+    /// check: unchanged inputs; the image of `from` is tagged.
+    CheckUnchanged {
+        inputs: String,
+        from: String,
+        digest: String,
+    },
+    Restore(RestoreDoc),
+    Save(SaveDoc),
+    Dance(DanceResult),
+    /// prefetch by a build of the Dockerfile's first lines.
+    PrefetchBuild {
+        method: &'static str,
+        steps: StepCounts,
+        command: Vec<String>,
+    },
+    /// prefetch by a pull of the cache tag.
+    PrefetchPull {
+        method: &'static str,
+        image: Option<String>,
+        command: Vec<String>,
+    },
+    /// build: the failed build's exit code.
+    BuildFailed {
+        exit_code: i32,
+        command: Vec<String>,
+    },
+    /// build: the command that ran.
+    Build {
+        command: Vec<String>,
+    },
+    /// push of an unchanged image: its digest under the tags.
+    Tagged {
+        digest: String,
+        tags: Vec<String>,
+    },
+}
+
+/// `1m12s`, `3.4s`.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        let m = (s / 60.0).floor();
+        format!("{}m{:02}s", m as u64, (s - m * 60.0).round() as u64)
+    }
+}
+
+/// The phases of one build, in the order they ended, and the warnings they gave.
+pub(crate) struct PhaseLog<'a> {
+    pub events: &'a dyn Events,
+    pub strict: bool,
+    pub list: Vec<Phase>,
+    pub warnings: Vec<String>,
+    /// Put before each log line (`base ` for the base image's build).
+    pub prefix: &'static str,
+}
+
+impl<'a> PhaseLog<'a> {
+    pub fn new(events: &'a dyn Events, strict: bool, prefix: &'static str) -> Self {
+        PhaseLog {
+            events,
+            strict,
+            list: Vec::new(),
+            warnings: Vec::new(),
+            prefix,
+        }
+    }
+
+    pub fn skipped(&mut self, name: &'static str, why: impl Into<String>) {
+        let why = why.into();
+        self.events
+            .info(&format!("{}{name}: skipped ({why})", self.prefix));
+        self.list.push(Phase {
+            name,
+            status: PhaseStatus::Skipped,
+            seconds: 0.0,
+            message: Some(why),
+            detail: None,
+        });
+    }
+
+    pub fn ok(
+        &mut self,
+        name: &'static str,
+        started: Instant,
+        message: impl Into<String>,
+        detail: Option<PhaseDetail>,
+    ) {
+        let message = message.into();
+        self.events.info(&format!(
+            "{}{name}: {message} ({})",
+            self.prefix,
+            human_duration(started.elapsed())
+        ));
+        self.list.push(Phase {
+            name,
+            status: PhaseStatus::Ok,
+            seconds: started.elapsed().as_secs_f64(),
+            message: Some(message),
+            detail,
+        });
+    }
+
+    /// A store phase's result: ok, or a warning when the store reported cache problems (they
+    /// were said already; with strict the phase returned an error instead).
+    pub fn store_result(
+        &mut self,
+        name: &'static str,
+        started: Instant,
+        message: String,
+        problems: &[String],
+        failed: bool,
+        detail: PhaseDetail,
+    ) {
+        if problems.is_empty() && !failed {
+            return self.ok(name, started, message, Some(detail));
+        }
+        let msg = format!("{}{name}: {}", self.prefix, problems.join("; "));
+        self.warnings.push(msg.clone());
+        self.list.push(Phase {
+            name,
+            status: PhaseStatus::Warning,
+            seconds: started.elapsed().as_secs_f64(),
+            message: Some(msg),
+            detail: Some(detail),
+        });
+    }
+
+    /// A cache phase failed: a warning, or when strict an error.
+    pub fn cache_failed(
+        &mut self,
+        name: &'static str,
+        started: Instant,
+        err: impl std::fmt::Display,
+    ) -> Result<(), BuildError> {
+        let msg = format!("{}{name} failed: {err}", self.prefix);
+        let seconds = started.elapsed().as_secs_f64();
+        if self.strict {
+            self.list.push(Phase {
+                name,
+                status: PhaseStatus::Failed,
+                seconds,
+                message: Some(msg),
+                detail: None,
+            });
+            return Err(BuildError::Strict {
+                phase: name.to_string(),
+                message: err.to_string(),
+            });
+        }
+        self.events.warn(&format!(
+            "{msg} (the build goes on without it; --strict makes this an error)"
+        ));
+        self.warnings.push(msg.clone());
+        self.list.push(Phase {
+            name,
+            status: PhaseStatus::Warning,
+            seconds,
+            message: Some(msg),
+            detail: None,
+        });
+        Ok(())
+    }
+
+    /// A phase that failed the build (the Dockerfile build, the push).
+    pub fn failed(
+        &mut self,
+        name: &'static str,
+        seconds: f64,
+        message: String,
+        detail: Option<PhaseDetail>,
+    ) {
+        self.list.push(Phase {
+            name,
+            status: PhaseStatus::Failed,
+            seconds,
+            message: Some(message),
+            detail,
+        });
+    }
+
+    /// Takes over the phases and warnings of a log that ran beside this one.
+    pub fn append(&mut self, other: PhaseLog) {
+        self.list.extend(other.list);
+        self.warnings.extend(other.warnings);
+    }
+}

@@ -1,0 +1,337 @@
+//! What the build asks the registry: which cache tags exist and their labels, whether a base
+//! tag exists, what a FROM image is, the newest earlier base; and tagging an unchanged image.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use cicache_docker::base;
+use cicache_docker::engine::Docker;
+use cicache_registry::oci::Manifest;
+use cicache_registry::{ConnectOptions, OciClient, OciOptions, Registry, Target};
+use serde_json::Value;
+
+use crate::cache_dir::chain;
+
+/// A registry problem, with the whole chain of causes.
+pub(crate) type RegResult<T> = Result<T, String>;
+
+fn err(e: cicache_registry::Error) -> String {
+    chain(&e)
+}
+
+/// Whether the repository names a registry host (`host.tld/…`, `host:port/…`, `localhost/…`).
+pub fn has_registry_host(image: &str) -> bool {
+    match image.split_once('/') {
+        Some((first, _)) => first.contains('.') || first.contains(':') || first == "localhost",
+        None => false,
+    }
+}
+
+/// Image configs of an ECR repository come from the registry host itself (the distribution
+/// API), which `AWS_ENDPOINT_URL` does not redirect: with the API pointed elsewhere (a test
+/// double, a proxy), refuse rather than reach the real host.
+pub fn ecr_endpoint_guard(target: &Target) -> Result<(), String> {
+    for var in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR"] {
+        if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+            return Err(format!(
+                "{var} points the ECR API elsewhere, but image configs are read from the \
+                 registry host {} itself, which it does not cover",
+                target.registry
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A cache tag the build reads, as the registry has it.
+#[derive(Debug, Clone)]
+pub struct CacheTag {
+    pub tag: String,
+    pub manifest: Manifest,
+    /// The image config's labels.
+    pub labels: BTreeMap<String, String>,
+    /// `os/architecture[/variant]` of the image.
+    pub platform: String,
+}
+
+/// Registry access with the build's time limit.
+#[derive(Debug, Clone, Copy)]
+pub struct RegistryAccess {
+    pub timeout: Duration,
+}
+
+impl RegistryAccess {
+    /// A distribution API client for the repository (ECR: with a GetAuthorizationToken login).
+    pub(crate) fn client(&self, image: &str) -> RegResult<OciClient> {
+        self.client_within(image, None)
+    }
+
+    /// [`Self::client`] whose requests wait at most `cap` (and never longer than the timeout).
+    fn client_within(&self, image: &str, cap: Option<Duration>) -> RegResult<OciClient> {
+        let target = Target::parse(image).map_err(err)?;
+        let limit = match cap {
+            Some(cap) => self.timeout.min(cap),
+            None => self.timeout,
+        };
+        let timeout = Some(limit);
+        let opts = ConnectOptions {
+            timeout,
+            ..ConnectOptions::default()
+        };
+        match Registry::connect(&target, &opts).map_err(err)? {
+            Registry::Oci(c) => Ok(c),
+            Registry::Ecr { client, .. } => {
+                ecr_endpoint_guard(&target)?;
+                let (_, creds) = client.docker_credentials().map_err(err)?;
+                Ok(OciClient::new(
+                    &target,
+                    Some(creds),
+                    &OciOptions {
+                        plain_http: None,
+                        timeout,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Whether the registry has `REPO:tag`. An error means it could not be asked.
+    pub(crate) fn has_tag(&self, image: &str, tag: &str) -> RegResult<bool> {
+        let target = Target::parse(image).map_err(err)?;
+        let opts = ConnectOptions {
+            timeout: Some(self.timeout),
+            ..ConnectOptions::default()
+        };
+        match Registry::connect(&target, &opts).map_err(err)? {
+            Registry::Oci(c) => Ok(c.head_manifest(tag).map_err(err)?.is_some()),
+            Registry::Ecr { client, target } => match client.images(&target.repository) {
+                Ok(images) => Ok(images.iter().any(|i| i.tags.iter().any(|t| t == tag))),
+                Err(cicache_registry::Error::RepositoryNotFound { .. }) => Ok(false),
+                Err(e) => Err(err(e)),
+            },
+        }
+    }
+
+    /// The cache tags of `cache_from` (full refs, own scope first) that exist, each with its
+    /// manifest, its image config's labels and its platform.
+    pub(crate) fn cache_tags(
+        &self,
+        image: &str,
+        cache_from: &[String],
+    ) -> RegResult<Vec<CacheTag>> {
+        let client = self.client(image)?;
+        let mut out = Vec::new();
+        for r in cache_from {
+            let tag = r.rsplit_once(':').map(|(_, t)| t).unwrap_or(r);
+            let (manifest, cfg) = match manifest_and_config(&client, tag) {
+                Ok(Some((m, Some(cfg)))) => (m, cfg),
+                Ok(_) | Err(cicache_registry::Error::RepositoryNotFound { .. }) => continue,
+                Err(e) => return Err(err(e)),
+            };
+            let labels = cfg["config"]["Labels"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut platform = format!(
+                "{}/{}",
+                cfg["os"].as_str().unwrap_or_default(),
+                cfg["architecture"].as_str().unwrap_or_default()
+            );
+            if let Some(v) = cfg["variant"].as_str() {
+                platform.push('/');
+                platform.push_str(v);
+            }
+            out.push(CacheTag {
+                tag: tag.to_string(),
+                manifest,
+                labels,
+                platform,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The newest base in the registry built from the same base Dockerfile (its
+    /// `io.cicache.base.name` label), other than `tag`: its tag and per-input hashes. What an
+    /// agent without a record of its own compares with. Reads at most 50 base tags.
+    pub(crate) fn previous_base(
+        &self,
+        image: &str,
+        name: &str,
+        tag: &str,
+    ) -> RegResult<Option<(String, BTreeMap<String, String>)>> {
+        let client = self.client(image)?;
+        let tags = match client.tags() {
+            Ok(t) => t,
+            Err(cicache_registry::Error::RepositoryNotFound { .. }) => return Ok(None),
+            Err(e) => return Err(err(e)),
+        };
+        let mut best: Option<(SystemTime, String, BTreeMap<String, String>)> = None;
+        for t in tags
+            .iter()
+            .filter(|t| t.starts_with(base::TAG_PREFIX) && t.as_str() != tag)
+            .take(50)
+        {
+            let Some((_, Some(cfg))) = manifest_and_config(&client, t).map_err(err)? else {
+                continue;
+            };
+            let labels = &cfg["config"]["Labels"];
+            if labels[base::LABEL_NAME].as_str() != Some(name) {
+                continue;
+            }
+            let Some(inputs) = labels[base::LABEL_INPUTS]
+                .as_str()
+                .and_then(|s| serde_json::from_str(s).ok())
+            else {
+                continue;
+            };
+            let created = cfg["created"]
+                .as_str()
+                .and_then(cicache_registry::model::parse_time)
+                .unwrap_or(std::time::UNIX_EPOCH);
+            if best.as_ref().is_none_or(|b| created > b.0) {
+                best = Some((created, t.clone(), inputs));
+            }
+        }
+        Ok(best.map(|(_, t, i)| (t, i)))
+    }
+
+    /// The image a `FROM` reference is, as a digest or image id: the local image's repo digest,
+    /// else the local image id (a `docker load`ed image), else the registry's digest of the
+    /// tag; `None` when neither the daemon nor the registry can say, or when the image has
+    /// `ONBUILD` triggers (they read context files no line of the Dockerfile names).
+    pub(crate) fn resolve_image(&self, docker: &Docker, reference: &str) -> Option<String> {
+        if let Some((_, digest)) = reference.split_once('@') {
+            return Some(digest.to_string());
+        }
+        let (name, tag) = match reference.rfind(':') {
+            Some(i) if !reference[i..].contains('/') => (&reference[..i], &reference[i + 1..]),
+            _ => (reference, "latest"),
+        };
+        if let Some(found) = local_image_digest(docker, reference, name) {
+            return found;
+        }
+        let first = name.split('/').next().unwrap_or_default();
+        let qualified = if first.contains('.') || first.contains(':') || first == "localhost" {
+            name.to_string()
+        } else if name.contains('/') {
+            format!("docker.io/{name}")
+        } else {
+            format!("docker.io/library/{name}")
+        };
+        // A registry the agent cannot reach (Docker Hub behind a mirror) costs at most 5 s.
+        let client = self
+            .client_within(&qualified, Some(Duration::from_secs(5)))
+            .ok()?;
+        let (m, config) = manifest_and_config(&client, tag).ok().flatten()?;
+        if !m.is_index() && m.body["config"]["digest"].is_string() {
+            let cfg = config?;
+            if cfg["config"]["OnBuild"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            {
+                return None;
+            }
+        }
+        Some(m.digest)
+    }
+}
+
+/// The local daemon's answer for [`RegistryAccess::resolve_image`]: `None` when it does not
+/// have the image, `Some(None)` when it has one with ONBUILD triggers.
+fn local_image_digest(docker: &Docker, reference: &str, name: &str) -> Option<Option<String>> {
+    let out = docker
+        .output(&[
+            "image".into(),
+            "inspect".into(),
+            "--format".into(),
+            "{{json .Config.OnBuild}}|{{json .RepoDigests}}|{{.Id}}".into(),
+            reference.into(),
+        ])
+        .ok()?;
+    let parsed = (|| {
+        let (onbuild, rest) = out.trim().split_once('|')?;
+        let onbuild: Vec<String> = serde_json::from_str(onbuild).unwrap_or_default();
+        if !onbuild.is_empty() {
+            return None;
+        }
+        let (digests, id) = rest.split_once('|')?;
+        let digests: Vec<String> = serde_json::from_str(digests).unwrap_or_default();
+        let own = digests
+            .iter()
+            .find(|d| d.split_once('@').is_some_and(|(n, _)| n == name))
+            .or(digests.first())
+            .and_then(|d| d.split_once('@').map(|(_, x)| x.to_string()));
+        Some(own.unwrap_or_else(|| id.to_string()))
+    })();
+    Some(parsed)
+}
+
+/// A manifest by tag or digest and, when it is one image (not an index) whose config blob
+/// reads as JSON, that config; `None` when the reference does not exist.
+pub(crate) fn manifest_and_config(
+    client: &OciClient,
+    reference: &str,
+) -> cicache_registry::Result<Option<(Manifest, Option<Value>)>> {
+    let Some(m) = client.manifest(reference)? else {
+        return Ok(None);
+    };
+    let config = match m.body["config"]["digest"].as_str() {
+        Some(digest) if !m.is_index() => client.blob_json(digest)?,
+        _ => None,
+    };
+    Ok(Some((m, config)))
+}
+
+/// Whether the local daemon has the image.
+pub(crate) fn local_image(docker: &Docker, reference: &str) -> bool {
+    docker
+        .output(&[
+            "image".into(),
+            "inspect".into(),
+            "--format".into(),
+            "{{.Id}}".into(),
+            reference.into(),
+        ])
+        .is_ok()
+}
+
+/// The platform docker builds for: `DOCKER_DEFAULT_PLATFORM` when set, else the daemon's.
+pub(crate) fn build_platform(docker: &Docker) -> String {
+    std::env::var("DOCKER_DEFAULT_PLATFORM")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| daemon_platform(docker))
+}
+
+/// The daemon's platform (`linux/amd64`), else this machine's.
+pub(crate) fn daemon_platform(docker: &Docker) -> String {
+    docker
+        .output(&[
+            "version".into(),
+            "--format".into(),
+            "{{.Server.Os}}/{{.Server.Arch}}".into(),
+        ])
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| s.contains('/') && !s.contains(' '))
+        .unwrap_or_else(base::host_platform)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_hosts() {
+        assert!(has_registry_host("127.0.0.1:5000/app"));
+        assert!(has_registry_host("123.dkr.ecr.eu-west-1.amazonaws.com/app"));
+        assert!(has_registry_host("localhost/app"));
+        assert!(!has_registry_host("app"));
+        assert!(!has_registry_host("team/app"));
+    }
+}

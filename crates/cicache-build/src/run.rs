@@ -1,0 +1,842 @@
+//! The phase sequence of one build, with its overlaps:
+//!
+//! ```text
+//! check ─┬─ restore ── inject ─┬─ build ─┬─ push ── cache-export ─┬─ outcome
+//!        └─ prefetch ──────────┘         └─ extract ── save ──────┘
+//! ```
+//!
+//! Restore and inject run beside the prefetch (the store's disk and the daemon's network);
+//! extract and save run beside the push (the daemon's disk and the store beside the
+//! registry's network). The check may end the build early: an unchanged image is tagged.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use cicache_docker::build::{BuildPlan, cache_refs};
+use cicache_docker::dance::{self, DanceOptions};
+use cicache_docker::dockerfile::{self, CacheMount};
+use cicache_docker::engine::{Docker, Flavour};
+use cicache_docker::report::BuildReport;
+
+use crate::base::{BaseRequest, ensure_base};
+use crate::cache_dir::{self, CacheStore, RestoreDoc, SaveDoc, SaveMode};
+use crate::check::{self, CheckInput, Decision};
+use crate::error::BuildError;
+use crate::events::Events;
+use crate::inputs::{self, Hashed};
+use crate::mounts::{describe_dance, select_mounts};
+use crate::outcome::{BaseFailedDoc, BuildDoc, BuildResult, DryRunDoc, DryRunMount};
+use crate::phase::{PhaseDetail, PhaseLog};
+use crate::prefetch;
+use crate::registry::{RegistryAccess, has_registry_host};
+use crate::spec::{BuildSpec, CacheSettings};
+use crate::unchanged;
+
+/// What every build of one command shares: the settings, the store (opened once), where the
+/// messages go, and the cache keys (rendered once).
+pub struct Env<'a> {
+    pub settings: &'a CacheSettings,
+    pub store: &'a CacheStore,
+    pub events: &'a dyn Events,
+    pub(crate) registry: RegistryAccess,
+    keys: OnceLock<Result<(String, Vec<String>), String>>,
+}
+
+impl<'a> Env<'a> {
+    pub fn new(settings: &'a CacheSettings, store: &'a CacheStore, events: &'a dyn Events) -> Self {
+        Env {
+            settings,
+            store,
+            events,
+            registry: RegistryAccess {
+                timeout: settings.registry_timeout,
+            },
+            keys: OnceLock::new(),
+        }
+    }
+
+    /// The key and the restore-key prefixes, rendered on first use (`hashFiles` walks the
+    /// tree once per command).
+    fn keys(&self, spec: &BuildSpec) -> Result<&(String, Vec<String>), String> {
+        self.keys
+            .get_or_init(|| {
+                let restore_keys = spec
+                    .keys
+                    .restore_keys
+                    .iter()
+                    .map(|k| {
+                        cache_dir::render_key(k)
+                            .map_err(|e| format!("rendering the restore key {k:?}: {e}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let key = cache_dir::render_key(&spec.keys.key).map_err(|e| e.to_string())?;
+                Ok((key, restore_keys))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+/// What a build nested in another command (the base image's) does differently.
+#[derive(Debug, Default)]
+pub(crate) struct Hooks {
+    /// Put before each phase's log line.
+    pub prefix: &'static str,
+    /// `KEY=VALUE` labels for the image.
+    pub labels: Vec<String>,
+    /// The cache refs to read instead of the scope cache tags; the image carries its own
+    /// inline cache (a base image: its predecessor).
+    pub own_cache: Option<Vec<String>>,
+    /// The restore phase is done already (by the base build): why.
+    pub restored_by: Option<&'static str>,
+    /// The save phase comes later (in the app build): why.
+    pub saved_by: Option<&'static str>,
+    /// The base image's result, for the report.
+    pub base: Option<Box<crate::base::BaseDoc>>,
+    /// Warnings of the base step, for the report.
+    pub warnings: Vec<String>,
+}
+
+/// `cicache build`: the base image first when asked, then the cached build.
+pub fn build(mut spec: BuildSpec, env: &Env) -> Result<BuildResult, BuildError> {
+    let mut hooks = Hooks::default();
+    if let Some(opts) = spec.base.clone() {
+        let req = BaseRequest {
+            image: spec.image.clone(),
+            context: spec.context.clone(),
+            dockerfile: opts.dockerfile.clone(),
+            inputs: opts.inputs.clone(),
+            build_args: opts.build_args.clone(),
+            platform: opts.platform.clone(),
+            dry_run: spec.dry_run,
+            build: BuildSpec {
+                log: None,
+                ..spec.clone()
+            },
+            save_later: spec.switches.save,
+        };
+        let out = ensure_base(req, env)?;
+        if out.code != 0 {
+            return Ok(BuildResult::BaseFailed(Box::new(BaseFailedDoc {
+                code: out.code,
+                ok: false,
+                exit_code: out.code,
+                image: spec.image.clone(),
+                base: Box::new(out.doc),
+                phases: Vec::new(),
+                warnings: out.warnings,
+            })));
+        }
+        spec.build_args
+            .push(format!("{}={}", opts.arg, out.reference));
+        hooks.labels.push(format!(
+            "{}={}",
+            cicache_docker::base::LABEL_BASE,
+            out.reference
+        ));
+        if out.built && spec.switches.restore {
+            hooks.restored_by = Some("done by the base build");
+        }
+        hooks.base = Some(Box::new(out.doc));
+        hooks.warnings = out.warnings;
+    }
+    run_build(spec, env, &hooks)
+}
+
+/// Everything a build is made from, worked out before the first phase.
+pub(crate) struct Prepared<'s> {
+    pub spec: &'s BuildSpec,
+    pub docker: Docker,
+    pub flavour: Flavour,
+    pub dockerfile: PathBuf,
+    pub mounts: Vec<CacheMount>,
+    pub dance: DanceOptions,
+    pub plan: BuildPlan,
+    pub hashed: Hashed,
+}
+
+/// One build, without its base.
+pub(crate) fn run_build(
+    spec: BuildSpec,
+    env: &Env,
+    hooks: &Hooks,
+) -> Result<BuildResult, BuildError> {
+    let total = Instant::now();
+    if let Some(log) = &spec.log {
+        // One log per build: the helper builds and the build append to it.
+        std::fs::File::create(log).map_err(|source| BuildError::Write {
+            path: log.clone(),
+            source,
+        })?;
+    }
+    let mut ph = PhaseLog::new(env.events, env.settings.strict, hooks.prefix);
+    ph.warnings = hooks.warnings.clone();
+    let p = prepare(&spec, env, hooks, &mut ph)?;
+    if spec.dry_run {
+        return Ok(BuildResult::DryRun(Box::new(dry_run(&p, hooks))));
+    }
+    execute(&p, env, hooks, ph, total).map(|d| BuildResult::Built(Box::new(d)))
+}
+
+/// The flavour, the Dockerfile, its cache mounts, the cache refs, the hashes and the
+/// command lines. A Dockerfile that cannot be parsed only costs the dance (a warning).
+fn prepare<'s>(
+    spec: &'s BuildSpec,
+    env: &Env,
+    hooks: &Hooks,
+    ph: &mut PhaseLog,
+) -> Result<Prepared<'s>, BuildError> {
+    let docker = Docker::new(&spec.docker.program);
+    let flavour = spec.docker.flavour.resolve(&docker);
+    env.events.info(&format!("docker: {}", flavour.describe()));
+    let dockerfile = spec.dockerfile_path();
+    if !dockerfile.is_file() {
+        return Err(BuildError::Usage(format!(
+            "the Dockerfile {} does not exist (pass -f FILE)",
+            dockerfile.display()
+        )));
+    }
+    let tags = if spec.tags.is_empty() {
+        vec!["latest".to_string()]
+    } else {
+        spec.tags.clone()
+    };
+    let registry_cache = spec.registry_cache.unwrap_or_else(|| {
+        let on = has_registry_host(&spec.image);
+        if !on {
+            env.events.info(&format!(
+                "registry cache: off ({} names no registry host; pass --registry-cache to force it)",
+                spec.image
+            ));
+        }
+        on
+    });
+    // The default branch writes IMAGE:cache; other scopes IMAGE:cache-<scope> (build.rs).
+    let own_scope =
+        (!env.settings.fallback_scopes.is_empty()).then_some(env.settings.scope.as_str());
+    let (cache_from, cache_to) = match &hooks.own_cache {
+        Some(refs) => (refs.clone(), None),
+        None => {
+            let (from, to) = cache_refs(&spec.image, own_scope);
+            (from, Some(to))
+        }
+    };
+    let df = match dockerfile::parse_file(&dockerfile) {
+        Ok(df) => Some(df),
+        Err(e) => {
+            ph.cache_failed(
+                "parse",
+                Instant::now(),
+                format!("reading the Dockerfile's cache mounts: {e}"),
+            )?;
+            None
+        }
+    };
+    let mounts: Vec<CacheMount> = match &df {
+        Some(df) => select_mounts(df, &spec.docker.mount_ids, &dockerfile)?
+            .into_iter()
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
+    let dance = DanceOptions {
+        flavour,
+        helper_image: spec.docker.helper_image.clone(),
+        extra_args: Vec::new(),
+        // --log holds the user's build only, so `cicache report LOG` (and the Jenkins step's
+        // report made from it) counts no helper steps; the dance shows with -v.
+        log: None,
+    };
+    let hashed = match inputs::not_hashed(
+        spec.dry_run,
+        registry_cache,
+        flavour == Flavour::Classic,
+        hooks.own_cache.is_some(),
+    ) {
+        Some(why) => Hashed {
+            labels: hooks.labels.clone(),
+            inputs: Err(why.to_string()),
+            mount_inputs: None,
+            mount_steps: Vec::new(),
+            platform: None,
+        },
+        None => inputs::hash(
+            spec,
+            &dockerfile,
+            df.as_ref(),
+            &mounts,
+            hooks.labels.clone(),
+            &docker,
+            &env.registry,
+        ),
+    };
+    let plan = BuildPlan {
+        flavour,
+        image: spec.image.clone(),
+        tags,
+        dockerfile: dockerfile.clone(),
+        context: spec.context.clone(),
+        build_args: spec.build_args.clone(),
+        target: spec.target.clone(),
+        registry_cache,
+        cache_from,
+        cache_to,
+        labels: hashed.labels.clone(),
+        push: spec.push,
+        extra: spec.extra.clone(),
+    };
+    Ok(Prepared {
+        spec,
+        docker,
+        flavour,
+        dockerfile,
+        mounts,
+        dance,
+        plan,
+        hashed,
+    })
+}
+
+/// `--dry-run`: the commands the build would run.
+fn dry_run(p: &Prepared, hooks: &Hooks) -> DryRunDoc {
+    let program = p.docker.program.display().to_string();
+    let with_program = |a: Vec<String>| {
+        let mut v = vec![program.clone()];
+        v.extend(a);
+        v
+    };
+    DryRunDoc {
+        ok: true,
+        dry_run: true,
+        flavour: p.flavour,
+        key: p.spec.keys.key.clone(),
+        restore_keys: p.spec.keys.restore_keys.clone(),
+        cache_dir: p.spec.cache_dir.clone(),
+        mounts: p
+            .mounts
+            .iter()
+            .map(|m| DryRunMount {
+                id: m.id.clone(),
+                target: m.target.clone(),
+                line: m.line,
+                dance_flag: m.dance_flag(),
+            })
+            .collect(),
+        build_command: with_program(p.plan.build_args()),
+        push_commands: p
+            .plan
+            .push_commands()
+            .into_iter()
+            .map(&with_program)
+            .collect(),
+        cache_push_commands: p
+            .plan
+            .cache_push_commands()
+            .into_iter()
+            .map(&with_program)
+            .collect(),
+        base: hooks.base.clone(),
+    }
+}
+
+/// What the check left to do.
+struct Plan {
+    /// The cache-mount steps come from the layer cache of this cache tag.
+    mounts_from: Option<String>,
+    prefetch: Option<check::Prefetch>,
+}
+
+/// Runs the phases.
+fn execute(
+    p: &Prepared,
+    env: &Env,
+    hooks: &Hooks,
+    mut ph: PhaseLog,
+    total: Instant,
+) -> Result<BuildDoc, BuildError> {
+    let spec = p.spec;
+    let check_started = Instant::now();
+    let plan = match run_check(p, env, &mut ph, check_started)? {
+        Checked::Unchanged(from, hash) => {
+            return Ok(unchanged::tag(
+                p,
+                env,
+                hooks,
+                ph,
+                from,
+                &hash,
+                check_started,
+                total,
+            ));
+        }
+        Checked::Go(plan) => plan,
+    };
+    let job = match &plan.prefetch {
+        Some(_) if !spec.switches.prefetch => {
+            ph.skipped("prefetch", "--no-prefetch");
+            None
+        }
+        Some(pf) => Some(prefetch::plan(pf, &p.dockerfile, &p.plan)),
+        None => None,
+    };
+    let gate = prefetch::Gate::new(job.as_ref());
+    let mut injected = false;
+    let (restored, finished) = std::thread::scope(|s| {
+        let worker = job
+            .as_ref()
+            .map(|j| s.spawn(|| prefetch::run(&p.docker, j, &gate)));
+        let restored = restore_and_inject(p, env, hooks, &plan, &gate, &mut ph, &mut injected);
+        (restored, worker.map(|h| h.join()))
+    });
+    let restored = restored?;
+    let removable = match (&job, finished) {
+        (Some(j), Some(f)) => prefetch::record(&mut ph, j, f)?,
+        _ => None,
+    };
+
+    // The build.
+    let build_cmd = p.plan.build_args();
+    env.events.info(&format!(
+        "build: {} {}",
+        p.docker.program.display(),
+        build_cmd.join(" ")
+    ));
+    let t = Instant::now();
+    let echo = |line: &str| env.events.docker_line(line);
+    let out = p
+        .docker
+        .run_streamed(&build_cmd, None, Some(&echo), spec.log.as_deref())
+        .map_err(|source| BuildError::Docker {
+            what: "running the docker build".into(),
+            source,
+        })?;
+    let build_secs = t.elapsed().as_secs_f64();
+    if let Some(r) = &removable {
+        let _ = p.docker.output(&["rmi".to_string(), r.clone()]);
+    }
+    let parsed = cicache_docker::report::parse_log(&out.lines.join("\n"));
+    // Every RUN with a cache mount came from the layer cache: the mounts hold nothing new.
+    let mounts_untouched = parsed.cache_mount_steps_cached() == Some(true);
+    let mut report = spec.switches.report.then_some(parsed);
+    if let Some(r) = report.as_mut() {
+        r.set_wall_time(build_secs);
+    }
+    if out.code != 0 {
+        let errs = out.error_lines(12);
+        ph.failed(
+            "build",
+            build_secs,
+            errs.join("\n"),
+            Some(PhaseDetail::BuildFailed {
+                exit_code: out.code,
+                command: build_cmd,
+            }),
+        );
+        env.events
+            .warn("the docker build failed; skipping push, extract and save");
+        env.events.error(&format!(
+            "docker build failed with exit code {}:\n  {}",
+            out.code,
+            errs.join("\n  ")
+        ));
+        let code = u8::try_from(out.code).ok().filter(|c| *c != 0).unwrap_or(1);
+        let mut doc = finish(p, hooks, ph, restored, None, report, total, false, out.code);
+        doc.code = code;
+        return Ok(doc);
+    }
+    ph.ok(
+        "build",
+        t,
+        format!("built {}", p.plan.image_refs().join(", ")),
+        Some(PhaseDetail::Build { command: build_cmd }),
+    );
+
+    // Push and cache export beside extract and save: the push is network and gzip, the
+    // extract and save are the daemon's and the store's disk; the cache work hides behind it.
+    let mut out_ph = PhaseLog::new(env.events, env.settings.strict, hooks.prefix);
+    let (pushed, saved) = std::thread::scope(|s| {
+        let worker =
+            s.spawn(|| extract_and_save(p, env, hooks, injected, mounts_untouched, &mut out_ph));
+        let pushed = push_and_export(p, env, &mut ph);
+        let saved = worker.join().unwrap_or_else(|_| {
+            Err(BuildError::Strict {
+                phase: "extract".into(),
+                message: "the extract and save thread panicked".into(),
+            })
+        });
+        (pushed, saved)
+    });
+    pushed?;
+    ph.append(out_ph);
+    let saved = saved?;
+    Ok(finish(
+        p, hooks, ph, restored, saved, report, total, true, 0,
+    ))
+}
+
+/// The check's verdict.
+enum Checked {
+    /// Tag this cache tag's image (with these inputs) instead of building.
+    Unchanged(check::CacheTag, String),
+    Go(Plan),
+}
+
+/// The check phase: reads the cache tags' labels and decides (check.rs).
+fn run_check(
+    p: &Prepared,
+    env: &Env,
+    ph: &mut PhaseLog,
+    started: Instant,
+) -> Result<Checked, BuildError> {
+    let h = &p.hashed;
+    let go = |mounts_from, prefetch| {
+        Ok(Checked::Go(Plan {
+            mounts_from,
+            prefetch,
+        }))
+    };
+    if let Some(why) = check::skip_reason(&h.inputs, h.mount_inputs.as_deref(), p.spec.rebuild) {
+        ph.skipped("check", why);
+        return go(None, None);
+    }
+    let found = match env.registry.cache_tags(&p.plan.image, &p.plan.cache_from) {
+        Ok(found) => found,
+        Err(e) => {
+            ph.cache_failed(
+                "check",
+                started,
+                format!("reading the cache tag's labels: {e}"),
+            )?;
+            return go(None, None);
+        }
+    };
+    let input = CheckInput {
+        image: p.plan.image.clone(),
+        inputs: h.inputs.clone(),
+        mount_inputs: h.mount_inputs.clone(),
+        mount_steps: h.mount_steps.clone(),
+        platform: h.platform.clone().unwrap_or_default(),
+        push: p.spec.push,
+    };
+    match check::decide(&input, &found) {
+        Decision::TagUnchanged { from, hash } => Ok(Checked::Unchanged(from, hash)),
+        Decision::MountsFromLayerCache { from, prefetch } => {
+            ph.ok(
+                "check",
+                started,
+                format!(
+                    "the steps up to the last cache mount are unchanged since {from}: docker \
+                     takes them from the layer cache"
+                ),
+                Some(PhaseDetail::CheckMountSteps {
+                    inputs: h.inputs.clone().ok(),
+                    mount_inputs: h.mount_inputs.clone(),
+                    mount_steps_from: from.clone(),
+                }),
+            );
+            go(Some(from), prefetch)
+        }
+        Decision::Build { prefetch } => {
+            ph.ok(
+                "check",
+                started,
+                check::build_message(&input),
+                Some(PhaseDetail::CheckBuild {
+                    inputs: h.inputs.clone().ok(),
+                    mount_inputs: h.mount_inputs.clone(),
+                    mount_steps_unchanged: prefetch.as_ref().map(|p| p.unchanged),
+                }),
+            );
+            go(None, prefetch)
+        }
+    }
+}
+
+/// Restore the cache dir from the store, then inject it into the cache mounts (after the
+/// prefetch build matched its steps, when one runs).
+fn restore_and_inject(
+    p: &Prepared,
+    env: &Env,
+    hooks: &Hooks,
+    plan: &Plan,
+    gate: &prefetch::Gate,
+    ph: &mut PhaseLog,
+    injected: &mut bool,
+) -> Result<Option<RestoreDoc>, BuildError> {
+    let spec = p.spec;
+    let cache_dir = &spec.cache_dir;
+    let from_layers = plan
+        .mounts_from
+        .as_ref()
+        .map(|from| format!("the cache-mount steps come from the layer cache of {from}"));
+    let mut restored = None;
+    if let Some(why) = hooks.restored_by {
+        ph.skipped("restore", why);
+    } else if let Some(why) = &from_layers {
+        ph.skipped("restore", why.clone());
+    } else if !spec.switches.restore {
+        ph.skipped("restore", "--no-restore");
+    } else {
+        let t = Instant::now();
+        let result = env.keys(spec).and_then(|(key, restore_keys)| {
+            cache_dir::restore(
+                env.store,
+                env.settings,
+                key,
+                restore_keys,
+                cache_dir,
+                false,
+                env.events,
+            )
+            .map_err(|e| e.to_string())
+        });
+        match result {
+            Ok(doc) => {
+                let o = &doc.outcome;
+                let msg = if o.hit {
+                    format!(
+                        "restored {} from {} (scope {})",
+                        cache_dir.display(),
+                        o.matched_key.as_deref().unwrap_or_default(),
+                        o.matched_scope.as_deref().unwrap_or_default()
+                    )
+                } else {
+                    "cache miss: starting with the cache dir as it is".to_string()
+                };
+                let problems = o.warnings.clone();
+                restored = Some(doc.clone());
+                ph.store_result(
+                    "restore",
+                    t,
+                    msg,
+                    &problems,
+                    false,
+                    PhaseDetail::Restore(doc),
+                );
+            }
+            Err(e) => ph.cache_failed("restore", t, e)?,
+        }
+    }
+
+    if !spec.switches.inject {
+        ph.skipped("inject", "--no-inject");
+    } else if let Some(why) = from_layers {
+        ph.skipped("inject", why);
+    } else if p.mounts.is_empty() {
+        ph.skipped("inject", "the Dockerfile has no RUN --mount=type=cache");
+    } else if !cache_dir.is_dir() {
+        ph.skipped("inject", format!("{} does not exist", cache_dir.display()));
+    } else {
+        let t = Instant::now();
+        gate.wait();
+        let refs: Vec<&CacheMount> = p.mounts.iter().collect();
+        let echo = |line: &str| env.events.docker_line(line);
+        let verbose = env
+            .events
+            .verbose()
+            .then_some(&echo as &(dyn Fn(&str) + Sync));
+        match dance::inject(&p.docker, &refs, cache_dir, &p.dance, verbose) {
+            Ok(r) => {
+                *injected = true;
+                let msg = describe_dance(&r, "injected").join("; ");
+                ph.ok("inject", t, msg, Some(PhaseDetail::Dance(r)));
+            }
+            Err(e) => ph.cache_failed("inject", t, e)?,
+        }
+    }
+    Ok(restored)
+}
+
+/// The image push (a failure fails the build) and the registry cache export (classic: tag
+/// and push the cache tag; buildx: done by the build's --cache-to).
+fn push_and_export(p: &Prepared, env: &Env, ph: &mut PhaseLog) -> Result<(), BuildError> {
+    let echo = |line: &str| env.events.docker_line(line);
+    let log = p.spec.log.as_deref();
+    if !p.spec.push {
+        ph.skipped("push", "no --push");
+    } else {
+        let t = Instant::now();
+        let cmds = p.plan.push_commands();
+        if cmds.is_empty() {
+            ph.ok("push", t, "pushed by docker buildx build --push", None);
+        } else {
+            for c in &cmds {
+                p.docker
+                    .run_checked(c, None, Some(&echo), log)
+                    .map_err(|e| {
+                        BuildError::Push(format!(
+                            "pushing {}: {e}",
+                            c.last().cloned().unwrap_or_default()
+                        ))
+                    })?;
+            }
+            ph.ok(
+                "push",
+                t,
+                format!("pushed {}", p.plan.image_refs().join(", ")),
+                None,
+            );
+        }
+    }
+    if !p.plan.registry_cache {
+        ph.skipped("cache-export", "registry cache off");
+    } else if p.flavour == Flavour::Buildx {
+        ph.skipped("cache-export", "done by the build's --cache-to");
+    } else {
+        let t = Instant::now();
+        let pushed = p
+            .plan
+            .cache_push_commands()
+            .iter()
+            .try_for_each(|c| p.docker.run_checked(c, None, Some(&echo), log).map(drop));
+        match pushed {
+            Ok(()) => ph.ok(
+                "cache-export",
+                t,
+                format!(
+                    "pushed the cache tag {}",
+                    p.plan.cache_to.clone().unwrap_or_default()
+                ),
+                None,
+            ),
+            Err(e) => ph.cache_failed("cache-export", t, e)?,
+        }
+    }
+    Ok(())
+}
+
+/// Extract the cache mounts into the cache dir, then save it to the store.
+fn extract_and_save(
+    p: &Prepared,
+    env: &Env,
+    hooks: &Hooks,
+    injected: bool,
+    mounts_untouched: bool,
+    ph: &mut PhaseLog,
+) -> Result<Option<SaveDoc>, BuildError> {
+    let spec = p.spec;
+    let cache_dir = &spec.cache_dir;
+    if !spec.switches.extract {
+        ph.skipped("extract", "--no-extract");
+    } else if p.mounts.is_empty() {
+        ph.skipped("extract", "the Dockerfile has no RUN --mount=type=cache");
+    } else if mounts_untouched {
+        ph.skipped(
+            "extract",
+            "every RUN with a cache mount came from the layer cache: the mounts hold nothing new",
+        );
+    } else {
+        let t = Instant::now();
+        // Without a successful inject the mounts hold only what this build wrote: keep the
+        // restored files they lack instead of mirroring the mounts.
+        let merge = !injected;
+        let refs: Vec<&CacheMount> = p.mounts.iter().collect();
+        let echo = |line: &str| env.events.docker_line(line);
+        let verbose = env
+            .events
+            .verbose()
+            .then_some(&echo as &(dyn Fn(&str) + Sync));
+        match dance::extract(&p.docker, &refs, cache_dir, &p.dance, merge, verbose) {
+            Ok(r) => {
+                let msg = describe_dance(&r, "extracted").join("; ");
+                ph.ok("extract", t, msg, Some(PhaseDetail::Dance(r)));
+            }
+            Err(e) => ph.cache_failed("extract", t, e)?,
+        }
+    }
+
+    if let Some(why) = hooks.saved_by {
+        ph.skipped("save", why);
+        return Ok(None);
+    }
+    if !spec.switches.save {
+        ph.skipped("save", "--no-save");
+        return Ok(None);
+    }
+    if !cache_dir.is_dir() {
+        ph.skipped("save", format!("{} does not exist", cache_dir.display()));
+        return Ok(None);
+    }
+    let t = Instant::now();
+    let mode = SaveMode {
+        update: false,
+        if_changed: true,
+    };
+    let result = env.keys(spec).and_then(|(key, _)| {
+        cache_dir::save(env.store, env.settings, key, cache_dir, mode, env.events)
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(doc) => {
+            let msg = match doc.status() {
+                "saved" => format!("saved {} as {}", cache_dir.display(), doc.key()),
+                "unchanged" => "unchanged since the restore: nothing saved".to_string(),
+                "exists" => format!("{} is already saved: nothing written", doc.key()),
+                "concurrent" => "another agent saved the same key: theirs kept".to_string(),
+                other => format!("save {other}"),
+            };
+            let problems = doc.warnings().to_vec();
+            let failed = doc.status() == "failed";
+            ph.store_result(
+                "save",
+                t,
+                msg,
+                &problems,
+                failed,
+                PhaseDetail::Save(doc.clone()),
+            );
+            Ok(Some(doc))
+        }
+        Err(e) => {
+            ph.cache_failed("save", t, e)?;
+            Ok(None)
+        }
+    }
+}
+
+/// The outcome of a build that ran (or failed in its build phase).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish(
+    p: &Prepared,
+    hooks: &Hooks,
+    ph: PhaseLog,
+    restored: Option<RestoreDoc>,
+    saved: Option<SaveDoc>,
+    report: Option<BuildReport>,
+    total: Instant,
+    ok: bool,
+    exit_code: i32,
+) -> BuildDoc {
+    let plan = &p.plan;
+    BuildDoc {
+        code: if ok { 0 } else { 1 },
+        ok,
+        exit_code,
+        image: plan.image.clone(),
+        tags: plan.image_refs(),
+        flavour: plan.flavour,
+        registry_cache: plan.registry_cache,
+        cache_from: if plan.registry_cache {
+            plan.cache_from.clone()
+        } else {
+            Vec::new()
+        },
+        cache_to: if plan.registry_cache {
+            plan.cache_to.clone()
+        } else {
+            None
+        },
+        cache_dir: p.spec.cache_dir.clone(),
+        phases: ph.list,
+        warnings: ph.warnings,
+        restore: restored,
+        save: saved,
+        report,
+        base: hooks.base.clone(),
+        seconds: total.elapsed().as_secs_f64(),
+        unchanged: None,
+        steps: None,
+        verdict: None,
+    }
+}
