@@ -2,7 +2,7 @@
 //! recorded). The expected figures are read off the logs by hand.
 
 use cicache_docker::report::{
-    BuildReport, LogFormat, StepKind, StepStatus, TimeSource, WheelSource, parse_log,
+    BuildReport, HelperKind, LogFormat, StepKind, StepStatus, TimeSource, WheelSource, parse_log,
     parse_log_bytes,
 };
 use proptest::prelude::*;
@@ -417,8 +417,11 @@ ERROR: failed to solve: process "/bin/sh -c pip install -r requirements.txt" did
     assert_eq!(f.step, None);
     assert!(f.error.contains("unknown instruction: RUNN"));
     assert!(
+        r.verdict.starts_with(
+            "build FAILED before any step ran (failed to solve: dockerfile parse error"
+        ),
+        "{}",
         r.verdict
-            .starts_with("build FAILED (failed to solve: dockerfile parse error")
     );
 }
 
@@ -440,6 +443,39 @@ fn cicache_build_logs() {
     assert_eq!(warm.per_build.len(), 3);
     assert_eq!(warm.per_build[1].total, 4);
     assert_eq!(warm.per_build[1].cached, 1);
+    // The headline is the user's build only, not the dance's helper builds (issue 22: it
+    // said 1/9 steps cached for a build of 4 steps).
+    assert_eq!((warm.steps.total, warm.steps.cached), (4, 1));
+    assert!(
+        warm.verdict
+            .starts_with("cache: 1/4 steps cached, 4/5 wheels"),
+        "{}",
+        warm.verdict
+    );
+    let helpers: Vec<_> = warm
+        .helper_builds
+        .iter()
+        .map(|h| (h.build, h.kind))
+        .collect();
+    assert_eq!(
+        helpers,
+        vec![(0, HelperKind::Inject), (2, HelperKind::Extract)]
+    );
+    assert!(
+        warm.step_list.iter().all(|s| s.helper == (s.build != 1)),
+        "every step of builds 1 and 3 (and only those) is a helper step"
+    );
+    assert!(warm.slowest.iter().all(|s| !s.name.contains("dance")));
+    // The DONE times of the user's build: 0.3 (Dockerfile) + 0.1 (.dockerignore) + 0.6 + 6.2
+    // + 1.2 (the three steps that ran); the rest 0.0.
+    let t = warm.build_seconds.unwrap();
+    assert!((t - 8.4).abs() < 1e-9, "{t}");
+    let text = warm.render_text();
+    assert!(!text.contains("[dance "), "{text}");
+    assert!(
+        text.contains("cicache's own builds (not counted): cicache inject 2.4s"),
+        "{text}"
+    );
     assert_eq!((warm.wheels.from_cache, warm.wheels.downloaded), (4, 1));
     assert_eq!(warm.wheels.bytes_from_cache, 190_000);
     let down: Vec<_> = warm
@@ -450,8 +486,10 @@ fn cicache_build_logs() {
         .collect();
     assert_eq!(down, vec!["tomli-2.0.1-py3-none-any.whl"]);
     assert!(
-        warm.render_text()
-            .contains("build 1: 0/2 cached, build 2: 1/4 cached")
+        text.contains(
+            "build 1 (cicache inject): 0/2 cached, build 2: 1/4 cached, build 3 (cicache extract)"
+        ),
+        "{text}"
     );
 
     // pip failed after taking four wheels from the injected cache.
@@ -481,4 +519,141 @@ fn cicache_build_logs() {
             .iter()
             .any(|l| l.contains("--break-system-packages"))
     );
+}
+
+/// Not a recording (no Docker 26 runs here yet): Docker 26.1 + buildx 0.13 on the containerd
+/// image store, written after what issue 19 saw: every step `CACHED`, and later the same
+/// steps again with `DONE` while BuildKit pulls their layers for the export. The `#0
+/// building with ...` line opens the build. Replace with a recording when one exists.
+#[test]
+fn buildx_containerd_store_cached_then_pulled_is_cached() {
+    let r = fixture("buildx-containerd-warm.log");
+    assert_eq!(r.format, LogFormat::BuildkitPlain);
+    assert_eq!(r.builds, 1);
+    assert_eq!((r.steps.total, r.steps.cached, r.steps.run), (4, 4, 0));
+    assert_eq!(step(&r, "RUN --mount").status, StepStatus::Cached);
+    assert_eq!(r.cache_mount_steps_cached(), Some(true));
+    assert!(
+        r.step_list
+            .iter()
+            .all(|s| !s.name.contains("building with")),
+        "#0 is not a step: {:#?}",
+        r.step_list
+    );
+    assert!(
+        r.verdict.starts_with("cache: 4/4 steps cached"),
+        "{}",
+        r.verdict
+    );
+    assert!(r.slowest.iter().all(|s| s.status != StepStatus::Cached));
+    assert!(r.ok);
+
+    // Two builds each opened by `#0`: two builds, whatever their numbers.
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/buildx-containerd-warm.log",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let r = parse_log(&format!("{text}\n{text}"));
+    assert_eq!(r.builds, 2);
+    assert_eq!((r.steps.total, r.steps.cached), (8, 8));
+}
+
+/// Not a recording: buildx 0.13's refusal on the graph-driver store, as issue 19 quotes it
+/// and as buildx prints it (three lines, before any step). The report used to say "nothing
+/// to report".
+#[test]
+fn buildx_error_before_any_step_is_the_failure() {
+    let r = fixture("buildx-graph-cache-export.log");
+    assert_eq!(r.format, LogFormat::BuildkitPlain);
+    assert!(!r.ok);
+    let f = r.failure.as_ref().expect("a failure");
+    assert_eq!(f.step, None);
+    assert_eq!(
+        f.error,
+        "Cache export is not supported for the docker driver."
+    );
+    assert_eq!(
+        f.lines,
+        vec![
+            "Switch to a different driver, or turn on the containerd image store, and try again.",
+            "Learn more at https://docs.docker.com/go/build-cache-backends/"
+        ]
+    );
+    assert_eq!(
+        r.verdict,
+        "build FAILED before any step ran (Cache export is not supported for the docker driver.)"
+    );
+    assert!(r.render_text().contains("| Switch to a different driver"));
+
+    // The same after buildx's `#0` line.
+    let r = parse_log(&format!(
+        "#0 building with \"default\" instance using docker driver\n\n{}",
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/buildx-graph-cache-export.log",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    ));
+    assert!(r.step_list.is_empty(), "{:#?}", r.step_list);
+    assert!(
+        r.verdict
+            .starts_with("build FAILED before any step ran (Cache export")
+    );
+}
+
+#[test]
+fn a_long_error_is_cut_between_words() {
+    let msg = "failed to compute cache key: failed to calculate checksum of ref \
+               moby::k3j2h1g0: \"/requirements-dev.txt\": not found while resolving the \
+               build context of the application";
+    let r = parse_log(&format!(
+        "#1 [internal] load build definition from Dockerfile\n#1 DONE 0.0s\nERROR: {msg}\n"
+    ));
+    let why = r
+        .verdict
+        .strip_prefix("build FAILED before any step ran (")
+        .and_then(|v| v.strip_suffix("...)"))
+        .unwrap_or_else(|| panic!("{}", r.verdict));
+    assert!(why.len() < msg.len() && msg.starts_with(why), "{why}");
+    assert_eq!(
+        msg[why.len()..].chars().next(),
+        Some(' '),
+        "cut inside a word: {why:?}"
+    );
+    // The step name in the verdict is cut between words too.
+    let name = format!("[2/3] RUN {}", "make all-the-things ".repeat(8));
+    let v = parse_log(&format!("#5 {name}\n#5 ERROR: boom\n")).verdict;
+    let at = v
+        .strip_prefix("build FAILED at ")
+        .and_then(|v| v.split("... (boom)").next())
+        .unwrap_or_else(|| panic!("{v}"));
+    assert!(name.starts_with(at), "{v}");
+    assert_eq!(name[at.len()..].chars().next(), Some(' '), "{v}");
+}
+
+#[test]
+fn from_lines_are_listed_as_base_images_and_not_counted() {
+    let r = fixture("bk-cold.log");
+    let text = r.render_text();
+    assert!(
+        text.contains("steps: 0 cached, 5 ran of 5 (FROM lines are base images, not counted)"),
+        "{text}"
+    );
+    let from_row = text
+        .lines()
+        .find(|l| l.contains("] FROM "))
+        .expect("a FROM row");
+    assert!(from_row.trim_start().starts_with("base  "), "{from_row}");
+    // Rows other than FROM are exactly the counted steps.
+    let counted = text
+        .lines()
+        .skip_while(|l| !l.starts_with("  steps:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .filter(|l| !l.contains("] FROM "))
+        .count();
+    assert_eq!(counted, r.steps.total, "{text}");
+    let md = r.render_markdown();
+    assert!(md.contains("FROM") && md.contains("| base |"), "{md}");
 }
