@@ -4,9 +4,9 @@
 # crates/cicache/tests/report.rs.
 #
 # Exports CICACHE_TEST_CHROMIUM=PATH.
-# For development outside test/run.sh:
-#   bash -c 'source test/run.sh-functions; source test/lib/chromium.sh; chromium_install; chromium_start'
-# (apt_install comes from test/run.sh; `apt-get install -y chromium` does the same.)
+# For development outside test/run.sh (apt_install is test/run.sh's):
+#   apt-get install -y chromium
+#   CICACHE_TEST_CHROMIUM=/usr/bin/chromium cargo test -p cicache --test report_html
 
 chromium_install() {
   apt_install chromium

@@ -243,6 +243,10 @@ pub(super) fn with_run(r: &BuildReport, run: &BuildRun) -> Option<MissExplanatio
             message: "cache mount was empty: injected 0 files".to_string(),
         });
     }
+    // The log can only say that the step's inputs differ; the build says which.
+    if known.iter().any(|k| k.kind == MissKind::InputsChanged) {
+        m.reasons.retain(|k| k.kind != MissKind::StepChanged);
+    }
     known.append(&mut m.reasons);
     m.reasons = known;
     Some(m)

@@ -239,12 +239,31 @@ fn miss(o: &mut String, r: &BuildReport) {
                 o,
                 "<li data-kind=\"{}\">{}</li>",
                 escape(&kind),
-                escape(&reason.message)
+                code_spans(&escape(&reason.message))
             );
         }
         o.push_str("</ul>\n");
     }
     o.push_str("</section>\n");
+}
+
+/// `` `x` `` -> `<code>x</code>` in escaped text (the reasons quote instructions that way).
+fn code_spans(escaped: &str) -> String {
+    let parts: Vec<&str> = escaped.split('`').collect();
+    if parts.len() < 3 || parts.len().is_multiple_of(2) {
+        return escaped.to_string();
+    }
+    let mut o = String::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i % 2 == 1 {
+            o.push_str("<code>");
+            o.push_str(p);
+            o.push_str("</code>");
+        } else {
+            o.push_str(p);
+        }
+    }
+    o
 }
 
 fn failure(o: &mut String, r: &BuildReport) {
