@@ -284,7 +284,7 @@ fn html_failed_build_shows_the_error_lines() {
     let dom = dump_dom(&bin, dir.path(), &page);
     let h1 = text_of(&dom, "h1", "verdict failed");
     assert!(
-        h1.starts_with("build failedbuild FAILED at [3/4] RUN echo"),
+        h1.starts_with("build failed build FAILED at [3/4] RUN echo"),
         "{h1}"
     );
     let step = text_of(&dom, "code", "failed-step");

@@ -148,7 +148,7 @@ fn article(o: &mut String, index: usize, name: &str, r: &BuildReport) {
     let _ = write!(
         o,
         "<article class=\"report\" id=\"report-{index}\">\n<p class=\"file\">{} &middot; {}</p>\n\
-         <h1 class=\"verdict {class}\"><span class=\"badge\">{badge}</span>{}</h1>\n",
+         <h1 class=\"verdict {class}\"><span class=\"badge\">{badge}</span> {}</h1>\n",
         escape(name),
         escape(r.format.describe()),
         escape(&r.verdict)
@@ -167,7 +167,7 @@ fn figures(o: &mut String, r: &BuildReport) {
     if r.steps.total > 0 {
         let _ = writeln!(
             o,
-            "<li class=\"fig-steps\" data-cached=\"{c}\" data-total=\"{t}\"><b>{c}/{t}</b>steps cached</li>",
+            "<li class=\"fig-steps\" data-cached=\"{c}\" data-total=\"{t}\"><b>{c}/{t}</b> steps cached</li>",
             c = r.steps.cached,
             t = r.steps.total
         );
@@ -177,12 +177,12 @@ fn figures(o: &mut String, r: &BuildReport) {
     if fetched > 0 {
         let _ = writeln!(
             o,
-            "<li class=\"fig-wheels\" data-from-cache=\"{}\" data-fetched=\"{fetched}\"><b>{}/{fetched}</b>wheels from cache</li>",
+            "<li class=\"fig-wheels\" data-from-cache=\"{}\" data-fetched=\"{fetched}\"><b>{}/{fetched}</b> wheels from cache</li>",
             w.from_cache, w.from_cache
         );
         let _ = writeln!(
             o,
-            "<li class=\"fig-bytes\"><b>{}</b>not downloaded ({} downloaded)</li>",
+            "<li class=\"fig-bytes\"><b>{}</b> not downloaded ({} downloaded)</li>",
             human_bytes(w.bytes_from_cache),
             human_bytes(w.bytes_downloaded)
         );
@@ -195,7 +195,7 @@ fn figures(o: &mut String, r: &BuildReport) {
         };
         let _ = writeln!(
             o,
-            "<li class=\"fig-time\"><b>{}</b>{how}</li>",
+            "<li class=\"fig-time\"><b>{}</b> {how}</li>",
             human_seconds(s)
         );
     }

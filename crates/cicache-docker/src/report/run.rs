@@ -95,16 +95,7 @@ impl BuildRun {
                     _ => PhaseStatus::Ok,
                 };
                 let detail = p.get("detail").unwrap_or(&Value::Null);
-                let changed_inputs = detail
-                    .get("changed_inputs")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let changed_inputs = strings(detail, "changed_inputs");
                 let restore = (name == "restore" && detail.get("hit").is_some()).then(|| {
                     let hit = detail.get("hit").and_then(Value::as_bool).unwrap_or(false);
                     RestoreFacts {
@@ -144,16 +135,7 @@ impl BuildRun {
             .collect();
         Ok(BuildRun {
             phases,
-            cache_from: doc
-                .get("cache_from")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            cache_from: strings(&doc, "cache_from"),
             seconds: doc.get("seconds").and_then(Value::as_f64),
         })
     }
@@ -162,6 +144,19 @@ impl BuildRun {
     pub fn phase(&self, name: &str) -> Option<&Phase> {
         self.phases.iter().find(|p| p.name == name)
     }
+}
+
+/// The strings of the list `v[key]`; empty when it is not there.
+fn strings(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A phase placed on the report's time axis.
