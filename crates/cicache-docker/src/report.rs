@@ -22,15 +22,22 @@
 
 mod buildkit;
 mod classic;
+mod explain;
+pub mod html;
 mod pip;
 mod rawjson;
 mod render;
+mod run;
+mod timeline;
 mod util;
 
 use std::collections::{HashMap, VecDeque};
 
 use serde::Serialize;
 
+pub use explain::{CacheImport, MissExplanation, MissKind, MissReason};
+pub use run::{BuildRun, BuildRunError, Phase, PhaseSpan, PhaseStatus, RestoreFacts};
+pub use timeline::{Bar, BarStatus, TimeAxis, Timeline};
 pub use util::{human_bytes, human_seconds};
 
 /// How many output lines of each step are kept, to show the lines that led to a failure.
@@ -114,8 +121,34 @@ pub struct Step {
     pub status: StepStatus,
     /// How long the step took; `None` when the log does not say (the classic builder).
     pub seconds: Option<f64>,
+    /// When it started, in seconds from the first step's start; only rawjson progress says.
+    pub start: Option<f64>,
     /// The error docker printed for the step.
     pub error: Option<String>,
+    /// A step of one of cicache's own helper builds (the cache dance's inject and extract,
+    /// which `cicache build --log` files hold around the user's build); see
+    /// [`BuildReport::helper_builds`].
+    pub helper: bool,
+}
+
+/// What one of cicache's helper builds in a log did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HelperKind {
+    /// Copied the cache dir into the cache mounts.
+    Inject,
+    /// Copied the cache mounts out.
+    Extract,
+}
+
+/// One of cicache's own helper builds found in a log (not counted in the figures).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HelperBuild {
+    /// The build's number in the log (as [`Step::build`]).
+    pub build: usize,
+    pub kind: HelperKind,
+    /// The sum of its step times, when the log gives them.
+    pub seconds: Option<f64>,
 }
 
 /// Where pip got a distribution file from.
@@ -214,6 +247,19 @@ pub struct BuildReport {
     /// The slowest steps that ran (not cached), slowest first, at most 5.
     pub slowest: Vec<SlowStep>,
     pub failure: Option<Failure>,
+    /// cicache's own helper builds in the log (a `cicache build --log` file): the cache
+    /// dance's inject and extract. Their steps are in `step_list` (`helper: true`) but not in
+    /// `steps`, `slowest` or the build time: the figures are the user's build only.
+    pub helper_builds: Vec<HelperBuild>,
+    /// The registry caches the user's build read (`importing cache manifest from REF`).
+    pub cache_imports: Vec<CacheImport>,
+    /// Why it missed: the first step that ran instead of coming from the cache, and what is
+    /// known about why; `None` when nothing missed (every step cached, no wheel downloaded).
+    pub miss: Option<MissExplanation>,
+    /// cicache's phases on the report's time axis: from the build document
+    /// ([`BuildReport::add_build_run`]), else from the helper builds of a `cicache build
+    /// --log` file; empty for other logs.
+    pub phases: Vec<PhaseSpan>,
     /// Every step, in build order.
     pub step_list: Vec<Step>,
     /// Every distribution file pip fetched, in log order.
@@ -311,6 +357,14 @@ impl BuildReport {
             format!("cache: {}", parts.join(", "))
         };
         match &self.failure {
+            // buildx refused the build before it started (no step, no pip line): its
+            // message is the whole story.
+            Some(f) if f.step.is_none() && self.steps.total == 0 && fetched == 0 => {
+                format!(
+                    "build FAILED before any step ran ({})",
+                    shorten(&f.error, 120)
+                )
+            }
             Some(f) => {
                 let at = f
                     .step
@@ -336,6 +390,30 @@ impl BuildReport {
         self.verdict = self.verdict();
     }
 
+    /// Adds what `cicache build` knew around the docker build: its phases (a second lane of
+    /// the timeline, with their real times) and the check, restore and inject facts that say
+    /// why the build missed. The build phase's time becomes the build time.
+    pub fn add_build_run(&mut self, run: &BuildRun) {
+        self.phases = run::layout(&run.phases);
+        if let Some(b) = run.phase("build")
+            && b.seconds > 0.0
+        {
+            self.set_wall_time(b.seconds);
+        }
+        self.miss = explain::with_run(self, run);
+    }
+
+    /// The timeline: bars for the steps and cicache's phases on one axis.
+    pub fn timeline(&self) -> Timeline {
+        timeline::build(self)
+    }
+
+    /// One self-contained HTML page (inline CSS, no script from anywhere, no network);
+    /// `title` names the log. See [`html::document`] for several reports on one page.
+    pub fn render_html(&self, title: &str) -> String {
+        html::document(&[(title, self)])
+    }
+
     /// The report for a terminal or a CI log.
     pub fn render_text(&self) -> String {
         render::text(self)
@@ -347,12 +425,23 @@ impl BuildReport {
     }
 }
 
-/// Cuts `s` to at most `max` characters, ending in `...` when cut.
+/// Cuts `s` to at most `max` characters, ending in `...` when cut; at a space when there is
+/// one in the last third, so that no word is cut in half.
 pub(crate) fn shorten(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
     }
-    let mut out: String = s.chars().take(max.saturating_sub(3)).collect();
+    let keep = max.saturating_sub(3);
+    let mut out: String = s.chars().take(keep).collect();
+    let next_is_space = s.chars().nth(keep).is_some_and(char::is_whitespace);
+    if !next_is_space
+        && let Some(i) = out.rfind(char::is_whitespace)
+        && out[..i].chars().count() >= keep - keep / 3
+    {
+        out.truncate(i);
+    }
+    let trimmed = out.trim_end_matches(|c: char| c.is_whitespace() || c == ',' || c == ':');
+    out.truncate(trimmed.len());
     out.push_str("...");
     out
 }
@@ -366,6 +455,9 @@ pub(crate) fn lines(text: &str) -> impl Iterator<Item = String> + '_ {
 /// Which format a log is in: the one most of its recognisable lines belong to.
 fn detect(text: &str) -> LogFormat {
     let (mut json, mut plain, mut classic, mut pipl) = (0usize, 0usize, 0usize, 0usize);
+    // buildx's own errors, printed before any step (`ERROR: Cache export is not supported for
+    // the docker driver.`): a build that failed before it started.
+    let mut build_errors = 0usize;
     for line in lines(text) {
         let l = line.trim_start();
         if l.starts_with('{')
@@ -378,6 +470,8 @@ fn detect(text: &str) -> LogFormat {
             classic += 1;
         } else if pip::parse_line(&line).is_some() || l.starts_with("Collecting ") {
             pipl += 1;
+        } else if l.starts_with("ERROR: ") {
+            build_errors += 1;
         }
     }
     if json > 0 && json >= plain && json >= classic {
@@ -388,6 +482,8 @@ fn detect(text: &str) -> LogFormat {
         LogFormat::Classic
     } else if pipl > 0 {
         LogFormat::Pip
+    } else if build_errors > 0 {
+        LogFormat::BuildkitPlain
     } else {
         LogFormat::Unknown
     }
@@ -470,6 +566,8 @@ pub(crate) struct Collector {
     by_key: HashMap<String, usize>,
     wheels: Vec<Wheel>,
     build_errors: Vec<String>,
+    /// The lines that went on with the first build error (what to do about it).
+    build_error_lines: Vec<String>,
     builds: usize,
     /// Rawjson: first start and last end over all vertices.
     span: Option<(f64, f64)>,
@@ -509,7 +607,9 @@ impl Collector {
                 instruction,
                 status: StepStatus::Incomplete,
                 seconds: None,
+                start: None,
                 error: None,
+                helper: false,
             },
             order: (build, order),
             tail: VecDeque::new(),
@@ -565,6 +665,13 @@ impl Collector {
         }
     }
 
+    /// A line that goes on with the last build error; kept for the first error only.
+    pub(crate) fn build_error_line(&mut self, line: &str) {
+        if self.build_errors.len() == 1 && self.build_error_lines.len() < TAIL_LINES {
+            self.build_error_lines.push(line.trim().to_string());
+        }
+    }
+
     pub(crate) fn note_build(&mut self, build: usize) {
         self.builds = self.builds.max(build + 1);
     }
@@ -578,6 +685,7 @@ impl Collector {
 
     pub(crate) fn finish(mut self, format: LogFormat) -> BuildReport {
         self.steps.sort_by_key(|s| s.order);
+        let helper_builds = self.mark_helpers(format);
         let mut counts = StepCounts::default();
         let mut per_build = vec![StepCounts::default(); self.builds.max(1)];
         for s in self.steps.iter().map(|a| &a.step) {
@@ -587,17 +695,12 @@ impl Collector {
             if s.build >= per_build.len() {
                 per_build.resize(s.build + 1, StepCounts::default());
             }
-            for c in [&mut counts, &mut per_build[s.build]] {
-                c.total += 1;
-                match s.status {
-                    StepStatus::Cached => c.cached += 1,
-                    StepStatus::Error => {
-                        c.run += 1;
-                        c.failed += 1;
-                    }
-                    _ => c.run += 1,
-                }
+            if s.helper {
+                per_build[s.build].add(s.status);
+                continue;
             }
+            counts.add(s.status);
+            per_build[s.build].add(s.status);
         }
         if per_build.len() < 2 {
             per_build.clear();
@@ -618,7 +721,12 @@ impl Collector {
         let (build_seconds, time_source) = match self.span {
             Some((s, e)) if e >= s => (Some(e - s), Some(TimeSource::Timestamps)),
             _ => {
-                let timed: Vec<f64> = self.steps.iter().filter_map(|a| a.step.seconds).collect();
+                let timed: Vec<f64> = self
+                    .steps
+                    .iter()
+                    .filter(|a| !a.step.helper)
+                    .filter_map(|a| a.step.seconds)
+                    .collect();
                 if timed.is_empty() {
                     (None, None)
                 } else {
@@ -630,7 +738,7 @@ impl Collector {
             .steps
             .iter()
             .map(|a| &a.step)
-            .filter(|s| s.status != StepStatus::Cached)
+            .filter(|s| s.status != StepStatus::Cached && !s.helper)
             .filter_map(|s| {
                 s.seconds.filter(|&t| t > 0.0).map(|t| SlowStep {
                     name: s.name.clone(),
@@ -648,6 +756,7 @@ impl Collector {
         let failed = |internal: bool| {
             self.steps.iter().find(|a| {
                 a.step.status == StepStatus::Error
+                    && !a.step.helper
                     && (a.step.kind == StepKind::Internal) == internal
                     && !(internal && is_ignored_internal_error(&a.step.name))
             })
@@ -675,10 +784,16 @@ impl Collector {
                 step: None,
                 error: e.clone(),
                 exit_code: exit_code(e),
-                lines: Vec::new(),
+                lines: self.build_error_lines.clone(),
             }),
         };
         let ok = failure.is_none() && format != LogFormat::Unknown;
+        // Rawjson start times, from the first start.
+        if let Some((first, _)) = self.span {
+            for a in &mut self.steps {
+                a.step.start = a.step.start.map(|t| (t - first).max(0.0));
+            }
+        }
         let mut report = BuildReport {
             format,
             builds: if format == LogFormat::Pip || format == LogFormat::Unknown {
@@ -695,11 +810,94 @@ impl Collector {
             time_source,
             slowest,
             failure,
+            helper_builds,
+            cache_imports: Vec::new(),
+            miss: None,
+            phases: Vec::new(),
             step_list: self.steps.into_iter().map(|a| a.step).collect(),
             wheel_list: self.wheels,
         };
         report.verdict = report.verdict();
+        report.cache_imports = explain::cache_imports(&report);
+        report.miss = explain::from_log(&report);
+        report.phases = timeline::phases_from_log(&report);
         report
+    }
+}
+
+impl StepCounts {
+    fn add(&mut self, status: StepStatus) {
+        self.total += 1;
+        match status {
+            StepStatus::Cached => self.cached += 1,
+            StepStatus::Error => {
+                self.run += 1;
+                self.failed += 1;
+            }
+            _ => self.run += 1,
+        }
+    }
+}
+
+/// Which of cicache's helper builds a step belongs to, from its text: the cache dance's
+/// Dockerfiles (`cicache_docker::dance`) name their first stage `dance`, copy through
+/// `/cicache-src` and `/cicache-report` (inject) or into `/cicache-out` (extract), and end in
+/// `COPY --from=dance /cicache-report /` or `COPY --from=dance /cicache-out /`.
+fn helper_kind(s: &Step) -> Option<HelperKind> {
+    let text = s.instruction.as_deref().unwrap_or(&s.name);
+    let dance = s.stage.as_deref() == Some("dance") || text.contains("--from=dance ");
+    if !dance {
+        return None;
+    }
+    if text.contains("/cicache-report") || text.contains("/cicache-src") {
+        Some(HelperKind::Inject)
+    } else if text.contains("/cicache-out") {
+        Some(HelperKind::Extract)
+    } else {
+        None
+    }
+}
+
+impl Collector {
+    /// Marks the steps of cicache's helper builds. In plain progress a build is a helper
+    /// build when one of its steps is a dance step (its `[internal]` steps go with it); in
+    /// rawjson, where one stream is one build, only the dance steps themselves.
+    fn mark_helpers(&mut self, format: LogFormat) -> Vec<HelperBuild> {
+        let mut found: Vec<(usize, HelperKind)> = Vec::new();
+        for a in &self.steps {
+            if let Some(kind) = helper_kind(&a.step)
+                && !found.iter().any(|(b, _)| *b == a.step.build)
+            {
+                found.push((a.step.build, kind));
+            }
+        }
+        if found.is_empty() {
+            return Vec::new();
+        }
+        let whole_builds = format == LogFormat::BuildkitPlain;
+        for a in &mut self.steps {
+            a.step.helper = if whole_builds {
+                found.iter().any(|(b, _)| *b == a.step.build)
+            } else {
+                helper_kind(&a.step).is_some()
+            };
+        }
+        found
+            .into_iter()
+            .map(|(build, kind)| {
+                let times: Vec<f64> = self
+                    .steps
+                    .iter()
+                    .filter(|a| a.step.helper && a.step.build == build)
+                    .filter_map(|a| a.step.seconds)
+                    .collect();
+                HelperBuild {
+                    build,
+                    kind,
+                    seconds: (!times.is_empty()).then(|| times.iter().sum()),
+                }
+            })
+            .collect()
     }
 }
 

@@ -2,8 +2,8 @@
 //! recorded). The expected figures are read off the logs by hand.
 
 use cicache_docker::report::{
-    BuildReport, LogFormat, StepKind, StepStatus, TimeSource, WheelSource, parse_log,
-    parse_log_bytes,
+    BarStatus, BuildReport, BuildRun, BuildRunError, HelperKind, LogFormat, MissKind, PhaseStatus,
+    StepKind, StepStatus, TimeAxis, TimeSource, WheelSource, parse_log, parse_log_bytes,
 };
 use proptest::prelude::*;
 
@@ -417,8 +417,11 @@ ERROR: failed to solve: process "/bin/sh -c pip install -r requirements.txt" did
     assert_eq!(f.step, None);
     assert!(f.error.contains("unknown instruction: RUNN"));
     assert!(
+        r.verdict.starts_with(
+            "build FAILED before any step ran (failed to solve: dockerfile parse error"
+        ),
+        "{}",
         r.verdict
-            .starts_with("build FAILED (failed to solve: dockerfile parse error")
     );
 }
 
@@ -440,6 +443,39 @@ fn cicache_build_logs() {
     assert_eq!(warm.per_build.len(), 3);
     assert_eq!(warm.per_build[1].total, 4);
     assert_eq!(warm.per_build[1].cached, 1);
+    // The headline is the user's build only, not the dance's helper builds (issue 22: it
+    // said 1/9 steps cached for a build of 4 steps).
+    assert_eq!((warm.steps.total, warm.steps.cached), (4, 1));
+    assert!(
+        warm.verdict
+            .starts_with("cache: 1/4 steps cached, 4/5 wheels"),
+        "{}",
+        warm.verdict
+    );
+    let helpers: Vec<_> = warm
+        .helper_builds
+        .iter()
+        .map(|h| (h.build, h.kind))
+        .collect();
+    assert_eq!(
+        helpers,
+        vec![(0, HelperKind::Inject), (2, HelperKind::Extract)]
+    );
+    assert!(
+        warm.step_list.iter().all(|s| s.helper == (s.build != 1)),
+        "every step of builds 1 and 3 (and only those) is a helper step"
+    );
+    assert!(warm.slowest.iter().all(|s| !s.name.contains("dance")));
+    // The DONE times of the user's build: 0.3 (Dockerfile) + 0.1 (.dockerignore) + 0.6 + 6.2
+    // + 1.2 (the three steps that ran); the rest 0.0.
+    let t = warm.build_seconds.unwrap();
+    assert!((t - 8.4).abs() < 1e-9, "{t}");
+    let text = warm.render_text();
+    assert!(!text.contains("[dance "), "{text}");
+    assert!(
+        text.contains("cicache's own builds (not counted): cicache inject 2.4s"),
+        "{text}"
+    );
     assert_eq!((warm.wheels.from_cache, warm.wheels.downloaded), (4, 1));
     assert_eq!(warm.wheels.bytes_from_cache, 190_000);
     let down: Vec<_> = warm
@@ -450,8 +486,10 @@ fn cicache_build_logs() {
         .collect();
     assert_eq!(down, vec!["tomli-2.0.1-py3-none-any.whl"]);
     assert!(
-        warm.render_text()
-            .contains("build 1: 0/2 cached, build 2: 1/4 cached")
+        text.contains(
+            "build 1 (cicache inject): 0/2 cached, build 2: 1/4 cached, build 3 (cicache extract)"
+        ),
+        "{text}"
     );
 
     // pip failed after taking four wheels from the injected cache.
@@ -481,4 +519,432 @@ fn cicache_build_logs() {
             .iter()
             .any(|l| l.contains("--break-system-packages"))
     );
+}
+
+/// Not a recording (no Docker 26 runs here yet): Docker 26.1 + buildx 0.13 on the containerd
+/// image store, written after what issue 19 saw: every step `CACHED`, and later the same
+/// steps again with `DONE` while BuildKit pulls their layers for the export. The `#0
+/// building with ...` line opens the build. Replace with a recording when one exists.
+#[test]
+fn buildx_containerd_store_cached_then_pulled_is_cached() {
+    let r = fixture("buildx-containerd-warm.log");
+    assert_eq!(r.format, LogFormat::BuildkitPlain);
+    assert_eq!(r.builds, 1);
+    assert_eq!((r.steps.total, r.steps.cached, r.steps.run), (4, 4, 0));
+    assert_eq!(step(&r, "RUN --mount").status, StepStatus::Cached);
+    assert_eq!(r.cache_mount_steps_cached(), Some(true));
+    assert!(
+        r.step_list
+            .iter()
+            .all(|s| !s.name.contains("building with")),
+        "#0 is not a step: {:#?}",
+        r.step_list
+    );
+    assert!(
+        r.verdict.starts_with("cache: 4/4 steps cached"),
+        "{}",
+        r.verdict
+    );
+    assert!(r.slowest.iter().all(|s| s.status != StepStatus::Cached));
+    assert!(r.ok);
+
+    // Two builds each opened by `#0`: two builds, whatever their numbers.
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/buildx-containerd-warm.log",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let r = parse_log(&format!("{text}\n{text}"));
+    assert_eq!(r.builds, 2);
+    assert_eq!((r.steps.total, r.steps.cached), (8, 8));
+}
+
+/// Not a recording: buildx 0.13's refusal on the graph-driver store, as issue 19 quotes it
+/// and as buildx prints it (three lines, before any step). The report used to say "nothing
+/// to report".
+#[test]
+fn buildx_error_before_any_step_is_the_failure() {
+    let r = fixture("buildx-graph-cache-export.log");
+    assert_eq!(r.format, LogFormat::BuildkitPlain);
+    assert!(!r.ok);
+    let f = r.failure.as_ref().expect("a failure");
+    assert_eq!(f.step, None);
+    assert_eq!(
+        f.error,
+        "Cache export is not supported for the docker driver."
+    );
+    assert_eq!(
+        f.lines,
+        vec![
+            "Switch to a different driver, or turn on the containerd image store, and try again.",
+            "Learn more at https://docs.docker.com/go/build-cache-backends/"
+        ]
+    );
+    assert_eq!(
+        r.verdict,
+        "build FAILED before any step ran (Cache export is not supported for the docker driver.)"
+    );
+    assert!(r.render_text().contains("| Switch to a different driver"));
+
+    // The same after buildx's `#0` line.
+    let r = parse_log(&format!(
+        "#0 building with \"default\" instance using docker driver\n\n{}",
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/buildx-graph-cache-export.log",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    ));
+    assert!(r.step_list.is_empty(), "{:#?}", r.step_list);
+    assert!(
+        r.verdict
+            .starts_with("build FAILED before any step ran (Cache export")
+    );
+}
+
+#[test]
+fn a_long_error_is_cut_between_words() {
+    let msg = "failed to compute cache key: failed to calculate checksum of ref \
+               moby::k3j2h1g0: \"/requirements-dev.txt\": not found while resolving the \
+               build context of the application";
+    let r = parse_log(&format!(
+        "#1 [internal] load build definition from Dockerfile\n#1 DONE 0.0s\nERROR: {msg}\n"
+    ));
+    let why = r
+        .verdict
+        .strip_prefix("build FAILED before any step ran (")
+        .and_then(|v| v.strip_suffix("...)"))
+        .unwrap_or_else(|| panic!("{}", r.verdict));
+    assert!(why.len() < msg.len() && msg.starts_with(why), "{why}");
+    assert_eq!(
+        msg[why.len()..].chars().next(),
+        Some(' '),
+        "cut inside a word: {why:?}"
+    );
+    // The step name in the verdict is cut between words too.
+    let name = format!("[2/3] RUN {}", "make all-the-things ".repeat(8));
+    let v = parse_log(&format!("#5 {name}\n#5 ERROR: boom\n")).verdict;
+    let at = v
+        .strip_prefix("build FAILED at ")
+        .and_then(|v| v.split("... (boom)").next())
+        .unwrap_or_else(|| panic!("{v}"));
+    assert!(name.starts_with(at), "{v}");
+    assert_eq!(name[at.len()..].chars().next(), Some(' '), "{v}");
+}
+
+#[test]
+fn from_lines_are_listed_as_base_images_and_not_counted() {
+    let r = fixture("bk-cold.log");
+    let text = r.render_text();
+    assert!(
+        text.contains("steps: 0 cached, 5 ran of 5 (FROM lines are base images, not counted)"),
+        "{text}"
+    );
+    let from_row = text
+        .lines()
+        .find(|l| l.contains("] FROM "))
+        .expect("a FROM row");
+    assert!(from_row.trim_start().starts_with("base  "), "{from_row}");
+    // Rows other than FROM are exactly the counted steps.
+    let counted = text
+        .lines()
+        .skip_while(|l| !l.starts_with("  steps:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .filter(|l| !l.contains("] FROM "))
+        .count();
+    assert_eq!(counted, r.steps.total, "{text}");
+    let md = r.render_markdown();
+    assert!(md.contains("FROM") && md.contains("| base |"), "{md}");
+}
+
+fn fixture_text(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn kinds(r: &BuildReport) -> Vec<MissKind> {
+    r.miss
+        .as_ref()
+        .map(|m| m.reasons.iter().map(|x| x.kind).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn why_it_missed_from_the_log() {
+    // Every step cached, nothing downloaded: nothing missed.
+    assert_eq!(fixture("bk-warm.log").miss, None);
+    assert_eq!(fixture("buildx-containerd-warm.log").miss, None);
+
+    // No --cache-from at all, COPY data.txt ran.
+    let r = fixture("bk-partial.log");
+    let m = r.miss.as_ref().expect("a miss");
+    assert_eq!(
+        m.instruction.as_deref(),
+        Some("COPY data.txt /app/data.txt")
+    );
+    assert_eq!(kinds(&r), vec![MissKind::NoRegistryCache]);
+
+    // A first build: the cache tag does not exist yet.
+    let r = fixture("cicache-build-cold.log");
+    assert_eq!(
+        r.cache_imports
+            .iter()
+            .map(|c| (c.reference.as_str(), c.found))
+            .collect::<Vec<_>>(),
+        vec![("127.0.0.1:38999/app:cache", false)]
+    );
+    assert_eq!(kinds(&r)[0], MissKind::NoCacheTag);
+    assert!(
+        r.miss.as_ref().unwrap().reasons[0]
+            .message
+            .starts_with("no cache tag in the registry (127.0.0.1:38999/app:cache)")
+    );
+
+    // Warm: the tag was there, requirements.txt changed, tomli was downloaded.
+    let r = fixture("cicache-build-warm.log");
+    let m = r.miss.as_ref().unwrap();
+    assert_eq!(
+        m.first_missed.as_deref(),
+        Some("[stage-0 3/5] COPY requirements.txt .")
+    );
+    assert_eq!(
+        kinds(&r),
+        vec![MissKind::StepChanged, MissKind::WheelsDownloaded]
+    );
+    assert_eq!(
+        m.reasons[1].message,
+        "pip downloaded 1 file (12.0 kB) its cache did not have: tomli-2.0.1-py3-none-any.whl"
+    );
+    assert!(r.render_text().contains(
+        "  why it missed:\n    first step that ran: [stage-0 3/5] COPY requirements.txt .\n    - 127.0.0.1:38999/app:cache has no layer"
+    ));
+    assert!(
+        r.render_markdown()
+            .contains("- first step that ran: `[stage-0 3/5] COPY requirements.txt .`")
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["miss"]["reasons"][0]["kind"], "step_changed");
+
+    // A branch without its own cache tag: BuildKit finds the default branch's.
+    let log = fixture_text("cicache-build-warm.log").replace(
+        "#4 importing cache manifest from 127.0.0.1:38999/app:cache\n",
+        "#13 importing cache manifest from 127.0.0.1:38999/app:cache-pr-7\n\
+         #13 ERROR: 127.0.0.1:38999/app:cache-pr-7: not found\n\n\
+         #4 importing cache manifest from 127.0.0.1:38999/app:cache\n",
+    );
+    let r = parse_log(&log);
+    assert_eq!(
+        r.miss.as_ref().unwrap().reasons[0].message,
+        "no cache tag for this branch (127.0.0.1:38999/app:cache-pr-7): fell back to 127.0.0.1:38999/app:cache"
+    );
+    assert!(
+        r.ok,
+        "a cache import that finds nothing does not fail the build"
+    );
+}
+
+const BUILD_JSON: &str = r#"{
+  "ok": true,
+  "cache_from": ["127.0.0.1:38999/app:cache-pr-7", "127.0.0.1:38999/app:cache"],
+  "phases": [
+    {"name": "check", "status": "ok", "seconds": 0.5, "message": "no cache tag was built from these inputs",
+     "detail": {"inputs": "3f0c", "changed_inputs": ["file:requirements.txt", "arg:PIP_INDEX_URL"]}},
+    {"name": "restore", "status": "ok", "seconds": 1.0, "detail": {"status": "miss", "hit": false, "exact": false, "key": "pip-abc"}},
+    {"name": "inject", "status": "ok", "seconds": 2.0, "detail": {"mounts": [{"files": 0}, {"files": 0}], "ran": true}},
+    {"name": "prefetch", "status": "ok", "seconds": 5.0},
+    {"name": "build", "status": "ok", "seconds": 9.0},
+    {"name": "push", "status": "ok", "seconds": 4.0},
+    {"name": "cache-export", "status": "warning", "seconds": 1.0, "message": "cache-export failed"},
+    {"name": "extract", "status": "ok", "seconds": 2.0},
+    {"name": "save", "status": "skipped", "seconds": 0.0, "message": "unchanged"},
+    {"name": "future-phase", "status": "new-status", "seconds": 0.1}
+  ],
+  "seconds": 22.0
+}"#;
+
+#[test]
+fn build_document_adds_phases_and_reasons() {
+    let run = BuildRun::from_json(BUILD_JSON).unwrap();
+    let mut r = fixture("cicache-build-warm.log");
+    r.add_build_run(&run);
+    assert_eq!(r.build_seconds, Some(9.0));
+    assert_eq!(r.time_source, Some(TimeSource::WallClock));
+    let m = r.miss.as_ref().unwrap();
+    let msgs: Vec<&str> = m.reasons.iter().map(|x| x.message.as_str()).collect();
+    assert_eq!(
+        &msgs[..4],
+        &[
+            "`COPY requirements.txt .` changed: requirements.txt",
+            "build argument PIP_INDEX_URL changed",
+            "no cache entry for pip-abc in the store: the pip cache started empty",
+            "cache mount was empty: injected 0 files",
+        ]
+    );
+    // The log's reasons follow, but not its guess that some input changed: the build said
+    // which.
+    assert_eq!(
+        m.reasons[4..].iter().map(|x| x.kind).collect::<Vec<_>>(),
+        vec![MissKind::WheelsDownloaded]
+    );
+
+    // Phases on one axis, as cicache build runs them: prefetch beside restore and inject,
+    // extract and save beside push and cache-export.
+    let at: Vec<(&str, f64, f64)> = r
+        .phases
+        .iter()
+        .map(|p| (p.name.as_str(), p.start, p.seconds))
+        .collect();
+    assert_eq!(
+        at,
+        vec![
+            ("check", 0.0, 0.5),
+            ("restore", 0.5, 1.0),
+            ("inject", 1.5, 2.0),
+            ("prefetch", 0.5, 5.0),
+            ("build", 5.5, 9.0),
+            ("push", 14.5, 4.0),
+            ("cache-export", 18.5, 1.0),
+            ("extract", 14.5, 2.0),
+            ("save", 16.5, 0.0),
+            ("future-phase", 19.5, 0.1),
+        ]
+    );
+    assert_eq!(r.phases[6].status, PhaseStatus::Warning);
+    assert_eq!(r.phases[9].status, PhaseStatus::Ok);
+    // The steps start with the build phase.
+    let t = r.timeline();
+    assert_eq!(t.phases.len(), 10);
+    assert_eq!(t.steps[0].start, 5.5);
+
+    // Given start times win.
+    let run = BuildRun::from_json(
+        r#"{"phases":[{"name":"build","status":"ok","start":2.5,"seconds":3},{"name":"push","status":"ok","start":1,"seconds":1}]}"#,
+    )
+    .unwrap();
+    let mut r = fixture("bk-cold.log");
+    r.add_build_run(&run);
+    assert_eq!(
+        r.phases.iter().map(|p| p.start).collect::<Vec<_>>(),
+        vec![2.5, 1.0]
+    );
+
+    assert!(matches!(
+        BuildRun::from_json("{\"ok\": true}"),
+        Err(BuildRunError::NoPhases)
+    ));
+    assert!(matches!(
+        BuildRun::from_json("build.log"),
+        Err(BuildRunError::Json(_))
+    ));
+}
+
+#[test]
+fn timelines_per_log_format() {
+    // rawjson: real times; the four stages of the long build ran side by side.
+    let r = fixture("long-rawjson.log");
+    assert_eq!(r.steps.total, 200);
+    let t = r.timeline();
+    assert_eq!(t.axis, TimeAxis::Clock);
+    assert!(t.phases.is_empty());
+    assert_eq!(
+        t.steps
+            .iter()
+            .filter(|b| b.kind == Some(StepKind::Step))
+            .count(),
+        200
+    );
+    let stage_start = |stage: &str| {
+        t.steps
+            .iter()
+            .filter_map(|b| {
+                let s = &r.step_list[b.step?];
+                (s.stage.as_deref() == Some(stage) && s.position.as_deref() == Some("2/50"))
+                    .then_some(b.start)
+            })
+            .next()
+            .unwrap()
+    };
+    let (a, d) = (stage_start("a"), stage_start("d"));
+    assert!(
+        (a - d).abs() < 2.0,
+        "parallel stages start together: a {a}, d {d}"
+    );
+    assert!(t.end <= r.build_seconds.unwrap() + 1e-6);
+
+    // Plain: end to end, in order.
+    let r = fixture("bk-cold.log");
+    let t = r.timeline();
+    assert_eq!(t.axis, TimeAxis::StepTimes);
+    assert!(t.steps.windows(2).all(|w| w[1].start >= w[0].start));
+    assert!((t.end - r.build_seconds.unwrap()).abs() < 1e-9);
+    let failed = fixture("bk-fail.log").timeline();
+    assert_eq!(
+        failed
+            .steps
+            .iter()
+            .filter(|b| b.status == BarStatus::Failed)
+            .count(),
+        1
+    );
+
+    // Classic: one slot per step.
+    let r = fixture("classic-warm.log");
+    let t = r.timeline();
+    assert_eq!(t.axis, TimeAxis::Order);
+    assert_eq!(t.end, r.step_list.len() as f64);
+    assert!(t.steps.iter().all(|b| b.length == 1.0));
+
+    // A cicache build log alone: inject, build, extract from the helper builds.
+    let r = fixture("cicache-build-warm.log");
+    let t = r.timeline();
+    let names: Vec<&str> = t.phases.iter().map(|b| b.label.as_str()).collect();
+    assert_eq!(names, vec!["inject", "build", "extract"]);
+    assert!((t.phases[1].start - 2.4).abs() < 1e-9);
+    assert!(t.steps.iter().all(|b| !r.step_list[b.step.unwrap()].helper));
+}
+
+#[test]
+fn html_is_one_self_contained_page() {
+    for name in [
+        "bk-cold.log",
+        "bk-fail.log",
+        "classic-warm.log",
+        "rawjson-pip.log",
+        "cicache-build-warm.log",
+        "buildx-graph-cache-export.log",
+    ] {
+        let r = fixture(name);
+        let html = r.render_html(name);
+        assert!(html.starts_with("<!DOCTYPE html>"), "{name}");
+        for banned in [
+            "<script",
+            "style=\"",
+            "src=\"http",
+            "href=\"http",
+            "@import",
+            "url(http",
+        ] {
+            assert!(!html.contains(banned), "{name}: {banned}");
+        }
+        assert_eq!(
+            html.matches("<div class=\"row step ").count(),
+            r.steps.total,
+            "{name}"
+        );
+        let verdict_at = html.find("class=\"verdict").unwrap();
+        assert!(html[verdict_at..].contains(&cicache_docker::report::html::escape(&r.verdict)));
+    }
+    // Markup in a log stays text.
+    let r = parse_log(
+        "#5 [2/3] RUN echo '<script>alert(1)</script>' && exit 1\n#5 ERROR: <b>boom</b>\n",
+    );
+    let html = r.render_html("<evil>.log");
+    assert!(
+        !html.contains("<script>alert") && !html.contains("<b>boom") && !html.contains("<evil>")
+    );
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
 }

@@ -12,7 +12,15 @@
 //! ERROR: failed to solve: ...                               (buildx) the build's error
 //! ```
 //!
-//! A log can hold several builds (`#1` starts again): each is numbered in `Step::build`.
+//! A log can hold several builds (`#1` starts again, or buildx's `#0 building with "default"
+//! instance using docker driver` opens one): each is numbered in `Step::build`. The `#0` line
+//! is no step. buildx prints some errors before any step (`ERROR: Cache export is not
+//! supported for the docker driver.` and the lines that say what to do): they are the build's
+//! error, with the lines that follow it.
+//!
+//! A step that printed `#N CACHED` came from the cache whatever follows: on the containerd
+//! image store BuildKit pulls a cached step's layers at export and prints `#N DONE` for it
+//! again.
 
 use std::collections::HashSet;
 
@@ -51,14 +59,18 @@ pub(crate) fn parse(text: &str, c: &mut Collector) {
     let mut seen: HashSet<u64> = HashSet::new();
     let mut ended: HashSet<u64> = HashSet::new();
     let mut in_block = false;
+    // Lines right after a build error (`ERROR: ...` outside a step) that go on with it.
+    let mut error_lines = 0usize;
     for line in lines(text) {
         let Some((n, text)) = step_number(&line) else {
             let t = line.trim();
             if t.len() >= 6 && t.bytes().all(|b| b == b'-') {
                 in_block = !in_block;
+                error_lines = 0;
                 continue;
             }
             if in_block || t.is_empty() {
+                error_lines = 0;
                 continue;
             }
             if let Some(msg) = t
@@ -66,8 +78,15 @@ pub(crate) fn parse(text: &str, c: &mut Collector) {
                 .or_else(|| t.strip_prefix("error: "))
             {
                 c.build_error(msg);
+                error_lines = ERROR_CONTINUATION;
             } else if t.starts_with("failed to solve") {
                 c.build_error(t);
+                error_lines = ERROR_CONTINUATION;
+            } else if error_lines > 0 {
+                // `Switch to a different driver, or turn on the containerd image store, and
+                // try again.` / `Learn more at https://...`: what to do about the error.
+                error_lines -= 1;
+                c.build_error_line(t);
             } else {
                 // Output around the build (a Jenkins log): pip run on the agent counts too.
                 c.pip_line(None, t);
@@ -75,7 +94,19 @@ pub(crate) fn parse(text: &str, c: &mut Collector) {
             continue;
         };
         in_block = false;
-        // A new build: `#1` (or buildx's `#0 building with ...`) again after it ended.
+        error_lines = 0;
+        // buildx opens each build with `#0 building with "default" instance using docker
+        // driver`: not a step, but a new build when steps came before it.
+        if n == 0 && text.starts_with("building with ") {
+            if !seen.is_empty() {
+                build += 1;
+                seen.clear();
+                ended.clear();
+            }
+            c.note_build(build);
+            continue;
+        }
+        // A new build: `#1` again after it ended.
         if n <= 1 && ended.contains(&n) && !is_end(text) {
             build += 1;
             seen.clear();
@@ -112,6 +143,9 @@ pub(crate) fn parse(text: &str, c: &mut Collector) {
     c.note_build(build);
 }
 
+/// How many lines after a build error outside a step are kept with it.
+const ERROR_CONTINUATION: usize = 4;
+
 fn is_seconds(t: &str) -> bool {
     !t.is_empty()
         && t.bytes().any(|b| b.is_ascii_digit())
@@ -126,7 +160,8 @@ fn end(c: &mut Collector, i: usize, text: &str) {
     } else if text == "CANCELED" || text == "CANCELLED" {
         step.status = StepStatus::Canceled;
     } else if let Some(rest) = text.strip_prefix("DONE") {
-        if step.status != StepStatus::Error {
+        // `CACHED` then `DONE`: the cached step's layers pulled at export (containerd store).
+        if step.status != StepStatus::Error && step.status != StepStatus::Cached {
             step.status = StepStatus::Done;
         }
         step.seconds = parse_duration(rest).or(step.seconds);

@@ -84,6 +84,9 @@ pub(crate) fn parse(text: &str, c: &mut Collector) {
                 {
                     step.seconds = Some((d - s).max(0.0));
                 }
+                if step.start.is_none() {
+                    step.start = first;
+                }
             }
         }
         if let Some(logs) = doc.get("logs").and_then(Value::as_array) {

@@ -3,10 +3,16 @@
 use std::fmt::Write as _;
 
 use super::{
-    BuildReport, Step, StepKind, StepStatus, WheelSource, human_bytes, human_seconds, shorten,
+    BuildReport, HelperKind, Step, StepKind, StepStatus, WheelSource, human_bytes, human_seconds,
+    shorten,
 };
 
-fn status_word(s: &Step) -> String {
+/// The word in a step row: `CACHED`, `FAILED`, the time it ran; `base` for a `FROM` (which
+/// the figures do not count).
+pub(super) fn status_word(s: &Step) -> String {
+    if s.kind == StepKind::From && matches!(s.status, StepStatus::Done | StepStatus::Cached) {
+        return "base".to_string();
+    }
     match (s.status, s.seconds) {
         (StepStatus::Cached, _) => "CACHED".to_string(),
         (StepStatus::Error, _) => "FAILED".to_string(),
@@ -15,6 +21,29 @@ fn status_word(s: &Step) -> String {
         (StepStatus::Done, Some(t)) => human_seconds(t),
         (StepStatus::Done, None) => "ran".to_string(),
     }
+}
+
+pub(super) fn helper_word(k: HelperKind) -> &'static str {
+    match k {
+        HelperKind::Inject => "cicache inject",
+        HelperKind::Extract => "cicache extract",
+    }
+}
+
+/// `build 2`, or `build 1 (cicache inject)` for a helper build.
+fn build_label(r: &BuildReport, build: usize) -> String {
+    match r.helper_builds.iter().find(|h| h.build == build) {
+        Some(h) => format!("build {} ({})", build + 1, helper_word(h.kind)),
+        None => format!("build {}", build + 1),
+    }
+}
+
+/// The steps a person reads: the user's Dockerfile instructions (BuildKit's own work and
+/// cicache's helper builds left out).
+pub(super) fn listed_steps(r: &BuildReport) -> impl Iterator<Item = &Step> {
+    r.step_list
+        .iter()
+        .filter(|s| s.kind != StepKind::Internal && !s.helper)
 }
 
 pub(super) fn text(r: &BuildReport) -> String {
@@ -36,9 +65,14 @@ pub(super) fn text(r: &BuildReport) -> String {
         let _ = writeln!(o, "  time: {}{how}", human_seconds(s));
     }
     if r.steps.total > 0 {
+        let from = if listed_steps(r).any(|s| s.kind == StepKind::From) {
+            " (FROM lines are base images, not counted)"
+        } else {
+            ""
+        };
         let _ = writeln!(
             o,
-            "  steps: {} cached, {} ran{} of {}",
+            "  steps: {} cached, {} ran{} of {}{from}",
             r.steps.cached,
             r.steps.run,
             if r.steps.failed > 0 {
@@ -53,12 +87,13 @@ pub(super) fn text(r: &BuildReport) -> String {
                 .per_build
                 .iter()
                 .enumerate()
-                .map(|(i, c)| format!("build {}: {}/{} cached", i + 1, c.cached, c.total))
+                .map(|(i, c)| format!("{}: {}/{} cached", build_label(r, i), c.cached, c.total))
                 .collect();
             let _ = writeln!(o, "    {}", each.join(", "));
         }
-        for s in r.step_list.iter().filter(|s| s.kind != StepKind::Internal) {
-            let build = if r.builds > 1 {
+        let user_builds = r.builds.saturating_sub(r.helper_builds.len());
+        for s in listed_steps(r) {
+            let build = if user_builds > 1 {
                 format!("build {}: ", s.build + 1)
             } else {
                 String::new()
@@ -70,6 +105,30 @@ pub(super) fn text(r: &BuildReport) -> String {
                 shorten(&s.name, 100)
             );
         }
+    }
+    if let Some(m) = &r.miss {
+        let _ = writeln!(o, "  why it missed:");
+        if let Some(step) = &m.first_missed {
+            let _ = writeln!(o, "    first step that ran: {}", shorten(step, 100));
+        }
+        for reason in &m.reasons {
+            let _ = writeln!(o, "    - {}", reason.message);
+        }
+    }
+    if !r.helper_builds.is_empty() {
+        let each: Vec<String> = r
+            .helper_builds
+            .iter()
+            .map(|h| match h.seconds {
+                Some(t) => format!("{} {}", helper_word(h.kind), human_seconds(t)),
+                None => helper_word(h.kind).to_string(),
+            })
+            .collect();
+        let _ = writeln!(
+            o,
+            "  cicache's own builds (not counted): {}",
+            each.join(", ")
+        );
     }
     if !r.slowest.is_empty() {
         let _ = writeln!(o, "  slowest:");
@@ -140,11 +199,17 @@ pub(super) fn markdown(r: &BuildReport) -> String {
         }
         let _ = writeln!(o, "```\n");
     }
-    let steps: Vec<&Step> = r
-        .step_list
-        .iter()
-        .filter(|s| s.kind != StepKind::Internal)
-        .collect();
+    if let Some(m) = &r.miss {
+        let _ = writeln!(o, "Why it missed:\n");
+        if let Some(step) = &m.first_missed {
+            let _ = writeln!(o, "- first step that ran: `{}`", cell(step));
+        }
+        for reason in &m.reasons {
+            let _ = writeln!(o, "- {}", reason.message.replace('|', "\\|"));
+        }
+        let _ = writeln!(o);
+    }
+    let steps: Vec<&Step> = listed_steps(r).collect();
     if !steps.is_empty() {
         let _ = writeln!(o, "| step | result |\n|---|---|");
         for s in steps {

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use cicache_docker::doctor::{self, Check, DoctorReport};
 use cicache_docker::engine::Docker;
-use cicache_docker::report::{BuildReport, LogFormat, parse_log_bytes};
+use cicache_docker::report::{BuildReport, BuildRun, LogFormat, parse_log_bytes};
 
 use crate::output::exit;
 use crate::settings::Context;
@@ -24,6 +24,9 @@ pub enum ReportFormat {
     Json,
     /// Markdown for a CI job summary or a pull-request comment.
     Markdown,
+    /// One self-contained HTML page (inline CSS, nothing fetched): the verdict, why it
+    /// missed, the timeline, the slowest steps, the wheels. For a Jenkins build page.
+    Html,
 }
 
 #[derive(Debug, Args)]
@@ -36,10 +39,17 @@ pub enum ReportFormat {
         (--progress=rawjson), the classic builder (DOCKER_BUILDKIT=0) and pip's own output, \
         detected per file. A Jenkins console log with timestamps and other output around the \
         build works too. Formats: docs/REPORT.md.\n\n\
+        With --format html: one page with a timeline (a bar per step on a time axis, \
+        cicache's phases as a second lane for a `cicache build --log` file) and why the build \
+        missed; --build-json adds the phases' real times and what the check, restore and \
+        inject found.\n\n\
         Exit codes: 0 when every log was read (a failed build in a log is still a report), \
-        1 when a log cannot be read or holds no docker build or pip output.\n\n\
+        1 when a log cannot be read or holds no docker build or pip output, 2 for a bad \
+        --build-json.\n\n\
         Examples:\n  docker build --progress=plain . 2>&1 | tee build.log\n  \
         cicache report build.log\n  cicache report --format markdown build.log >> \"$GITHUB_STEP_SUMMARY\"\n  \
+        cicache --json build --log build.log ... > build.json\n  \
+        cicache report --format html --build-json build.json build.log -o cache-report.html\n  \
         docker build --progress=plain . 2>&1 | cicache report -"
 )]
 pub struct ReportArgs {
@@ -56,6 +66,15 @@ pub struct ReportArgs {
         value_name = "FORMAT"
     )]
     pub format: ReportFormat,
+
+    /// Write the report to FILE instead of standard output (replaced atomically).
+    #[arg(long, short = 'o', env = "CICACHE_REPORT_OUTPUT", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// The `cicache --json build` document of the build the log is from: its phases go on
+    /// the timeline and its check, restore and inject explain the misses. Needs one LOG.
+    #[arg(long, env = "CICACHE_REPORT_BUILD_JSON", value_name = "FILE")]
+    pub build_json: Option<PathBuf>,
 }
 
 /// One log's report in the JSON output.
@@ -75,6 +94,35 @@ struct ReportOutput<'a> {
 }
 
 pub fn report(a: ReportArgs, ctx: &Context) -> Result<u8> {
+    let run = match &a.build_json {
+        None => None,
+        Some(_) if a.logs.len() != 1 => {
+            eprintln!(
+                "cicache: error: --build-json describes one build: give exactly one LOG (got {})",
+                a.logs.len()
+            );
+            return Ok(exit::USAGE);
+        }
+        Some(path) => {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!(
+                        "cicache: error: reading --build-json {}: {e}",
+                        path.display()
+                    );
+                    return Ok(exit::USAGE);
+                }
+            };
+            match BuildRun::from_json(&text) {
+                Ok(run) => Some(run),
+                Err(e) => {
+                    eprintln!("cicache: error: --build-json {}: {e}", path.display());
+                    return Ok(exit::USAGE);
+                }
+            }
+        }
+    };
     let mut reports = Vec::new();
     for path in &a.logs {
         let bytes = if path.as_os_str() == "-" {
@@ -87,7 +135,11 @@ pub fn report(a: ReportArgs, ctx: &Context) -> Result<u8> {
             std::fs::read(path)
                 .with_context(|| format!("reading the build log {}", path.display()))?
         };
-        reports.push((path.display().to_string(), parse_log_bytes(&bytes)));
+        let mut r = parse_log_bytes(&bytes);
+        if let Some(run) = &run {
+            r.add_build_run(run);
+        }
+        reports.push((path.display().to_string(), r));
     }
     let mut code = exit::OK;
     for (file, r) in &reports {
@@ -118,7 +170,7 @@ pub fn report(a: ReportArgs, ctx: &Context) -> Result<u8> {
                     .collect(),
             };
             let text = serde_json::to_string_pretty(&doc).context("encoding the report as JSON")?;
-            print_out(&text)?;
+            write_out(&text, a.output.as_deref())?;
         }
         ReportFormat::Text => {
             let parts: Vec<String> = reports
@@ -131,7 +183,7 @@ pub fn report(a: ReportArgs, ctx: &Context) -> Result<u8> {
                     }
                 })
                 .collect();
-            print_out(&parts.join("\n\n"))?;
+            write_out(&parts.join("\n\n"), a.output.as_deref())?;
         }
         ReportFormat::Markdown => {
             let parts: Vec<String> = reports
@@ -144,10 +196,42 @@ pub fn report(a: ReportArgs, ctx: &Context) -> Result<u8> {
                     }
                 })
                 .collect();
-            print_out(&parts.join("\n\n"))?;
+            write_out(&parts.join("\n\n"), a.output.as_deref())?;
+        }
+        ReportFormat::Html => {
+            let pages: Vec<(&str, &BuildReport)> =
+                reports.iter().map(|(f, r)| (f.as_str(), r)).collect();
+            let page = cicache_docker::report::html::document(&pages);
+            write_out(page.trim_end(), a.output.as_deref())?;
         }
     }
+    if let Some(path) = &a.output {
+        ctx.out
+            .info(format!("report written to {}", path.display()));
+    }
     Ok(code)
+}
+
+/// Writes the report to FILE (a temp file beside it, then renamed: a reader never sees half
+/// a page), or to standard output.
+fn write_out(text: &str, file: Option<&std::path::Path>) -> Result<()> {
+    let Some(path) = file else {
+        return print_out(text);
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, format!("{text}\n"))
+        .with_context(|| format!("writing the report to {}", tmp.display()))?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e)
+            .with_context(|| format!("moving the report into place at {}", path.display()));
+    }
+    Ok(())
 }
 
 /// Prints the report; a reader that stops early (`| head`) is not an error.
