@@ -275,19 +275,8 @@ fn compute_text(
     whole: bool,
     resolve: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Result<Plan, BaseError> {
-    // Arguments after `--` that change what docker reads, beyond their text.
-    if let Some(a) = spec.extra.iter().find(|a| {
-        let a = a.as_str();
-        a.starts_with("--no-cache")
-            || a.starts_with("--pull")
-            || a == "-f"
-            || a.starts_with("--file")
-            || a.starts_with("--build-context")
-            || a.starts_with("--build-arg")
-    }) {
-        return Ok(Plan::Never(format!(
-            "{a} is passed to docker after `--` (give build args and the Dockerfile to cicache)"
-        )));
+    if let Some(why) = extra_args_refusal(spec) {
+        return Ok(Plan::Never(why));
     }
     let df = dockerfile::parse(&String::from_utf8_lossy(bytes)).map_err(|(line, message)| {
         dockerfile::DockerfileError::Syntax {
@@ -296,64 +285,14 @@ fn compute_text(
             message,
         }
     })?;
-    if let Some(syntax) = &df.syntax {
-        let frontend = syntax.trim_start_matches("docker.io/");
-        if !frontend.starts_with("docker/dockerfile") {
-            return Ok(Plan::Never(format!(
-                "the frontend {syntax} (# syntax=) may read any file of the context"
-            )));
-        }
-    }
-    for ins in &df.instructions {
-        for m in &ins.mounts {
-            if m.kind == "bind" && !m.options.iter().any(|(k, _)| k == "from") {
-                return Ok(Plan::Never(format!(
-                    "line {}: RUN --mount=type=bind reads the build context",
-                    ins.line
-                )));
-            }
-        }
-    }
     let (sources, notes) = base::copy_sources(&df);
-    if let Some(n) = notes.first() {
-        let line = n.split(':').next().unwrap_or_default();
-        return Ok(Plan::Never(format!(
-            "{line}: docker fetches a URL, which may change"
-        )));
+    if let Some(why) = dockerfile_refusal(&df, &notes) {
+        return Ok(Plan::Never(why));
     }
-    // BuildKit reads `<Dockerfile>.dockerignore` beside the Dockerfile when there is one,
-    // else the context's `.dockerignore`.
-    let df_ignore = {
-        let mut name = spec.dockerfile.file_name().unwrap_or_default().to_owned();
-        name.push(".dockerignore");
-        spec.dockerfile.with_file_name(name)
-    };
-    let read_ignore = |path: &Path| match std::fs::read_to_string(path) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(BaseError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
-    };
-    let ignore_text = match read_ignore(&df_ignore)? {
-        Some(t) => Some(t),
-        None => read_ignore(&spec.context.join(".dockerignore"))?,
-    };
-    // Patterns where globset and docker's patternmatcher differ: `{a,b}` (literal in docker),
-    // `[!x]` (`[^x]` in Go), `**` inside a path component.
-    if let Some(t) = &ignore_text
-        && let Some(p) = t.lines().map(str::trim).find(|l| {
-            !l.starts_with('#')
-                && (l.contains('{')
-                    || l.contains("[!")
-                    || l.split('/')
-                        .any(|c| c.contains("**") && c.trim_start_matches('!') != "**"))
-        })
-    {
-        return Ok(Plan::Never(format!(
-            ".dockerignore pattern {p:?}: cicache does not match it exactly as docker does"
-        )));
+    let df_ignore = dockerfile_ignore(&spec.dockerfile);
+    let ignore_text = ignore_text(spec, &df_ignore)?;
+    if let Some(why) = ignore_text.as_deref().and_then(ignore_refusal) {
+        return Ok(Plan::Never(why));
     }
     let base_spec = BaseSpec {
         context: spec.context.clone(),
@@ -373,50 +312,11 @@ fn compute_text(
         }
         Err(e) => return Err(e),
     };
-    if let Some(cache_rel) = relative_inside(&spec.context, &spec.cache_dir) {
-        let in_inputs = hashed.files.iter().any(|f| {
-            cache_rel.is_empty()
-                || f == &cache_rel
-                || (f.starts_with(&cache_rel) && f.as_bytes().get(cache_rel.len()) == Some(&b'/'))
-        });
-        if in_inputs {
-            return Ok(Plan::Never(format!(
-                "the Dockerfile copies the cache dir {} into the image",
-                spec.cache_dir.display()
-            )));
-        }
-    }
-    // BuildKit follows a symlink named as a COPY source; the hash would cover the link only.
-    for src in &sources {
-        let named = src.trim_start_matches("./");
-        let glob = named.contains(['*', '?', '[']);
-        let linked = if glob {
-            hashed.files.iter().any(|f| {
-                std::fs::symlink_metadata(spec.context.join(f)).is_ok_and(|m| m.is_symlink())
-            })
-        } else {
-            std::fs::symlink_metadata(spec.context.join(named)).is_ok_and(|m| m.is_symlink())
-        };
-        if linked {
-            return Ok(Plan::Never(format!(
-                "the COPY source {src} is (or may be) a symlink, which docker follows"
-            )));
-        }
+    if let Some(why) = files_refusal(spec, &sources, &hashed.files) {
+        return Ok(Plan::Never(why));
     }
     let mut inputs = hashed.inputs;
-    // COPY keeps every mode bit (the base hash has only owner-exec): agents with another
-    // umask build another image.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mut modes = blake3::Hasher::new();
-        for f in &hashed.files {
-            let mode = std::fs::symlink_metadata(spec.context.join(f))
-                .map(|m| m.permissions().mode() & 0o7777)
-                .unwrap_or(0);
-            modes.update(format!("{f}\0{mode:o}\n").as_bytes());
-        }
-        inputs.insert("modes".into(), modes.finalize().to_hex().to_string());
-    }
+    inputs.insert("modes".into(), modes_hash(spec, &hashed.files));
     inputs.insert(
         "kind".into(),
         if whole {
@@ -452,6 +352,150 @@ fn compute_text(
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
         inputs.insert(format!("label:{k}"), blake3_hex(v.as_bytes()));
     }
+    hash_ignore_files(spec, &df_ignore, &mut inputs)?;
+    let hash = base::hash_of(&inputs);
+    Ok(Plan::Hashed(BuildInputs { hash, inputs }))
+}
+
+/// Arguments after `--` that change what docker reads, beyond their text.
+fn extra_args_refusal(spec: &SkipSpec) -> Option<String> {
+    spec.extra
+        .iter()
+        .find(|a| {
+            let a = a.as_str();
+            a.starts_with("--no-cache")
+                || a.starts_with("--pull")
+                || a == "-f"
+                || a.starts_with("--file")
+                || a.starts_with("--build-context")
+                || a.starts_with("--build-arg")
+        })
+        .map(|a| {
+            format!(
+                "{a} is passed to docker after `--` (give build args and the Dockerfile to cicache)"
+            )
+        })
+}
+
+/// What in the Dockerfile reads more than its lines name: another frontend, a bind mount of
+/// the context, a URL (`notes` of [`base::copy_sources`]).
+fn dockerfile_refusal(df: &Dockerfile, notes: &[String]) -> Option<String> {
+    if let Some(syntax) = &df.syntax {
+        let frontend = syntax.trim_start_matches("docker.io/");
+        if !frontend.starts_with("docker/dockerfile") {
+            return Some(format!(
+                "the frontend {syntax} (# syntax=) may read any file of the context"
+            ));
+        }
+    }
+    for ins in &df.instructions {
+        for m in &ins.mounts {
+            if m.kind == "bind" && !m.options.iter().any(|(k, _)| k == "from") {
+                return Some(format!(
+                    "line {}: RUN --mount=type=bind reads the build context",
+                    ins.line
+                ));
+            }
+        }
+    }
+    notes.first().map(|n| {
+        let line = n.split(':').next().unwrap_or_default();
+        format!("{line}: docker fetches a URL, which may change")
+    })
+}
+
+/// BuildKit reads `<Dockerfile>.dockerignore` beside the Dockerfile when there is one, else
+/// the context's `.dockerignore`.
+fn dockerfile_ignore(dockerfile: &Path) -> PathBuf {
+    let mut name = dockerfile.file_name().unwrap_or_default().to_owned();
+    name.push(".dockerignore");
+    dockerfile.with_file_name(name)
+}
+
+/// The text of the ignore file docker reads, if any.
+fn ignore_text(spec: &SkipSpec, df_ignore: &Path) -> Result<Option<String>, BaseError> {
+    let read_ignore = |path: &Path| match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(BaseError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    };
+    match read_ignore(df_ignore)? {
+        Some(t) => Ok(Some(t)),
+        None => read_ignore(&spec.context.join(".dockerignore")),
+    }
+}
+
+/// Patterns where globset and docker's patternmatcher differ: `{a,b}` (literal in docker),
+/// `[!x]` (`[^x]` in Go), `**` inside a path component.
+fn ignore_refusal(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| {
+            !l.starts_with('#')
+                && (l.contains('{')
+                    || l.contains("[!")
+                    || l.split('/')
+                        .any(|c| c.contains("**") && c.trim_start_matches('!') != "**"))
+        })
+        .map(|p| {
+            format!(".dockerignore pattern {p:?}: cicache does not match it exactly as docker does")
+        })
+}
+
+/// Copied files the hash cannot stand for: the cache dir itself, a symlink docker follows.
+fn files_refusal(spec: &SkipSpec, sources: &[String], files: &[String]) -> Option<String> {
+    if let Some(cache_rel) = relative_inside(&spec.context, &spec.cache_dir) {
+        let in_inputs = files.iter().any(|f| {
+            cache_rel.is_empty()
+                || f == &cache_rel
+                || (f.starts_with(&cache_rel) && f.as_bytes().get(cache_rel.len()) == Some(&b'/'))
+        });
+        if in_inputs {
+            return Some(format!(
+                "the Dockerfile copies the cache dir {} into the image",
+                spec.cache_dir.display()
+            ));
+        }
+    }
+    // BuildKit follows a symlink named as a COPY source; the hash would cover the link only.
+    let is_link =
+        |rel: &str| std::fs::symlink_metadata(spec.context.join(rel)).is_ok_and(|m| m.is_symlink());
+    sources
+        .iter()
+        .find(|src| {
+            let named = src.trim_start_matches("./");
+            if named.contains(['*', '?', '[']) {
+                files.iter().any(|f| is_link(f))
+            } else {
+                is_link(named)
+            }
+        })
+        .map(|src| format!("the COPY source {src} is (or may be) a symlink, which docker follows"))
+}
+
+/// COPY keeps every mode bit (the base hash has only owner-exec): agents with another umask
+/// build another image.
+fn modes_hash(spec: &SkipSpec, files: &[String]) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let mut modes = blake3::Hasher::new();
+    for f in files {
+        let mode = std::fs::symlink_metadata(spec.context.join(f))
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0);
+        modes.update(format!("{f}\0{mode:o}\n").as_bytes());
+    }
+    modes.finalize().to_hex().to_string()
+}
+
+/// Both ignore files, when present, are inputs.
+fn hash_ignore_files(
+    spec: &SkipSpec,
+    df_ignore: &Path,
+    inputs: &mut BTreeMap<String, String>,
+) -> Result<(), BaseError> {
     for (name, path) in [
         (
             ".dockerignore".to_string(),
@@ -462,7 +506,7 @@ fn compute_text(
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            df_ignore.clone(),
+            df_ignore.to_path_buf(),
         ),
     ] {
         match std::fs::read(&path) {
@@ -473,8 +517,7 @@ fn compute_text(
             Err(source) => return Err(BaseError::Read { path, source }),
         }
     }
-    let hash = base::hash_of(&inputs);
-    Ok(Plan::Hashed(BuildInputs { hash, inputs }))
+    Ok(())
 }
 
 /// `path` relative to `context` (`/`-separated) when it lies inside it.

@@ -147,7 +147,7 @@ fn normalize(v: Value, tmp: &Path) -> Value {
     let real = fs::canonicalize(&tmp)
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| tmp.clone());
-    fn walk(v: Value, tmp: &str, real: &str, key: Option<&str>) -> Value {
+    fn walk(v: Value, tmp: &str, real: &str) -> Value {
         match v {
             Value::Object(m) => Value::Object(
                 m.into_iter()
@@ -155,15 +155,13 @@ fn normalize(v: Value, tmp: &Path) -> Value {
                         let v = if VOLATILE.contains(&k.as_str()) && !v.is_null() {
                             Value::String("[volatile]".into())
                         } else {
-                            walk(v, tmp, real, Some(&k))
+                            walk(v, tmp, real)
                         };
                         (k, v)
                     })
                     .collect(),
             ),
-            Value::Array(a) => {
-                Value::Array(a.into_iter().map(|v| walk(v, tmp, real, key)).collect())
-            }
+            Value::Array(a) => Value::Array(a.into_iter().map(|v| walk(v, tmp, real)).collect()),
             Value::String(s) => Value::String(scrub(
                 &s.replace(real, "[TMP]")
                     .replace(tmp, "[TMP]")
@@ -172,7 +170,7 @@ fn normalize(v: Value, tmp: &Path) -> Value {
             other => other,
         }
     }
-    walk(v, &tmp, &real, None)
+    walk(v, &tmp, &real)
 }
 
 #[test]
@@ -334,8 +332,16 @@ fn build_whose_docker_fails() {
         "team/app",
         "--cache-dir",
         "cache",
+        "--report-html",
+        "report.html",
         ".",
     ]);
     assert_eq!(c, 1);
     insta::assert_json_snapshot!("build_docker_fails", v);
+    // --report-html is written for a failed build too (here with no docker log to show).
+    let html = fs::read_to_string(t.p("report.html")).expect("--report-html wrote no file");
+    assert!(
+        html.contains("<html") && html.contains("cicache build team/app"),
+        "{html}"
+    );
 }

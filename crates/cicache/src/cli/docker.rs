@@ -194,6 +194,11 @@ pub struct BuildOptions {
     /// Also write the build's output to FILE (what `cicache report` reads).
     #[arg(long, env = "CICACHE_BUILD_LOG", value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Also write the build's report as one self-contained HTML page to FILE: the verdict,
+    /// why it missed, a timeline of the steps and of cicache's phases (docs/REPORT.md). Written
+    /// when the build fails too.
+    #[arg(long, env = "CICACHE_REPORT_HTML", value_name = "FILE")]
+    pub report_html: Option<PathBuf>,
     /// Build on a base image made from this Dockerfile (relative to the current directory;
     /// its context is CONTEXT): `cicache base` runs first (reusing REPO:base-<hash> when the
     /// registry has it) and the build gets --build-arg BASE_IMAGE=REPO:base-<hash>.

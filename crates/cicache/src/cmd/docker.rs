@@ -18,6 +18,7 @@ use cicache_docker::dance::{self, DEFAULT_HELPER_IMAGE, DanceOptions, DanceResul
 use cicache_docker::dockerfile;
 use cicache_docker::engine::{Docker, DockerError};
 use cicache_docker::prune::{self, PruneOptions};
+use cicache_docker::report::BuildRun;
 
 use crate::cli::docker::{
     BaseArgs, BuildArgs, BuildOptions, CachePhaseArgs, DockerArgs, DockerCommand, DockerOpts,
@@ -192,12 +193,48 @@ fn build_spec(a: BuildOptions, ctx: &Context) -> Result<BuildSpec> {
 }
 
 pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
+    let report_html = args.options.report_html.clone();
     let spec = build_spec(*args.options, ctx)?;
     let (cache, store) = (settings::cache_settings(ctx)?, settings::cache_store(ctx));
     let env = Env::new(&cache, &store, &ctx.out);
     let result = cicache_build::build(spec, &env).map_err(anyhow::Error::from)?;
+    if let (Some(path), BuildResult::Built(doc)) = (&report_html, &result) {
+        write_report_html(doc, path, ctx);
+    }
     ctx.out.result(&result, || result_text(&result));
     Ok(result.exit_code())
+}
+
+/// `--report-html FILE`: the build's report with its phases on the timeline. A report that
+/// cannot be written is a warning: the build's own result stands.
+fn write_report_html(doc: &BuildDoc, path: &std::path::Path, ctx: &Context) {
+    let Some(report) = &doc.report else {
+        ctx.out.warn(format!(
+            "--report-html {}: no report of this build (--no-report, or the image was tagged \
+             without building)",
+            path.display()
+        ));
+        return;
+    };
+    let mut report = report.clone();
+    match serde_json::to_string(doc)
+        .map_err(|e| e.to_string())
+        .and_then(|json| BuildRun::from_json(&json).map_err(|e| e.to_string()))
+    {
+        Ok(run) => report.add_build_run(&run),
+        Err(e) => ctx
+            .out
+            .warn(format!("--report-html: the phases are left out: {e}")),
+    }
+    let title = format!("cicache build {}", doc.image);
+    if let Err(e) = std::fs::write(path, report.render_html(&title)) {
+        ctx.out.warn(format!(
+            "--report-html: cannot write {}: {e}",
+            path.display()
+        ));
+    } else {
+        ctx.out.info(format!("report: {} (HTML)", path.display()));
+    }
 }
 
 /// The build's result for a person.
