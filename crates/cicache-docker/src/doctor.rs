@@ -303,43 +303,34 @@ fn buildx_check(caps: &Capabilities, forced: Option<Flavour>, stages: Option<usi
         ),
         _ => String::new(),
     };
+    // Inline cache is fine for one stage, a warning (with `fix`) for several.
+    let inline_check = |msg: String, fix: String| {
+        if earlier.is_empty() {
+            Check::ok("buildx", msg)
+        } else {
+            Check::warn("buildx", msg, fix)
+        }
+    };
     match (forced, refusal) {
         // The builder could export a registry cache: classic was asked for.
-        (Some(Flavour::Classic), None) => {
-            let msg =
-                format!("{on}: --flavour classic (CICACHE_DOCKER_FLAVOUR): {inline}{earlier}");
-            if earlier.is_empty() {
-                Check::ok("buildx", msg)
-            } else {
-                Check::warn(
-                    "buildx",
-                    msg,
-                    "leave the flavour automatic (unset CICACHE_DOCKER_FLAVOUR): this builder \
-                     exports a registry cache with mode=max",
-                )
-            }
-        }
+        (Some(Flavour::Classic), None) => inline_check(
+            format!("{on}: --flavour classic (CICACHE_DOCKER_FLAVOUR): {inline}{earlier}"),
+            "leave the flavour automatic (unset CICACHE_DOCKER_FLAVOUR): this builder exports \
+             a registry cache with mode=max"
+                .to_string(),
+        ),
         (_, Some(r)) if caps.buildx => Check::warn(
             "buildx",
             format!("{on}: {}, so {inline}{earlier}", r.why),
             r.fix,
         ),
-        (_, r) => {
-            let msg = format!("{on}: {inline}{earlier}");
-            if earlier.is_empty() {
-                Check::ok("buildx", msg)
-            } else {
-                Check::warn(
-                    "buildx",
-                    msg,
-                    r.map(|r| r.fix).unwrap_or_else(|| {
-                        "install the docker buildx plugin to get the registry cache exporter \
-                         with mode=max"
-                            .to_string()
-                    }),
-                )
-            }
-        }
+        (_, r) => inline_check(
+            format!("{on}: {inline}{earlier}"),
+            r.map(|r| r.fix).unwrap_or_else(|| {
+                "install the docker buildx plugin to get the registry cache exporter with mode=max"
+                    .to_string()
+            }),
+        ),
     }
 }
 
@@ -1065,5 +1056,51 @@ mod tests {
         let r = DoctorReport::new(vec![Check::fail("store", "down", "start it")]);
         assert_eq!((r.ok, r.exit_code()), (false, 1));
         assert!(r.render_text().ends_with("doctor: 1 failed, 0 warning(s)"));
+    }
+
+    /// The buildx line on outputs recorded from the real engines (tests/fixtures/engines).
+    #[test]
+    fn buildx_line_per_engine() {
+        let caps = |store: &str| {
+            let f = |n: &str| {
+                std::fs::read_to_string(format!(
+                    "{}/tests/fixtures/engines/{n}",
+                    env!("CARGO_MANIFEST_DIR")
+                ))
+                .unwrap()
+            };
+            Capabilities::from_outputs(
+                &f(&format!("version-26-{store}.json")),
+                &f(&format!("info-26-{store}.json")),
+                Ok(&f(&format!("buildx-inspect-26-{store}.txt"))),
+                None,
+            )
+        };
+        let c = buildx_check(&caps("containerd"), None, Some(3));
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert!(c.message.contains("registry cache exporter"), "{c:?}");
+        let c = buildx_check(&caps("graph"), None, Some(1));
+        assert_eq!(c.status, Status::Warn, "{c:?}");
+        assert!(
+            c.message.contains("graph-driver image store (overlay2)"),
+            "{c:?}"
+        );
+        assert!(c.fix.unwrap().contains("containerd-snapshotter"));
+        // Forced classic where the registry exporter works: fine for one stage, a warning
+        // for several, and never "no buildx plugin".
+        let c = buildx_check(&caps("containerd"), Some(Flavour::Classic), Some(1));
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert!(!c.message.contains("no buildx"), "{c:?}");
+        let c = buildx_check(&caps("containerd"), Some(Flavour::Classic), Some(2));
+        assert_eq!(c.status, Status::Warn, "{c:?}");
+        assert!(c.message.contains("1 earlier stage(s)"), "{c:?}");
+        // An unknown builder fails.
+        let mut unknown = caps("graph");
+        unknown.builder = None;
+        unknown.requested_builder = Some("nosuch".into());
+        unknown.buildx_error = Some("ERROR: no builder \"nosuch\" found".into());
+        let c = buildx_check(&unknown, None, None);
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(c.message.contains("nosuch"), "{c:?}");
     }
 }

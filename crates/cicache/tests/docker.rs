@@ -814,20 +814,26 @@ fn python_app_two_agents(engine: Engine) {
         );
     };
 
-    // 1. Cold: pip downloads every wheel; the cache is exported and the image pushed.
-    {
+    // A build on a fresh agent (a new daemon and data-root), which must succeed: its JSON
+    // and its log.
+    let build_on_fresh_agent = |what: &str, flags: &[&str]| {
         let d = fresh_agent_on(engine, &images);
-        let r = build_example(&d, &ws, &store, &image, &pypi, &["--push"]);
+        let r = build_example(&d, &ws, &store, &image, &pypi, flags);
         assert_eq!(
             r.code,
             0,
-            "cold build on {}:\nstdout:\n{}\nstderr:\n{}",
+            "{what} on {}:\nstdout:\n{}\nstderr:\n{}",
             engine.name(),
             r.stdout,
             r.stderr
         );
-        let j = r.json();
         let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
+        (r.json(), log)
+    };
+
+    // 1. Cold: pip downloads every wheel; the cache is exported and the image pushed.
+    {
+        let (j, log) = build_on_fresh_agent("cold", &["--push"]);
         let (_, downloaded) = pip_lines(&log);
         assert_eq!(downloaded.len(), 4, "{downloaded:?}");
         // Inline cache: the cache tag pushed after the build; the registry exporter: by
@@ -855,18 +861,7 @@ fn python_app_two_agents(engine: Engine) {
     std::fs::remove_dir_all(ws.join(".pip-cache")).unwrap();
     std::fs::remove_file(ws.join("build.log")).unwrap();
     {
-        let d = fresh_agent_on(engine, &images);
-        let r = build_example(&d, &ws, &store, &image, &pypi, &["--push", "--rebuild"]);
-        assert_eq!(
-            r.code,
-            0,
-            "second agent on {}:\nstdout:\n{}\nstderr:\n{}",
-            engine.name(),
-            r.stdout,
-            r.stderr
-        );
-        let j = r.json();
-        let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
+        let (j, log) = build_on_fresh_agent("second agent", &["--push", "--rebuild"]);
         let (cached_wheels, downloaded) = pip_lines(&log);
         let pip = run_status(&log, "pip install");
         assert!(
