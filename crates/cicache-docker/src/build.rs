@@ -4,19 +4,26 @@
 //! Cache tags: `IMAGE:cache` serves the default branch and `IMAGE:cache-<scope>` every
 //! other scope. A build reads its own tag, then `IMAGE:cache`; it writes its own.
 //!
-//! Flavours ([`Flavour`]):
-//! - buildx: one `docker buildx build` that reads `--cache-from type=registry,ref=...` and
-//!   writes `--cache-to type=registry,ref=...,mode=max,image-manifest=true,oci-mediatypes=true,ignore-error=true`
+//! Flavours ([`Flavour`]) and exporters ([`Exporter`], chosen by
+//! [`crate::engine::Capabilities::decide`] from what the builder can do):
+//! - buildx, registry exporter: one `docker buildx build` that reads
+//!   `--cache-from type=registry,ref=...` and writes
+//!   `--cache-to type=registry,ref=...,mode=max,image-manifest=true,oci-mediatypes=true,ignore-error=true`
 //!   (the form ECR accepts), and pushes with `--push` (else `--load`);
+//! - buildx, inline exporter (buildx's docker driver on a graph-driver image store refuses a
+//!   registry cache export): `--cache-to type=inline`, then `docker tag` + `docker push` of
+//!   the cache tag;
 //! - classic: `DOCKER_BUILDKIT=1 docker build --cache-from REF... --build-arg BUILDKIT_INLINE_CACHE=1`,
 //!   then `docker push` of each tag, and `docker tag` + `docker push` of the cache tag (the
 //!   inline cache travels in the image config, so the cache tag is the image itself).
+//!
+//! `--builder NAME` goes into the buildx command lines only.
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::engine::Flavour;
+use crate::engine::{Exporter, Flavour};
 
 /// Everything the build command line is made from.
 #[derive(Debug, Clone, Serialize)]
@@ -90,12 +97,31 @@ impl BuildPlan {
             .collect()
     }
 
-    /// The docker arguments of the image build (after the program name).
+    /// The exporter the flavour has meant so far: registry for buildx, inline for classic.
+    pub fn default_exporter(&self) -> Exporter {
+        match self.flavour {
+            Flavour::Buildx => Exporter::Registry,
+            Flavour::Classic => Exporter::Inline,
+        }
+    }
+
+    /// The docker arguments of the image build (after the program name), with the flavour's
+    /// default exporter and the current builder.
     pub fn build_args(&self) -> Vec<String> {
+        self.build_args_with(self.default_exporter(), None)
+    }
+
+    /// The docker arguments of the image build with the `exporter` of the build mode, and
+    /// `--builder NAME` (buildx only). A classic build always exports inline cache.
+    pub fn build_args_with(&self, exporter: Exporter, builder: Option<&str>) -> Vec<String> {
         let mut a: Vec<String> = match self.flavour {
             Flavour::Buildx => vec!["buildx".into(), "build".into()],
             Flavour::Classic => vec!["build".into()],
         };
+        if let (Flavour::Buildx, Some(b)) = (self.flavour, builder) {
+            a.push("--builder".into());
+            a.push(b.to_string());
+        }
         a.push("--progress=plain".into());
         a.push("-f".into());
         a.push(self.dockerfile.display().to_string());
@@ -122,14 +148,16 @@ impl BuildPlan {
                         a.push("--cache-from".into());
                         a.push(format!("type=registry,ref={r}"));
                     }
-                    match &self.cache_to {
-                        Some(to) => {
+                    match (&self.cache_to, exporter) {
+                        (Some(to), Exporter::Registry) => {
                             a.push("--cache-to".into());
                             a.push(format!(
                                 "type=registry,ref={to},mode=max,image-manifest=true,oci-mediatypes=true,ignore-error=true"
                             ));
                         }
-                        None => {
+                        // The image carries the cache (a base image; or the cache tag is pushed
+                        // after the build).
+                        (None, _) | (_, Exporter::Inline) => {
                             a.push("--cache-to".into());
                             a.push("type=inline".into());
                         }
@@ -208,8 +236,18 @@ impl BuildPlan {
 
     /// Classic flavour: tag the built image as the cache tag and push it.
     pub fn cache_push_commands(&self) -> Vec<Vec<String>> {
-        match (self.flavour, self.registry_cache, &self.cache_to) {
-            (Flavour::Classic, true, Some(to)) => {
+        self.cache_push_commands_with(self.default_exporter())
+    }
+
+    /// Inline cache (either flavour): tag the built image as the cache tag and push it. The
+    /// registry exporter pushes the cache itself.
+    pub fn cache_push_commands_with(&self, exporter: Exporter) -> Vec<Vec<String>> {
+        let exporter = match self.flavour {
+            Flavour::Classic => Exporter::Inline,
+            Flavour::Buildx => exporter,
+        };
+        match (exporter, self.registry_cache, &self.cache_to) {
+            (Exporter::Inline, true, Some(to)) => {
                 let first = self.image_refs().into_iter().next().unwrap_or_default();
                 vec![
                     vec!["tag".into(), first, to.clone()],

@@ -155,11 +155,26 @@ fn bind_flag(source: &str) -> String {
     }
 }
 
-/// The Dockerfile of the inject helper build. The copy keeps the mount root's owner and mode
-/// (the ones BuildKit gave it from uid/gid/mode) and gives everything copied that owner. It
-/// lowers its own priority first (`renice`; an image without it copies at normal priority):
-/// beside a prefetch, the pull of the layers comes first (the build waits for both, and the
-/// pull is the longer one).
+/// Run before the copy of an inject, in the directory copied in, with the mount as `$1` and
+/// paths of the directory as the other arguments (`find . -exec sh -c CLEAR sh MOUNT {} +`):
+/// removes from the mount each path the copy could not replace. `cp -a` merges a directory
+/// into a directory and overwrites a file with a file, but fails on everything else: busybox
+/// cannot replace an existing symlink (`cp: can't create '...': File exists`), and neither
+/// cp puts a directory where a file or symlink is, or the reverse. So a symlink in the mount
+/// goes (the copy never writes through one), as does a directory where the copy has a file
+/// or symlink, and a file where it has a directory or symlink. `find` lists a directory
+/// before what it holds, so nothing below a removed symlink is looked at through it.
+const CLEAR_CONFLICTS: &str = "t=$1; shift; for f; do d=\"$t/$f\"; \
+     if [ -L \"$d\" ]; then rm -f \"$d\" || exit 1; \
+     elif [ -d \"$d\" ]; then if [ -L \"$f\" ] || [ ! -d \"$f\" ]; then rm -rf \"$d\" || exit 1; fi; \
+     elif [ -e \"$d\" ]; then if [ -L \"$f\" ] || [ -d \"$f\" ]; then rm -f \"$d\" || exit 1; fi; fi; done";
+
+/// The Dockerfile of the inject helper build. The copy merges into what the mount holds (a
+/// warm daemon keeps its cache mounts): first [`CLEAR_CONFLICTS`] removes what `cp -a` cannot
+/// replace. It keeps the mount root's owner and mode (the ones BuildKit gave it from
+/// uid/gid/mode) and gives everything copied that owner. It lowers its own priority first
+/// (`renice`; an image without it copies at normal priority): beside a prefetch, the pull of
+/// the layers comes first (the build waits for both, and the pull is the longer one).
 pub fn inject_dockerfile(helper_image: &str, mounts: &[(&CacheMount, String)]) -> String {
     let mut s = format!(
         "# cicache: cache dance, inject\nFROM {helper_image} AS dance\nARG CICACHE_NONCE\n"
@@ -169,6 +184,7 @@ pub fn inject_dockerfile(helper_image: &str, mounts: &[(&CacheMount, String)]) -
         s.push_str(&format!(
             "RUN {bind} {cache} \\\n    set -e; renice -n 10 -p $$ >/dev/null 2>&1 || :; mkdir -p /cicache-report; \
              mode=$(stat -c %a {t}); owner=$(stat -c %u:%g {t}); \
+             (cd /cicache-src && find . -exec sh -c '{CLEAR_CONFLICTS}' sh {t} {{}} +); \
              cp -a /cicache-src/. {t}/; chown -R \"$owner\" {t}; chmod \"$mode\" {t}; \
              echo \"$(find {t} -type f | wc -l) $(du -sk {t} | cut -f1)\" > /cicache-report/{i}\n",
             bind = bind_flag(dir),

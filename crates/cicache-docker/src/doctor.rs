@@ -15,7 +15,7 @@ use std::process::Stdio;
 use serde::Serialize;
 
 use crate::dockerfile::{self, Dockerfile, Instruction};
-use crate::engine::{Docker, Flavour};
+use crate::engine::{Capabilities, Docker, Exporter, Flavour};
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -131,8 +131,9 @@ impl DoctorReport {
     }
 }
 
-/// Docker reachable, BuildKit working, buildx present or not. `env` reads the environment
-/// (`DOCKER_HOST`, `DOCKER_BUILDKIT`); `stages` is the Dockerfile's stage count when known
+/// Docker reachable, BuildKit working, and the builder: its driver, the daemon's image store
+/// and the cache exporter a build will use. `env` reads the environment (`DOCKER_HOST`,
+/// `DOCKER_BUILDKIT`, `CICACHE_BUILDER`, `CICACHE_DOCKER_FLAVOUR`); `stages` is the Dockerfile's stage count when known
 /// (inline cache keeps only the final stage, which matters for multi-stage builds).
 pub fn docker_checks(
     docker: &Docker,
@@ -164,8 +165,16 @@ pub fn docker_checks(
     }
     let (buildkit, client_needs_buildx) = buildkit_check(docker, env("DOCKER_BUILDKIT").as_deref());
     out.push(buildkit);
-    let flavour = docker.detect_flavour();
-    if client_needs_buildx && flavour == Flavour::Classic {
+    // The build mode `cicache build` will use, from the same inputs: CICACHE_BUILDER and a
+    // forced CICACHE_DOCKER_FLAVOUR.
+    let builder = env("CICACHE_BUILDER").filter(|b| !b.trim().is_empty());
+    let forced = match env("CICACHE_DOCKER_FLAVOUR").as_deref().map(str::trim) {
+        Some("buildx") => Some(Flavour::Buildx),
+        Some("classic") => Some(Flavour::Classic),
+        _ => None,
+    };
+    let caps = docker.capabilities(builder.as_deref());
+    if client_needs_buildx && !caps.buildx {
         out.push(Check::fail(
             "buildx",
             "buildx not present, and this docker client (23.0 or newer) builds with BuildKit \
@@ -173,7 +182,7 @@ pub fn docker_checks(
             NEEDS_BUILDX_FIX,
         ));
     } else {
-        out.push(buildx_check(flavour, stages));
+        out.push(buildx_check(&caps, forced, stages));
     }
     out
 }
@@ -258,31 +267,70 @@ fn buildkit_check(docker: &Docker, env_buildkit: Option<&str>) -> (Check, bool) 
     (check, false)
 }
 
-fn buildx_check(flavour: Flavour, stages: Option<usize>) -> Check {
-    match flavour {
-        Flavour::Buildx => Check::ok(
+/// The builder (driver, image store) and the cache exporter a build will use: ok for the
+/// registry exporter; a warning where the builder cannot export one (the fix says what would
+/// let it), or where inline cache loses a multi-stage Dockerfile's earlier stages; a failure
+/// for a builder that cannot be used at all.
+fn buildx_check(caps: &Capabilities, forced: Option<Flavour>, stages: Option<usize>) -> Check {
+    let mode = caps.decide(forced);
+    let on = caps.describe_builder();
+    let refusal = caps.registry_export().err();
+    if let Some(r) = refusal.as_ref().filter(|r| r.builder_unusable) {
+        return Check::fail("buildx", format!("{on}: {}", r.why), r.fix.clone());
+    }
+    let command = match mode.flavour {
+        Flavour::Buildx => "`docker buildx build`",
+        Flavour::Classic => "`DOCKER_BUILDKIT=1 docker build`",
+    };
+    if mode.exporter == Exporter::Registry {
+        return Check::ok(
             "buildx",
-            "buildx present: cicache build runs `docker buildx build` and exports the layer cache \
-             with the registry cache exporter (--cache-to type=registry,ref=IMAGE:cache,mode=max): \
-             every stage's layers are cached",
+            format!(
+                "{on}: cicache build runs {command} and exports the layer cache with the \
+                 registry cache exporter (--cache-to type=registry,ref=IMAGE:cache,mode=max): \
+                 every stage's layers are cached"
+            ),
+        );
+    }
+    let inline = format!(
+        "cicache build runs {command} with inline cache (BUILDKIT_INLINE_CACHE=1) and pushes \
+         the `cache` tag itself; inline cache holds only the final image's layers"
+    );
+    let earlier = match stages {
+        Some(n) if n > 1 => format!(
+            ", so the {} earlier stage(s) of this Dockerfile rebuild on a fresh agent",
+            n - 1
         ),
-        Flavour::Classic => {
-            let msg = "buildx not present: cicache build runs `DOCKER_BUILDKIT=1 docker build` \
-                       with inline cache (BUILDKIT_INLINE_CACHE=1) and pushes the `cache` tag \
-                       itself; inline cache holds only the final image's layers";
-            match stages {
-                Some(n) if n > 1 => Check::warn(
-                    "buildx",
-                    format!(
-                        "{msg}, so the {} earlier stage(s) of this Dockerfile rebuild on a fresh agent",
-                        n - 1
-                    ),
-                    "install the docker buildx plugin (docker-buildx-plugin, or the binary in \
-                     ~/.docker/cli-plugins/) to get the registry cache exporter with mode=max",
-                ),
-                _ => Check::ok("buildx", msg),
-            }
+        _ => String::new(),
+    };
+    // Inline cache is fine for one stage, a warning (with `fix`) for several.
+    let inline_check = |msg: String, fix: String| {
+        if earlier.is_empty() {
+            Check::ok("buildx", msg)
+        } else {
+            Check::warn("buildx", msg, fix)
         }
+    };
+    match (forced, refusal) {
+        // The builder could export a registry cache: classic was asked for.
+        (Some(Flavour::Classic), None) => inline_check(
+            format!("{on}: --flavour classic (CICACHE_DOCKER_FLAVOUR): {inline}{earlier}"),
+            "leave the flavour automatic (unset CICACHE_DOCKER_FLAVOUR): this builder exports \
+             a registry cache with mode=max"
+                .to_string(),
+        ),
+        (_, Some(r)) if caps.buildx => Check::warn(
+            "buildx",
+            format!("{on}: {}, so {inline}{earlier}", r.why),
+            r.fix,
+        ),
+        (_, r) => inline_check(
+            format!("{on}: {inline}{earlier}"),
+            r.map(|r| r.fix).unwrap_or_else(|| {
+                "install the docker buildx plugin to get the registry cache exporter with mode=max"
+                    .to_string()
+            }),
+        ),
     }
 }
 
@@ -1008,5 +1056,51 @@ mod tests {
         let r = DoctorReport::new(vec![Check::fail("store", "down", "start it")]);
         assert_eq!((r.ok, r.exit_code()), (false, 1));
         assert!(r.render_text().ends_with("doctor: 1 failed, 0 warning(s)"));
+    }
+
+    /// The buildx line on outputs recorded from the real engines (tests/fixtures/engines).
+    #[test]
+    fn buildx_line_per_engine() {
+        let caps = |store: &str| {
+            let f = |n: &str| {
+                std::fs::read_to_string(format!(
+                    "{}/tests/fixtures/engines/{n}",
+                    env!("CARGO_MANIFEST_DIR")
+                ))
+                .unwrap()
+            };
+            Capabilities::from_outputs(
+                &f(&format!("version-26-{store}.json")),
+                &f(&format!("info-26-{store}.json")),
+                Ok(&f(&format!("buildx-inspect-26-{store}.txt"))),
+                None,
+            )
+        };
+        let c = buildx_check(&caps("containerd"), None, Some(3));
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert!(c.message.contains("registry cache exporter"), "{c:?}");
+        let c = buildx_check(&caps("graph"), None, Some(1));
+        assert_eq!(c.status, Status::Warn, "{c:?}");
+        assert!(
+            c.message.contains("graph-driver image store (overlay2)"),
+            "{c:?}"
+        );
+        assert!(c.fix.unwrap().contains("containerd-snapshotter"));
+        // Forced classic where the registry exporter works: fine for one stage, a warning
+        // for several, and never "no buildx plugin".
+        let c = buildx_check(&caps("containerd"), Some(Flavour::Classic), Some(1));
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert!(!c.message.contains("no buildx"), "{c:?}");
+        let c = buildx_check(&caps("containerd"), Some(Flavour::Classic), Some(2));
+        assert_eq!(c.status, Status::Warn, "{c:?}");
+        assert!(c.message.contains("1 earlier stage(s)"), "{c:?}");
+        // An unknown builder fails.
+        let mut unknown = caps("graph");
+        unknown.builder = None;
+        unknown.requested_builder = Some("nosuch".into());
+        unknown.buildx_error = Some("ERROR: no builder \"nosuch\" found".into());
+        let c = buildx_check(&unknown, None, None);
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(c.message.contains("nosuch"), "{c:?}");
     }
 }

@@ -62,14 +62,405 @@ pub enum Flavour {
 }
 
 impl Flavour {
+    /// The command, with the cache exporter it has used so far. Why this flavour was chosen
+    /// is [`BuildMode::reason`]; this text does not guess it (a forced `classic` runs beside
+    /// a working buildx plugin).
     pub fn describe(self) -> &'static str {
         match self {
             Flavour::Buildx => "docker buildx build (registry cache exporter)",
             Flavour::Classic => {
-                "DOCKER_BUILDKIT=1 docker build (inline cache, cache tag pushed separately; no buildx plugin)"
+                "DOCKER_BUILDKIT=1 docker build (inline cache, cache tag pushed separately)"
             }
         }
     }
+}
+
+/// Where a build's layer cache goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Exporter {
+    /// `--cache-to type=registry,ref=IMAGE:cache,mode=max,image-manifest=true,oci-mediatypes=true,ignore-error=true`:
+    /// a cache manifest of every stage's layers; the cache tag is not an image.
+    Registry,
+    /// Inline cache (`BUILDKIT_INLINE_CACHE=1`, or `--cache-to type=inline`) in the image
+    /// config, and the image pushed again as the cache tag: the final stage's layers only.
+    Inline,
+}
+
+/// The daemon's image store (`docker info`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ImageStore {
+    /// A graph driver (`overlay2`, `fuse-overlayfs`, ...): the default before Docker 29.
+    Graph { driver: String },
+    /// The containerd image store (`features.containerd-snapshotter`, the default of Docker
+    /// 29): `docker info` DriverStatus `driver-type io.containerd.snapshotter.v1`.
+    Containerd { snapshotter: String },
+    /// `docker info` did not say.
+    Unknown,
+}
+
+/// The buildx builder's driver (`docker buildx inspect`: `Driver:`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuilderDriver {
+    /// The daemon's own BuildKit (the `default` builder).
+    Docker,
+    /// BuildKit in a container (`docker buildx create --driver docker-container`).
+    DockerContainer,
+    /// A BuildKit daemon reached over the network.
+    Remote,
+    Kubernetes,
+    Other(String),
+}
+
+impl BuilderDriver {
+    fn parse(s: &str) -> BuilderDriver {
+        match s.trim() {
+            "docker" => BuilderDriver::Docker,
+            "docker-container" => BuilderDriver::DockerContainer,
+            "remote" => BuilderDriver::Remote,
+            "kubernetes" => BuilderDriver::Kubernetes,
+            o => BuilderDriver::Other(o.to_string()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            BuilderDriver::Docker => "docker",
+            BuilderDriver::DockerContainer => "docker-container",
+            BuilderDriver::Remote => "remote",
+            BuilderDriver::Kubernetes => "kubernetes",
+            BuilderDriver::Other(s) => s,
+        }
+    }
+}
+
+/// A buildx builder, as `docker buildx inspect` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Builder {
+    pub name: String,
+    pub driver: BuilderDriver,
+    /// `BuildKit version:` (`Buildkit:` before buildx 0.12) of its first node, when shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buildkit: Option<String>,
+}
+
+/// What the docker client, the daemon and the buildx builder can do: found by
+/// [`Docker::capabilities`], turned into a [`BuildMode`] by [`Capabilities::decide`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// `docker version`: Client.Version.
+    pub client_version: Option<String>,
+    /// `docker version`: Server.Version (`None`: the daemon did not answer).
+    pub server_version: Option<String>,
+    pub image_store: ImageStore,
+    /// The builder asked for (`--builder NAME`), if any; else buildx's current one.
+    pub requested_builder: Option<String>,
+    /// The builder buildx builds with (`None`: no buildx plugin, or the builder is unknown:
+    /// see `buildx_error`).
+    pub builder: Option<Builder>,
+    /// Whether the client has the buildx plugin.
+    pub buildx: bool,
+    /// Why `docker buildx inspect` failed, when buildx is there but the builder is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buildx_error: Option<String>,
+}
+
+/// Why a builder cannot export a registry cache, and what would let it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExportRefusal {
+    pub why: String,
+    pub fix: String,
+    /// The builder itself cannot be used (an unknown `--builder`): builds fail too.
+    pub builder_unusable: bool,
+}
+
+impl std::fmt::Display for ExportRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.why, self.fix)
+    }
+}
+
+/// How `cicache build` builds on this engine, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildMode {
+    pub flavour: Flavour,
+    pub exporter: Exporter,
+    /// `--builder NAME` for the buildx command lines (builds and the dance's helper builds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub builder: Option<String>,
+    /// One line for the log: what was chosen and why.
+    pub reason: String,
+}
+
+impl BuildMode {
+    /// The mode a flavour has meant so far, for callers that decide nothing else: buildx
+    /// with the registry exporter, classic with inline cache.
+    pub fn of_flavour(flavour: Flavour) -> BuildMode {
+        BuildMode {
+            flavour,
+            exporter: match flavour {
+                Flavour::Buildx => Exporter::Registry,
+                Flavour::Classic => Exporter::Inline,
+            },
+            builder: None,
+            reason: String::new(),
+        }
+    }
+
+    /// `--builder NAME` when a builder was asked for and the flavour is buildx (a 20.10
+    /// `docker build` has no such flag): for the dance's helper builds
+    /// ([`crate::dance::DanceOptions::extra_args`]).
+    pub fn builder_args(&self) -> Vec<String> {
+        match (&self.builder, self.flavour) {
+            (Some(b), Flavour::Buildx) => vec!["--builder".into(), b.clone()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The first docker client version whose `docker build` needs the buildx plugin for
+/// BuildKit (the classic BuildKit client path was removed in 23.0).
+const BUILD_IS_BUILDX_FROM: u32 = 23;
+
+/// The major number of a docker version (`26.1.5+dfsg1` -> 26).
+pub fn major_version(v: &str) -> Option<u32> {
+    v.trim()
+        .trim_start_matches('v')
+        .split(['.', '+', '-', '~'])
+        .next()?
+        .parse()
+        .ok()
+}
+
+impl Capabilities {
+    /// Reads `docker version --format '{{json .}}'` and `docker info --format '{{json .}}'`
+    /// output (either may be empty when the command failed) and `docker buildx inspect`'s
+    /// result (`Ok(stdout)`, or `Err(stderr)`).
+    pub fn from_outputs(
+        version_json: &str,
+        info_json: &str,
+        buildx_inspect: Result<&str, &str>,
+        requested_builder: Option<&str>,
+    ) -> Capabilities {
+        let version: serde_json::Value =
+            serde_json::from_str(version_json.trim()).unwrap_or_default();
+        let info: serde_json::Value = serde_json::from_str(info_json.trim()).unwrap_or_default();
+        let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        let client_version =
+            text(&version["Client"]["Version"]).or_else(|| text(&info["ClientInfo"]["Version"]));
+        let server_version =
+            text(&version["Server"]["Version"]).or_else(|| text(&info["ServerVersion"]));
+        let image_store = image_store(&info);
+        let (buildx, builder, buildx_error) = match buildx_inspect {
+            Ok(out) => (true, parse_buildx_inspect(out), None),
+            Err(err) => {
+                // An unknown command: no plugin. Anything else: the plugin ran and refused
+                // (an unknown --builder, a builder that cannot start).
+                let missing = err.contains("is not a docker command")
+                    || err.contains("unknown command")
+                    || err.is_empty();
+                let plugin_listed = info["ClientInfo"]["Plugins"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["Name"] == "buildx"));
+                if missing && !plugin_listed {
+                    (false, None, None)
+                } else {
+                    let e = err
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    (true, None, Some(e))
+                }
+            }
+        };
+        Capabilities {
+            client_version,
+            server_version,
+            image_store,
+            requested_builder: requested_builder.map(str::to_string),
+            builder,
+            buildx,
+            buildx_error,
+        }
+    }
+
+    /// Whether `docker build` of this client is buildx (23.0 and newer), so that the classic
+    /// flavour also needs the plugin. Unknown versions count as old.
+    pub fn build_needs_buildx(&self) -> bool {
+        self.client_version
+            .as_deref()
+            .and_then(major_version)
+            .is_some_and(|m| m >= BUILD_IS_BUILDX_FROM)
+    }
+
+    /// `Ok` when the builder can export a registry cache, else why not and the fix.
+    pub fn registry_export(&self) -> Result<(), ExportRefusal> {
+        if !self.buildx {
+            return Err(ExportRefusal {
+                why: "no buildx plugin: a docker build without buildx exports inline cache only"
+                    .to_string(),
+                fix: "install the docker buildx plugin (docker-buildx-plugin, or the binary in \
+                      ~/.docker/cli-plugins/)"
+                    .to_string(),
+                builder_unusable: false,
+            });
+        }
+        let Some(b) = &self.builder else {
+            let name = self
+                .requested_builder
+                .as_deref()
+                .map(|n| format!(" {n:?}"))
+                .unwrap_or_default();
+            return Err(ExportRefusal {
+                why: format!(
+                    "the buildx builder{name} is not usable: {}",
+                    self.buildx_error
+                        .as_deref()
+                        .unwrap_or("`docker buildx inspect` failed")
+                ),
+                fix: "`docker buildx ls` lists the builders: create the one named by --builder \
+                      (CICACHE_BUILDER), or unset it to use the current one"
+                    .to_string(),
+                builder_unusable: true,
+            });
+        };
+        let fix = "turn on the containerd image store (daemon.json \
+                   {\"features\":{\"containerd-snapshotter\":true}}, the default from Docker 29), or \
+                   create a builder with BuildKit of its own (docker buildx create --name cicache \
+                   --driver docker-container) and pass --builder cicache (CICACHE_BUILDER)"
+            .to_string();
+        match (&b.driver, &self.image_store) {
+            (BuilderDriver::Docker, ImageStore::Containerd { .. }) => Ok(()),
+            (BuilderDriver::Docker, ImageStore::Graph { driver }) => Err(ExportRefusal {
+                why: format!(
+                    "buildx's docker driver (builder {:?}) on the daemon's graph-driver image \
+                     store ({driver}) cannot export a registry cache (\"Cache export is not \
+                     supported for the docker driver\")",
+                    b.name
+                ),
+                fix,
+                builder_unusable: false,
+            }),
+            (BuilderDriver::Docker, ImageStore::Unknown) => Err(ExportRefusal {
+                why: format!(
+                    "buildx's docker driver (builder {:?}) exports a registry cache only on the \
+                     containerd image store, and `docker info` did not say which store the \
+                     daemon uses",
+                    b.name
+                ),
+                fix,
+                builder_unusable: false,
+            }),
+            // BuildKit of its own: it exports any cache.
+            _ => Ok(()),
+        }
+    }
+
+    /// The build mode: the registry cache exporter where the builder supports it, else
+    /// inline cache with the cache tag pushed separately. `forced` is `--flavour`.
+    pub fn decide(&self, forced: Option<Flavour>) -> BuildMode {
+        let builder = self.requested_builder.clone();
+        let registry = self.registry_export();
+        let on = self.describe_builder();
+        match (forced, registry) {
+            (Some(Flavour::Classic), _) => BuildMode {
+                flavour: Flavour::Classic,
+                exporter: Exporter::Inline,
+                builder,
+                reason: format!("--flavour classic: inline cache and a pushed cache tag ({on})"),
+            },
+            (Some(Flavour::Buildx), Ok(())) | (None, Ok(())) => BuildMode {
+                flavour: Flavour::Buildx,
+                exporter: Exporter::Registry,
+                builder,
+                reason: format!("registry cache exporter, mode=max: {on} exports a registry cache"),
+            },
+            (Some(Flavour::Buildx), Err(r)) => BuildMode {
+                flavour: Flavour::Buildx,
+                exporter: Exporter::Inline,
+                builder,
+                reason: format!(
+                    "--flavour buildx with inline cache and a pushed cache tag: {}",
+                    r.why
+                ),
+            },
+            (None, Err(r)) => BuildMode {
+                flavour: Flavour::Classic,
+                exporter: Exporter::Inline,
+                builder,
+                reason: format!("inline cache and a pushed cache tag: {}", r.why),
+            },
+        }
+    }
+
+    /// `builder "default" (docker driver) on docker 26.1.5, containerd image store`.
+    pub fn describe_builder(&self) -> String {
+        let daemon = match &self.server_version {
+            Some(v) => format!("docker {v}"),
+            None => "docker (daemon not reached)".to_string(),
+        };
+        let store = match &self.image_store {
+            ImageStore::Graph { driver } => format!("graph-driver image store ({driver})"),
+            ImageStore::Containerd { .. } => "containerd image store".to_string(),
+            ImageStore::Unknown => "unknown image store".to_string(),
+        };
+        match &self.builder {
+            Some(b) => format!(
+                "builder {:?} ({} driver) on {daemon}, {store}",
+                b.name,
+                b.driver.name()
+            ),
+            None if !self.buildx => format!("{daemon} without buildx, {store}"),
+            None => format!("{daemon}, {store}, builder not usable"),
+        }
+    }
+}
+
+/// The image store of `docker info`'s JSON.
+fn image_store(info: &serde_json::Value) -> ImageStore {
+    let status = info["DriverStatus"].as_array();
+    let driver_type = status.and_then(|rows| {
+        rows.iter().find_map(|r| {
+            let r = r.as_array()?;
+            (r.first()?.as_str()? == "driver-type")
+                .then(|| r.get(1)?.as_str().map(str::to_string))?
+        })
+    });
+    let driver = info["Driver"].as_str().filter(|s| !s.is_empty());
+    match (driver_type, driver) {
+        (Some(t), d) if t == "io.containerd.snapshotter.v1" => ImageStore::Containerd {
+            snapshotter: d.unwrap_or("overlayfs").to_string(),
+        },
+        (_, Some(d)) => ImageStore::Graph {
+            driver: d.to_string(),
+        },
+        _ => ImageStore::Unknown,
+    }
+}
+
+/// The builder of `docker buildx inspect`'s text: `Name:` and `Driver:` of the builder (the
+/// first ones), the first node's BuildKit version.
+pub fn parse_buildx_inspect(text: &str) -> Option<Builder> {
+    let field = |key: &str| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+    };
+    let name = field("Name")?;
+    let driver = BuilderDriver::parse(&field("Driver")?);
+    let buildkit = field("BuildKit version")
+        .or_else(|| field("Buildkit"))
+        .filter(|v| !v.is_empty());
+    Some(Builder {
+        name,
+        driver,
+        buildkit,
+    })
 }
 
 /// The docker client cicache runs.
@@ -175,20 +566,46 @@ impl Docker {
             .to_string())
     }
 
-    /// `buildx` when the buildx plugin answers, else the classic BuildKit build.
+    /// The flavour of an automatic choice: [`Capabilities::decide`] of what the builder can
+    /// do (buildx with the registry cache exporter where the builder exports one; else the
+    /// classic build with inline cache, which is also what a docker 23+ `docker build` runs
+    /// through buildx's docker driver on a graph-driver image store).
     pub fn detect_flavour(&self) -> Flavour {
-        let ok = self
-            .command(["buildx", "version"])
+        self.capabilities(None).decide(None).flavour
+    }
+
+    /// What the client, the daemon and the builder can do: `docker version`, `docker info`
+    /// and `docker buildx inspect [--builder NAME]` (three short commands). Never fails: what
+    /// could not be found is `None`/`Unknown` in the result.
+    pub fn capabilities(&self, builder: Option<&str>) -> Capabilities {
+        let capture = |args: &[&str]| -> Result<String, String> {
+            match self.command(args).stdin(Stdio::null()).output() {
+                Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
+                Ok(o) => Err(String::from_utf8_lossy(&o.stderr).into_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        // `docker version` prints the client part and fails when the daemon is down.
+        let version = match self
+            .command(["version", "--format", "{{json .}}"])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            Flavour::Buildx
-        } else {
-            Flavour::Classic
+            .output()
+        {
+            Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+            Err(_) => String::new(),
+        };
+        let info = capture(&["info", "--format", "{{json .}}"]).unwrap_or_default();
+        let mut inspect = vec!["buildx", "inspect"];
+        if let Some(b) = builder {
+            inspect.extend(["--builder", b]);
         }
+        let inspect = capture(&inspect);
+        Capabilities::from_outputs(
+            &version,
+            &info,
+            inspect.as_deref().map_err(String::as_str),
+            builder,
+        )
     }
 
     /// Runs a command, streaming each output line to `echo` (prefixed) and to `log`, and

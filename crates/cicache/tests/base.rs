@@ -1,5 +1,6 @@
 //! Base images keyed by their inputs (`cicache build --base-dockerfile`, `cicache base`,
-//! `registry gc --keep-bases`) against real dockerd instances (Debian docker.io 20.10), a
+//! `registry gc --keep-bases`) against real dockerd instances (Debian docker.io 20.10, as
+//! tests/engine starts them), a
 //! distribution registry of this test's own (so that it can be stopped: "the registry is
 //! down") and the local package index (test/lib/pypi.sh).
 //!
@@ -11,108 +12,26 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const DOCKER: &str = "/usr/bin/docker";
-const BUSYBOX: &str = "cicache-test/busybox:latest";
-const PYTHON: &str = "cicache-test/python:3.11-bookworm";
+mod engine;
+use engine::{BUSYBOX, Engine, PYTHON, free_port, service, work_dir};
 
-fn service(var: &str, why: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            if std::env::var("CICACHE_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("{var} is not set ({why}); test/run.sh starts it");
-            }
-            eprintln!("skipped: {var} is not set ({why})");
-            None
-        }
+/// A fresh agent on the 20.10 engine.
+struct Daemon(engine::Daemon);
+
+impl std::ops::Deref for Daemon {
+    type Target = engine::Daemon;
+    fn deref(&self) -> &engine::Daemon {
+        &self.0
     }
-}
-
-fn work_dir() -> PathBuf {
-    std::env::var("CICACHE_TEST_WORK")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| std::env::temp_dir())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn term(pid: u32) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
-}
-
-static DAEMONS: AtomicUsize = AtomicUsize::new(0);
-
-/// A dockerd of our own (a fresh agent): its own data-root, exec-root and socket, no bridge.
-struct Daemon {
-    dir: PathBuf,
-    child: Child,
-    host: String,
 }
 
 impl Daemon {
     fn start() -> Daemon {
-        let n = DAEMONS.fetch_add(1, Ordering::SeqCst);
-        let dir = work_dir().join(format!("base-dockerd-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let sock = dir.join("sock");
-        let log = std::fs::File::create(dir.join("log")).unwrap();
-        let child = Command::new("dockerd")
-            .args(["--bridge", "none", "--iptables=false", "--ip-masq=false"])
-            .arg("--data-root")
-            .arg(dir.join("root"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("docker.pid"))
-            .arg("--host")
-            .arg(format!("unix://{}", sock.display()))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting dockerd");
-        let d = Daemon {
-            dir,
-            child,
-            host: format!("unix://{}", sock.display()),
-        };
-        let t = Instant::now();
-        while !d.docker(&["version"]).status.success() {
-            if t.elapsed() > Duration::from_secs(60) {
-                let log = std::fs::read_to_string(d.dir.join("log")).unwrap_or_default();
-                panic!("dockerd did not come up in 60s:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        d
-    }
-
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        Command::new(DOCKER)
-            .args(args)
-            .env("DOCKER_HOST", &self.host)
-            .env("DOCKER_BUILDKIT", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("running docker")
-    }
-
-    fn load(&self, images: &Path, name: &str) {
-        let o = self.docker(&["load", "-i", images.join(name).to_str().unwrap()]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        Daemon(engine::Daemon::start(Engine::Docker20))
     }
 
     fn has_image(&self, r: &str) -> bool {
@@ -133,40 +52,20 @@ impl Daemon {
 
     fn cicache(&self, ws: &Path, state: &Path) -> Command {
         let mut c = Command::new(assert_cmd::cargo::cargo_bin("cicache"));
+        self.env(&mut c);
         c.current_dir(ws)
-            .env("DOCKER_HOST", &self.host)
-            .env("CICACHE_DOCKER", DOCKER)
             .env("CICACHE_HELPER_IMAGE", BUSYBOX)
             .env("CICACHE_STORE", ws.join("../store"))
             .env("CICACHE_STATE_DIR", state)
             .env("CICACHE_PROGRESS", "never")
             .env_remove("CICACHE_SCOPE")
             .env_remove("CICACHE_FALLBACK_SCOPES")
+            .env_remove("CICACHE_BUILDER")
+            .env_remove("CICACHE_DOCKER_FLAVOUR")
             .env_remove("BRANCH_NAME")
             .env_remove("CHANGE_ID")
             .stdin(Stdio::null());
         c
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        term(self.child.id());
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(20) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg(self.dir.join("root"))
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
