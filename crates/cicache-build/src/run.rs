@@ -16,7 +16,7 @@ use std::time::Instant;
 use cicache_docker::build::{BuildPlan, cache_refs};
 use cicache_docker::dance::{self, DanceOptions};
 use cicache_docker::dockerfile::{self, CacheMount};
-use cicache_docker::engine::{Docker, Flavour};
+use cicache_docker::engine::{BuildMode, Docker, Exporter, Flavour};
 use cicache_docker::report::BuildReport;
 
 use crate::base::{BaseRequest, ensure_base};
@@ -149,6 +149,8 @@ pub(crate) struct Prepared<'s> {
     pub spec: &'s BuildSpec,
     pub docker: Docker,
     pub flavour: Flavour,
+    /// The cache exporter and builder on this engine.
+    pub mode: BuildMode,
     pub dockerfile: PathBuf,
     pub mounts: Vec<CacheMount>,
     pub dance: DanceOptions,
@@ -188,8 +190,12 @@ fn prepare<'s>(
     ph: &mut PhaseLog,
 ) -> Result<Prepared<'s>, BuildError> {
     let docker = Docker::new(&spec.docker.program);
-    let flavour = spec.docker.flavour.resolve(&docker);
-    env.events.info(&format!("docker: {}", flavour.describe()));
+    let mode = spec
+        .docker
+        .flavour
+        .mode(&docker, spec.docker.builder.as_deref());
+    let flavour = mode.flavour;
+    env.events.info(&format!("docker: {}", mode.reason));
     let dockerfile = spec.dockerfile_path();
     if !dockerfile.is_file() {
         return Err(BuildError::Usage(format!(
@@ -243,7 +249,7 @@ fn prepare<'s>(
     let dance = DanceOptions {
         flavour,
         helper_image: spec.docker.helper_image.clone(),
-        extra_args: Vec::new(),
+        extra_args: mode.builder_args(),
         // --log holds the user's build only, so `cicache report LOG` (and the Jenkins step's
         // report made from it) counts no helper steps; the dance shows with -v.
         log: None,
@@ -290,6 +296,7 @@ fn prepare<'s>(
         spec,
         docker,
         flavour,
+        mode,
         dockerfile,
         mounts,
         dance,
@@ -323,7 +330,7 @@ fn dry_run(p: &Prepared, hooks: &Hooks) -> DryRunDoc {
                 dance_flag: m.dance_flag(),
             })
             .collect(),
-        build_command: with_program(p.plan.build_args()),
+        build_command: with_program(p.build_args()),
         push_commands: p
             .plan
             .push_commands()
@@ -332,7 +339,7 @@ fn dry_run(p: &Prepared, hooks: &Hooks) -> DryRunDoc {
             .collect(),
         cache_push_commands: p
             .plan
-            .cache_push_commands()
+            .cache_push_commands_with(p.mode.exporter)
             .into_iter()
             .map(&with_program)
             .collect(),
@@ -396,21 +403,8 @@ fn execute(
     };
 
     // The build.
-    let build_cmd = p.plan.build_args();
-    env.events.info(&format!(
-        "build: {} {}",
-        p.docker.program.display(),
-        build_cmd.join(" ")
-    ));
     let t = Instant::now();
-    let echo = |line: &str| env.events.docker_line(line);
-    let out = p
-        .docker
-        .run_streamed(&build_cmd, None, Some(&echo), spec.log.as_deref())
-        .map_err(|source| BuildError::Docker {
-            what: "running the docker build".into(),
-            source,
-        })?;
+    let (out, build_cmd, exporter) = run_docker_build(p, env, &mut ph)?;
     let build_secs = t.elapsed().as_secs_f64();
     if let Some(r) = &removable {
         let _ = p.docker.output(&["rmi".to_string(), r.clone()]);
@@ -458,7 +452,7 @@ fn execute(
     let (pushed, saved) = std::thread::scope(|s| {
         let worker =
             s.spawn(|| extract_and_save(p, env, hooks, injected, mounts_untouched, &mut out_ph));
-        let pushed = push_and_export(p, env, &mut ph);
+        let pushed = push_and_export(p, env, exporter, &mut ph);
         let saved = worker.join().unwrap_or_else(|_| {
             Err(BuildError::Strict {
                 phase: "extract".into(),
@@ -473,6 +467,79 @@ fn execute(
     Ok(finish(
         p, hooks, ph, restored, saved, report, total, true, 0,
     ))
+}
+
+impl Prepared<'_> {
+    /// The image build's docker arguments on this engine.
+    fn build_args(&self) -> Vec<String> {
+        self.plan
+            .build_args_with(self.mode.exporter, self.mode.builder.as_deref())
+    }
+}
+
+/// The words of a builder that refuses the registry cache export (buildx's docker driver on
+/// the graph-driver image store).
+fn refused_cache_export(out: &cicache_docker::engine::RunOutput) -> bool {
+    out.lines.iter().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("cache export is not supported")
+            || l.contains("cache export feature is currently not supported")
+    })
+}
+
+/// Runs the image build. A builder that still refuses the registry cache export is a cache
+/// problem, not a failed build: the build runs again with inline cache (and the cache tag
+/// pushed after it), with a warning; strict, it fails. Returns docker's output, the command
+/// that made it and the exporter it used.
+fn run_docker_build(
+    p: &Prepared,
+    env: &Env,
+    ph: &mut PhaseLog,
+) -> Result<(cicache_docker::engine::RunOutput, Vec<String>, Exporter), BuildError> {
+    let echo = |line: &str| env.events.docker_line(line);
+    let run = |cmd: &[String]| {
+        env.events.info(&format!(
+            "build: {} {}",
+            p.docker.program.display(),
+            cmd.join(" ")
+        ));
+        p.docker
+            .run_streamed(cmd, None, Some(&echo), p.spec.log.as_deref())
+            .map_err(|source| BuildError::Docker {
+                what: "running the docker build".into(),
+                source,
+            })
+    };
+    let cmd = p.build_args();
+    let out = run(&cmd)?;
+    if out.code == 0
+        || p.mode.exporter != Exporter::Registry
+        || !p.plan.registry_cache
+        || !refused_cache_export(&out)
+    {
+        return Ok((out, cmd, p.mode.exporter));
+    }
+    let msg = format!(
+        "the builder refused the registry cache export ({}); building again with inline cache \
+         and a pushed cache tag (a docker-container builder, --builder NAME, or the containerd \
+         image store export the whole cache)",
+        out.error_lines(1).join(" ")
+    );
+    if env.settings.strict {
+        return Err(BuildError::Strict {
+            phase: "cache-export".into(),
+            message: msg,
+        });
+    }
+    env.events
+        .warn(&format!("{msg} (--strict makes this an error)"));
+    ph.warnings
+        .push(format!("{}cache-export: {msg}", ph.prefix));
+    let cmd = p
+        .plan
+        .build_args_with(Exporter::Inline, p.mode.builder.as_deref());
+    let out = run(&cmd)?;
+    Ok((out, cmd, Exporter::Inline))
 }
 
 /// The check's verdict.
@@ -650,7 +717,12 @@ fn restore_and_inject(
 
 /// The image push (a failure fails the build) and the registry cache export (classic: tag
 /// and push the cache tag; buildx: done by the build's --cache-to).
-fn push_and_export(p: &Prepared, env: &Env, ph: &mut PhaseLog) -> Result<(), BuildError> {
+fn push_and_export(
+    p: &Prepared,
+    env: &Env,
+    exporter: Exporter,
+    ph: &mut PhaseLog,
+) -> Result<(), BuildError> {
     let echo = |line: &str| env.events.docker_line(line);
     let log = p.spec.log.as_deref();
     if !p.spec.push {
@@ -681,13 +753,13 @@ fn push_and_export(p: &Prepared, env: &Env, ph: &mut PhaseLog) -> Result<(), Bui
     }
     if !p.plan.registry_cache {
         ph.skipped("cache-export", "registry cache off");
-    } else if p.flavour == Flavour::Buildx {
+    } else if p.flavour == Flavour::Buildx && exporter == Exporter::Registry {
         ph.skipped("cache-export", "done by the build's --cache-to");
     } else {
         let t = Instant::now();
         let pushed = p
             .plan
-            .cache_push_commands()
+            .cache_push_commands_with(exporter)
             .iter()
             .try_for_each(|c| p.docker.run_checked(c, None, Some(&echo), log).map(drop));
         match pushed {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cicache_docker::engine::{Docker, Flavour};
+use cicache_docker::engine::{BuildMode, Docker, Flavour};
 
 /// The store key of the cache dir when none is given.
 pub const DEFAULT_KEY: &str = r#"pip-{{ os }}-{{ arch }}-{{ hashFiles "**/requirements*.txt" }}"#;
@@ -129,6 +129,23 @@ impl FlavourChoice {
             FlavourChoice::Auto => docker.detect_flavour(),
         }
     }
+
+    /// How to build on this engine: the flavour, the cache exporter the builder supports,
+    /// the builder, and why. A forced flavour without a builder asks the engine nothing.
+    pub fn mode(self, docker: &Docker, builder: Option<&str>) -> BuildMode {
+        let forced = match self {
+            FlavourChoice::Auto => None,
+            FlavourChoice::Buildx => Some(Flavour::Buildx),
+            FlavourChoice::Classic => Some(Flavour::Classic),
+        };
+        match (forced, builder) {
+            (Some(f), None) => BuildMode {
+                reason: f.describe().to_string(),
+                ..BuildMode::of_flavour(f)
+            },
+            _ => docker.capabilities(builder).decide(forced),
+        }
+    }
 }
 
 /// The docker client and the cache dance.
@@ -140,6 +157,8 @@ pub struct DockerSpec {
     pub helper_image: String,
     /// Only the cache mounts with these ids (empty: all of the Dockerfile's).
     pub mount_ids: Vec<String>,
+    /// The buildx builder (`--builder NAME`); `None`: the current one.
+    pub builder: Option<String>,
 }
 
 /// What every cache phase needs to know beside the build: scopes, strictness, limits.

@@ -878,23 +878,48 @@ fn python_app_two_agents(engine: Engine) {
         started.elapsed().as_secs_f64()
     );
 }
-mod python_app_two_agents {
-    #[test]
-    fn docker20() {
-        super::python_app_two_agents(super::Engine::Docker20);
-    }
-    #[test]
-    fn docker26_graph() {
-        super::python_app_two_agents(super::Engine::Docker26Graph);
-    }
-    /// Builds, pushes and takes pip's step from the registry cache, but the report counts 3
-    /// of the 4 cached steps: on the containerd store a CACHED step later prints `#N DONE`
-    /// for its layer pull, which the report takes for a run.
-    #[test]
-    #[ignore = "issue 19: the report counts a step that printed CACHED and then DONE (the containerd store's layer pull) as ran; the report fix is separate work"]
-    fn docker26_containerd() {
-        super::python_app_two_agents(super::Engine::Docker26Containerd);
-    }
+on_each_engine!(python_app_two_agents);
+
+/// `--flavour buildx` on docker 26 with the graph-driver store: buildx's docker driver refuses
+/// the registry cache export. A cache problem, not a failed build: cicache builds again with
+/// inline cache and pushes the cache tag, with a warning (issue 19).
+#[test]
+fn forced_buildx_on_the_graph_store_falls_back_to_inline_cache() {
+    let engine = Engine::Docker26Graph;
+    let Some((images, registry, pypi)) = example_services_on(engine) else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let ws = t.path().join("ws");
+    example_workspace(&ws);
+    let image = format!("{registry}/fb{}/python-app", std::process::id());
+    let d = fresh_agent_on(engine, &images);
+    let r = build_example(
+        &d,
+        &ws,
+        &store,
+        &image,
+        &pypi,
+        &["--push", "--flavour", "buildx"],
+    );
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let j = r.json();
+    assert!(
+        j["warnings"].as_array().is_some_and(|w| w.iter().any(|w| w
+            .as_str()
+            .is_some_and(|w| w.contains("refused the registry cache export")))),
+        "no warning about the refused export: {j}"
+    );
+    assert_eq!(phase(&j, "cache-export")["status"], "ok", "{j}");
+    assert!(
+        registry_digest(&image, "cache").is_some(),
+        "the cache tag was pushed"
+    );
+    assert!(
+        registry_digest(&image, "latest").is_some(),
+        "the image was pushed"
+    );
 }
 
 /// curl of `repo:tag`'s manifest in the registry (`flag`: `-sf` to GET it, `-sfI` for the

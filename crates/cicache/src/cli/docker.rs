@@ -35,6 +35,11 @@ pub struct DockerOpts {
     /// [default: build.helper_image of cicache.yml, else busybox:1.36]
     #[arg(long, env = "CICACHE_HELPER_IMAGE", value_name = "IMAGE")]
     pub helper_image: Option<String>,
+    /// The buildx builder to build with (`docker buildx create --driver docker-container
+    /// --name NAME` exports the whole registry cache on any image store). [default: the
+    /// current builder]
+    #[arg(long, env = "CICACHE_BUILDER", value_name = "NAME")]
+    pub builder: Option<String>,
     /// Only the cache mounts with this id (default: every `RUN --mount=type=cache` of the
     /// Dockerfile); repeatable.
     #[arg(

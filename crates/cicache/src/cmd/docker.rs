@@ -90,6 +90,7 @@ fn docker_spec(opts: &DockerOpts, cfg: &BuildConfig) -> DockerSpec {
             .or(cfg.helper_image.clone())
             .unwrap_or_else(|| DEFAULT_HELPER_IMAGE.to_string()),
         mount_ids: opts.mount_ids.clone(),
+        builder: opts.builder.clone(),
     }
 }
 
@@ -375,11 +376,12 @@ pub fn mount(args: MountArgs, ctx: &Context) -> Result<u8> {
     }
     let spec = docker_spec(opts, &build_config(ctx)?);
     let docker = Docker::new(&spec.program);
-    let fl = spec.flavour.resolve(&docker);
+    let mode = spec.flavour.mode(&docker, spec.builder.as_deref());
+    let fl = mode.flavour;
     let dopts = DanceOptions {
         flavour: fl,
         helper_image: spec.helper_image,
-        extra_args: Vec::new(),
+        extra_args: mode.builder_args(),
         log: None,
     };
     let quiet = ctx.out.quiet;
