@@ -6,12 +6,20 @@
 //! policies ([`lifecycle`]) and logs docker in ([`login`]).
 //!
 //! Two APIs: ECR through aws-sdk-ecr ([`ecr`]) for `<account>.dkr.ecr.<region>.amazonaws.com`,
-//! the OCI distribution API ([`oci`]) for every other registry.
+//! the OCI distribution API ([`oci`]) for every other registry. Images as registries store
+//! them now (indexes with attestation manifests) are resolved to a platform's image in
+//! [`image`] and [`OciClient::image_config`].
+//!
+//! One HTTP client ([`client`]: authentication, retries, timeouts, redaction of secrets from
+//! errors) serves both the tag commands ([`oci`]) and the `oci://` store ([`store`], through
+//! [`store_http`]).
 
+pub mod client;
 pub mod credentials;
 pub mod ecr;
 pub mod error;
 pub mod gc;
+pub mod image;
 pub mod lifecycle;
 pub mod login;
 pub mod model;
@@ -26,6 +34,7 @@ use std::time::Duration;
 pub use credentials::{Credentials, Secret};
 pub use ecr::{DeleteFailure, EcrClient, ExplicitEndpoint};
 pub use error::{Error, Result};
+pub use image::{Image, ImageConfig, Platform};
 pub use model::{ImageRecord, RepositoryInfo};
 pub use oci::{OciClient, OciOptions};
 pub use reference::{Kind, Target};

@@ -244,14 +244,7 @@ impl OciBackend {
             None => credentials::from_docker_config(&target.registry)
                 .map_err(|e| unusable(e.to_string()))?,
         };
-        let http = Http::new(
-            &target.registry,
-            target.api_host(),
-            &target.repository,
-            target.is_loopback(),
-            creds,
-            timeout,
-        );
+        let http = Http::new(&target, creds, timeout);
         Ok(OciBackend {
             http,
             state: Mutex::new(State::default()),
@@ -269,7 +262,7 @@ impl OciBackend {
 
     /// What this backend did so far (requests, blob uploads, bytes).
     pub fn counters(&self) -> &Counters {
-        &self.http.counters
+        self.http.counters()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -707,10 +700,7 @@ impl Backend for OciBackend {
         }
         let (digest, size) = sha256_file(file).map_err(io)?;
         if self.http.head_blob(&digest, name)?.is_some() {
-            self.http
-                .counters
-                .blobs_present
-                .fetch_add(1, Ordering::Relaxed);
+            self.http.blob_present();
         } else {
             self.http.push_file(file, &digest, size, name)?;
         }
@@ -835,7 +825,7 @@ impl Backend for OciBackend {
 impl Drop for OciBackend {
     /// With `-v`: what the store cost in requests and uploads.
     fn drop(&mut self) {
-        let c = &self.http.counters;
+        let c = self.http.counters();
         let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         if n(&c.requests) > 0 {
             tracing::info!(

@@ -15,6 +15,11 @@ pub const STORE_ENTRY_ARTIFACT_TYPE: &str = "application/vnd.cicache.entry.v1+js
 /// sweep locks): part of the store too, never an image.
 pub const STORE_OBJECT_ARTIFACT_TYPE: &str = "application/vnd.cicache.object.v1+json";
 
+/// The label of an app image (and of its cache tag) that names the base image it was built
+/// on (`REGISTRY/REPO:base-<hash>`); `gc --keep-bases` keeps the bases named
+/// (`cicache_docker::base::LABEL_BASE`).
+pub const LABEL_BASE: &str = "io.cicache.base";
+
 /// The default branch's cache tag.
 pub const DEFAULT_CACHE_TAG: &str = "cache";
 
