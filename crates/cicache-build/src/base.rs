@@ -136,7 +136,7 @@ pub fn ensure_base(req: BaseRequest, env: &Env) -> Result<BaseOutcome, BuildErro
             None,
         ),
         Ok(false) => (
-            absent(&req, &inputs, record.as_ref(), &reference, env)?,
+            absent(&req, &inputs, record.as_ref(), &reference, &platform, env)?,
             None,
         ),
         Err(e) => {
@@ -284,6 +284,7 @@ fn absent(
     inputs: &BaseInputs,
     record: Option<&BaseRecord>,
     reference: &str,
+    platform: &str,
     env: &Env,
 ) -> Result<Found, BuildError> {
     let mut changes = Vec::new();
@@ -308,7 +309,7 @@ fn absent(
         ),
         None => match env
             .registry
-            .previous_base(&req.image, &inputs.name, &inputs.tag)
+            .previous_base(&req.image, &inputs.name, &inputs.tag, platform)
         {
             Ok(Some((tag, old))) => {
                 changes = base::diff(&old, &inputs.inputs);

@@ -73,7 +73,7 @@ pub(crate) fn hash(
     let mut resolve = |r: &str| {
         resolved
             .entry(r.to_string())
-            .or_insert_with(|| registry.resolve_image(docker, r))
+            .or_insert_with(|| registry.resolve_image(docker, r, &platform))
             .clone()
     };
     // The cache-mount steps alone: the Dockerfile up to the last RUN that uses one of the

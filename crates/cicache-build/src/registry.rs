@@ -7,8 +7,7 @@ use std::time::{Duration, SystemTime};
 use cicache_docker::base;
 use cicache_docker::engine::Docker;
 use cicache_registry::oci::Manifest;
-use cicache_registry::{ConnectOptions, OciClient, OciOptions, Registry, Target};
-use serde_json::Value;
+use cicache_registry::{ConnectOptions, OciClient, OciOptions, Platform, Registry, Target};
 
 use crate::cache_dir::chain;
 
@@ -112,44 +111,30 @@ impl RegistryAccess {
         }
     }
 
-    /// The cache tags of `cache_from` (full refs, own scope first) that exist, each with its
-    /// manifest, its image config's labels and its platform.
+    /// The cache tags of `cache_from` (full refs, own scope first) that exist, each with the
+    /// manifest to tag (an index as pushed, attestations and all), the labels and the
+    /// platform of its image for `platform` (an OCI index is read through to that image).
     pub(crate) fn cache_tags(
         &self,
         image: &str,
         cache_from: &[String],
+        platform: &str,
     ) -> RegResult<Vec<CacheTag>> {
         let client = self.client(image)?;
+        let platform = platform_of(platform);
         let mut out = Vec::new();
         for r in cache_from {
             let tag = r.rsplit_once(':').map(|(_, t)| t).unwrap_or(r);
-            let (manifest, cfg) = match manifest_and_config(&client, tag) {
-                Ok(Some((m, Some(cfg)))) => (m, cfg),
-                Ok(_) | Err(cicache_registry::Error::RepositoryNotFound { .. }) => continue,
+            let img = match client.image_config(tag, &platform) {
+                Ok(Some(img)) => img,
+                Ok(None) | Err(cicache_registry::Error::RepositoryNotFound { .. }) => continue,
                 Err(e) => return Err(err(e)),
             };
-            let labels = cfg["config"]["Labels"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut platform = format!(
-                "{}/{}",
-                cfg["os"].as_str().unwrap_or_default(),
-                cfg["architecture"].as_str().unwrap_or_default()
-            );
-            if let Some(v) = cfg["variant"].as_str() {
-                platform.push('/');
-                platform.push_str(v);
-            }
             out.push(CacheTag {
                 tag: tag.to_string(),
-                manifest,
-                labels,
-                platform,
+                platform: img.config.platform.to_string(),
+                labels: img.config.labels,
+                manifest: img.tagged,
             });
         }
         Ok(out)
@@ -163,8 +148,10 @@ impl RegistryAccess {
         image: &str,
         name: &str,
         tag: &str,
+        platform: &str,
     ) -> RegResult<Option<(String, BTreeMap<String, String>)>> {
         let client = self.client(image)?;
+        let platform = platform_of(platform);
         let tags = match client.tags() {
             Ok(t) => t,
             Err(cicache_registry::Error::RepositoryNotFound { .. }) => return Ok(None),
@@ -176,23 +163,20 @@ impl RegistryAccess {
             .filter(|t| t.starts_with(base::TAG_PREFIX) && t.as_str() != tag)
             .take(50)
         {
-            let Some((_, Some(cfg))) = manifest_and_config(&client, t).map_err(err)? else {
+            let Some(img) = client.image_config(t, &platform).map_err(err)? else {
                 continue;
             };
-            let labels = &cfg["config"]["Labels"];
-            if labels[base::LABEL_NAME].as_str() != Some(name) {
+            let cfg = img.config;
+            if cfg.label(base::LABEL_NAME) != Some(name) {
                 continue;
             }
-            let Some(inputs) = labels[base::LABEL_INPUTS]
-                .as_str()
+            let Some(inputs) = cfg
+                .label(base::LABEL_INPUTS)
                 .and_then(|s| serde_json::from_str(s).ok())
             else {
                 continue;
             };
-            let created = cfg["created"]
-                .as_str()
-                .and_then(cicache_registry::model::parse_time)
-                .unwrap_or(std::time::UNIX_EPOCH);
+            let created = cfg.created.unwrap_or(std::time::UNIX_EPOCH);
             if best.as_ref().is_none_or(|b| created > b.0) {
                 best = Some((created, t.clone(), inputs));
             }
@@ -204,7 +188,12 @@ impl RegistryAccess {
     /// else the local image id (a `docker load`ed image), else the registry's digest of the
     /// tag; `None` when neither the daemon nor the registry can say, or when the image has
     /// `ONBUILD` triggers (they read context files no line of the Dockerfile names).
-    pub(crate) fn resolve_image(&self, docker: &Docker, reference: &str) -> Option<String> {
+    pub(crate) fn resolve_image(
+        &self,
+        docker: &Docker,
+        reference: &str,
+        platform: &str,
+    ) -> Option<String> {
         if let Some((_, digest)) = reference.split_once('@') {
             return Some(digest.to_string());
         }
@@ -227,17 +216,14 @@ impl RegistryAccess {
         let client = self
             .client_within(&qualified, Some(Duration::from_secs(5)))
             .ok()?;
-        let (m, config) = manifest_and_config(&client, tag).ok().flatten()?;
-        if !m.is_index() && m.body["config"]["digest"].is_string() {
-            let cfg = config?;
-            if cfg["config"]["OnBuild"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-            {
-                return None;
-            }
+        let img = client
+            .image_config(tag, &platform_of(platform))
+            .ok()
+            .flatten()?;
+        if !img.config.onbuild.is_empty() {
+            return None;
         }
-        Some(m.digest)
+        Some(img.tagged.digest)
     }
 }
 
@@ -271,20 +257,9 @@ fn local_image_digest(docker: &Docker, reference: &str, name: &str) -> Option<Op
     Some(parsed)
 }
 
-/// A manifest by tag or digest and, when it is one image (not an index) whose config blob
-/// reads as JSON, that config; `None` when the reference does not exist.
-pub(crate) fn manifest_and_config(
-    client: &OciClient,
-    reference: &str,
-) -> cicache_registry::Result<Option<(Manifest, Option<Value>)>> {
-    let Some(m) = client.manifest(reference)? else {
-        return Ok(None);
-    };
-    let config = match m.body["config"]["digest"].as_str() {
-        Some(digest) if !m.is_index() => client.blob_json(digest)?,
-        _ => None,
-    };
-    Ok(Some((m, config)))
+/// The platform a build is for (`os/arch[/variant]`), else this machine's.
+fn platform_of(s: &str) -> Platform {
+    Platform::parse(s).unwrap_or_else(Platform::host)
 }
 
 /// Whether the local daemon has the image.

@@ -567,7 +567,11 @@ fn run_check(
         ph.skipped("check", why);
         return go(None, None);
     }
-    let found = match env.registry.cache_tags(&p.plan.image, &p.plan.cache_from) {
+    let platform = h.platform.clone().unwrap_or_default();
+    let found = match env
+        .registry
+        .cache_tags(&p.plan.image, &p.plan.cache_from, &platform)
+    {
         Ok(found) => found,
         Err(e) => {
             ph.cache_failed(
@@ -583,7 +587,7 @@ fn run_check(
         inputs: h.inputs.clone(),
         mount_inputs: h.mount_inputs.clone(),
         mount_steps: h.mount_steps.clone(),
-        platform: h.platform.clone().unwrap_or_default(),
+        platform,
         push: p.spec.push,
     };
     match check::decide(&input, &found) {

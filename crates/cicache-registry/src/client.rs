@@ -96,7 +96,10 @@ pub(crate) enum Failure {
         codes: Vec<String>,
     },
     /// 403.
-    Forbidden { operation: &'static str, detail: String },
+    Forbidden {
+        operation: &'static str,
+        detail: String,
+    },
     /// 401 with nothing more to try; `hint` says what to do.
     Unauthorized { detail: String, hint: String },
     /// The repository does not exist (its tag list or a manifest answered `NAME_UNKNOWN`).
@@ -885,7 +888,10 @@ impl Client {
             .header("content-type")
             .map(|c| c.split(';').next().unwrap_or(c).trim().to_string());
         let bytes = reply.read_small().map_err(|e| Failure::Bad {
-            what: format!("the manifest {}/{}:{reference}", self.registry, self.repository),
+            what: format!(
+                "the manifest {}/{}:{reference}",
+                self.registry, self.repository
+            ),
             detail: e.to_string(),
         })?;
         Ok(Some(Fetched {
@@ -1157,27 +1163,54 @@ mod tests {
             "2026-11-25T08:11:20Z"
         );
         assert!(httpdate_parse("yesterday").is_none());
-        assert_eq!(encode_query("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
+        assert_eq!(
+            encode_query("repository:a/b:pull"),
+            "repository%3Aa%2Fb%3Apull"
+        );
     }
 
     /// Each case: a text a server could send back, and the secrets that must not survive.
     #[test]
     fn redaction_removes_credentials_and_tokens() {
         let cases: &[(&str, &[&str])] = &[
-            ("Authorization: Basic dXNlcjpodW50ZXIy\r\nHost: x", &["dXNlcjpodW50ZXIy"]),
-            ("authorization: Bearer eyJhbGciOi.J9.sig-x_y", &["eyJhbGciOi"]),
-            (r#"{"headers":{"Authorization":["Bearer abc.def.ghi"]}}"#, &["abc.def.ghi"]),
+            (
+                "Authorization: Basic dXNlcjpodW50ZXIy\r\nHost: x",
+                &["dXNlcjpodW50ZXIy"],
+            ),
+            (
+                "authorization: Bearer eyJhbGciOi.J9.sig-x_y",
+                &["eyJhbGciOi"],
+            ),
+            (
+                r#"{"headers":{"Authorization":["Bearer abc.def.ghi"]}}"#,
+                &["abc.def.ghi"],
+            ),
             ("GET /v2/?token=s3cr3tvalue&n=1 HTTP/1.1", &["s3cr3tvalue"]),
-            ("X-Amz-Security-Token: FwoGZXIvYXdzEJr//////////", &["FwoGZXIvYXdzEJr"]),
+            (
+                "X-Amz-Security-Token: FwoGZXIvYXdzEJr//////////",
+                &["FwoGZXIvYXdzEJr"],
+            ),
             (
                 "https://bucket.s3/x?X-Amz-Credential=AKIA%2F1&X-Amz-Signature=0123abcd&X-Amz-Date=1",
                 &["0123abcd", "AKIA%2F1"],
             ),
             (r#"{"password": "hunter22", "user": "bob"}"#, &["hunter22"]),
-            (r#"{"access_token":"at-123456","token":"t-654321"}"#, &["at-123456", "t-654321"]),
-            ("proxy said: https://bob:hunter22@proxy.local/ failed", &["hunter22", "bob:"]),
-            ("Cookie: session=abcdef123; other=zzz", &["abcdef123", "zzz"]),
-            ("token was Bearer    QWxhZGRpbjpvcGVu", &["QWxhZGRpbjpvcGVu"]),
+            (
+                r#"{"access_token":"at-123456","token":"t-654321"}"#,
+                &["at-123456", "t-654321"],
+            ),
+            (
+                "proxy said: https://bob:hunter22@proxy.local/ failed",
+                &["hunter22", "bob:"],
+            ),
+            (
+                "Cookie: session=abcdef123; other=zzz",
+                &["abcdef123", "zzz"],
+            ),
+            (
+                "token was Bearer    QWxhZGRpbjpvcGVu",
+                &["QWxhZGRpbjpvcGVu"],
+            ),
         ];
         for (text, secrets) in cases {
             let r = redact(text, &[]);

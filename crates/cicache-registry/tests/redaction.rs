@@ -130,7 +130,11 @@ fn answer(mut conn: TcpStream, mode: Mode, me: &str) {
                 base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
             );
             if auth == expected {
-                ("200 OK", String::new(), format!("{{\"token\":\"{TOKEN}\"}}"))
+                (
+                    "200 OK",
+                    String::new(),
+                    format!("{{\"token\":\"{TOKEN}\"}}"),
+                )
             } else {
                 ("401 Unauthorized", String::new(), "{}".into())
             }
@@ -179,7 +183,13 @@ fn assert_clean(what: &str, err: &str) {
 
 fn assert_no_secrets(what: &str, err: &str) {
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-    for secret in [PASSWORD, TOKEN, basic.as_str(), "c2VjcmV0LXRva2Vu", "FQoGZX"] {
+    for secret in [
+        PASSWORD,
+        TOKEN,
+        basic.as_str(),
+        "c2VjcmV0LXRva2Vu",
+        "FQoGZX",
+    ] {
         assert!(!err.contains(secret), "{what}: {secret:?} leaked in: {err}");
     }
     assert!(

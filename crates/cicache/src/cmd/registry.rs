@@ -895,10 +895,6 @@ fn gc_cmd(a: GcArgs, config: &RegistryConfig, ctx: &Context) -> Result<u8> {
     })
 }
 
-/// The label cicache puts on an image built on a base: `REPO:base-<hash>`
-/// (`cicache_docker::base::LABEL_BASE`).
-const LABEL_BASE: &str = "io.cicache.base";
-
 /// The base tags of this repository that its other images (app images, cache tags) name in
 /// their `io.cicache.base` label, read from each image config through the distribution API
 /// (ECR too, with a GetAuthorizationToken login).
@@ -922,52 +918,14 @@ fn bases_in_use(reg: &Registry, r: &Resolved, images: &[ImageRecord]) -> Result<
             &ecr_client
         }
     };
-    let mut out = BTreeSet::new();
-    for image in images {
-        let names_a_base = image
-            .tags
-            .iter()
-            .any(|t| !matches!(image.class_of(t), TagClass::Base | TagClass::StoreEntry));
-        if !names_a_base {
-            continue;
-        }
-        if let Some(value) = image_label(client, &image.digest, LABEL_BASE)?
-            && let Some((repo, tag)) = value.rsplit_once(':')
-            && tags::classify_tag(tag) == TagClass::Base
-            && (repo == r.target.image() || repo.ends_with(&format!("/{}", r.target.repository)))
-        {
-            out.insert(tag.to_string());
-        }
-    }
-    Ok(out)
+    // Every platform's image of an index (attestations left out): cicache-registry.
+    Ok(client.base_tags_in_use(images)?)
 }
 
 /// Image configs of an ECR repository come from the registry host itself, which
 /// `AWS_ENDPOINT_URL` does not redirect: refuse rather than reach the real host.
 fn ecr_endpoint_guard(target: &Target) -> Result<()> {
     cicache_build::ecr_endpoint_guard(target).map_err(|e| anyhow::anyhow!(e))
-}
-
-/// A label of an image (of an index: of its first image) from its config.
-fn image_label(client: &OciClient, digest: &str, label: &str) -> Result<Option<String>> {
-    let Some(mut m) = client.manifest(digest)? else {
-        return Ok(None);
-    };
-    if m.is_index() {
-        let Some(first) = m.children().into_iter().next() else {
-            return Ok(None);
-        };
-        match client.manifest(&first)? {
-            Some(c) => m = c,
-            None => return Ok(None),
-        }
-    }
-    let Some(config) = m.body["config"]["digest"].as_str() else {
-        return Ok(None);
-    };
-    Ok(client
-        .blob_json(config)?
-        .and_then(|v| v["config"]["Labels"][label].as_str().map(str::to_string)))
 }
 
 // ------------------------------------------------------------------------------ lifecycle
