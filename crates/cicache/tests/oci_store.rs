@@ -504,3 +504,31 @@ fn a_stopped_or_dead_registry_is_a_miss_within_the_timeout() {
     assert_ne!(code, 0);
     eprintln!("stopped registry: a miss after {took:?} with --timeout 2s");
 }
+
+/// `cicache doctor` opens the store through the same factory as every other command: an
+/// `oci://` store is checked like any other (before issue 18 it said "unknown store scheme").
+#[test]
+fn doctor_checks_an_oci_store() {
+    let test = "doctor_checks_an_oci_store";
+    let Some(registry) = var("CICACHE_TEST_REGISTRY", test) else {
+        return;
+    };
+    let t = T::new(&registry, "doctor", None);
+    fs::create_dir_all(t.p("cache")).unwrap();
+    fs::write(t.p("cache/a"), "a").unwrap();
+    t.json(&["save", "--key", "k1", "--path", "cache"]);
+    let (_, out, err) = t.run(&["--json", "doctor", "--docker", "false"]);
+    let doc: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let store = doc["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "store"))
+        .unwrap_or_else(|| panic!("no store check: {doc}"))
+        .clone();
+    assert_eq!(store["status"], "ok", "{store}");
+    let detail = store.to_string();
+    assert!(
+        !detail.contains("unknown store scheme") && detail.contains("answers a list call"),
+        "{store}"
+    );
+}
