@@ -427,15 +427,16 @@ fn execute(
                 command: build_cmd,
             }),
         );
-        env.events
-            .warn("the docker build failed; skipping push, extract and save");
         env.events.error(&format!(
             "docker build failed with exit code {}:\n  {}",
             out.code,
             errs.join("\n  ")
         ));
+        let saved = save_after_failure(p, env, hooks, injected, mounts_untouched, &mut ph);
         let code = u8::try_from(out.code).ok().filter(|c| *c != 0).unwrap_or(1);
-        let mut doc = finish(p, hooks, ph, restored, None, report, total, false, out.code);
+        let mut doc = finish(
+            p, hooks, ph, restored, saved, report, total, false, out.code,
+        );
         doc.code = code;
         return Ok(doc);
     }
@@ -540,6 +541,37 @@ fn run_docker_build(
         .build_args_with(Exporter::Inline, p.mode.builder.as_deref());
     let out = run(&cmd)?;
     Ok((out, cmd, Exporter::Inline))
+}
+
+/// After a failed build: no push, but the cache mounts are extracted and saved, so the
+/// wheels the build downloaded before the failing step are not lost (unless
+/// `--no-save-on-failure`). The build's failure is the result; a cache problem here, strict
+/// or not, is only recorded in the phases.
+fn save_after_failure(
+    p: &Prepared,
+    env: &Env,
+    hooks: &Hooks,
+    injected: bool,
+    mounts_untouched: bool,
+    ph: &mut PhaseLog,
+) -> Option<SaveDoc> {
+    ph.skipped("push", "the build failed");
+    ph.skipped("cache-export", "the build failed");
+    if !p.spec.switches.save_on_failure {
+        env.events.warn(
+            "the docker build failed; skipping push, extract and save (--no-save-on-failure)",
+        );
+        ph.skipped("extract", "the build failed (--no-save-on-failure)");
+        ph.skipped("save", "the build failed (--no-save-on-failure)");
+        return None;
+    }
+    env.events.warn(
+        "the docker build failed; skipping push, but extracting and saving what its cache \
+         mounts hold (--no-save-on-failure skips that)",
+    );
+    extract_and_save(p, env, hooks, injected, mounts_untouched, ph)
+        .ok()
+        .flatten()
 }
 
 /// The check's verdict.

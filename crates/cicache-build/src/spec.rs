@@ -81,6 +81,8 @@ pub struct Switches {
     pub extract: bool,
     pub save: bool,
     pub report: bool,
+    /// Extract and save after a failed build too (the wheels it downloaded are kept).
+    pub save_on_failure: bool,
 }
 
 impl Default for Switches {
@@ -92,6 +94,7 @@ impl Default for Switches {
             extract: true,
             save: true,
             report: true,
+            save_on_failure: true,
         }
     }
 }

@@ -1398,6 +1398,54 @@ fn cache_phase_failures_are_warnings_unless_strict() {
         r.stderr
     );
     assert!(r.stderr.contains("exit code: 7"), "{}", r.stderr);
+
+    // A step that fails after the cache-mount step: what the cache mount got is extracted
+    // and saved all the same (issue 21 item 10), unless --no-save-on-failure.
+    write(
+        &ws.join("Dockerfile"),
+        "FROM cicache-test/busybox:latest\n\
+         RUN --mount=type=cache,target=/root/.cache/pip echo wheel > /root/.cache/pip/w.whl\n\
+         RUN exit 7\n",
+        0o644,
+    );
+    let failing_build = |cache_dir: &str, more: &[&str]| {
+        let mut c = d.cicache(&ws.join("store"));
+        c.current_dir(ws)
+            .args([
+                "--json",
+                "build",
+                "--image",
+                "fail-app",
+                "--cache-dir",
+                cache_dir,
+            ])
+            .args([
+                "--key",
+                cache_dir,
+                "--helper-image",
+                "cicache-test/busybox:latest",
+            ])
+            .args(more)
+            .args([".", "--", "--network", "none"]);
+        run(c)
+    };
+    let r = failing_build("saved-on-failure", &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let j = r.json();
+    assert_eq!(phase(&j, "build")["status"], "failed", "{j}");
+    assert_eq!(phase(&j, "push")["status"], "skipped", "{j}");
+    assert_eq!(phase(&j, "extract")["status"], "ok", "{j}");
+    assert_eq!(j["save"]["status"], "saved", "{j}");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("saved-on-failure/w.whl")).unwrap(),
+        "wheel\n",
+        "the cache mount's file was extracted"
+    );
+    let r = failing_build("not-saved", &["--no-save-on-failure"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let j = r.json();
+    assert_eq!(phase(&j, "save")["status"], "skipped", "{j}");
+    assert!(j["save"].is_null(), "{j}");
 }
 
 // ---------------------------------------------------------------------------------------

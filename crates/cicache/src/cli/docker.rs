@@ -183,6 +183,10 @@ pub struct BuildOptions {
     /// itself, after the inject, and with docker 20.10 the cache tag it pushes loses steps).
     #[arg(long, env = "CICACHE_NO_PREFETCH")]
     pub no_prefetch: bool,
+    /// After a failed build, skip the extract and save too (by default the cache mounts are
+    /// extracted and saved, so the wheels downloaded before the failing step are kept).
+    #[arg(long, env = "CICACHE_NO_SAVE_ON_FAILURE")]
+    pub no_save_on_failure: bool,
     /// Skip the report at the end.
     #[arg(long, env = "CICACHE_NO_REPORT")]
     pub no_report: bool,

@@ -181,6 +181,7 @@ fn build_spec(a: BuildOptions, ctx: &Context) -> Result<BuildSpec> {
         switches: Switches {
             prefetch: !a.no_prefetch,
             report: !a.no_report,
+            save_on_failure: !a.no_save_on_failure,
             ..switches(&a.phases)
         },
         rebuild: a.rebuild,
