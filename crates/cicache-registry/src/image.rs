@@ -130,7 +130,9 @@ impl std::str::FromStr for Platform {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Platform, String> {
-        Platform::parse(s).ok_or_else(|| format!("{s:?}: a platform is os/architecture[/variant], e.g. linux/amd64"))
+        Platform::parse(s).ok_or_else(|| {
+            format!("{s:?}: a platform is os/architecture[/variant], e.g. linux/amd64")
+        })
     }
 }
 
@@ -375,7 +377,10 @@ mod tests {
         let p = Platform::parse("linux/arm64/v8").unwrap();
         assert_eq!(p.variant.as_deref(), Some("v8"));
         assert_eq!(p.to_string(), "linux/arm64/v8");
-        assert_eq!(Platform::parse("linux/amd64").unwrap().to_string(), "linux/amd64");
+        assert_eq!(
+            Platform::parse("linux/amd64").unwrap().to_string(),
+            "linux/amd64"
+        );
         for bad in ["", "linux", "linux/", "/amd64", "a/b/c/d"] {
             assert!(Platform::parse(bad).is_none(), "{bad}");
         }

@@ -210,7 +210,11 @@ fn push_buildx_index(
     })
     .to_string();
     let image_digest = client
-        .put_manifest(&sha256(image.as_bytes()), MEDIA_OCI_MANIFEST, image.as_bytes())
+        .put_manifest(
+            &sha256(image.as_bytes()),
+            MEDIA_OCI_MANIFEST,
+            image.as_bytes(),
+        )
         .unwrap();
     // BuildKit's attestation manifest: an image config of platform unknown/unknown and an
     // in-toto statement as its layer.
@@ -252,8 +256,8 @@ fn push_buildx_index(
     } else {
         json!([image_entry, att_entry])
     };
-    let index = json!({"schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX, "manifests": entries})
-        .to_string();
+    let index =
+        json!({"schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX, "manifests": entries}).to_string();
     let index_digest = client
         .put_manifest(tag, MEDIA_OCI_INDEX, index.as_bytes())
         .unwrap();
@@ -308,7 +312,10 @@ fn buildx_indexes_with_attestations_read_as_images() {
     assert_eq!(image.tagged.digest, cache_index);
     assert!(image.tagged.is_index());
     assert_eq!(image.manifest.digest, cache_image);
-    assert_eq!(image.config.label("io.cicache.base"), Some(used_base.as_str()));
+    assert_eq!(
+        image.config.label("io.cicache.base"),
+        Some(used_base.as_str())
+    );
     assert_eq!(image.config.label("io.cicache.inputs"), Some("abc"));
     assert_eq!(image.config.platform.os, host.os);
     assert_eq!(image.config.platform.architecture, host.architecture);
@@ -342,8 +349,14 @@ fn buildx_indexes_with_attestations_read_as_images() {
     );
     let now = SystemTime::now();
     for (digest, days) in [(&aaa, 10), (&bbb, 9), (&ccc, 8), (&feature, 5)] {
-        let age = record(digest).age(now).expect("a push time from the image").as_secs();
-        assert!(age / 86_400 == days, "{digest}: {age} s, expected {days} days");
+        let age = record(digest)
+            .age(now)
+            .expect("a push time from the image")
+            .as_secs();
+        assert!(
+            age / 86_400 == days,
+            "{digest}: {age} s, expected {days} days"
+        );
     }
 
     let bases = client.base_tags_in_use(&images).unwrap();
@@ -362,7 +375,12 @@ fn buildx_indexes_with_attestations_read_as_images() {
     let mut deleted: Vec<&str> = p.deleted_tags().collect();
     deleted.sort();
     assert_eq!(deleted, vec!["base-bbb", "cache-feature"], "{p:?}");
-    let reason = |tag: &str| p.keep.iter().find(|k| k.tag.as_deref() == Some(tag)).map(|k| k.reason);
+    let reason = |tag: &str| {
+        p.keep
+            .iter()
+            .find(|k| k.tag.as_deref() == Some(tag))
+            .map(|k| k.reason)
+    };
     assert_eq!(reason("base-aaa"), Some(KeepReason::BaseInUse));
     assert_eq!(reason("base-ccc"), Some(KeepReason::NewestBase));
     assert_eq!(reason("cache"), Some(KeepReason::DefaultCache));
