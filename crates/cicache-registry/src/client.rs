@@ -929,9 +929,10 @@ impl Client {
             let failure = self.unexpected(OP, &path, reply);
             // distribution checks the layers through per-repository links that another
             // agent uploading the same blob rewrites in place: for a moment the blob is
-            // "unknown" or its digest "invalid". Tried again before believing it.
+            // unknown (`MANIFEST_BLOB_UNKNOWN`) or its digest invalid. Tried again before
+            // believing it.
             let racy = matches!(&failure, Failure::Status { codes, .. }
-                if codes.iter().any(|c| c == "BLOB_UNKNOWN" || c == "DIGEST_INVALID"));
+                if codes.iter().any(|c| c.contains("BLOB_UNKNOWN") || c.contains("DIGEST_INVALID")));
             if racy && attempt < 4 {
                 std::thread::sleep(Duration::from_millis(150 * attempt));
                 continue;
