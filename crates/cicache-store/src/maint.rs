@@ -106,34 +106,8 @@ pub fn key_family(key: &str) -> String {
         .join("-")
 }
 
-/// Parses `20GB`, `512MiB`, `1.5G`, `1000` (bytes).
-pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 20GB, 512MiB)"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "t" | "tb" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "tib" => 1024.0f64.powi(4),
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {s:?} (use B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"
-            ));
-        }
-    };
-    Ok((n * mult) as u64)
-}
+/// Parses a size (`20GB` = 20·10^9, `512MiB`, `1000` bytes); see [`cicache_units`].
+pub use cicache_units::parse_size;
 
 impl Store {
     /// Every entry (of one scope, or of all), newest first.
@@ -687,14 +661,5 @@ mod tests {
         assert_eq!(key_family("pip-3f2a9c1e0b-linux"), "pip-linux");
         assert_eq!(key_family("pip-main"), "pip-main");
         assert_eq!(key_family("deadbeefcafe"), "");
-    }
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("20GB").unwrap(), 20_000_000_000);
-        assert_eq!(parse_size("1.5 MiB").unwrap(), 1_572_864);
-        assert_eq!(parse_size("100").unwrap(), 100);
-        assert!(parse_size("12 parsecs").is_err());
-        assert!(parse_size("GB").is_err());
     }
 }
