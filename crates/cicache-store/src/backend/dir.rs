@@ -285,6 +285,10 @@ impl Backend for DirBackend {
         Some(self.root.join(TMP_DIR))
     }
 
+    fn local_root(&self) -> Option<PathBuf> {
+        Some(self.root.clone())
+    }
+
     fn clean_temp(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
         Ok(clean_tmp(&self.root, older_than) as u64)
     }

@@ -296,12 +296,16 @@ impl Ctx {
         }
     }
 
+    /// A failure of an operation. Every message is scrubbed ([`crate::redact::scrub`]), and
+    /// what the server said is also cut short ([`crate::redact::server_text`], in
+    /// `sdk_err`): a server or proxy that echoes the request in its error page must not put
+    /// credentials into a build log.
     fn remote(&self, op: &'static str, object: &str, message: impl Into<String>) -> BackendError {
         BackendError::Remote {
             location: self.location.clone(),
             op,
             object: object.to_string(),
-            message: message.into(),
+            message: crate::redact::scrub(&message.into()),
         }
     }
 
@@ -324,7 +328,7 @@ impl Ctx {
                     object,
                     format!(
                         "cannot reach the store ({}); is the endpoint right and the server up?",
-                        error_chain(e)
+                        crate::redact::server_text(&error_chain(e))
                     ),
                 );
             }
@@ -350,13 +354,13 @@ impl Ctx {
             None => String::new(),
         };
         if !code.is_empty() {
-            msg.push_str(&format!(" {code}"));
+            msg.push_str(&format!(" {}", crate::redact::cut(code, 64)));
         }
         if let Some(m) = e.message() {
-            msg.push_str(&format!(": {m}"));
+            msg.push_str(&format!(": {}", crate::redact::server_text(m)));
         }
         if msg.is_empty() {
-            msg = error_chain(e);
+            msg = crate::redact::server_text(&error_chain(e));
         }
         if !hint.is_empty() {
             msg.push_str(&format!("; {hint}"));
