@@ -169,7 +169,10 @@ pub fn pid_alive(pid: u32) -> bool {
 /// Whether a leftover named `rest` (the part after its kind prefix), `age` old, is stale.
 fn is_stale(rest: &str, age: Duration, host: &str) -> bool {
     let mut parts = rest.splitn(3, '-');
-    let (h, pid) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok()));
+    let (h, pid) = (
+        parts.next(),
+        parts.next().and_then(|p| p.parse::<u32>().ok()),
+    );
     match (h, pid, parts.next()) {
         (Some(h), Some(pid), Some(_)) if h.len() == 8 => {
             if h == host {

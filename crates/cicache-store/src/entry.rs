@@ -419,7 +419,12 @@ impl<'a> EntryReader<'a> {
         Ok(downloaded.iter().sum())
     }
 
-    fn open(&self, what: &str, hash: &str, first: &ManifestEntry) -> Result<crate::backend::ObjectReader> {
+    fn open(
+        &self,
+        what: &str,
+        hash: &str,
+        first: &ManifestEntry,
+    ) -> Result<crate::backend::ObjectReader> {
         let name = format::blob_name(hash);
         self.store
             .backend
@@ -506,7 +511,9 @@ impl Store {
             return Err(corrupt(format!("its manifest {name} is missing")));
         };
         let tmp = tempfile::Builder::new()
-            .prefix(&crate::cleanup::temp_prefix(crate::cleanup::MANIFEST_PREFIX))
+            .prefix(&crate::cleanup::temp_prefix(
+                crate::cleanup::MANIFEST_PREFIX,
+            ))
             .tempfile_in(tmp_dir)
             .map_err(|e| StoreError::io(tmp_dir, e))?;
         let mut hw = HashWriter {

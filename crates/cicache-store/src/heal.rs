@@ -100,7 +100,9 @@ impl HealMode {
 enum Verdict {
     Good,
     /// Missing, or its stored bytes are wrong.
-    Damaged { present: bool },
+    Damaged {
+        present: bool,
+    },
     /// Could not tell (the store failed to send it, or the manifest cannot vouch for a pack).
     Unknown,
 }

@@ -97,9 +97,7 @@ fn keep_alive(
     stop: mpsc::Receiver<()>,
 ) {
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(beat) {
-        if backend
-            .put_marker(&name, &data, PutMode::Overwrite)
-            .is_ok()
+        if backend.put_marker(&name, &data, PutMode::Overwrite).is_ok()
             && let Ok(mut t) = refreshed.lock()
         {
             *t = Instant::now();
@@ -129,7 +127,8 @@ impl Store {
         let refreshed = Arc::new(Mutex::new(Instant::now()));
         let (tx, rx) = mpsc::channel();
         let thread = {
-            let (backend, name, refreshed) = (self.backend.clone(), name.clone(), refreshed.clone());
+            let (backend, name, refreshed) =
+                (self.backend.clone(), name.clone(), refreshed.clone());
             std::thread::Builder::new()
                 .name("cicache-lease".into())
                 .spawn(move || keep_alive(backend, name, data, beat, refreshed, rx))

@@ -6,11 +6,11 @@
 pub mod backend;
 pub mod cleanup;
 pub mod entry;
-pub mod heal;
-pub mod lease;
 pub mod error;
 pub mod format;
+pub mod heal;
 pub mod key;
+pub mod lease;
 pub mod progress;
 
 pub use backend::{Backend, ObjectInfo, PutMode};

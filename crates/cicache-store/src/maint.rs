@@ -19,8 +19,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::PutMode;
-use crate::error::{Result, StoreError};
 use crate::entry::{Corrupt, EntryReader, FileSink, Suspect};
+use crate::error::{Result, StoreError};
 use crate::format::{self, Manifest, ManifestEntry, Ref};
 use crate::heal::{HealMode, Healed};
 use crate::key::decode_segment;
@@ -627,7 +627,10 @@ fn plan_evictions(
     let mut evict: Vec<(usize, String)> = Vec::new();
     for (i, (e, names)) in refs.iter().enumerate() {
         if names.is_none() {
-            let why = e.damaged.as_deref().unwrap_or("its manifest cannot be read");
+            let why = e
+                .damaged
+                .as_deref()
+                .unwrap_or("its manifest cannot be read");
             evict.push((i, format!("damaged: {why}")));
         } else if !protected.contains(&i)
             && let Some(reason) = too_old(policy, e, now)
@@ -717,7 +720,11 @@ fn verify_advice(out: &VerifyOutcome) -> Option<String> {
         format!(
             "removed {} damaged entr{}; the next save of each key writes it again",
             out.entries_removed.len(),
-            if out.entries_removed.len() == 1 { "y" } else { "ies" }
+            if out.entries_removed.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            }
         )
     } else {
         "run `cicache verify --repair` (or `cicache prune --damaged`) to remove the damaged entries, so that the next save of each key writes it again; or replace one with `cicache save --update --key KEY`".to_string()

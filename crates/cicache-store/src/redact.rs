@@ -150,7 +150,12 @@ mod tests {
             x-amz-security-token: FwoGZXIvYXdzEXAMPLETOKEN\n\
             host: bucket.s3</Message></Error>";
         let t = server_text(page);
-        for secret in ["AKIAEXAMPLE", "0123abcd", "FwoGZXIvYXdzEXAMPLETOKEN", "HMAC"] {
+        for secret in [
+            "AKIAEXAMPLE",
+            "0123abcd",
+            "FwoGZXIvYXdzEXAMPLETOKEN",
+            "HMAC",
+        ] {
             assert!(!t.contains(secret), "{secret} in {t}");
         }
         assert!(t.contains("AccessDenied"), "{t}");
@@ -163,7 +168,10 @@ mod tests {
         assert!(!t.contains("abc123") && !t.contains("AKIA"), "{t}");
         assert!(t.contains("other=1"), "{t}");
         let t = redact(r#"{"token":"s3cr3t","user":"me"}"#);
-        assert!(!t.contains("s3cr3t") && t.contains("\"user\":\"me\""), "{t}");
+        assert!(
+            !t.contains("s3cr3t") && t.contains("\"user\":\"me\""),
+            "{t}"
+        );
         let t = redact("<SessionToken>s3cr3t</SessionToken>");
         assert!(!t.contains("s3cr3t"), "{t}");
         let t = redact("Proxy-Authorization: Basic dXNlcjpwYXNz");

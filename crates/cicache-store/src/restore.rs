@@ -178,18 +178,21 @@ impl Store {
         let abs = std::path::absolute(path).map_err(|e| StoreError::io(path, e))?;
         let resolved = match fs::symlink_metadata(&abs) {
             Ok(m) if m.file_type().is_symlink() => match fs::metadata(&abs) {
-                Ok(t) if t.is_dir() => fs::canonicalize(&abs).map_err(|e| StoreError::io(&abs, e))?,
+                Ok(t) if t.is_dir() => {
+                    fs::canonicalize(&abs).map_err(|e| StoreError::io(&abs, e))?
+                }
                 _ => return Err(StoreError::NotADirectory { path: abs }),
             },
             Ok(m) if !m.is_dir() => return Err(StoreError::NotADirectory { path: abs }),
             _ => abs,
         };
-        let parent = resolved
-            .parent()
-            .map(Path::to_path_buf)
-            .ok_or_else(|| StoreError::NotADirectory {
-                path: resolved.clone(),
-            })?;
+        let parent =
+            resolved
+                .parent()
+                .map(Path::to_path_buf)
+                .ok_or_else(|| StoreError::NotADirectory {
+                    path: resolved.clone(),
+                })?;
         fs::create_dir_all(&parent).map_err(|e| StoreError::io(&parent, e))?;
         let real = canonical(&resolved);
         let mut guarded = vec![("the state dir", canonical(&state::state_dir()))];
@@ -302,13 +305,11 @@ impl Store {
             count(&st, out);
             return Ok(());
         }
-        let (manifest, mfile, n) = self
-            .fetch_manifest(r, &target.parent)
-            .inspect_err(|e| {
-                if e.is_corrupt() {
-                    suspects.push(Suspect::Manifest(r.manifest.clone()));
-                }
-            })?;
+        let (manifest, mfile, n) = self.fetch_manifest(r, &target.parent).inspect_err(|e| {
+            if e.is_corrupt() {
+                suspects.push(Suspect::Manifest(r.manifest.clone()));
+            }
+        })?;
         let _mfile_reg = crate::cleanup::register(mfile.path());
         out.bytes_downloaded += n;
         let totals = validate(&manifest, &r.scope, &r.key)?;
@@ -386,7 +387,9 @@ impl FileSink for StagingSink {
         let f = crate::backend::dir::create_new(&p).map_err(|err| StoreError::io(&p, err))?;
         let w = BufWriter::with_capacity(BUF_MAX.min(e.size as usize + 1), f);
         let (n, w) = crate::entry::copy_checked(src, w, e, &p, corrupt)?;
-        let f = w.into_inner().map_err(|err| StoreError::io(&p, err.into_error()))?;
+        let f = w
+            .into_inner()
+            .map_err(|err| StoreError::io(&p, err.into_error()))?;
         {
             use std::os::unix::fs::PermissionsExt;
             let t = mtime(e);

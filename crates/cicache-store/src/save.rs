@@ -463,7 +463,15 @@ impl Store {
             pending: Default::default(),
         };
         let staging = tree.staging.clone();
-        let mut stored = self.upload(planned.uploads, tree.prepared, &staging, &pool, &publisher, progress, &mut out)?;
+        let mut stored = self.upload(
+            planned.uploads,
+            tree.prepared,
+            &staging,
+            &pool,
+            &publisher,
+            progress,
+            &mut out,
+        )?;
         let (manifest_hash, manifest_size) = self.store_manifest(
             tree.prev.as_ref().filter(|_| unchanged),
             planned.mentries,

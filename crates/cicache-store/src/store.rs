@@ -97,7 +97,9 @@ impl Store {
             .map_err(|e| corrupt(format!("the ref is not valid JSON ({e})")))?;
         let names_match = match expect {
             Some((scope, key)) => r.key == key && r.scope == scope,
-            None => format::ref_names(&r.scope, &r.key).iter().any(|n| n == name),
+            None => format::ref_names(&r.scope, &r.key)
+                .iter()
+                .any(|n| n == name),
         };
         if r.format != 1 || !format::is_hash(&r.manifest) || !names_match {
             return Err(corrupt("the ref does not match its name or format".into()));

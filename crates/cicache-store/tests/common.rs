@@ -229,7 +229,13 @@ pub fn member(name: &str, data: &[u8]) -> Member {
 }
 
 /// Writes an entry `main/key` with this manifest.json (raw JSON), these tar members and blobs.
-pub fn craft(e: &Env, key: &str, manifest_json: &[u8], members: &[Member], blobs: &[(&str, Vec<u8>)]) {
+pub fn craft(
+    e: &Env,
+    key: &str,
+    manifest_json: &[u8],
+    members: &[Member],
+    blobs: &[(&str, Vec<u8>)],
+) {
     craft_first(e, key, format::MANIFEST_PATH, manifest_json, members, blobs)
 }
 
@@ -348,4 +354,3 @@ pub fn packed(path: &str, data: &[u8], pack: &str) -> ManifestEntry {
 pub fn manifest2(entries: Vec<ManifestEntry>) -> Vec<u8> {
     serde_json::to_vec(&Manifest { format: 2, entries }).unwrap()
 }
-

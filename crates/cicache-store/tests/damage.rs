@@ -4,10 +4,9 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use cicache_store::format::{self, EntryType, Manifest, ManifestEntry, Ref};
+use cicache_store::format::{self, EntryType, ManifestEntry, Ref};
 use common::*;
 
 fn truncate(path: &Path) {
@@ -57,7 +56,9 @@ fn assert_damage_is_a_miss(e: &Env, what: &str) {
     assert_eq!(v.damaged[0].key, "pip-new", "{what}");
     assert_eq!(v.ok, 1, "{what}");
     assert!(
-        v.advice.as_deref().is_some_and(|a| a.contains("cicache verify --repair")),
+        v.advice
+            .as_deref()
+            .is_some_and(|a| a.contains("cicache verify --repair")),
         "{what}: {v:?}"
     );
     let dst = e.path("dst");

@@ -23,7 +23,8 @@ fn empty_variables_mean_unset_and_the_state_dir_is_never_a_target() {
     let store_dir = cicache_store::backend::default_store_dir();
     assert!(store_dir.is_absolute(), "{}", store_dir.display());
     assert!(
-        store_dir == PathBuf::from("/var/cache/cicache") || store_dir == home.join(".cache/cicache"),
+        store_dir == PathBuf::from("/var/cache/cicache")
+            || store_dir == home.join(".cache/cicache"),
         "{}",
         store_dir.display()
     );
@@ -39,7 +40,9 @@ fn empty_variables_mean_unset_and_the_state_dir_is_never_a_target() {
     // The state dir inside the target: refused.
     let ws = tmp.path().join("ws");
     unsafe { std::env::set_var("CICACHE_STATE_DIR", ws.join("state")) };
-    let store = Store::new(Arc::new(DirBackend::open(tmp.path().join("store")).unwrap()));
+    let store = Store::new(Arc::new(
+        DirBackend::open(tmp.path().join("store")).unwrap(),
+    ));
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("a"), "1").unwrap();

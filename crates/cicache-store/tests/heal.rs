@@ -62,7 +62,10 @@ fn save_update_after_damage_writes_the_object_again() {
     let v = e.store.verify(Some("main"), Some("pip-new")).unwrap();
     assert_eq!(v.damaged.len(), 1, "{v:?}");
     assert_eq!(v.objects_removed.len(), 1, "verify quarantines: {v:?}");
-    assert!(v.entries_removed.is_empty(), "without --repair the entry stays");
+    assert!(
+        v.entries_removed.is_empty(),
+        "without --repair the entry stays"
+    );
     let s = e
         .store
         .save(
@@ -112,7 +115,10 @@ fn prune_damaged_removes_what_plain_prune_keeps() {
     let (e, big) = store_with_blob();
     flip(&blob_of(&e, &big));
     let p = e.store.prune(&PrunePolicy::default()).unwrap();
-    assert!(p.entries_removed.is_empty(), "a plain prune does not read blobs");
+    assert!(
+        p.entries_removed.is_empty(),
+        "a plain prune does not read blobs"
+    );
     let dry = e
         .store
         .prune_damaged(&PrunePolicy {
@@ -127,7 +133,13 @@ fn prune_damaged_removes_what_plain_prune_keeps() {
     assert_eq!(p.entries_removed[0].key, "pip-new");
     assert!(p.entries_removed[0].reason.starts_with("damaged"));
     assert_eq!(p.sweep, "done");
-    let left: Vec<String> = e.store.list(None).unwrap().into_iter().map(|i| i.key).collect();
+    let left: Vec<String> = e
+        .store
+        .list(None)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.key)
+        .collect();
     assert_eq!(left, vec!["pip-old".to_string()]);
     assert!(!blob_of(&e, &big).exists());
 }
@@ -206,7 +218,10 @@ fn a_failed_read_is_not_damage_and_removes_nothing() {
     };
     let r = flaky.restore(&req, &cicache_store::NoProgress).unwrap();
     assert!(!r.hit, "{r:?}");
-    assert!(r.objects_removed.is_empty() && r.entries_removed.is_empty(), "{r:?}");
+    assert!(
+        r.objects_removed.is_empty() && r.entries_removed.is_empty(),
+        "{r:?}"
+    );
     assert!(blob_of(&e, &big).exists(), "a good blob was removed");
     let r = flaky.restore(&req, &cicache_store::NoProgress).unwrap();
     assert!(r.hit, "{r:?}");
@@ -279,7 +294,9 @@ fn file_sizes_that_add_up_past_u64_are_refused() {
     let out = e.restore("main", &[], "evil", &[], &e.path("dst"));
     assert!(!out.hit);
     assert!(
-        out.warnings.iter().any(|w| w.contains("add up to more than")),
+        out.warnings
+            .iter()
+            .any(|w| w.contains("add up to more than")),
         "{out:?}"
     );
 }
@@ -349,7 +366,11 @@ fn assert_both_refuse(e: &Env, expect: &str) {
         r.warnings
     );
     let v = e.store.verify(None, None).unwrap();
-    assert_eq!(v.damaged.len(), 1, "verify passed what restore refuses ({expect})");
+    assert_eq!(
+        v.damaged.len(),
+        1,
+        "verify passed what restore refuses ({expect})"
+    );
     assert!(v.damaged[0].reason.contains(expect), "{v:?}");
 }
 
@@ -418,7 +439,9 @@ fn hostile_entries_stay_until_repair_removes_them() {
     let v = e.store.verify(None, None).unwrap();
     assert_eq!(v.damaged.len(), 1);
     assert!(
-        e.store_dir.join(format::manifest_name(&r.manifest)).exists(),
+        e.store_dir
+            .join(format::manifest_name(&r.manifest))
+            .exists(),
         "a hostile but intact object is not removed"
     );
     let v = e

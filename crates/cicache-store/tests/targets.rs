@@ -71,7 +71,11 @@ fn long_keys_are_saved_restored_listed_and_pruned() {
     assert_eq!(listed, want);
     let prefix = format!("{}{h}-{h}-", "a/".repeat(90));
     let out = e.restore(&scope, &[], "other", &[prefix], &e.path("dst2"));
-    assert_eq!(out.matched_key.as_deref(), Some(keys[1].as_str()), "{out:?}");
+    assert_eq!(
+        out.matched_key.as_deref(),
+        Some(keys[1].as_str()),
+        "{out:?}"
+    );
     let found = e.store.list_refs(&scope, &"k".repeat(300)).unwrap();
     assert_eq!(found.len(), 1);
     // Verify and prune see them as healthy entries.
@@ -95,7 +99,9 @@ fn keys_that_fit_keep_their_plain_names() {
     let names = format::ref_names("main", &long);
     assert_eq!(names.len(), 2);
     assert_eq!(names[1], format!("cicache-v1/refs/main/{long}"));
-    assert!(format::is_hashed_segment(names[0].rsplit('/').next().unwrap()));
+    assert!(format::is_hashed_segment(
+        names[0].rsplit('/').next().unwrap()
+    ));
 }
 
 // ---- item 2: a target that holds the store ----
@@ -134,7 +140,11 @@ fn a_restore_into_a_directory_holding_the_store_is_refused() {
     save("snapshot");
     fs::write(home_cache.join("pip/later"), "l").unwrap();
     save("later");
-    for target in [home_cache.clone(), tmp.path().join("home"), store_dir.join("x")] {
+    for target in [
+        home_cache.clone(),
+        tmp.path().join("home"),
+        store_dir.join("x"),
+    ] {
         let err = store
             .restore(
                 &RestoreRequest {
@@ -248,7 +258,10 @@ fn a_restore_killed_by_sigterm_leaves_nothing() {
         };
         let start = std::time::Instant::now();
         while !writing() {
-            assert!(start.elapsed() < Duration::from_secs(30), "no staging dir appeared");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no staging dir appeared"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         unsafe { libc::kill(child.id() as i32, sig) };
@@ -288,12 +301,26 @@ fn a_killed_saves_lease_does_not_block_the_sweep() {
     // This host, a process that is gone: abandoned at once.
     write_lease("dead", &lease(&host, 99_999_999, Some(60)), Duration::ZERO);
     // Another host, not renewed for ten heartbeats: abandoned.
-    write_lease("silent", &lease("elsewhere", 1, Some(60)), Duration::from_secs(700));
+    write_lease(
+        "silent",
+        &lease("elsewhere", 1, Some(60)),
+        Duration::from_secs(700),
+    );
     let p = e.store.prune(&PrunePolicy::default()).unwrap();
     assert_eq!(p.sweep, "done", "{p:?}");
-    assert!(e.store.backend().list("cicache-v1/leases/").unwrap().is_empty());
+    assert!(
+        e.store
+            .backend()
+            .list("cicache-v1/leases/")
+            .unwrap()
+            .is_empty()
+    );
     // A renewed lease of another host still protects its save.
-    write_lease("busy", &lease("elsewhere", 1, Some(60)), Duration::from_secs(30));
+    write_lease(
+        "busy",
+        &lease("elsewhere", 1, Some(60)),
+        Duration::from_secs(30),
+    );
     unsafe { std::env::set_var("CICACHE_SWEEP_RETRY_SECS", "0") };
     let p = e.store.prune(&PrunePolicy::default()).unwrap();
     assert!(p.sweep.starts_with("skipped"), "{p:?}");
@@ -312,7 +339,12 @@ fn a_path_that_is_a_symlink_to_a_directory_is_followed() {
     std::os::unix::fs::symlink(&other, &link2).unwrap();
     let r = e.restore("main", &[], "k", &[], &link2);
     assert!(r.hit, "{r:?}");
-    assert!(fs::symlink_metadata(&link2).unwrap().file_type().is_symlink());
+    assert!(
+        fs::symlink_metadata(&link2)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     assert_eq!(describe(&other), describe(&real));
 }
 
@@ -325,7 +357,10 @@ fn an_empty_directory_is_a_warning_and_no_entry() {
     fs::create_dir_all(empty.join("http-v2/a")).unwrap();
     let s = e.save("main", "pip-1", &empty);
     assert_eq!(s.status, SaveStatus::Empty, "{s:?}");
-    assert!(s.warnings.iter().any(|w| w.contains("holds no files")), "{s:?}");
+    assert!(
+        s.warnings.iter().any(|w| w.contains("holds no files")),
+        "{s:?}"
+    );
     assert!(e.store.read_ref("main", "pip-1").unwrap().is_none());
     let r = e.restore("main", &[], "pip-1", &[], &e.path("dst"));
     assert!(!r.hit);

@@ -17,7 +17,9 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SizeError {
-    #[error("{input:?} is not a size; write bytes or a number with a unit: 20GB, 512MiB, 1.5G, 1000")]
+    #[error(
+        "{input:?} is not a size; write bytes or a number with a unit: 20GB, 512MiB, 1.5G, 1000"
+    )]
     NotASize { input: String },
     #[error(
         "{input:?} has an unknown unit {unit:?}; use B, kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024)"

@@ -805,7 +805,7 @@ mod tests {
         assert_eq!(s.prefix, "");
 
         let s = S3Settings::parse(
-            "bkt/p?path-style=false&region=eu-west-1&endpoint=http://127.0.0.1:9000&part-size=16M",
+            "bkt/p?path-style=false&region=eu-west-1&endpoint=http://127.0.0.1:9000&part-size=16MiB",
             env_none,
         )
         .unwrap();
