@@ -274,9 +274,9 @@ impl Store {
         if !h.is_empty() {
             w.push_str(&format!("; {h}"));
         } else if e.is_corrupt() {
-            w.push_str(&format!(
-                "; `cicache verify --repair` removes damaged entries so that the next save writes them again"
-            ));
+            w.push_str(
+                "; `cicache verify --repair` removes damaged entries so that the next save writes them again",
+            );
         }
         out.warnings.push(w);
         out.objects_removed.extend(healed.objects_removed);

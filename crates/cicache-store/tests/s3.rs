@@ -975,6 +975,12 @@ fn a_corrupted_object_is_a_miss_and_verify_names_it() {
     b.put_bytes(victim, &data, PutMode::Overwrite)
         .expect("overwrite blob");
 
+    // verify names it, and removes the damaged blob (issue 21, item 1: healing).
+    let v = store.verify(None, None).expect("verify");
+    assert_eq!(v.damaged.len(), 1, "{v:?}");
+    assert_eq!(v.damaged[0].key, "pip-damaged");
+    assert_eq!(v.objects_removed, vec![victim.clone()], "{v:?}");
+
     // The target already holds something: a miss must leave it as it was.
     let dst = tmp.path().join("dst");
     std::fs::create_dir_all(&dst).expect("mkdir");
@@ -987,10 +993,15 @@ fn a_corrupted_object_is_a_miss_and_verify_names_it() {
         "the warning names the entry: {r:?}"
     );
     assert_eq!(common::describe(&dst), before, "the target was changed");
+    assert_eq!(r.entries_removed, vec!["main/pip-damaged".to_string()]);
 
-    let v = store.verify(None, None).expect("verify");
-    assert_eq!(v.damaged.len(), 1, "{v:?}");
-    assert_eq!(v.damaged[0].key, "pip-damaged");
+    // The next save writes the entry and the blob again, and it restores.
+    let s = save(&store, "main", "pip-damaged", &src).expect("save again");
+    assert_eq!(s.status, cicache_store::SaveStatus::Saved, "{s:?}");
+    assert!(s.blobs_uploaded + s.packs_uploaded >= 1, "{s:?}");
+    let r = restore(&store, "main", "pip-damaged", &dst);
+    assert!(r.hit, "{r:?}");
+    assert_eq!(common::describe(&dst), common::describe(&src));
 }
 
 /// Sends a signal to a private moto the first time a restore reports progress writing or
