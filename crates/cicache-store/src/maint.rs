@@ -409,17 +409,7 @@ impl Store {
         };
         let entries = self.list(None)?;
         out.entries_before = entries.len() as u64;
-        // Objects and their sizes.
-        let objects: HashMap<String, u64> = self
-            .backend
-            .list(&format!("{}/blobs/", format::FORMAT_DIR))?
-            .into_iter()
-            .chain(
-                self.backend
-                    .list(&format!("{}/manifests/", format::FORMAT_DIR))?,
-            )
-            .map(|o| (o.name, o.size))
-            .collect();
+        let objects: HashMap<String, u64> = self.stored_objects()?.into_iter().collect();
         let refs = self.referenced(entries);
         let evict = plan_evictions(policy, &refs, &objects, SystemTime::now());
         for (i, reason) in &evict {
@@ -465,6 +455,18 @@ impl Store {
         }
         self.sweep(&objects, &mut out)?;
         Ok(out)
+    }
+
+    /// Every manifest and blob in the store, with its size.
+    fn stored_objects(&self) -> Result<Vec<(String, u64)>> {
+        let mut v = Vec::new();
+        for kind in ["manifests", "blobs"] {
+            let listed = self
+                .backend
+                .list(&format!("{}/{kind}/", format::FORMAT_DIR))?;
+            v.extend(listed.into_iter().map(|o| (o.name, o.size)));
+        }
+        Ok(v)
     }
 
     /// What each entry references (its manifest and blobs); `None` for an entry whose ref or
@@ -538,18 +540,8 @@ impl Store {
             return Ok(());
         }
         let live = self.live_objects(out)?;
-        let current: Vec<(String, u64)> = self
-            .backend
-            .list(&format!("{}/manifests/", format::FORMAT_DIR))?
-            .into_iter()
-            .chain(
-                self.backend
-                    .list(&format!("{}/blobs/", format::FORMAT_DIR))?,
-            )
-            .map(|o| (o.name, o.size))
-            .collect();
         let mut size = 0u64;
-        for (name, sz) in current {
+        for (name, sz) in self.stored_objects()? {
             if live.contains(&name) {
                 size = size.saturating_add(sz);
             } else {

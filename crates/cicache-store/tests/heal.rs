@@ -375,27 +375,21 @@ fn assert_both_refuse(e: &Env, expect: &str) {
 }
 
 #[test]
-fn verify_refuses_a_hard_link_member() {
-    let e = env();
-    let m = Member {
-        name: b"a".to_vec(),
-        kind: tar::EntryType::Link,
-        data: vec![],
-    };
-    craft(&e, "evil", &manifest(vec![file_entry("a", b"")]), &[m], &[]);
-    assert_both_refuse(&e, "not a regular file");
-}
-
-#[test]
-fn verify_refuses_a_device_member() {
-    let e = env();
-    let m = Member {
-        name: b"a".to_vec(),
-        kind: tar::EntryType::Block,
-        data: vec![],
-    };
-    craft(&e, "evil", &manifest(vec![file_entry("a", b"")]), &[m], &[]);
-    assert_both_refuse(&e, "not a regular file");
+fn verify_refuses_hard_link_and_device_members() {
+    for kind in [
+        tar::EntryType::Link,
+        tar::EntryType::Block,
+        tar::EntryType::Char,
+    ] {
+        let e = env();
+        let m = Member {
+            name: b"a".to_vec(),
+            kind,
+            data: vec![],
+        };
+        craft(&e, "evil", &manifest(vec![file_entry("a", b"")]), &[m], &[]);
+        assert_both_refuse(&e, "not a regular file");
+    }
 }
 
 #[test]
