@@ -1,6 +1,7 @@
 // A cached `docker build` of a Python project: restore the pip cache, inject it into the
 // Dockerfile's BuildKit cache mounts, build with the registry layer cache, push, extract and
 // save the cache, report. One `cicache build` call; see cachedDockerBuild.txt.
+import com.cloudbees.groovy.cps.NonCPS
 import io.cicache.Args
 import io.cicache.CachePlugin
 import io.cicache.Cli
