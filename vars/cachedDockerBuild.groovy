@@ -27,7 +27,7 @@ private Map spec() {
         scope                : [type: 'string'],
         defaultBranch        : [type: 'string', default: 'main', nonEmpty: true],
         cacheBackend         : [type: 'string', values: ['auto', 'plugin', 'helper', 'none'], default: 'auto'],
-        cachePlugin          : [type: 'string', values: ['detect', 'jobcacher', 'pipeline-cache'], default: 'detect'],
+        cachePlugin          : [type: 'string', values: CachePlugin.CHOICES],
         cacheValidityFile    : [type: 'string', default: 'requirements*.txt'],
         registryCache        : [type: 'boolean', default: true],
         push                 : [type: 'boolean', default: false],
@@ -76,10 +76,19 @@ private Map runBuild(Map a) {
     String bin = cicache.install()
     Map sc = Scope.resolve(a.scope, env.CHANGE_ID, env.CHANGE_TARGET, env.BRANCH_NAME, env.GIT_BRANCH, a.defaultBranch)
 
-    // Which backend keeps the cache dir between builds.
+    // Which backend keeps the cache dir between builds. A plugin only when one is named (or
+    // 'detect' asked for): the lookup needs a trusted library, and in a sandboxed one each
+    // refused lookup would queue a script approval.
     String plugin = null
-    if (a.cacheBackend == 'auto' || a.cacheBackend == 'plugin') {
-        String detected = a.cachePlugin == 'detect' ? CachePlugin.detect() : a.cachePlugin
+    String wanted = a.cachePlugin ?: env.CICACHE_CACHE_PLUGIN
+    if (wanted && !CachePlugin.CHOICES.contains(wanted)) {
+        error("cachedDockerBuild: CICACHE_CACHE_PLUGIN is '${wanted}'; it must be one of ${Args.quoted(CachePlugin.CHOICES)}")
+    }
+    if (a.cacheBackend == 'plugin' && !wanted) {
+        wanted = 'detect'
+    }
+    if ((a.cacheBackend == 'auto' || a.cacheBackend == 'plugin') && wanted) {
+        String detected = wanted == 'detect' ? CachePlugin.detect() : wanted
         if (detected == CachePlugin.S3 && (!a.restoreCache || !a.saveCache)) {
             // The S3 plugin's step always restores and saves: it cannot honour either switch.
             String why = "the Pipeline Cache plugin (pipeline-cache) cannot skip its restore or save, and restoreCache or saveCache is false"

@@ -125,9 +125,9 @@ class CachedDockerBuildTest {
     }
 
     @Test
-    void autoWithoutAPluginFallsBackToTheHelperWithOneLogLine() {
+    void detectWithoutAPluginFallsBackToTheHelperWithOneLogLine() {
         h.installCachePlugin(null)
-        Map r = build(image: 'reg/app', store: '/srv/cache')
+        Map r = build(image: 'reg/app', store: '/srv/cache', cachePlugin: 'detect')
         List<String> lines = h.log.findAll { it.contains("cacheBackend 'auto'") }
         assertEquals(1, lines.size())
         assertTrue(lines[0], lines[0].contains('no `cache` step is installed'))
@@ -140,9 +140,9 @@ class CachedDockerBuildTest {
     }
 
     @Test
-    void autoWithJobCacherKeepsTheCacheDirInThePluginAroundTheBuild() {
+    void detectedJobCacherKeepsTheCacheDirInThePluginAroundTheBuild() {
         h.installCachePlugin('jobcacher')
-        Map r = build(image: 'reg/app', store: '/srv/cache', cacheDir: '.pip')
+        Map r = build(image: 'reg/app', store: '/srv/cache', cacheDir: '.pip', cachePlugin: 'detect')
         List<Map> cache = h.steps('cache')
         assertEquals(1, cache.size())
         Map args = cache[0].args
@@ -166,7 +166,7 @@ class CachedDockerBuildTest {
     @Test
     void jobCacherSkipsItsSaveWhenSaveCacheIsFalseAndCanDropTheValidityFile() {
         h.installCachePlugin('jobcacher')
-        build(image: 'reg/app', saveCache: false, cacheValidityFile: '')
+        build(image: 'reg/app', saveCache: false, cacheValidityFile: '', cachePlugin: 'jobcacher')
         Map args = h.steps('cache')[0].args
         assertEquals(true, args.skipSave)
         assertEquals(false, args.skipRestore)
@@ -174,10 +174,10 @@ class CachedDockerBuildTest {
     }
 
     @Test
-    void autoWithTheS3PipelineCachePluginUsesItsPathKeySignature() {
+    void detectedS3PipelineCachePluginUsesItsPathKeySignature() {
         h.installCachePlugin('pipeline-cache')
         h.respond('key', [key: 'pip-linux-x86_64-0123abcd'])
-        Map r = build(image: 'reg/app', cacheKey: 'pip-{{ hashFiles "requirements*.txt" }}', restoreKeys: ['pip-'])
+        Map r = build(image: 'reg/app', cacheKey: 'pip-{{ hashFiles "requirements*.txt" }}', restoreKeys: ['pip-'], cachePlugin: 'detect')
         assertEquals([['--json', 'key', 'pip-{{ hashFiles "requirements*.txt" }}']], h.helperCalls('key'))
         assertEquals([[path: '.pip-cache', key: 'pip-linux-x86_64-0123abcd', restoreKeys: ['pip-']]], h.steps('cache')*.args)
         assertTrue(buildCall().containsAll(['--no-restore', '--no-save']))
@@ -188,10 +188,28 @@ class CachedDockerBuildTest {
     void pipelineCachePluginGetsTheHelpersDefaultKeysRenderedWhenNoneAreGiven() {
         h.installCachePlugin('pipeline-cache')
         h.respond('key', [key: 'rendered'])
-        build(image: 'reg/app')
+        build(image: 'reg/app', cachePlugin: 'pipeline-cache')
         assertEquals(['pip-{{ os }}-{{ arch }}-{{ hashFiles "**/requirements*.txt" }}', 'pip-{{ os }}-{{ arch }}-'],
             h.helperCalls('key').collect { it[2] })
         assertEquals([path: '.pip-cache', key: 'rendered', restoreKeys: ['rendered']], h.steps('cache')[0].args)
+    }
+
+    /** Issue 23 item 3: a sandboxed library must not look anything up unless asked (each refusal queues a script approval). */
+    @Test
+    void autoLooksNoPluginUpUnlessAskedAndTakesANamedOneWithoutALookup() {
+        h.installCachePlugin('refused')
+        Map r = build(image: 'reg/app')
+        assertEquals(0, StepDescriptor.lookups)
+        assertEquals('helper', r.cacheBackend)
+        assertTrue(h.steps('cache').isEmpty())
+        assertFalse(h.log.any { it.contains("cacheBackend 'auto'") })
+        // An administrator names the plugin for every build (global environment): still no lookup.
+        h.env.CICACHE_CACHE_PLUGIN = 'jobcacher'
+        assertEquals('plugin:jobcacher', build(image: 'reg/app').cacheBackend)
+        assertEquals(0, StepDescriptor.lookups)
+        h.env.CICACHE_CACHE_PLUGIN = 'jobcache'
+        String msg = Harness.expectError { build(image: 'reg/app') }
+        assertTrue(msg, msg.contains("CICACHE_CACHE_PLUGIN is 'jobcache'; it must be one of 'detect', 'jobcacher', 'pipeline-cache'"))
     }
 
     @Test
@@ -240,7 +258,7 @@ class CachedDockerBuildTest {
     @Test
     void anotherPluginsCacheStepIsNotCalledWithTheWrongSignature() {
         h.installCachePlugin('other')
-        build(image: 'reg/app')
+        build(image: 'reg/app', cachePlugin: 'detect')
         assertTrue(h.steps('cache').isEmpty())
         assertTrue(h.log.any { it.contains("cacheBackend 'auto'") && it.contains('unsupported plugin (java.util.ArrayList)') })
         String msg = Harness.expectError { build(image: 'reg/app', cacheBackend: 'plugin') }
@@ -250,9 +268,9 @@ class CachedDockerBuildTest {
     @Test
     void aRefusedLookupFallsBackUnderAutoAndCachePluginNamesThePlugin() {
         h.installCachePlugin('refused')
-        build(image: 'reg/app')
+        build(image: 'reg/app', cachePlugin: 'detect')
         assertTrue(h.steps('cache').isEmpty())
-        assertTrue(h.log.any { it.contains("cacheBackend 'auto'") && it.contains('sandboxed') })
+        assertTrue(h.log.any { it.contains("cacheBackend 'auto'") && it.contains('the lookup needs a trusted global library') })
         Map r = build(image: 'reg/app', cachePlugin: 'jobcacher')
         assertEquals('plugin:jobcacher', r.cacheBackend)
         assertEquals(1, h.steps('cache').size())
@@ -413,14 +431,14 @@ exec "$CICACHE_STANDIN" "$@"
         assertTrue(argv.contains('--no-restore'))
         assertFalse(argv.contains('--no-save'))
         h.installCachePlugin('jobcacher')
-        build(image: 'reg/app', restoreCache: false)
+        build(image: 'reg/app', restoreCache: false, cachePlugin: 'jobcacher')
         assertEquals(true, h.steps('cache')[0].args.skipRestore)
     }
 
     @Test
     void theS3PluginIsNotUsedWhenItCannotSkipASaveThatWasSwitchedOff() {
         h.installCachePlugin('pipeline-cache')
-        Map r = build(image: 'reg/app', saveCache: false)
+        Map r = build(image: 'reg/app', saveCache: false, cachePlugin: 'detect')
         assertEquals('helper', r.cacheBackend)
         assertTrue(h.steps('cache').isEmpty())
         assertEquals(1, h.log.count { it.contains("cacheBackend 'auto'") && it.contains('cannot skip its restore or save') })

@@ -7,15 +7,19 @@ import com.cloudbees.groovy.cps.NonCPS
  * that name with different arguments:
  *   - Job Cacher (jobcacher):        cache(caches: [arbitraryFileCache(path:, ...)]) { }
  *   - Pipeline Cache (pipeline-cache, S3): cache(path:, key:, restoreKeys:) { }
- * The step is found through StepDescriptor.byFunctionName, and the plugin by the step's class.
- * That needs a trusted (global) library; in a sandboxed library the lookup is refused and the
- * answer is 'unavailable' (pass cachePlugin: 'jobcacher' or 'pipeline-cache' to say which).
+ * With cachePlugin: 'detect' the step is found through StepDescriptor.byFunctionName, and the
+ * plugin by the step's class. That needs a trusted (global) library: in a sandboxed library the
+ * lookup is refused (answer 'unavailable') and queues a script approval, so it only runs when
+ * asked for; naming the plugin (cachePlugin: 'jobcacher' or 'pipeline-cache') needs no lookup.
  */
 class CachePlugin implements Serializable {
     private static final long serialVersionUID = 1L
 
     static final String JOBCACHER = 'jobcacher'
     static final String S3 = 'pipeline-cache'
+    static final String DETECT = 'detect'
+    /** The values of the steps' cachePlugin: argument and of CICACHE_CACHE_PLUGIN. */
+    static final List<String> CHOICES = [DETECT, JOBCACHER, S3]
 
     static final Map CLASS_PREFIXES = [
         'jenkins.plugins.jobcacher.'        : JOBCACHER,
@@ -64,7 +68,8 @@ class CachePlugin implements Serializable {
             return "the `cache` step comes from an unsupported plugin (${detected.substring(8)})"
         }
         if (detected?.startsWith('unavailable:')) {
-            return "the library cannot look up the `cache` step (a sandboxed library? ${detected.substring(12)})"
+            return "the library cannot look up the `cache` step (the lookup needs a trusted global library: " +
+                "name the plugin instead, cachePlugin: 'jobcacher' or 'pipeline-cache'; ${detected.substring(12)})"
         }
         return "detected ${detected}"
     }
