@@ -5,6 +5,7 @@ import com.cloudbees.groovy.cps.NonCPS
 import io.cicache.Args
 import io.cicache.CachePlugin
 import io.cicache.Cli
+import io.cicache.DockerConfig
 import io.cicache.EnvRef
 import io.cicache.Scope
 
@@ -107,40 +108,20 @@ private Map runBuild(Map a) {
     String backend = plugin ? "plugin:${plugin}".toString() : (a.cacheBackend == 'none' ? 'none' : 'helper')
     boolean helperStore = backend == 'helper'
 
-    if (a.registryCredentialsId) {
-        withCredentials([usernamePassword(credentialsId: a.registryCredentialsId,
-            usernameVariable: 'CICACHE_REGISTRY_USERNAME', passwordVariable: 'CICACHE_REGISTRY_PASSWORD')]) {
-            login(bin, a, true)
-        }
-    } else if (a.registryLogin) {
-        login(bin, a, false)
-    }
-
     List<String> cmd = Cli.globalArgs(helperStore ? a.store : null, sc, a.strict) + buildArgs(a, helperStore)
     // A workspace outlives builds: never report (or describe the build with) an old report.
     writeFile(file: a.reportFile, text: '')
     Map out = null
-    if (plugin == CachePlugin.JOBCACHER) {
-        Map cacheArgs = [path: a.cacheDir, compressionMethod: 'TAR_ZSTD']
-        if (a.cacheValidityFile) {
-            cacheArgs.cacheValidityDecidingFile = a.cacheValidityFile
+    // Registry logins go into a private DOCKER_CONFIG that is deleted when the step ends.
+    String dockerConfig = (a.registryCredentialsId || a.registryLogin) ? DockerConfig.create(this) : null
+    try {
+        withEnv(dockerConfig ? ["DOCKER_CONFIG=${dockerConfig}".toString()] : []) {
+            out = loginAndBuild(bin, a, plugin, cmd)
         }
-        cache(caches: [arbitraryFileCache(cacheArgs)], defaultBranch: a.defaultBranch,
-              skipRestore: !a.restoreCache, skipSave: !a.saveCache) {
-            out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
+    } finally {
+        if (dockerConfig) {
+            DockerConfig.remove(this, dockerConfig)
         }
-    } else if (plugin == CachePlugin.S3) {
-        // The plugin knows nothing of key templates: render them with the helper.
-        String key = cicache.key(a.cacheKey ?: defaultPluginKey())
-        List<String> restoreKeys = []
-        for (String p : (a.restoreKeys ?: (a.cacheKey ? [] : [defaultPluginRestoreKey()]))) {
-            restoreKeys.add(p.contains('{{') ? cicache.key(p) : p)
-        }
-        cache(path: a.cacheDir, key: key, restoreKeys: restoreKeys) {
-            out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
-        }
-    } else {
-        out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
     }
 
     Map result = out.result instanceof Map ? out.result : [:]
@@ -189,6 +170,43 @@ private Map runBuild(Map a) {
     result.reportFile = a.reportFile
     result.logFile = a.logFile
     return result
+}
+
+// The login (if any) and `cicache build`, inside the cache plugin's block when one keeps the cache dir.
+private Map loginAndBuild(String bin, Map a, String plugin, List<String> cmd) {
+    if (a.registryCredentialsId) {
+        withCredentials([usernamePassword(credentialsId: a.registryCredentialsId,
+            usernameVariable: 'CICACHE_REGISTRY_USERNAME', passwordVariable: 'CICACHE_REGISTRY_PASSWORD')]) {
+            login(bin, a, true)
+        }
+    } else if (a.registryLogin) {
+        login(bin, a, false)
+    }
+
+    Map out = null
+    if (plugin == CachePlugin.JOBCACHER) {
+        Map cacheArgs = [path: a.cacheDir, compressionMethod: 'TAR_ZSTD']
+        if (a.cacheValidityFile) {
+            cacheArgs.cacheValidityDecidingFile = a.cacheValidityFile
+        }
+        cache(caches: [arbitraryFileCache(cacheArgs)], defaultBranch: a.defaultBranch,
+              skipRestore: !a.restoreCache, skipSave: !a.saveCache) {
+            out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
+        }
+    } else if (plugin == CachePlugin.S3) {
+        // The plugin knows nothing of key templates: render them with the helper.
+        String key = cicache.key(a.cacheKey ?: defaultPluginKey())
+        List<String> restoreKeys = []
+        for (String p : (a.restoreKeys ?: (a.cacheKey ? [] : [defaultPluginRestoreKey()]))) {
+            restoreKeys.add(p.contains('{{') ? cicache.key(p) : p)
+        }
+        cache(path: a.cacheDir, key: key, restoreKeys: restoreKeys) {
+            out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
+        }
+    } else {
+        out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
+    }
+    return out
 }
 
 private void login(String bin, Map a, boolean withPassword) {

@@ -374,6 +374,52 @@ exec "$CICACHE_STANDIN" "$@"
         assertFalse(everything.contains('robot$ci'))
     }
 
+    /** Issue 23 item 4: a login never outlives the step (a static agent's next job would push with it). */
+    @Test
+    void registryLoginsGoToAPrivateDockerConfigThatIsDeletedWhenTheStepEnds() {
+        // What `docker login` does: write the auth into $DOCKER_CONFIG/config.json (default ~/.docker).
+        File script = new File(h.work, 'helper-login.sh')
+        script.text = '''#!/bin/sh
+conf=${DOCKER_CONFIG:-$HOME/.docker}
+case " $* " in
+  *" registry login "*) mkdir -p "$conf"; echo '{"auths":{"reg":{"auth":"c2VjcmV0"}}}' > "$conf/config.json" ;;
+  *" build "*) if [ -L "$conf/cli-plugins" ] && [ -f "$conf/config.json" ]; then : > "$CICACHE_STANDIN_DIR/build-saw-login-and-plugins"; fi ;;
+esac
+exec "$CICACHE_STANDIN" "$@"
+'''
+        script.setExecutable(true)
+        h.env.CICACHE_STANDIN = h.env.CICACHE_BIN
+        h.env.CICACHE_BIN = script.path
+        new File(h.work, '.docker/cli-plugins').mkdirs()
+        h.credentials['robot'] = ['robot', 'secret']
+
+        build(image: 'reg/app', registryCredentialsId: 'robot')
+        Map loginSh = h.steps('sh').find { it.args.label == 'cicache registry login' }
+        Map buildSh = h.steps('sh').find { it.args.label == 'cicache build' }
+        String dir = loginSh.args.env.DOCKER_CONFIG
+        assertTrue(dir, dir.startsWith(h.workspace.path + '@tmp/cicache-docker-config.'))
+        assertEquals(dir, buildSh.args.env.DOCKER_CONFIG)
+        assertTrue('the build saw the login and the agent\'s cli-plugins', new File(h.standinDir, 'build-saw-login-and-plugins').exists())
+        assertFalse("${dir} outlived the step", new File(dir).exists())
+        assertFalse(new File(h.work, '.docker/config.json').exists())
+        assertTrue('the agent\'s cli-plugins are untouched', new File(h.work, '.docker/cli-plugins').isDirectory())
+
+        // Removed when the build fails too.
+        h.calls.clear()
+        h.respond('build', [ok: false, error: 'push denied'], 1)
+        Harness.expectError { build(image: 'reg/app', registryLogin: true) }
+        String dir2 = h.steps('sh').find { it.args.label == 'cicache build' }.args.env.DOCKER_CONFIG
+        assertTrue(dir2 != null && dir2 != dir)
+        assertFalse(new File(dir2).exists())
+        assertFalse(new File(h.work, '.docker/config.json').exists())
+
+        // Without a login the agent's own docker config is used.
+        h.calls.clear()
+        h.respond('build', BUILD_RESULT)
+        build(image: 'reg/app')
+        assertNull(h.steps('sh').find { it.args.label == 'cicache build' }.args.env.DOCKER_CONFIG)
+    }
+
     @Test
     void registryLoginWithoutCredentialsUsesTheAmbientOnesAndRegionGoesToTheEnvironment() {
         build(image: '123456789012.dkr.ecr.eu-north-1.amazonaws.com/app', registryLogin: true, region: 'eu-north-1')
