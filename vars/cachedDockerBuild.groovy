@@ -30,7 +30,7 @@ private Map spec() {
         cacheBackend         : [type: 'string', values: ['auto', 'plugin', 'helper', 'none'], default: 'auto'],
         cachePlugin          : [type: 'string', values: CachePlugin.CHOICES],
         cacheValidityFile    : [type: 'string', default: 'requirements*.txt'],
-        registryCache        : [type: 'boolean', default: true],
+        registryCache        : [type: 'boolean'],
         push                 : [type: 'boolean', default: false],
         rebuild              : [type: 'boolean', default: false],
         registryLogin        : [type: 'boolean', default: false],
@@ -46,6 +46,18 @@ private Map spec() {
         baseInputs           : [type: 'list', default: []],
         baseBuildArgs        : [type: 'map', default: [:]],
     ]
+}
+
+// The CICACHE_* variables of the build options this step decides (see buildArgs): unset in the
+// build's script, so an agent's environment (CICACHE_PUSH=true) cannot override push: false.
+// What the step leaves open (e.g. no dockerfile:) then comes from cicache.yml or the helper's
+// defaults. CICACHE_STORE stays: the store is the agent's to choose unless store: is given.
+@NonCPS
+private List<String> buildEnv() {
+    return ['CICACHE_IMAGE', 'CICACHE_TAGS', 'CICACHE_DOCKERFILE', 'CICACHE_BUILD_ARGS', 'CICACHE_TARGET',
+            'CICACHE_CACHE_DIR', 'CICACHE_KEY', 'CICACHE_RESTORE_KEYS', 'CICACHE_REGISTRY_CACHE',
+            'CICACHE_NO_REGISTRY_CACHE', 'CICACHE_PUSH', 'CICACHE_NO_RESTORE', 'CICACHE_NO_SAVE', 'CICACHE_REBUILD',
+            'CICACHE_BUILD_LOG', 'CICACHE_BASE_DOCKERFILE', 'CICACHE_BASE_INPUTS', 'CICACHE_BASE_BUILD_ARGS']
 }
 
 // What the S3 Pipeline Cache plugin stores under when no cacheKey is given: the helper's own defaults.
@@ -142,7 +154,7 @@ private Map runBuild(Map a) {
     String markdown = readFile(a.reportFile)
     if (out.exitCode == 0 && !markdown.trim() && fileExists(a.logFile)) {
         // The helper wrote no report (its report phase failed, which is only a warning): make it from the log.
-        Map rep = Cli.exec(this, bin, ['report', a.logFile, '--format', 'markdown'], [json: false, label: 'cicache report'])
+        Map rep = Cli.exec(this, bin, ['report', '--format', 'markdown', '--', a.logFile], [json: false, label: 'cicache report'])
         if (rep.exitCode == 0 && rep.stdout) {
             markdown = rep.stdout
             writeFile(file: a.reportFile, text: markdown)
@@ -191,7 +203,7 @@ private Map loginAndBuild(String bin, Map a, String plugin, List<String> cmd) {
         }
         cache(caches: [arbitraryFileCache(cacheArgs)], defaultBranch: a.defaultBranch,
               skipRestore: !a.restoreCache, skipSave: !a.saveCache) {
-            out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
+            out = Cli.exec(this, bin, cmd, [label: 'cicache build', unset: buildEnv()])
         }
     } else if (plugin == CachePlugin.S3) {
         // The plugin knows nothing of key templates: render them with the helper.
@@ -201,10 +213,10 @@ private Map loginAndBuild(String bin, Map a, String plugin, List<String> cmd) {
             restoreKeys.add(p.contains('{{') ? cicache.key(p) : p)
         }
         cache(path: a.cacheDir, key: key, restoreKeys: restoreKeys) {
-            out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
+            out = Cli.exec(this, bin, cmd, [label: 'cicache build', unset: buildEnv()])
         }
     } else {
-        out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
+        out = Cli.exec(this, bin, cmd, [label: 'cicache build', unset: buildEnv()])
     }
     return out
 }
@@ -286,7 +298,11 @@ private List<String> buildArgs(Map a, boolean helperStore) {
         // The plugin (or nobody) keeps the cache dir: only the dance in and out of BuildKit.
         c.addAll(['--no-restore', '--no-save'])
     }
-    c.add(a.registryCache ? '--registry-cache' : '--no-registry-cache')
+    // Not given: the helper's rule (on when the image names a registry host, so no cache tags
+    // go to Docker Hub for a bare 'team/app').
+    if (a.registryCache != null) {
+        c.add(a.registryCache ? '--registry-cache' : '--no-registry-cache')
+    }
     if (a.push) {
         c.add('--push')
     }
@@ -294,7 +310,7 @@ private List<String> buildArgs(Map a, boolean helperStore) {
         c.add('--rebuild')
     }
     // The Markdown report is made from the log after the build (cicache report --format markdown).
-    c.addAll(['--log', a.logFile, a.context])
+    c.addAll(['--log', a.logFile, Cli.pathArg(a.context)])
     if (a.dockerArgs) {
         c.add('--')
         c.addAll(a.dockerArgs)

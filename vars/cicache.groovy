@@ -69,10 +69,11 @@ def key(Object template) {
         base    : [type: 'string', help: 'directory that hashFiles globs are relative to (default: the current directory)'],
     ]) : checked('cicache.key', [template: template], [template: [type: 'string', required: true, nonEmpty: true]])
     String bin = install()
-    List<String> cmd = ['key', a.template]
+    List<String> cmd = ['key']
     if (a.base) {
         cmd.addAll(['--base', a.base])
     }
+    cmd.addAll(['--', a.template])
     Map r = runChecked('cicache key', bin, cmd, [label: 'cicache key'])
     if (!(r.result.key instanceof CharSequence) || r.result.key.toString().isEmpty()) {
         error("cicache key: the helper's JSON result has no \"key\" field: ${r.stdout}")
@@ -101,7 +102,8 @@ def restore(Object args = null) {
     if (a.lookupOnly) {
         cmd.add('--lookup-only')
     }
-    Map r = Cli.exec(this, bin, cmd, [label: 'cicache restore'])
+    Map r = Cli.exec(this, bin, cmd, [label: 'cicache restore',
+        unset: ['CICACHE_KEY', 'CICACHE_RESTORE_KEYS', 'CICACHE_PATH', 'CICACHE_FAIL_ON_MISS', 'CICACHE_LOOKUP_ONLY']])
     if (r.exitCode == 3) {
         error("cicache.restore: no cache entry matches key '${a.key}'${a.restoreKeys ? ' or restore keys ' + a.restoreKeys : ''} (failOnMiss: true)")
     }
@@ -131,7 +133,8 @@ def save(Object args = null) {
     for (String g : a.exclude) {
         cmd.addAll(['--exclude', g])
     }
-    return runChecked('cicache save', bin, cmd, [label: 'cicache save']).result
+    return runChecked('cicache save', bin, cmd, [label: 'cicache save',
+        unset: ['CICACHE_KEY', 'CICACHE_PATH', 'CICACHE_UPDATE', 'CICACHE_IF_CHANGED', 'CICACHE_EXCLUDE']]).result
 }
 
 /** Evicts store entries: maxAge, maxUnused, maxSize, keepLast; dryRun only reports. */
@@ -178,13 +181,13 @@ def report(Object args = null) {
     String bin = install()
     if (a.format == 'json') {
         // The global --json is the JSON format (one document, like every command).
-        Map r = runChecked('cicache report', bin, ['report'] + a.logs, [label: 'cicache report'])
+        Map r = runChecked('cicache report', bin, ['report', '--'] + a.logs, [label: 'cicache report'])
         if (a.output) {
             writeFile(file: a.output, text: r.stdout)
         }
         return r.result
     }
-    Map r = runChecked('cicache report', bin, ['report'] + a.logs + ['--format', a.format], [json: false, label: 'cicache report'])
+    Map r = runChecked('cicache report', bin, ['report', '--format', a.format, '--'] + a.logs, [json: false, label: 'cicache report'])
     if (a.output) {
         writeFile(file: a.output, text: r.stdout)
     }

@@ -46,7 +46,7 @@ class CachedDockerBuildTest {
         Map r = build(image: 'registry.example.com/team/app')
         List<String> argv = buildCall()
         assertEquals(['--json', '--scope', 'main', 'build', '--image', 'registry.example.com/team/app',
-                      '--cache-dir', '.pip-cache', '--registry-cache', '--log', 'cicache-build.log',
+                      '--cache-dir', '.pip-cache', '--log', 'cicache-build.log',
                       '.'], argv)
         assertEquals(7, r.steps.cached)
         assertEquals(9, r.steps.total)
@@ -78,6 +78,40 @@ class CachedDockerBuildTest {
         assertEquals('out/report.md', r.reportFile)
         // The command line is in the log once, as the user would type it.
         assertTrue(h.log.any { it.startsWith('cicache: ') && it.contains(" build --image 123456789012") })
+    }
+
+    /** Issue 23 item 5: a context that looks like a flag, and an agent's CICACHE_* variables, change nothing. */
+    @Test
+    void theAgentsEnvironmentCannotOverrideTheStepAndAContextIsNeverAFlag() {
+        ['CICACHE_PUSH', 'CICACHE_REBUILD', 'CICACHE_NO_RESTORE', 'CICACHE_NO_SAVE', 'CICACHE_NO_REGISTRY_CACHE', 'CICACHE_STRICT'].each {
+            h.env[it] = 'true'
+        }
+        h.env.CICACHE_TAGS = 'evil'
+        h.env.CICACHE_SCOPE = 'main'
+        h.env.CICACHE_FALLBACK_SCOPES = 'other'
+        h.env.CICACHE_STORE = '/agent/store'
+        // The stand-in records the CICACHE_* variables the helper sees.
+        File script = new File(h.work, 'helper-env.sh')
+        script.text = '#!/bin/sh\nenv | grep ^CICACHE_ | grep -v -e STANDIN -e CICACHE_BIN | sort > "$CICACHE_STANDIN_DIR/env"\nexec "$CICACHE_STANDIN" "$@"\n'
+        script.setExecutable(true)
+        h.env.CICACHE_STANDIN = h.env.CICACHE_BIN
+        h.env.CICACHE_BIN = script.path
+        h.env.BRANCH_NAME = 'feature/x'
+        build(image: 'reg/app', context: '--push', registryCache: true)
+        List<String> argv = buildCall()
+        assertEquals('./--push', argv[argv.indexOf('--log') + 2])
+        assertEquals(argv.size(), argv.indexOf('--log') + 3)
+        assertTrue(argv.contains('--registry-cache'))
+        assertEquals(['CICACHE_STORE=/agent/store'], new File(h.standinDir, 'env').text.readLines())
+    }
+
+    @Test
+    void registryCacheIsLeftToTheHelperUnlessGiven() {
+        build(image: 'team/app')
+        build(image: 'team/app', registryCache: false)
+        List<List<String>> c = h.helperCalls('build')
+        assertFalse(c[0].contains('--registry-cache') || c[0].contains('--no-registry-cache'))
+        assertTrue(c[1].contains('--no-registry-cache'))
     }
 
     @Test
@@ -178,7 +212,7 @@ class CachedDockerBuildTest {
         h.installCachePlugin('pipeline-cache')
         h.respond('key', [key: 'pip-linux-x86_64-0123abcd'])
         Map r = build(image: 'reg/app', cacheKey: 'pip-{{ hashFiles "requirements*.txt" }}', restoreKeys: ['pip-'], cachePlugin: 'detect')
-        assertEquals([['--json', 'key', 'pip-{{ hashFiles "requirements*.txt" }}']], h.helperCalls('key'))
+        assertEquals([['--json', 'key', '--', 'pip-{{ hashFiles "requirements*.txt" }}']], h.helperCalls('key'))
         assertEquals([[path: '.pip-cache', key: 'pip-linux-x86_64-0123abcd', restoreKeys: ['pip-']]], h.steps('cache')*.args)
         assertTrue(buildCall().containsAll(['--no-restore', '--no-save']))
         assertEquals('plugin:pipeline-cache', r.cacheBackend)
@@ -190,7 +224,7 @@ class CachedDockerBuildTest {
         h.respond('key', [key: 'rendered'])
         build(image: 'reg/app', cachePlugin: 'pipeline-cache')
         assertEquals(['pip-{{ os }}-{{ arch }}-{{ hashFiles "**/requirements*.txt" }}', 'pip-{{ os }}-{{ arch }}-'],
-            h.helperCalls('key').collect { it[2] })
+            h.helperCalls('key').collect { it[3] })
         assertEquals([path: '.pip-cache', key: 'rendered', restoreKeys: ['rendered']], h.steps('cache')[0].args)
     }
 
@@ -355,7 +389,7 @@ exec "$CICACHE_STANDIN" "$@"
         h.file('cicache-build.log').text = '#5 CACHED\n'
         h.respondText('report', '**cache: 1/1 steps cached, build 3.1s**\n\n| step | result |\n')
         build(image: 'reg/app')
-        assertEquals([['report', 'cicache-build.log', '--format', 'markdown']], h.helperCalls('report'))
+        assertEquals([['report', '--format', 'markdown', '--', 'cicache-build.log']], h.helperCalls('report'))
         assertEquals('**cache: 1/1 steps cached, build 3.1s**\n\n| step | result |\n', h.file('cicache-report.md').text)
         assertEquals('cache: 1/1 steps cached, build 3.1s', h.currentBuild.description)
     }
