@@ -29,7 +29,8 @@ private Map spec() {
         defaultBranch        : [type: 'string', default: 'main', nonEmpty: true],
         cacheBackend         : [type: 'string', values: ['auto', 'plugin', 'helper', 'none'], default: 'auto'],
         cachePlugin          : [type: 'string', values: CachePlugin.CHOICES],
-        cacheValidityFile    : [type: 'string', default: 'requirements*.txt'],
+        cacheValidityFile    : [type: 'string'],
+        maxCacheSize         : [type: 'size'],
         registryCache        : [type: 'boolean'],
         push                 : [type: 'boolean', default: false],
         rebuild              : [type: 'boolean', default: false],
@@ -196,15 +197,14 @@ private Map loginAndBuild(String bin, Map a, String plugin, List<String> cmd) {
     }
 
     Map out = null
-    if (plugin == CachePlugin.JOBCACHER) {
-        Map cacheArgs = [path: a.cacheDir, compressionMethod: 'TAR_ZSTD']
-        if (a.cacheValidityFile) {
-            cacheArgs.cacheValidityDecidingFile = a.cacheValidityFile
-        }
-        cache(caches: [arbitraryFileCache(cacheArgs)], defaultBranch: a.defaultBranch,
-              skipRestore: !a.restoreCache, skipSave: !a.saveCache) {
+    if (plugin == CachePlugin.JOBCACHER && a.cacheValidityFile) {
+        // The user's own validity file: Job Cacher restores only while it is unchanged.
+        Map cacheArgs = [path: a.cacheDir, compressionMethod: 'TAR_ZSTD', cacheValidityDecidingFile: a.cacheValidityFile]
+        cache(jobCacherArgs(a, [arbitraryFileCache(cacheArgs)], !a.restoreCache, !a.saveCache)) {
             out = Cli.exec(this, bin, cmd, [label: 'cicache build', unset: buildEnv()])
         }
+    } else if (plugin == CachePlugin.JOBCACHER) {
+        out = jobCacherKeyed(bin, a, cmd)
     } else if (plugin == CachePlugin.S3) {
         // The plugin knows nothing of key templates: render them with the helper.
         String key = cicache.key(a.cacheKey ?: defaultPluginKey())
@@ -219,6 +219,65 @@ private Map loginAndBuild(String bin, Map a, String plugin, List<String> cmd) {
         out = Cli.exec(this, bin, cmd, [label: 'cicache build', unset: buildEnv()])
     }
     return out
+}
+
+// Job Cacher with a cache key: Job Cacher itself restores a cache only while its validity file
+// is unchanged, so a requirements change would start from a cold cache. Instead: restore the
+// last cache always (no validity file, no save), then, when the rendered key differs from the
+// key the restored cache was saved under (a marker in it), save with a validity file holding the
+// new key: the stored cache's validity (the old key) differs, so Job Cacher skips its restore
+// and saves. An unchanged key saves nothing.
+private Map jobCacherKeyed(String bin, Map a, List<String> cmd) {
+    String key = cicache.key(a.cacheKey ?: defaultPluginKey())
+    String name = jobCacherName(a.cacheDir)
+    String marker = "${a.cacheDir}/.cicache-key".toString()
+    String keyFile = ".cicache/${name}.key".toString()
+    String previous = null
+    Map out = null
+    cache(jobCacherArgs(a, [arbitraryFileCache(path: a.cacheDir, cacheName: name, compressionMethod: 'TAR_ZSTD')],
+                        !a.restoreCache, true)) {
+        // Read before the build: its extract phase may rewrite the cache dir.
+        previous = fileExists(marker) ? readFile(marker).trim() : null
+        out = Cli.exec(this, bin, cmd, [label: 'cicache build', unset: buildEnv()])
+    }
+    if (!a.saveCache || out.exitCode != 0) {
+        return out
+    }
+    if (previous == key) {
+        echo("cicache: Job Cacher: the cache of key ${key} is unchanged; not saving it again.")
+        return out
+    }
+    echo("cicache: Job Cacher: saving the cache under key ${key}${previous ? " (restored: ${previous})" : ''}.")
+    writeFile(file: marker, text: key)
+    writeFile(file: keyFile, text: key)
+    cache(jobCacherArgs(a, [arbitraryFileCache(path: a.cacheDir, cacheName: name, compressionMethod: 'TAR_ZSTD',
+                                               cacheValidityDecidingFile: keyFile)], false, false)) {
+        // Empty: this block only saves (the stored validity, the old key, differs from keyFile).
+    }
+    return out
+}
+
+// The cache step's own arguments; skipRestore/skipSave only when set (Job Cacher added each in
+// a later release, and an older one rejects an argument it does not know).
+@NonCPS
+private Map jobCacherArgs(Map a, List caches, boolean skipRestore, boolean skipSave) {
+    Map m = [caches: caches, defaultBranch: a.defaultBranch]
+    if (a.maxCacheSize) {
+        m.maxCacheSize = Args.megabytes(a.maxCacheSize)
+    }
+    if (skipRestore) {
+        m.skipRestore = true
+    }
+    if (skipSave) {
+        m.skipSave = true
+    }
+    return m
+}
+
+// Job Cacher's cacheName for a cache dir: one per dir, so two cache dirs never share an entry.
+@NonCPS
+private String jobCacherName(String cacheDir) {
+    return 'cicache-' + cacheDir.replaceAll(/[^A-Za-z0-9._-]+/, '_').replaceAll(/^[._]+/, '')
 }
 
 private void login(String bin, Map a, boolean withPassword) {

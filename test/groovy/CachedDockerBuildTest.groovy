@@ -13,6 +13,7 @@ class CachedDockerBuildTest {
     void setUp() {
         h = new Harness()
         h.respond('build', BUILD_RESULT)
+        h.respond('key', [key: 'pip-linux-x86_64-k1'])
     }
 
     @After
@@ -176,35 +177,99 @@ class CachedDockerBuildTest {
     @Test
     void detectedJobCacherKeepsTheCacheDirInThePluginAroundTheBuild() {
         h.installCachePlugin('jobcacher')
-        Map r = build(image: 'reg/app', store: '/srv/cache', cacheDir: '.pip', cachePlugin: 'detect')
+        Map r = build(image: 'reg/app', store: '/srv/cache', cacheDir: '.pip', cachePlugin: 'detect', maxCacheSize: '2GB')
         List<Map> cache = h.steps('cache')
-        assertEquals(1, cache.size())
-        Map args = cache[0].args
-        assertEquals([[symbol: 'arbitraryFileCache', args: [path: '.pip', compressionMethod: 'TAR_ZSTD',
-                                                            cacheValidityDecidingFile: 'requirements*.txt']]], args.caches)
-        assertEquals('main', args.defaultBranch)
-        assertEquals(false, args.skipSave)
-        assertEquals(false, args.skipRestore)
-        // The build ran inside the cache block, with the helper's own save/restore off.
-        int restore = h.log.indexOf('[cache plugin] restore')
-        int save = h.log.indexOf('[cache plugin] save')
+        assertEquals('a restoring block around the build, then a saving one (no cache was restored)', 2, cache.size())
+        Map restore = cache[0].args
+        assertEquals([[symbol: 'arbitraryFileCache', args: [path: '.pip', cacheName: 'cicache-pip', compressionMethod: 'TAR_ZSTD']]],
+            restore.caches)
+        assertEquals('main', restore.defaultBranch)
+        assertEquals(true, restore.skipSave)
+        assertFalse('skipRestore only when asked (older Job Cacher lacks it)', restore.containsKey('skipRestore'))
+        assertEquals(1908L, restore.maxCacheSize)
+        // The build ran inside the first block, with the helper's own save/restore off.
+        int first = h.log.indexOf('[cache plugin] restore')
         int buildLine = h.log.findIndexOf { it.startsWith('cicache: ') && it.contains(' build ') }
-        assertTrue("order in ${h.log}", restore >= 0 && restore < buildLine && buildLine < save)
+        assertTrue("order in ${h.log}", first >= 0 && first < buildLine)
         List<String> argv = buildCall()
         assertTrue(argv.containsAll(['--no-restore', '--no-save']))
         assertEquals([], values(argv, '--store'))
         assertEquals('plugin:jobcacher', r.cacheBackend)
-        assertFalse(h.log.any { it.contains("cacheBackend 'auto'") })
+        Map save = cache[1].args
+        assertEquals([path: '.pip', cacheName: 'cicache-pip', compressionMethod: 'TAR_ZSTD',
+                      cacheValidityDecidingFile: '.cicache/cicache-pip.key'], save.caches[0].args)
+        assertFalse(save.containsKey('skipSave') || save.containsKey('skipRestore'))
+        assertEquals('pip-linux-x86_64-k1', h.file('.cicache/cicache-pip.key').text)
+        assertEquals('pip-linux-x86_64-k1', h.file('.pip/.cicache-key').text)
+    }
+
+    /**
+     * Issue 23 item 2: with Job Cacher a requirements change (a new key) still restores the
+     * previous cache, and saves under the new key; an unchanged key saves nothing.
+     */
+    @Test
+    void jobCacherRestoresThePreviousCacheWhenTheKeyChangesAndSavesOnlyThen() {
+        h.installCachePlugin('jobcacher')
+        // What Job Cacher does with the arguments it gets: it keeps the saved cache dir and its
+        // validity file's content, and restores only an up-to-date cache.
+        Map stored = [:]
+        h.binding.setVariable('cache', { Map a, Closure body ->
+            h.record('cache', a)
+            Map c = a.caches[0].args
+            File dir = h.file(c.path)
+            String validity = c.cacheValidityDecidingFile ? h.file(c.cacheValidityDecidingFile).text : null
+            boolean upToDate = stored.files != null && (validity == null || validity == stored.validity)
+            if (upToDate && !a.skipRestore) {
+                dir.deleteDir()
+                dir.mkdirs()
+                stored.files.each { String n, String t -> new File(dir, n).text = t }
+                h.log.add('[cache plugin] restored')
+            }
+            body.call()
+            if (!upToDate && !a.skipSave) {
+                stored.files = dir.listFiles().collectEntries { [it.name, it.text] }
+                stored.validity = validity
+                h.log.add('[cache plugin] saved')
+            }
+        })
+        h.file('.pip-cache').mkdirs()
+        h.file('.pip-cache/wheel-a').text = 'a'
+        build(image: 'reg/app', cachePlugin: 'jobcacher')
+        assertEquals(1, h.log.count { it == '[cache plugin] saved' })
+
+        // Same key on a fresh workspace: restored, nothing saved.
+        h.log.clear()
+        h.file('.pip-cache').deleteDir()
+        build(image: 'reg/app', cachePlugin: 'jobcacher')
+        assertEquals('a', h.file('.pip-cache/wheel-a').text)
+        assertEquals(['[cache plugin] restored'], h.log.findAll { it == '[cache plugin] restored' || it == '[cache plugin] saved' })
+        assertTrue(h.log.any { it.contains('the cache of key pip-linux-x86_64-k1 is unchanged; not saving it again') })
+
+        // requirements.txt changed: a new key. The previous cache is restored all the same, and the result saved.
+        h.log.clear()
+        h.file('.pip-cache').deleteDir()
+        h.respond('key', [key: 'pip-linux-x86_64-k2'])
+        build(image: 'reg/app', cachePlugin: 'jobcacher')
+        assertEquals(1, h.log.count { it == '[cache plugin] restored' })
+        assertEquals(1, h.log.count { it == '[cache plugin] saved' })
+        assertTrue(h.log.any { it.contains('saving the cache under key pip-linux-x86_64-k2 (restored: pip-linux-x86_64-k1)') })
+        assertEquals('pip-linux-x86_64-k2', stored.files['.cicache-key'])
+        assertEquals('a', stored.files['wheel-a'])
     }
 
     @Test
-    void jobCacherSkipsItsSaveWhenSaveCacheIsFalseAndCanDropTheValidityFile() {
+    void jobCacherWithTheUsersValidityFileAndSaveCacheFalse() {
         h.installCachePlugin('jobcacher')
-        build(image: 'reg/app', saveCache: false, cacheValidityFile: '', cachePlugin: 'jobcacher')
+        build(image: 'reg/app', saveCache: false, cacheValidityFile: 'requirements*.txt', cachePlugin: 'jobcacher')
+        assertEquals(1, h.steps('cache').size())
         Map args = h.steps('cache')[0].args
         assertEquals(true, args.skipSave)
-        assertEquals(false, args.skipRestore)
-        assertEquals([path: '.pip-cache', compressionMethod: 'TAR_ZSTD'], args.caches[0].args)
+        assertFalse(args.containsKey('skipRestore'))
+        assertEquals([path: '.pip-cache', compressionMethod: 'TAR_ZSTD', cacheValidityDecidingFile: 'requirements*.txt'], args.caches[0].args)
+        h.calls.clear()
+        build(image: 'reg/app', saveCache: false, cachePlugin: 'jobcacher')
+        assertEquals('no saving block', 1, h.steps('cache').size())
+        assertEquals(true, h.steps('cache')[0].args.skipSave)
     }
 
     @Test
@@ -258,7 +323,7 @@ class CachedDockerBuildTest {
     void pluginBackendWithJobCacherUsesIt() {
         h.installCachePlugin('jobcacher')
         assertEquals('plugin:jobcacher', build(image: 'reg/app', cacheBackend: 'plugin').cacheBackend)
-        assertEquals(1, h.steps('cache').size())
+        assertEquals(2, h.steps('cache').size())
     }
 
     @Test
@@ -307,7 +372,7 @@ class CachedDockerBuildTest {
         assertTrue(h.log.any { it.contains("cacheBackend 'auto'") && it.contains('the lookup needs a trusted global library') })
         Map r = build(image: 'reg/app', cachePlugin: 'jobcacher')
         assertEquals('plugin:jobcacher', r.cacheBackend)
-        assertEquals(1, h.steps('cache').size())
+        assertEquals(2, h.steps('cache').size())
     }
 
     @Test
