@@ -26,7 +26,7 @@ private Map spec() {
         saveCache            : [type: 'boolean', default: true],
         store                : [type: 'string'],
         scope                : [type: 'string'],
-        defaultBranch        : [type: 'string', default: 'main', nonEmpty: true],
+        defaultBranch        : [type: 'string', nonEmpty: true],
         cacheBackend         : [type: 'string', values: ['auto', 'plugin', 'helper', 'none'], default: 'auto'],
         cachePlugin          : [type: 'string', values: CachePlugin.CHOICES],
         cacheValidityFile    : [type: 'string'],
@@ -88,7 +88,9 @@ def call(Object args = null) {
 
 private Map runBuild(Map a) {
     String bin = cicache.install()
-    Map sc = Scope.resolve(a.scope, env.CHANGE_ID, env.CHANGE_TARGET, env.BRANCH_NAME, env.GIT_BRANCH, a.defaultBranch)
+    Map sc = Scope.resolve(a.scope, env.CHANGE_ID, env.CHANGE_TARGET, env.BRANCH_NAME, env.GIT_BRANCH,
+        Scope.defaultBranches(a.defaultBranch, env.CICACHE_DEFAULT_BRANCH, env.BRANCH_IS_PRIMARY, env.BRANCH_NAME))
+    a.seedBranch = sc.defaultBranch
 
     // Which backend keeps the cache dir between builds. A plugin only when one is named (or
     // 'detect' asked for): the lookup needs a trusted library, and in a sandboxed one each
@@ -261,7 +263,10 @@ private Map jobCacherKeyed(String bin, Map a, List<String> cmd) {
 // a later release, and an older one rejects an argument it does not know).
 @NonCPS
 private Map jobCacherArgs(Map a, List caches, boolean skipRestore, boolean skipSave) {
-    Map m = [caches: caches, defaultBranch: a.defaultBranch]
+    Map m = [caches: caches]
+    if (a.seedBranch) {
+        m.defaultBranch = a.seedBranch
+    }
     if (a.maxCacheSize) {
         m.maxCacheSize = Args.megabytes(a.maxCacheSize)
     }

@@ -15,7 +15,7 @@ private Map storeSpec() {
     return [
         store        : [type: 'string', help: 'where caches are stored: DIR, dir:DIR, s3://BUCKET/PREFIX'],
         scope        : [type: 'string', help: 'the scope to save to and restore from first (default: pr-<CHANGE_ID> or BRANCH_NAME)'],
-        defaultBranch: [type: 'string', default: 'main', nonEmpty: true],
+        defaultBranch: [type: 'string', nonEmpty: true],
         fallbackScopes: [type: 'list'],
         strict       : [type: 'boolean', default: false],
     ]
@@ -31,7 +31,8 @@ private Map checked(String step, Object args, Map spec) {
 
 private List<String> globals(Map a) {
     Map sc = Scope.resolve(a.scope, env.CHANGE_ID, env.CHANGE_TARGET, env.BRANCH_NAME, env.GIT_BRANCH,
-        a.defaultBranch, a.fallbackScopes)
+        Scope.defaultBranches(a.defaultBranch, env.CICACHE_DEFAULT_BRANCH, env.BRANCH_IS_PRIMARY, env.BRANCH_NAME),
+        a.fallbackScopes)
     return Cli.globalArgs(a.store, sc, a.strict)
 }
 

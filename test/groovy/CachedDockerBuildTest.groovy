@@ -123,7 +123,7 @@ class CachedDockerBuildTest {
         Map r = build(image: 'reg/app')
         List<String> argv = buildCall()
         assertEquals(['pr-42'], values(argv, '--scope'))
-        assertEquals(['develop', 'main'], values(argv, '--fallback-scope'))
+        assertEquals(['develop', 'main', 'master'], values(argv, '--fallback-scope'))
         assertEquals('pr-42', r.scope)
     }
 
@@ -149,7 +149,37 @@ class CachedDockerBuildTest {
         h.env.GIT_BRANCH = 'origin/release-2'
         build(image: 'reg/app')
         assertEquals(['release-2'], values(buildCall(), '--scope'))
-        assertEquals(['main'], values(buildCall(), '--fallback-scope'))
+        assertEquals(['main', 'master'], values(buildCall(), '--fallback-scope'))
+    }
+
+    /**
+     * Issue 23 item 7: the default branch is not assumed to be 'main'. A build of the multibranch
+     * project's primary branch (BRANCH_IS_PRIMARY) or of a conventional default ('main',
+     * 'master') has no fallback scope, which makes the helper write IMAGE:cache.
+     */
+    @Test
+    void theDefaultBranchComesFromThePrimaryBranchOrTheConventionalNames() {
+        Closure fallbacks = { Map env, Map args = [:] ->
+            h.calls.clear()
+            new File(h.standinDir, 'calls').delete()
+            h.env.remove('BRANCH_IS_PRIMARY')
+            h.env.remove('CICACHE_DEFAULT_BRANCH')
+            h.env.putAll(env)
+            build([image: 'reg/app'] + args)
+            values(buildCall(), '--fallback-scope')
+        }
+        assertEquals([], fallbacks([BRANCH_NAME: 'master']))
+        assertEquals([], fallbacks([BRANCH_NAME: 'main']))
+        assertEquals([], fallbacks([BRANCH_NAME: 'trunk', BRANCH_IS_PRIMARY: 'true']))
+        assertEquals(['main', 'master'], fallbacks([BRANCH_NAME: 'feature/x']))
+        assertEquals(['trunk'], fallbacks([BRANCH_NAME: 'feature/x', CICACHE_DEFAULT_BRANCH: 'trunk']))
+        assertEquals(['develop'], fallbacks([BRANCH_NAME: 'master'], [defaultBranch: 'develop']))
+        // Job Cacher takes one branch to seed a new branch's cache from.
+        h.installCachePlugin('jobcacher')
+        fallbacks([BRANCH_NAME: 'feature/x', CICACHE_DEFAULT_BRANCH: 'trunk'], [cachePlugin: 'jobcacher'])
+        assertEquals('trunk', h.steps('cache')[0].args.defaultBranch)
+        fallbacks([BRANCH_NAME: 'master'], [cachePlugin: 'jobcacher'])
+        assertEquals('master', h.steps('cache')[0].args.defaultBranch)
     }
 
     @Test

@@ -71,7 +71,7 @@ class CicacheStepTest {
         h.env.BRANCH_NAME = 'feature/x'
         h.respond('save', [ok: true, saved: true])
         Map r = cicache.save(key: 'pip-1', path: '.pip', update: true, ifChanged: true, exclude: ['*.lock', 'tmp/**'])
-        assertEquals([['--json', '--scope', 'feature/x', '--fallback-scope', 'main', 'save', '--key', 'pip-1', '--path', '.pip',
+        assertEquals([['--json', '--scope', 'feature/x', '--fallback-scope', 'main', '--fallback-scope', 'master', 'save', '--key', 'pip-1', '--path', '.pip',
                        '--update', '--if-changed', '--exclude', '*.lock', '--exclude', 'tmp/**']], h.helperCalls('save'))
         assertEquals(true, r.saved)
     }
