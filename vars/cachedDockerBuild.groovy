@@ -3,6 +3,7 @@
 // save the cache, report. One `cicache build` call; see cachedDockerBuild.txt.
 import com.cloudbees.groovy.cps.NonCPS
 import io.cicache.Args
+import io.cicache.Aws
 import io.cicache.CachePlugin
 import io.cicache.Cli
 import io.cicache.DockerConfig
@@ -37,9 +38,11 @@ private Map spec() {
         registryLogin        : [type: 'boolean', default: false],
         registryCredentialsId: [type: 'string', nonEmpty: true],
         region               : [type: 'string', nonEmpty: true],
+        awsCredentialsId     : [type: 'string', nonEmpty: true],
         strict               : [type: 'boolean', default: false],
-        logFile              : [type: 'string', default: 'cicache-build.log', nonEmpty: true],
-        reportFile           : [type: 'string', default: 'cicache-report.md', nonEmpty: true],
+        cacheProblem         : [type: 'string', values: ['warn', 'unstable', 'fail']],
+        logFile              : [type: 'string', nonEmpty: true],
+        reportFile           : [type: 'string', nonEmpty: true],
         archiveReport        : [type: 'boolean', default: false],
         setDescription       : [type: 'boolean', default: true],
         baseDockerfile       : [type: 'string', nonEmpty: true,
@@ -76,14 +79,24 @@ def call(Object args = null) {
         error(r.error)
     }
     Map a = r.args
-    if (a.region) {
-        Map result = null
-        withEnv(["AWS_REGION=${a.region}", "AWS_DEFAULT_REGION=${a.region}"]) {
-            result = runBuild(a)
-        }
-        return result
+    // strict: true is the older spelling of cacheProblem: 'fail'.
+    a.cacheProblem = a.cacheProblem ?: (a.strict ? 'fail' : 'warn')
+    a.strict = a.cacheProblem == 'fail'
+    // Per build and per image, so parallel builds in one workspace never share a log or report.
+    String name = fileSlug(a.image, a.target, env.BUILD_NUMBER)
+    a.logFile = a.logFile ?: ".cicache/${name}.log".toString()
+    a.reportFile = a.reportFile ?: ".cicache/${name}-report.md".toString()
+    return Aws.with(this, a.region, a.awsCredentialsId) {
+        runBuild(a)
     }
-    return runBuild(a)
+}
+
+@NonCPS
+private String fileSlug(String image, String target, String buildNumber) {
+    String repo = image.replaceFirst(/@.*$/, '').replaceFirst(/:[^:\/]+$/, '')
+    String last = repo.substring(repo.lastIndexOf('/') + 1)
+    String slug = (last + (target ? '-' + target : '')).replaceAll(/[^A-Za-z0-9._-]+/, '_')
+    return "${slug}-${buildNumber ?: 'local'}".toString()
 }
 
 private Map runBuild(Map a) {
@@ -104,10 +117,10 @@ private Map runBuild(Map a) {
         wanted = 'detect'
     }
     if ((a.cacheBackend == 'auto' || a.cacheBackend == 'plugin') && wanted) {
-        String detected = wanted == 'detect' ? CachePlugin.detect() : wanted
+        String detected = wanted == 'detect' ? CachePlugin.detect() : CachePlugin.canonical(wanted)
         if (detected == CachePlugin.S3 && (!a.restoreCache || !a.saveCache)) {
             // The S3 plugin's step always restores and saves: it cannot honour either switch.
-            String why = "the Pipeline Cache plugin (pipeline-cache) cannot skip its restore or save, and restoreCache or saveCache is false"
+            String why = "the Pipeline Cache plugin (jenkins-pipeline-cache) cannot skip its restore or save, and restoreCache or saveCache is false"
             if (a.cacheBackend == 'plugin') {
                 error("cachedDockerBuild: cacheBackend 'plugin': ${why}. Use cacheBackend: 'helper', or the Job Cacher plugin.")
             }
@@ -179,6 +192,10 @@ private Map runBuild(Map a) {
     }
     if (out.exitCode != 0 || out.result == null) {
         error(Cli.failure("cachedDockerBuild: cicache build of ${a.image}", out))
+    }
+    List<String> problems = warnings(result)
+    if (a.cacheProblem == 'unstable' && problems) {
+        unstable("cicache: the build of ${a.image} passed with cache problems: ${problems.join('; ')}".toString())
     }
     result.cacheBackend = backend
     result.scope = sc.scope
@@ -306,6 +323,19 @@ private String baseSummary(Map result) {
     }
     Object s = result.base.summary
     return s instanceof CharSequence ? s.toString() : null
+}
+
+// The helper's cache warnings: a list of messages (or, in older helpers, a count).
+@NonCPS
+private List<String> warnings(Map result) {
+    Object w = result.warnings
+    if (w instanceof List) {
+        return w.collect { it.toString() }
+    }
+    if (w instanceof Number && ((Number) w).intValue() > 0) {
+        return ["${w} warning(s), see the log".toString()]
+    }
+    return []
 }
 
 @NonCPS

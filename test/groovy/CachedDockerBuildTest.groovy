@@ -47,7 +47,7 @@ class CachedDockerBuildTest {
         Map r = build(image: 'registry.example.com/team/app')
         List<String> argv = buildCall()
         assertEquals(['--json', '--scope', 'main', 'build', '--image', 'registry.example.com/team/app',
-                      '--cache-dir', '.pip-cache', '--log', 'cicache-build.log',
+                      '--cache-dir', '.pip-cache', '--log', '.cicache/app-7.log',
                       '.'], argv)
         assertEquals(7, r.steps.cached)
         assertEquals(9, r.steps.total)
@@ -104,6 +104,52 @@ class CachedDockerBuildTest {
         assertEquals(argv.size(), argv.indexOf('--log') + 3)
         assertTrue(argv.contains('--registry-cache'))
         assertEquals(['CICACHE_STORE=/agent/store'], new File(h.standinDir, 'env').text.readLines())
+    }
+
+    /** Issue 23 item 7: cache problems can warn, mark the build UNSTABLE, or fail it. */
+    @Test
+    void cacheProblemsWarnMarkTheBuildUnstableOrFail() {
+        h.respond('build', BUILD_RESULT + [warnings: ['save failed: s3://ci/x: AccessDenied']])
+        build(image: 'reg/app')
+        assertTrue(h.steps('unstable').isEmpty())
+        assertFalse(buildCall().contains('--strict'))
+        build(image: 'reg/app', cacheProblem: 'unstable')
+        assertEquals(['cicache: the build of reg/app passed with cache problems: save failed: s3://ci/x: AccessDenied'], h.steps('unstable')*.args)
+        assertEquals('UNSTABLE', h.currentBuild.result)
+        assertFalse(h.helperCalls('build')[1].contains('--strict'))
+        build(image: 'reg/app', cacheProblem: 'fail')
+        assertTrue(h.helperCalls('build')[2].contains('--strict'))
+        h.respond('build', BUILD_RESULT + [warnings: []])
+        build(image: 'reg/app', cacheProblem: 'unstable')
+        assertEquals(1, h.steps('unstable').size())
+    }
+
+    @Test
+    void awsCredentialsAreBoundForTheStepOnly() {
+        h.credentials['ci-aws'] = ['AKIAEXAMPLE', 'secret/key']
+        build(image: '123456789012.dkr.ecr.eu-north-1.amazonaws.com/app', registryLogin: true, region: 'eu-north-1',
+              awsCredentialsId: 'ci-aws')
+        Map creds = h.steps('withCredentials')[0].args[0]
+        assertEquals([kind: 'aws', credentialsId: 'ci-aws', accessKeyVariable: 'AWS_ACCESS_KEY_ID', secretKeyVariable: 'AWS_SECRET_ACCESS_KEY'], creds)
+        ['cicache registry login', 'cicache build'].each { String label ->
+            Map e = h.steps('sh').find { it.args.label == label }.args.env
+            assertEquals(label, 'AKIAEXAMPLE', e.AWS_ACCESS_KEY_ID)
+            assertEquals(label, 'eu-north-1', e.AWS_REGION)
+        }
+        String scripts = h.steps('sh').collect { it.args.script }.join('\n')
+        assertFalse(scripts.contains('AKIAEXAMPLE') || scripts.contains('secret/key'))
+    }
+
+    @Test
+    void logAndReportNamesArePerImageAndBuild() {
+        h.env.BUILD_NUMBER = '12'
+        Map r1 = build(image: 'registry.example.com:5000/team/api:latest')
+        Map r2 = build(image: 'registry.example.com/team/worker', target: 'runtime')
+        assertEquals('.cicache/api-12.log', r1.logFile)
+        assertEquals('.cicache/api-12-report.md', r1.reportFile)
+        assertEquals('.cicache/worker-runtime-12.log', r2.logFile)
+        assertEquals(['.cicache/api-12.log', '.cicache/worker-runtime-12.log'], h.helperCalls('build').collect { values(it, '--log')[0] })
+        assertEquals('my.log', build(image: 'reg/app', logFile: 'my.log').logFile)
     }
 
     @Test
@@ -310,7 +356,7 @@ class CachedDockerBuildTest {
         assertEquals([['--json', 'key', '--', 'pip-{{ hashFiles "requirements*.txt" }}']], h.helperCalls('key'))
         assertEquals([[path: '.pip-cache', key: 'pip-linux-x86_64-0123abcd', restoreKeys: ['pip-']]], h.steps('cache')*.args)
         assertTrue(buildCall().containsAll(['--no-restore', '--no-save']))
-        assertEquals('plugin:pipeline-cache', r.cacheBackend)
+        assertEquals('plugin:jenkins-pipeline-cache', r.cacheBackend)
     }
 
     @Test
@@ -338,14 +384,14 @@ class CachedDockerBuildTest {
         assertEquals(0, StepDescriptor.lookups)
         h.env.CICACHE_CACHE_PLUGIN = 'jobcache'
         String msg = Harness.expectError { build(image: 'reg/app') }
-        assertTrue(msg, msg.contains("CICACHE_CACHE_PLUGIN is 'jobcache'; it must be one of 'detect', 'jobcacher', 'pipeline-cache'"))
+        assertTrue(msg, msg.contains("CICACHE_CACHE_PLUGIN is 'jobcache'; it must be one of 'detect', 'jobcacher', 'jenkins-pipeline-cache', 'pipeline-cache'"))
     }
 
     @Test
     void pluginBackendWithoutAPluginFailsNamingThePlugins() {
         h.installCachePlugin(null)
         String msg = Harness.expectError { build(image: 'reg/app', cacheBackend: 'plugin') }
-        assertTrue(msg, msg.contains("cacheBackend 'plugin' needs the Job Cacher plugin (jobcacher) or the Pipeline Cache plugin (pipeline-cache)"))
+        assertTrue(msg, msg.contains("cacheBackend 'plugin' needs the Job Cacher plugin (jobcacher) or the Pipeline Cache plugin (jenkins-pipeline-cache)"))
         assertTrue(h.helperCalls('build').isEmpty())
     }
 
@@ -433,7 +479,7 @@ class CachedDockerBuildTest {
         helperWritesReport('# cache: 7/9 steps cached\n\n| step | time |\n')
         build(image: 'reg/app', archiveReport: true)
         assertEquals("deploy to staging\n${BUILD_RESULT.verdict}".toString(), h.currentBuild.description)
-        assertEquals([[artifacts: 'cicache-report.md', allowEmptyArchive: true]], h.steps('archiveArtifacts')*.args)
+        assertEquals([[artifacts: '.cicache/app-7-report.md', allowEmptyArchive: true]], h.steps('archiveArtifacts')*.args)
     }
 
     /** Makes the stand-in helper write the build's --log and answer `report LOG --format markdown` with TEXT, as the real one does. */
@@ -471,21 +517,21 @@ exec "$CICACHE_STANDIN" "$@"
     @Test
     void aReportLeftByAnEarlierBuildIsNeitherUsedNorArchived() {
         h.respond('build', [ok: true, steps: [cached: 0, total: 2]])
-        h.file('cicache-report.md').text = '# cache: 2/2 steps cached (an old build)\n'
+        h.file('.cicache/app-7-report.md').with { parentFile.mkdirs(); text = '# cache: 2/2 steps cached (an old build)\n' }
         build(image: 'reg/app', archiveReport: true)
         assertNull(h.currentBuild.description)
         assertTrue(h.steps('archiveArtifacts').isEmpty())
-        assertEquals('', h.file('cicache-report.md').text)
+        assertEquals('', h.file('.cicache/app-7-report.md').text)
     }
 
     @Test
     void missingMarkdownReportIsMadeFromTheLog() {
         h.respond('build', [ok: true])
-        h.file('cicache-build.log').text = '#5 CACHED\n'
+        h.file('.cicache/app-7.log').with { parentFile.mkdirs(); text = '#5 CACHED\n' }
         h.respondText('report', '**cache: 1/1 steps cached, build 3.1s**\n\n| step | result |\n')
         build(image: 'reg/app')
-        assertEquals([['report', '--format', 'markdown', '--', 'cicache-build.log']], h.helperCalls('report'))
-        assertEquals('**cache: 1/1 steps cached, build 3.1s**\n\n| step | result |\n', h.file('cicache-report.md').text)
+        assertEquals([['report', '--format', 'markdown', '--', '.cicache/app-7.log']], h.helperCalls('report'))
+        assertEquals('**cache: 1/1 steps cached, build 3.1s**\n\n| step | result |\n', h.file('.cicache/app-7-report.md').text)
         assertEquals('cache: 1/1 steps cached, build 3.1s', h.currentBuild.description)
     }
 
@@ -571,12 +617,12 @@ exec "$CICACHE_STANDIN" "$@"
         Map cases = [
             ([:])                                      : "argument 'image' is required",
             ([image: ''])                              : "argument 'image' must not be empty",
-            ([image: 'r', imgae: 'x'])                 : "unknown argument 'imgae' (did you mean 'image'?). Accepted arguments: archiveReport, baseBuildArgs, baseDockerfile, baseInputs, buildArgs,",
+            ([image: 'r', imgae: 'x'])                 : "unknown argument 'imgae' (did you mean 'image'?). Accepted arguments: archiveReport, awsCredentialsId, baseBuildArgs, baseDockerfile, baseInputs, buildArgs,",
             ([image: 'r', tags: 'latest'])             : "argument 'tags' must be a list of strings",
             ([image: 'r', tags: ['a', 1]])             : "argument 'tags' must be a list of strings; it holds the number 1",
             ([image: 'r', buildArgs: ['A=1']])         : "argument 'buildArgs' must be a map of strings",
             ([image: 'r', cacheBackend: 'sometimes'])  : "argument 'cacheBackend' must be one of 'auto', 'plugin', 'helper', 'none' (got 'sometimes')",
-            ([image: 'r', cachePlugin: 'gradle'])      : "argument 'cachePlugin' must be one of 'detect', 'jobcacher', 'pipeline-cache'",
+            ([image: 'r', cachePlugin: 'gradle'])      : "argument 'cachePlugin' must be one of 'detect', 'jobcacher', 'jenkins-pipeline-cache', 'pipeline-cache'",
             ([image: 'r', push: 'yes'])                : "argument 'push' must be true or false (got the string 'yes')",
             ([image: ['r']])                           : "argument 'image' must be a string",
         ]
@@ -619,7 +665,7 @@ exec "$CICACHE_STANDIN" "$@"
         assertEquals(1, h.log.count { it.contains("cacheBackend 'auto'") && it.contains('cannot skip its restore or save') })
         assertTrue(buildCall().contains('--no-save'))
         String msg = Harness.expectError { build(image: 'reg/app', saveCache: false, cacheBackend: 'plugin') }
-        assertTrue(msg, msg.contains("cacheBackend 'plugin': the Pipeline Cache plugin (pipeline-cache) cannot skip"))
+        assertTrue(msg, msg.contains("cacheBackend 'plugin': the Pipeline Cache plugin (jenkins-pipeline-cache) cannot skip"))
     }
 
     @Test

@@ -38,7 +38,7 @@ import static org.junit.Assert.*
 class CpsLintTest {
     static final List<String> STEPS = ['sh', 'echo', 'error', 'writeFile', 'readFile', 'fileExists', 'withEnv',
                                        'withCredentials', 'cache', 'archiveArtifacts', 'pwd', 'libraryResource', 'sleep',
-                                       'readJSON', 'isUnix', 'deleteDir', 'dir']
+                                       'readJSON', 'isUnix', 'deleteDir', 'dir', 'unstable', 'aws', 'usernamePassword']
     static final List<String> OBJECT_METHODS = ['toString', 'equals', 'hashCode', 'compareTo', 'clone', 'finalize']
     // Script plumbing that is never a library callee.
     static final List<String> SCRIPT_METHODS = ['run', 'main']
