@@ -49,7 +49,7 @@ def install(Object args = null) {
     Map a = checked('cicache.install', args, [
         bin        : [type: 'string', nonEmpty: true, help: 'path of the helper (default: CICACHE_BIN)'],
         downloadUrl: [type: 'string', nonEmpty: true, help: 'URL of the helper binary (default: CICACHE_DOWNLOAD_URL)'],
-        sha256     : [type: 'string', nonEmpty: true, help: 'sha256 of that binary (default: CICACHE_SHA256)'],
+        sha256     : [type: 'string', nonEmpty: true, help: 'sha256 of that binary, or x86_64=<sha256>,aarch64=<sha256> (default: CICACHE_SHA256)'],
     ])
     String bin = Helper.locate(this, a)
     // Given here, they hold for the rest of the build (every later step finds the helper the same way).

@@ -119,4 +119,14 @@ class LibraryLayoutTest {
             assertTrue("docs/JENKINS.md does not mention ${it}", doc.contains(it))
         }
     }
+
+    /** The helper version the library expects is the workspace's (one release holds both). */
+    @Test
+    void helperVersionMatchesTheCargoWorkspace() {
+        String cargo = new File(ROOT, 'Cargo.toml').text
+        def m = cargo =~ /(?m)^version\s*=\s*"([^"]+)"/
+        assertTrue('no version in Cargo.toml', m.find())
+        assertEquals(m.group(1), new File(ROOT, 'resources/io/cicache/helper-version.txt').text.trim())
+    }
+
 }
