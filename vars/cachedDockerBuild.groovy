@@ -138,7 +138,9 @@ private Map runBuild(Map a) {
 
     List<String> cmd = Cli.globalArgs(helperStore ? a.store : null, sc, a.strict) + buildArgs(a, helperStore)
     // A workspace outlives builds: never report (or describe the build with) an old report.
+    // Writing both files also makes their directories (.cicache/), which the helper does not.
     writeFile(file: a.reportFile, text: '')
+    writeFile(file: a.logFile, text: '')
     Map out = null
     // Registry logins go into a private DOCKER_CONFIG that is deleted when the step ends.
     String dockerConfig = (a.registryCredentialsId || a.registryLogin) ? DockerConfig.create(this) : null

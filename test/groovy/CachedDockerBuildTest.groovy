@@ -93,7 +93,7 @@ class CachedDockerBuildTest {
         h.env.CICACHE_STORE = '/agent/store'
         // The stand-in records the CICACHE_* variables the helper sees.
         File script = new File(h.work, 'helper-env.sh')
-        script.text = '#!/bin/sh\nenv | grep ^CICACHE_ | grep -v -e STANDIN -e CICACHE_BIN | sort > "$CICACHE_STANDIN_DIR/env"\nexec "$CICACHE_STANDIN" "$@"\n'
+        script.text = '#!/bin/sh\ncase " $* " in *" build "*) env | grep ^CICACHE_ | grep -v -e STANDIN -e CICACHE_BIN | sort > "$CICACHE_STANDIN_DIR/env" ;; esac\nexec "$CICACHE_STANDIN" "$@"\n'
         script.setExecutable(true)
         h.env.CICACHE_STANDIN = h.env.CICACHE_BIN
         h.env.CICACHE_BIN = script.path
