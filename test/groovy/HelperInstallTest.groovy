@@ -46,14 +46,20 @@ class HelperInstallTest {
         assertTrue(msg, msg.contains('agent.Dockerfile'))
     }
 
-    @Test
-    void foundOnPath() {
+    /** Puts the release on the agent's PATH as `cicache`; returns it. */
+    File putOnPath() {
         File dir = new File(h.work, 'bin')
         dir.mkdirs()
         File bin = new File(dir, 'cicache')
         bin.bytes = release.bytes
         bin.setExecutable(true)
         h.env.PATH = "${dir.path}:/usr/bin:/bin".toString()
+        return bin
+    }
+
+    @Test
+    void foundOnPath() {
+        File bin = putOnPath()
         assertEquals(bin.path, install())
     }
 
@@ -137,12 +143,7 @@ class HelperInstallTest {
     @Test
     void theVersionOfTheHelperIsCheckedAgainstTheLibrarys() {
         String expected = new File(Harness.ROOT, 'resources/io/cicache/helper-version.txt').text.trim()
-        File dir = new File(h.work, 'bin')
-        dir.mkdirs()
-        File onPath = new File(dir, 'cicache')
-        onPath.bytes = release.bytes
-        onPath.setExecutable(true)
-        h.env.PATH = "${dir.path}:/usr/bin:/bin".toString()
+        File onPath = putOnPath()
         h.env.CICACHE_STANDIN_VERSION = '0.0.9'
         // No download configured: the PATH one, with a warning naming both versions.
         assertEquals(onPath.path, install())
