@@ -9,10 +9,9 @@ import com.cloudbees.groovy.cps.NonCPS
  * A small parser of its own rather than JsonSlurperClassic or readJSON: JsonSlurperClassic is
  * not on the script-security whitelist (a sandboxed library fails on every step) and readJSON
  * needs the Pipeline Utility Steps plugin. It uses only whitelisted calls (String substring,
- * indexOf, startsWith; StringBuilder append; Integer.parseInt; String isInteger/toInteger/isLong/
- * toLong/toDouble) and
- * @NonCPS, so a document of any size is parsed in one go. JsonTest checks it against
- * JsonSlurperClassic.
+ * indexOf, startsWith, isInteger/toInteger/isLong/toLong/toDouble; StringBuilder append;
+ * Integer.parseInt) and is @NonCPS, so a document of any size is parsed in one go. JsonTest
+ * checks it against JsonSlurperClassic.
  */
 class Json implements Serializable {
     private static final long serialVersionUID = 1L
