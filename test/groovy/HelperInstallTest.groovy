@@ -167,6 +167,40 @@ class HelperInstallTest {
         }
     }
 
+    /**
+     * The Alpine docker:cli container of a Kubernetes agent has busybox, no curl: the download
+     * goes through busybox wget and sha256sum (an HTTP server of the test; busybox wget has no
+     * file:// URLs).
+     */
+    @Test
+    void theDownloadWorksWithBusyboxAlone() {
+        File busybox = new File('/usr/bin/busybox')
+        org.junit.Assume.assumeTrue('busybox is not installed (test/lib/groovy.sh installs busybox-static)', busybox.canExecute())
+        File applets = new File(h.work, 'busybox-bin')
+        applets.mkdirs()
+        ['uname', 'sed', 'mkdir', 'dirname', 'sha256sum', 'cut', 'wget', 'chmod', 'mv', 'rm', 'printf', 'cat'].each {
+            java.nio.file.Files.createSymbolicLink(new File(applets, it).toPath(), busybox.toPath())
+        }
+        def server = com.sun.net.httpserver.HttpServer.create(new InetSocketAddress('127.0.0.1', 0), 0)
+        server.createContext('/') { ex ->
+            byte[] body = release.bytes
+            ex.sendResponseHeaders(ex.requestURI.path.endsWith('/cicache-x86_64') || ex.requestURI.path.endsWith('/cicache-aarch64') ? 200 : 404,
+                body.length)
+            ex.responseBody.withStream { it.write(body) }
+        }
+        server.start()
+        try {
+            h.env.PATH = applets.path
+            h.env.CICACHE_DOWNLOAD_URL = "http://127.0.0.1:${server.address.port}/cicache-{arch}".toString()
+            h.env.CICACHE_SHA256 = "x86_64=${sha256(release)},aarch64=${sha256(release)}".toString()
+            String bin = install()
+            assertEquals(sha256(release), sha256(new File(bin)))
+            assertFalse(h.log.any { it.contains('warning') })
+        } finally {
+            server.stop(0)
+        }
+    }
+
     @Test
     void downloadWithoutAChecksumIsRefused() {
         h.env.CICACHE_DOWNLOAD_URL = release.toURI().toString()
