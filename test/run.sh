@@ -3,7 +3,7 @@
 # against (on their own ports and temp dirs), runs every test, and stops the services again,
 # also on failure. Safe to run again on a machine where a previous run installed things.
 #
-#   test/run.sh            everything: format, clippy, Rust tests, Groovy tests
+#   test/run.sh            everything: format, clippy, Rust tests, Groovy tests, CodeNarc
 #   test/run.sh --quick    Rust unit and store tests only, no services
 #
 # Each test/lib/NAME.sh defines NAME_install (idempotent), NAME_start (exports the
@@ -75,4 +75,6 @@ if [ -x test/groovy/run.sh ]; then
   log "Groovy tests"
   test/groovy/run.sh
 fi
+log "CodeNarc: the Jenkins rules over vars/, src/ and the Jenkinsfiles"
+codenarc_check "$ROOT"
 log "all tests passed"

@@ -3,6 +3,7 @@
 // naming each part that failed. See cacheCleanup.txt and
 // resources/io/cicache/cache-cleanup.Jenkinsfile.
 import io.cicache.Args
+import io.cicache.Aws
 import io.cicache.Cli
 
 private Map spec() {
@@ -25,6 +26,7 @@ private Map spec() {
         keepTags      : [type: 'list', default: ['cache']],
         untagged      : [type: 'boolean', default: false],
         region        : [type: 'string', nonEmpty: true],
+        awsCredentialsId: [type: 'string', nonEmpty: true],
         dryRun        : [type: 'boolean', default: false],
     ]
 }
@@ -38,14 +40,9 @@ def call(Object args = null) {
     if (!a.storePrune && !a.builderPrune && a.images.isEmpty()) {
         error("cacheCleanup: nothing to do: storePrune and builderPrune are false and 'images' is empty")
     }
-    if (a.region) {
-        Map result = null
-        withEnv(["AWS_REGION=${a.region}", "AWS_DEFAULT_REGION=${a.region}"]) {
-            result = cleanup(a)
-        }
-        return result
+    return Aws.with(this, a.region, a.awsCredentialsId) {
+        cleanup(a)
     }
-    return cleanup(a)
 }
 
 private Map cleanup(Map a) {

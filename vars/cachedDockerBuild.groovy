@@ -1,9 +1,12 @@
 // A cached `docker build` of a Python project: restore the pip cache, inject it into the
 // Dockerfile's BuildKit cache mounts, build with the registry layer cache, push, extract and
 // save the cache, report. One `cicache build` call; see cachedDockerBuild.txt.
+import com.cloudbees.groovy.cps.NonCPS
 import io.cicache.Args
+import io.cicache.Aws
 import io.cicache.CachePlugin
 import io.cicache.Cli
+import io.cicache.DockerConfig
 import io.cicache.EnvRef
 import io.cicache.Scope
 
@@ -24,19 +27,22 @@ private Map spec() {
         saveCache            : [type: 'boolean', default: true],
         store                : [type: 'string'],
         scope                : [type: 'string'],
-        defaultBranch        : [type: 'string', default: 'main', nonEmpty: true],
+        defaultBranch        : [type: 'string', nonEmpty: true],
         cacheBackend         : [type: 'string', values: ['auto', 'plugin', 'helper', 'none'], default: 'auto'],
-        cachePlugin          : [type: 'string', values: ['detect', 'jobcacher', 'pipeline-cache'], default: 'detect'],
-        cacheValidityFile    : [type: 'string', default: 'requirements*.txt'],
-        registryCache        : [type: 'boolean', default: true],
+        cachePlugin          : [type: 'string', values: CachePlugin.CHOICES],
+        cacheValidityFile    : [type: 'string'],
+        maxCacheSize         : [type: 'size'],
+        registryCache        : [type: 'boolean'],
         push                 : [type: 'boolean', default: false],
         rebuild              : [type: 'boolean', default: false],
         registryLogin        : [type: 'boolean', default: false],
         registryCredentialsId: [type: 'string', nonEmpty: true],
         region               : [type: 'string', nonEmpty: true],
+        awsCredentialsId     : [type: 'string', nonEmpty: true],
         strict               : [type: 'boolean', default: false],
-        logFile              : [type: 'string', default: 'cicache-build.log', nonEmpty: true],
-        reportFile           : [type: 'string', default: 'cicache-report.md', nonEmpty: true],
+        cacheProblem         : [type: 'string', values: ['warn', 'unstable', 'fail']],
+        logFile              : [type: 'string', nonEmpty: true],
+        reportFile           : [type: 'string', nonEmpty: true],
         archiveReport        : [type: 'boolean', default: false],
         setDescription       : [type: 'boolean', default: true],
         baseDockerfile       : [type: 'string', nonEmpty: true,
@@ -44,6 +50,18 @@ private Map spec() {
         baseInputs           : [type: 'list', default: []],
         baseBuildArgs        : [type: 'map', default: [:]],
     ]
+}
+
+// The CICACHE_* variables of the build options this step decides (see buildArgs): unset in the
+// build's script, so an agent's environment (CICACHE_PUSH=true) cannot override push: false.
+// What the step leaves open (e.g. no dockerfile:) then comes from cicache.yml or the helper's
+// defaults. CICACHE_STORE stays: the store is the agent's to choose unless store: is given.
+@NonCPS
+private List<String> buildEnv() {
+    return ['CICACHE_IMAGE', 'CICACHE_TAGS', 'CICACHE_DOCKERFILE', 'CICACHE_BUILD_ARGS', 'CICACHE_TARGET',
+            'CICACHE_CACHE_DIR', 'CICACHE_KEY', 'CICACHE_RESTORE_KEYS', 'CICACHE_REGISTRY_CACHE',
+            'CICACHE_NO_REGISTRY_CACHE', 'CICACHE_PUSH', 'CICACHE_NO_RESTORE', 'CICACHE_NO_SAVE', 'CICACHE_REBUILD',
+            'CICACHE_BUILD_LOG', 'CICACHE_BASE_DOCKERFILE', 'CICACHE_BASE_INPUTS', 'CICACHE_BASE_BUILD_ARGS']
 }
 
 // What the S3 Pipeline Cache plugin stores under when no cacheKey is given: the helper's own defaults.
@@ -61,27 +79,48 @@ def call(Object args = null) {
         error(r.error)
     }
     Map a = r.args
-    if (a.region) {
-        Map result = null
-        withEnv(["AWS_REGION=${a.region}", "AWS_DEFAULT_REGION=${a.region}"]) {
-            result = runBuild(a)
-        }
-        return result
+    // strict: true is the older spelling of cacheProblem: 'fail'.
+    a.cacheProblem = a.cacheProblem ?: (a.strict ? 'fail' : 'warn')
+    a.strict = a.cacheProblem == 'fail'
+    // Per build and per image, so parallel builds in one workspace never share a log or report.
+    String name = fileSlug(a.image, a.target, env.BUILD_NUMBER)
+    a.logFile = a.logFile ?: ".cicache/${name}.log".toString()
+    a.reportFile = a.reportFile ?: ".cicache/${name}-report.md".toString()
+    return Aws.with(this, a.region, a.awsCredentialsId) {
+        runBuild(a)
     }
-    return runBuild(a)
+}
+
+@NonCPS
+private String fileSlug(String image, String target, String buildNumber) {
+    String repo = image.replaceFirst(/@.*$/, '').replaceFirst(/:[^:\/]+$/, '')
+    String last = repo.substring(repo.lastIndexOf('/') + 1)
+    String slug = (last + (target ? '-' + target : '')).replaceAll(/[^A-Za-z0-9._-]+/, '_')
+    return "${slug}-${buildNumber ?: 'local'}".toString()
 }
 
 private Map runBuild(Map a) {
     String bin = cicache.install()
-    Map sc = Scope.resolve(a.scope, env.CHANGE_ID, env.CHANGE_TARGET, env.BRANCH_NAME, env.GIT_BRANCH, a.defaultBranch)
+    Map sc = Scope.resolve(a.scope, env.CHANGE_ID, env.CHANGE_TARGET, env.BRANCH_NAME, env.GIT_BRANCH,
+        Scope.defaultBranches(a.defaultBranch, env.CICACHE_DEFAULT_BRANCH, env.BRANCH_IS_PRIMARY, env.BRANCH_NAME))
+    a.seedBranch = sc.defaultBranch
 
-    // Which backend keeps the cache dir between builds.
+    // Which backend keeps the cache dir between builds. A plugin only when one is named (or
+    // 'detect' asked for): the lookup needs a trusted library, and in a sandboxed one each
+    // refused lookup would queue a script approval.
     String plugin = null
-    if (a.cacheBackend == 'auto' || a.cacheBackend == 'plugin') {
-        String detected = a.cachePlugin == 'detect' ? CachePlugin.detect() : a.cachePlugin
+    String wanted = a.cachePlugin ?: env.CICACHE_CACHE_PLUGIN
+    if (wanted && !CachePlugin.CHOICES.contains(wanted)) {
+        error("cachedDockerBuild: CICACHE_CACHE_PLUGIN is '${wanted}'; it must be one of ${Args.quoted(CachePlugin.CHOICES)}")
+    }
+    if (a.cacheBackend == 'plugin' && !wanted) {
+        wanted = 'detect'
+    }
+    if ((a.cacheBackend == 'auto' || a.cacheBackend == 'plugin') && wanted) {
+        String detected = wanted == 'detect' ? CachePlugin.detect() : CachePlugin.canonical(wanted)
         if (detected == CachePlugin.S3 && (!a.restoreCache || !a.saveCache)) {
             // The S3 plugin's step always restores and saves: it cannot honour either switch.
-            String why = "the Pipeline Cache plugin (pipeline-cache) cannot skip its restore or save, and restoreCache or saveCache is false"
+            String why = "the Pipeline Cache plugin (jenkins-pipeline-cache) cannot skip its restore or save, and restoreCache or saveCache is false"
             if (a.cacheBackend == 'plugin') {
                 error("cachedDockerBuild: cacheBackend 'plugin': ${why}. Use cacheBackend: 'helper', or the Job Cacher plugin.")
             }
@@ -97,40 +136,22 @@ private Map runBuild(Map a) {
     String backend = plugin ? "plugin:${plugin}".toString() : (a.cacheBackend == 'none' ? 'none' : 'helper')
     boolean helperStore = backend == 'helper'
 
-    if (a.registryCredentialsId) {
-        withCredentials([usernamePassword(credentialsId: a.registryCredentialsId,
-            usernameVariable: 'CICACHE_REGISTRY_USERNAME', passwordVariable: 'CICACHE_REGISTRY_PASSWORD')]) {
-            login(bin, a, true)
-        }
-    } else if (a.registryLogin) {
-        login(bin, a, false)
-    }
-
     List<String> cmd = Cli.globalArgs(helperStore ? a.store : null, sc, a.strict) + buildArgs(a, helperStore)
     // A workspace outlives builds: never report (or describe the build with) an old report.
+    // Writing both files also makes their directories (.cicache/), which the helper does not.
     writeFile(file: a.reportFile, text: '')
+    writeFile(file: a.logFile, text: '')
     Map out = null
-    if (plugin == CachePlugin.JOBCACHER) {
-        Map cacheArgs = [path: a.cacheDir, compressionMethod: 'TAR_ZSTD']
-        if (a.cacheValidityFile) {
-            cacheArgs.cacheValidityDecidingFile = a.cacheValidityFile
+    // Registry logins go into a private DOCKER_CONFIG that is deleted when the step ends.
+    String dockerConfig = (a.registryCredentialsId || a.registryLogin) ? DockerConfig.create(this) : null
+    try {
+        withEnv(dockerConfig ? ["DOCKER_CONFIG=${dockerConfig}".toString()] : []) {
+            out = loginAndBuild(bin, a, plugin, cmd)
         }
-        cache(caches: [arbitraryFileCache(cacheArgs)], defaultBranch: a.defaultBranch,
-              skipRestore: !a.restoreCache, skipSave: !a.saveCache) {
-            out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
+    } finally {
+        if (dockerConfig) {
+            DockerConfig.remove(this, dockerConfig)
         }
-    } else if (plugin == CachePlugin.S3) {
-        // The plugin knows nothing of key templates: render them with the helper.
-        String key = cicache.key(a.cacheKey ?: defaultPluginKey())
-        List<String> restoreKeys = []
-        for (String p : (a.restoreKeys ?: (a.cacheKey ? [] : [defaultPluginRestoreKey()]))) {
-            restoreKeys.add(p.contains('{{') ? cicache.key(p) : p)
-        }
-        cache(path: a.cacheDir, key: key, restoreKeys: restoreKeys) {
-            out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
-        }
-    } else {
-        out = Cli.exec(this, bin, cmd, [label: 'cicache build'])
     }
 
     Map result = out.result instanceof Map ? out.result : [:]
@@ -151,7 +172,7 @@ private Map runBuild(Map a) {
     String markdown = readFile(a.reportFile)
     if (out.exitCode == 0 && !markdown.trim() && fileExists(a.logFile)) {
         // The helper wrote no report (its report phase failed, which is only a warning): make it from the log.
-        Map rep = Cli.exec(this, bin, ['report', a.logFile, '--format', 'markdown'], [json: false, label: 'cicache report'])
+        Map rep = Cli.exec(this, bin, ['report', '--format', 'markdown', '--', a.logFile], [json: false, label: 'cicache report'])
         if (rep.exitCode == 0 && rep.stdout) {
             markdown = rep.stdout
             writeFile(file: a.reportFile, text: markdown)
@@ -174,11 +195,113 @@ private Map runBuild(Map a) {
     if (out.exitCode != 0 || out.result == null) {
         error(Cli.failure("cachedDockerBuild: cicache build of ${a.image}", out))
     }
+    List<String> problems = warnings(result)
+    if (a.cacheProblem == 'unstable' && problems) {
+        unstable("cicache: the build of ${a.image} passed with cache problems: ${problems.join('; ')}".toString())
+    }
     result.cacheBackend = backend
     result.scope = sc.scope
     result.reportFile = a.reportFile
     result.logFile = a.logFile
     return result
+}
+
+// The login (if any) and `cicache build`, inside the cache plugin's block when one keeps the cache dir.
+private Map loginAndBuild(String bin, Map a, String plugin, List<String> cmd) {
+    if (a.registryCredentialsId) {
+        withCredentials([usernamePassword(credentialsId: a.registryCredentialsId,
+            usernameVariable: 'CICACHE_REGISTRY_USERNAME', passwordVariable: 'CICACHE_REGISTRY_PASSWORD')]) {
+            login(bin, a, true)
+        }
+    } else if (a.registryLogin) {
+        login(bin, a, false)
+    }
+
+    Map out = null
+    if (plugin == CachePlugin.JOBCACHER && a.cacheValidityFile) {
+        // The user's own validity file: Job Cacher restores only while it is unchanged.
+        Map cacheArgs = [path: a.cacheDir, compressionMethod: 'TAR_ZSTD', cacheValidityDecidingFile: a.cacheValidityFile]
+        cache(jobCacherArgs(a, [arbitraryFileCache(cacheArgs)], !a.restoreCache, !a.saveCache)) {
+            out = Cli.exec(this, bin, cmd, [label: 'cicache build', unset: buildEnv()])
+        }
+    } else if (plugin == CachePlugin.JOBCACHER) {
+        out = jobCacherKeyed(bin, a, cmd)
+    } else if (plugin == CachePlugin.S3) {
+        // The plugin knows nothing of key templates: render them with the helper.
+        String key = cicache.key(a.cacheKey ?: defaultPluginKey())
+        List<String> restoreKeys = []
+        for (String p : (a.restoreKeys ?: (a.cacheKey ? [] : [defaultPluginRestoreKey()]))) {
+            restoreKeys.add(p.contains('{{') ? cicache.key(p) : p)
+        }
+        cache(path: a.cacheDir, key: key, restoreKeys: restoreKeys) {
+            out = Cli.exec(this, bin, cmd, [label: 'cicache build', unset: buildEnv()])
+        }
+    } else {
+        out = Cli.exec(this, bin, cmd, [label: 'cicache build', unset: buildEnv()])
+    }
+    return out
+}
+
+// Job Cacher with a cache key: Job Cacher itself restores a cache only while its validity file
+// is unchanged, so a requirements change would start from a cold cache. Instead: restore the
+// last cache always (no validity file, no save), then, when the rendered key differs from the
+// key the restored cache was saved under (a marker in it), save with a validity file holding the
+// new key: the stored cache's validity (the old key) differs, so Job Cacher skips its restore
+// and saves. An unchanged key saves nothing.
+private Map jobCacherKeyed(String bin, Map a, List<String> cmd) {
+    String key = cicache.key(a.cacheKey ?: defaultPluginKey())
+    String name = jobCacherName(a.cacheDir)
+    String marker = "${a.cacheDir}/.cicache-key".toString()
+    String keyFile = ".cicache/${name}.key".toString()
+    String previous = null
+    Map out = null
+    cache(jobCacherArgs(a, [arbitraryFileCache(path: a.cacheDir, cacheName: name, compressionMethod: 'TAR_ZSTD')],
+                        !a.restoreCache, true)) {
+        // Read before the build: its extract phase may rewrite the cache dir.
+        previous = fileExists(marker) ? readFile(marker).trim() : null
+        out = Cli.exec(this, bin, cmd, [label: 'cicache build', unset: buildEnv()])
+    }
+    if (!a.saveCache || out.exitCode != 0) {
+        return out
+    }
+    if (previous == key) {
+        echo("cicache: Job Cacher: the cache of key ${key} is unchanged; not saving it again.")
+        return out
+    }
+    echo("cicache: Job Cacher: saving the cache under key ${key}${previous ? " (restored: ${previous})" : ''}.")
+    writeFile(file: marker, text: key)
+    writeFile(file: keyFile, text: key)
+    cache(jobCacherArgs(a, [arbitraryFileCache(path: a.cacheDir, cacheName: name, compressionMethod: 'TAR_ZSTD',
+                                               cacheValidityDecidingFile: keyFile)], false, false)) {
+        // Empty: this block only saves (the stored validity, the old key, differs from keyFile).
+    }
+    return out
+}
+
+// The cache step's own arguments; skipRestore/skipSave only when set (Job Cacher added each in
+// a later release, and an older one rejects an argument it does not know).
+@NonCPS
+private Map jobCacherArgs(Map a, List caches, boolean skipRestore, boolean skipSave) {
+    Map m = [caches: caches]
+    if (a.seedBranch) {
+        m.defaultBranch = a.seedBranch
+    }
+    if (a.maxCacheSize) {
+        m.maxCacheSize = Args.megabytes(a.maxCacheSize)
+    }
+    if (skipRestore) {
+        m.skipRestore = true
+    }
+    if (skipSave) {
+        m.skipSave = true
+    }
+    return m
+}
+
+// Job Cacher's cacheName for a cache dir: one per dir, so two cache dirs never share an entry.
+@NonCPS
+private String jobCacherName(String cacheDir) {
+    return 'cicache-' + cacheDir.replaceAll(/[^A-Za-z0-9._-]+/, '_').replaceAll(/^[._]+/, '')
 }
 
 private void login(String bin, Map a, boolean withPassword) {
@@ -202,6 +325,19 @@ private String baseSummary(Map result) {
     }
     Object s = result.base.summary
     return s instanceof CharSequence ? s.toString() : null
+}
+
+// The helper's cache warnings: a list of messages (or, in older helpers, a count).
+@NonCPS
+private List<String> warnings(Map result) {
+    Object w = result.warnings
+    if (w instanceof List) {
+        return w.collect { it.toString() }
+    }
+    if (w instanceof Number && ((Number) w).intValue() > 0) {
+        return ["${w} warning(s), see the log".toString()]
+    }
+    return []
 }
 
 @NonCPS
@@ -258,7 +394,11 @@ private List<String> buildArgs(Map a, boolean helperStore) {
         // The plugin (or nobody) keeps the cache dir: only the dance in and out of BuildKit.
         c.addAll(['--no-restore', '--no-save'])
     }
-    c.add(a.registryCache ? '--registry-cache' : '--no-registry-cache')
+    // Not given: the helper's rule (on when the image names a registry host, so no cache tags
+    // go to Docker Hub for a bare 'team/app').
+    if (a.registryCache != null) {
+        c.add(a.registryCache ? '--registry-cache' : '--no-registry-cache')
+    }
     if (a.push) {
         c.add('--push')
     }
@@ -266,7 +406,7 @@ private List<String> buildArgs(Map a, boolean helperStore) {
         c.add('--rebuild')
     }
     // The Markdown report is made from the log after the build (cicache report --format markdown).
-    c.addAll(['--log', a.logFile, a.context])
+    c.addAll(['--log', a.logFile, Cli.pathArg(a.context)])
     if (a.dockerArgs) {
         c.add('--')
         c.addAll(a.dockerArgs)

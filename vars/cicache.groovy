@@ -15,7 +15,7 @@ private Map storeSpec() {
     return [
         store        : [type: 'string', help: 'where caches are stored: DIR, dir:DIR, s3://BUCKET/PREFIX'],
         scope        : [type: 'string', help: 'the scope to save to and restore from first (default: pr-<CHANGE_ID> or BRANCH_NAME)'],
-        defaultBranch: [type: 'string', default: 'main', nonEmpty: true],
+        defaultBranch: [type: 'string', nonEmpty: true],
         fallbackScopes: [type: 'list'],
         strict       : [type: 'boolean', default: false],
     ]
@@ -31,7 +31,8 @@ private Map checked(String step, Object args, Map spec) {
 
 private List<String> globals(Map a) {
     Map sc = Scope.resolve(a.scope, env.CHANGE_ID, env.CHANGE_TARGET, env.BRANCH_NAME, env.GIT_BRANCH,
-        a.defaultBranch, a.fallbackScopes)
+        Scope.defaultBranches(a.defaultBranch, env.CICACHE_DEFAULT_BRANCH, env.BRANCH_IS_PRIMARY, env.BRANCH_NAME),
+        a.fallbackScopes)
     return Cli.globalArgs(a.store, sc, a.strict)
 }
 
@@ -48,7 +49,7 @@ def install(Object args = null) {
     Map a = checked('cicache.install', args, [
         bin        : [type: 'string', nonEmpty: true, help: 'path of the helper (default: CICACHE_BIN)'],
         downloadUrl: [type: 'string', nonEmpty: true, help: 'URL of the helper binary (default: CICACHE_DOWNLOAD_URL)'],
-        sha256     : [type: 'string', nonEmpty: true, help: 'sha256 of that binary (default: CICACHE_SHA256)'],
+        sha256     : [type: 'string', nonEmpty: true, help: 'sha256 of that binary, or x86_64=<sha256>,aarch64=<sha256> (default: CICACHE_SHA256)'],
     ])
     String bin = Helper.locate(this, a)
     // Given here, they hold for the rest of the build (every later step finds the helper the same way).
@@ -69,10 +70,11 @@ def key(Object template) {
         base    : [type: 'string', help: 'directory that hashFiles globs are relative to (default: the current directory)'],
     ]) : checked('cicache.key', [template: template], [template: [type: 'string', required: true, nonEmpty: true]])
     String bin = install()
-    List<String> cmd = ['key', a.template]
+    List<String> cmd = ['key']
     if (a.base) {
         cmd.addAll(['--base', a.base])
     }
+    cmd.addAll(['--', a.template])
     Map r = runChecked('cicache key', bin, cmd, [label: 'cicache key'])
     if (!(r.result.key instanceof CharSequence) || r.result.key.toString().isEmpty()) {
         error("cicache key: the helper's JSON result has no \"key\" field: ${r.stdout}")
@@ -101,7 +103,8 @@ def restore(Object args = null) {
     if (a.lookupOnly) {
         cmd.add('--lookup-only')
     }
-    Map r = Cli.exec(this, bin, cmd, [label: 'cicache restore'])
+    Map r = Cli.exec(this, bin, cmd, [label: 'cicache restore',
+        unset: ['CICACHE_KEY', 'CICACHE_RESTORE_KEYS', 'CICACHE_PATH', 'CICACHE_FAIL_ON_MISS', 'CICACHE_LOOKUP_ONLY']])
     if (r.exitCode == 3) {
         error("cicache.restore: no cache entry matches key '${a.key}'${a.restoreKeys ? ' or restore keys ' + a.restoreKeys : ''} (failOnMiss: true)")
     }
@@ -131,7 +134,8 @@ def save(Object args = null) {
     for (String g : a.exclude) {
         cmd.addAll(['--exclude', g])
     }
-    return runChecked('cicache save', bin, cmd, [label: 'cicache save']).result
+    return runChecked('cicache save', bin, cmd, [label: 'cicache save',
+        unset: ['CICACHE_KEY', 'CICACHE_PATH', 'CICACHE_UPDATE', 'CICACHE_IF_CHANGED', 'CICACHE_EXCLUDE']]).result
 }
 
 /** Evicts store entries: maxAge, maxUnused, maxSize, keepLast; dryRun only reports. */
@@ -178,13 +182,13 @@ def report(Object args = null) {
     String bin = install()
     if (a.format == 'json') {
         // The global --json is the JSON format (one document, like every command).
-        Map r = runChecked('cicache report', bin, ['report'] + a.logs, [label: 'cicache report'])
+        Map r = runChecked('cicache report', bin, ['report', '--'] + a.logs, [label: 'cicache report'])
         if (a.output) {
             writeFile(file: a.output, text: r.stdout)
         }
         return r.result
     }
-    Map r = runChecked('cicache report', bin, ['report'] + a.logs + ['--format', a.format], [json: false, label: 'cicache report'])
+    Map r = runChecked('cicache report', bin, ['report', '--format', a.format, '--'] + a.logs, [json: false, label: 'cicache report'])
     if (a.output) {
         writeFile(file: a.output, text: r.stdout)
     }

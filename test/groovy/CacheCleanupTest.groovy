@@ -51,6 +51,17 @@ class CacheCleanupTest {
     }
 
     @Test
+    void awsCredentialsAreBoundForTheCleanup() {
+        h.credentials['ci-aws'] = ['AKIAEXAMPLE', 'secret/key']
+        cleanup(images: ['123456789012.dkr.ecr.eu-north-1.amazonaws.com/b'], awsCredentialsId: 'ci-aws', region: 'eu-north-1')
+        assertEquals('aws', h.steps('withCredentials')[0].args[0].kind)
+        List<Map> helperSh = h.steps('sh').findAll { it.args.label?.startsWith('cicache ') && !it.args.label.startsWith('cicache: ') }
+        assertEquals(3, helperSh.size())
+        assertTrue(helperSh.every { it.args.env.AWS_ACCESS_KEY_ID == 'AKIAEXAMPLE' && it.args.env.AWS_SECRET_ACCESS_KEY == 'secret/key' })
+        assertFalse(h.steps('sh').any { it.args.script.contains('AKIAEXAMPLE') })
+    }
+
+    @Test
     void partsCanBeSwitchedOff() {
         cleanup(storePrune: false, builderPrune: false, images: ['reg/a'])
         assertEquals(['registry'], h.helperCalls().collect { Harness.commandOf(it) })

@@ -71,7 +71,7 @@ class CicacheStepTest {
         h.env.BRANCH_NAME = 'feature/x'
         h.respond('save', [ok: true, saved: true])
         Map r = cicache.save(key: 'pip-1', path: '.pip', update: true, ifChanged: true, exclude: ['*.lock', 'tmp/**'])
-        assertEquals([['--json', '--scope', 'feature/x', '--fallback-scope', 'main', 'save', '--key', 'pip-1', '--path', '.pip',
+        assertEquals([['--json', '--scope', 'feature/x', '--fallback-scope', 'main', '--fallback-scope', 'master', 'save', '--key', 'pip-1', '--path', '.pip',
                        '--update', '--if-changed', '--exclude', '*.lock', '--exclude', 'tmp/**']], h.helperCalls('save'))
         assertEquals(true, r.saved)
     }
@@ -81,7 +81,7 @@ class CicacheStepTest {
         h.respond('key', [key: 'pip-0f1e2d'])
         assertEquals('pip-0f1e2d', cicache.key('pip-{{ hashFiles "requirements*.txt" }}'))
         assertEquals('pip-0f1e2d', cicache.key(template: 'pip-{{ os }}', base: 'app'))
-        assertEquals([['--json', 'key', 'pip-{{ hashFiles "requirements*.txt" }}'], ['--json', 'key', 'pip-{{ os }}', '--base', 'app']],
+        assertEquals([['--json', 'key', '--', 'pip-{{ hashFiles "requirements*.txt" }}'], ['--json', 'key', '--base', 'app', '--', 'pip-{{ os }}']],
             h.helperCalls('key'))
     }
 
@@ -111,7 +111,7 @@ class CicacheStepTest {
         String md = cicache.report(logs: ['a.log'], format: 'markdown', output: 'out/report.md')
         assertEquals('# cache: 2/3 steps cached\n| step |\n', md)
         assertEquals(md, h.file('out/report.md').text)
-        assertEquals([['--json', 'report', 'a.log', 'b.log'], ['report', 'a.log', '--format', 'markdown']],
+        assertEquals([['--json', 'report', '--', 'a.log', 'b.log'], ['report', '--format', 'markdown', '--', 'a.log']],
             h.helperCalls('report'))
     }
 

@@ -87,7 +87,7 @@ RUN --mount=type=cache,target=/root/.cache/pip sh -c 'ls /root/.cache/pip > /see
         assertTrue("steps in ${first}", first.steps.total >= 1)
         assertTrue("verdict in ${first}", first.verdict.toString().startsWith('cache:'))
         assertEquals(first.verdict, h.currentBuild.description)
-        assertTrue('the Markdown report is written', h.file('cicache-report.md').text.trim().length() > 0)
+        assertTrue('the Markdown report is written', h.file(first.reportFile).text.trim().length() > 0)
         assertEquals(1, h.steps('archiveArtifacts').size())
 
         // The cache dir went to the store under the build's scope.

@@ -45,6 +45,7 @@ class Harness {
             HOME               : work.path,
             WORKSPACE          : workspace.path,
             BRANCH_NAME        : 'main',
+            BUILD_NUMBER       : '7',
             CICACHE_STANDIN_DIR: standinDir.path,
             CICACHE_BIN        : new File(ROOT, 'test/groovy/cicache-standin.sh').path,
         ])
@@ -97,6 +98,8 @@ class Harness {
             }
         })
         binding.setVariable('usernamePassword', { Map m -> [kind: 'usernamePassword'] + m })
+        binding.setVariable('aws', { Map m -> [kind: 'aws'] + m })
+        binding.setVariable('unstable', { Object m -> h.record('unstable', m.toString()); h.currentBuild.result = 'UNSTABLE' })
         binding.setVariable('withCredentials', { List l, Closure c ->
             h.record('withCredentials', l)
             List<String> vars = []
@@ -105,8 +108,13 @@ class Harness {
                 if (up == null) {
                     throw new PipelineError("ERROR: Could not find credentials entry with ID '${b.credentialsId}'")
                 }
-                vars.add("${b.usernameVariable}=${up[0]}".toString())
-                vars.add("${b.passwordVariable}=${up[1]}".toString())
+                if (b.kind == 'aws') {
+                    vars.add("${b.accessKeyVariable}=${up[0]}".toString())
+                    vars.add("${b.secretKeyVariable}=${up[1]}".toString())
+                } else {
+                    vars.add("${b.usernameVariable}=${up[0]}".toString())
+                    vars.add("${b.passwordVariable}=${up[1]}".toString())
+                }
             }
             h.envStack.add(vars)
             try {

@@ -46,14 +46,20 @@ class HelperInstallTest {
         assertTrue(msg, msg.contains('agent.Dockerfile'))
     }
 
-    @Test
-    void foundOnPath() {
+    /** Puts the release on the agent's PATH as `cicache`; returns it. */
+    File putOnPath() {
         File dir = new File(h.work, 'bin')
         dir.mkdirs()
         File bin = new File(dir, 'cicache')
         bin.bytes = release.bytes
         bin.setExecutable(true)
         h.env.PATH = "${dir.path}:/usr/bin:/bin".toString()
+        return bin
+    }
+
+    @Test
+    void foundOnPath() {
+        File bin = putOnPath()
         assertEquals(bin.path, install())
     }
 
@@ -71,7 +77,8 @@ class HelperInstallTest {
         h.env.CICACHE_SHA256 = sha256(release).toUpperCase()
         String bin = install()
         File f = new File(bin)
-        assertTrue(bin, bin.startsWith(h.workspace.path + '@tmp/cicache-helper/' + sha256(release)))
+        // Per agent (its cache dir), not per workspace.
+        assertEquals(new File(h.work, '.cache/cicache/helper/' + sha256(release) + '/cicache').path, bin)
         assertTrue(f.canExecute())
         assertEquals(sha256(release), sha256(f))
         // The helper it installed runs.
@@ -104,8 +111,94 @@ class HelperInstallTest {
         String msg = Harness.expectError { install() }
         assertTrue(msg, msg.contains("has sha256 ${sha256(release)}, but CICACHE_SHA256 is ${wrong}"))
         assertTrue(msg, msg.contains('deleted and not run'))
-        File dir = new File(h.workspace.path + '@tmp/cicache-helper/' + wrong)
-        assertEquals([], (dir.listFiles() ?: []).toList())
+        File dir = new File(h.work, '.cache/cicache/helper/' + wrong)
+        assertTrue(dir.isDirectory())
+        assertEquals([], dir.listFiles().toList())
+    }
+
+    /** Issue 23 item 6: one URL template and a checksum per architecture; the agent's `uname -m` picks. */
+    @Test
+    void perArchitectureUrlAndChecksum() {
+        String arch = ['uname', '-m'].execute().text.trim().replace('amd64', 'x86_64').replace('arm64', 'aarch64')
+        String other = arch == 'x86_64' ? 'aarch64' : 'x86_64'
+        File archRelease = new File(h.work, "downloads/token-S3CR3T/cicache-${arch}-linux-musl")
+        archRelease.bytes = release.bytes
+        h.env.CICACHE_DOWNLOAD_URL = 'file://' + new File(h.work, 'downloads/token-S3CR3T/cicache-{arch}-linux-musl').path
+        h.env.CICACHE_SHA256 = "${other}=${'b' * 64},${arch}=${sha256(archRelease)}".toString()
+        String bin = install()
+        assertEquals(sha256(archRelease), sha256(new File(bin)))
+        // The checksum of another architecture does not pass for this one.
+        h.env.CICACHE_SHA256 = "${arch}=${'c' * 64},${other}=${sha256(archRelease)}".toString()
+        String msg = Harness.expectError { install() }
+        assertTrue(msg, msg.contains("has sha256 ${sha256(archRelease)}, but CICACHE_SHA256 is ${'c' * 64} for ${arch}"))
+        h.env.CICACHE_SHA256 = "${other}=${sha256(archRelease)}".toString()
+        msg = Harness.expectError { install() }
+        assertTrue(msg, msg.contains("CICACHE_SHA256 has no checksum for this agent's architecture (${arch})"))
+        h.env.CICACHE_SHA256 = "sparc=${sha256(archRelease)}".toString()
+        msg = Harness.expectError { install() }
+        assertTrue(msg, msg.contains('is not a sha256 (64 hex digits) or x86_64=<sha256>,aarch64=<sha256>'))
+    }
+
+    /** Issue 23 item 6: a `cicache` on PATH of another release does not win over the pinned download. */
+    @Test
+    void theVersionOfTheHelperIsCheckedAgainstTheLibrarys() {
+        String expected = new File(Harness.ROOT, 'resources/io/cicache/helper-version.txt').text.trim()
+        File onPath = putOnPath()
+        h.env.CICACHE_STANDIN_VERSION = '0.0.9'
+        // No download configured: the PATH one, with a warning naming both versions.
+        assertEquals(onPath.path, install())
+        assertTrue(h.log.toString(), h.log.any { it.contains("warning: ${onPath.path} is version 0.0.9, but this library expects ${expected}") })
+        // A pinned download: used instead, saying why.
+        h.env.CICACHE_DOWNLOAD_URL = release.toURI().toString()
+        h.env.CICACHE_SHA256 = sha256(release)
+        String bin = install()
+        assertTrue(bin, bin.contains('/cicache/helper/'))
+        assertTrue(h.log.any { it.contains("${onPath.path} is version 0.0.9, the library wants ${expected}: using the pinned download instead") })
+        // The same release on PATH wins (a patch level may differ).
+        h.log.clear()
+        h.env.CICACHE_STANDIN_VERSION = expected.replaceFirst(/\d+$/, '99')
+        assertEquals(onPath.path, install())
+        assertFalse(h.log.any { it.contains('warning') })
+        // The real helper answers `--version` the way the check reads it.
+        File real = new File(Harness.ROOT, 'target/debug/cicache')
+        if (real.canExecute()) {
+            String v = [real.path, '--version'].execute().text
+            assertEquals(expected, io.cicache.Helper.versionIn(v))
+        }
+    }
+
+    /**
+     * The Alpine docker:cli container of a Kubernetes agent has busybox, no curl: the download
+     * goes through busybox wget and sha256sum (an HTTP server of the test; busybox wget has no
+     * file:// URLs).
+     */
+    @Test
+    void theDownloadWorksWithBusyboxAlone() {
+        File busybox = new File('/usr/bin/busybox')
+        org.junit.Assume.assumeTrue('busybox is not installed (test/lib/groovy.sh installs busybox-static)', busybox.canExecute())
+        File applets = new File(h.work, 'busybox-bin')
+        applets.mkdirs()
+        ['uname', 'sed', 'mkdir', 'dirname', 'sha256sum', 'cut', 'wget', 'chmod', 'mv', 'rm', 'printf', 'cat'].each {
+            java.nio.file.Files.createSymbolicLink(new File(applets, it).toPath(), busybox.toPath())
+        }
+        def server = com.sun.net.httpserver.HttpServer.create(new InetSocketAddress('127.0.0.1', 0), 0)
+        server.createContext('/') { ex ->
+            byte[] body = release.bytes
+            ex.sendResponseHeaders(ex.requestURI.path.endsWith('/cicache-x86_64') || ex.requestURI.path.endsWith('/cicache-aarch64') ? 200 : 404,
+                body.length)
+            ex.responseBody.withStream { it.write(body) }
+        }
+        server.start()
+        try {
+            h.env.PATH = applets.path
+            h.env.CICACHE_DOWNLOAD_URL = "http://127.0.0.1:${server.address.port}/cicache-{arch}".toString()
+            h.env.CICACHE_SHA256 = "x86_64=${sha256(release)},aarch64=${sha256(release)}".toString()
+            String bin = install()
+            assertEquals(sha256(release), sha256(new File(bin)))
+            assertFalse(h.log.any { it.contains('warning') })
+        } finally {
+            server.stop(0)
+        }
     }
 
     @Test

@@ -95,8 +95,9 @@ class LibraryLayoutTest {
         h.runJenkinsfile(new File(ROOT, 'Jenkinsfile.example'))
         List<String> build = h.helperCalls('build')[0]
         assertTrue(build.containsAll(['--tag', '0123abc', '--push']))
-        // The harness runs every stage (it does not evaluate `when`): the build stages, then the cleanup.
-        assertEquals(['registry', 'build', 'restore', 'save', 'prune', 'docker', 'registry'], h.helperCalls().collect { Harness.commandOf(it) })
+        // The harness runs every stage (it does not evaluate `when`): the build stages (the stand-in
+        // writes no Markdown report, so the step makes it from the log), then the cleanup.
+        assertEquals(['registry', 'build', 'report', 'restore', 'save', 'prune', 'docker', 'registry'], h.helperCalls().collect { Harness.commandOf(it) })
         assertEquals([['cron', 'H 3 * * *']], h.steps('dsl:cron').collect { [it.step - 'dsl:', it.args[0]] })
         assertEquals(['TimerTrigger'] * 3, h.steps('dsl:triggeredBy').collect { it.args[0] })
         assertEquals('cache: 5/6 steps cached', h.currentBuild.description)
@@ -119,4 +120,14 @@ class LibraryLayoutTest {
             assertTrue("docs/JENKINS.md does not mention ${it}", doc.contains(it))
         }
     }
+
+    /** The helper version the library expects is the workspace's (one release holds both). */
+    @Test
+    void helperVersionMatchesTheCargoWorkspace() {
+        String cargo = new File(ROOT, 'Cargo.toml').text
+        def m = cargo =~ /(?m)^version\s*=\s*"([^"]+)"/
+        assertTrue('no version in Cargo.toml', m.find())
+        assertEquals(m.group(1), new File(ROOT, 'resources/io/cicache/helper-version.txt').text.trim())
+    }
+
 }

@@ -6,6 +6,8 @@
 # (default: no output, 0). <command> skips the global options; registry/docker/mount
 # commands are named with their subcommand, e.g. registry-login.
 dir=${CICACHE_STANDIN_DIR:?CICACHE_STANDIN_DIR is not set}
+# `--version` answers like the real helper (CICACHE_STANDIN_VERSION, default the library's) and is not recorded.
+if [ "$*" = --version ]; then echo "cicache ${CICACHE_STANDIN_VERSION:-0.1.0}"; exit 0; fi
 for a in "$@"; do printf '%s\037' "$a"; done >>"$dir/calls"
 printf '\n' >>"$dir/calls"
 cmd=

@@ -54,27 +54,10 @@ pub struct PruneResult {
     pub cache_mounts_before_bytes: u64,
 }
 
-/// Parses docker's sizes: `1.878kB`, `189.7MB`, `0B`, `2GiB`, `20GB`.
+/// Parses docker's sizes: `1.878kB`, `189.7MB`, `0B`, `2GiB`, `20GB` (SI and IEC units, as
+/// [`cicache_units::parse_size`] reads them everywhere in cicache).
 pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "t" | "tb" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "tib" => 1024.0f64.powi(4),
-        _ => return None,
-    };
-    Some((n * mult).round() as u64)
+    cicache_units::parse_size(s).ok()
 }
 
 /// The `docker builder prune` arguments for `opts`.

@@ -363,93 +363,74 @@ pub fn redact(text: &str, known: &[&str]) -> String {
     for k in known.iter().filter(|k| k.len() >= 4) {
         text = text.replace(k, REDACTED);
     }
-    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    let mut copied = 0;
-    while i < bytes.len() {
-        let start_of_word = i == 0 || !is_ident(bytes[i - 1]);
-        // `scheme://user:pass@host`
-        if bytes[i..].starts_with(b"://") {
-            let rest = &bytes[i + 3..];
-            let end = rest
-                .iter()
-                .position(|c| b"/?#\"' \t\r\n<>".contains(c))
-                .unwrap_or(rest.len());
-            if let Some(at) = rest[..end].iter().rposition(|c| *c == b'@') {
-                out.push_str(&text[copied..i + 3]);
+    let (mut i, mut copied) = (0, 0);
+    while i < text.len() {
+        let (secret, next) = secret_at(&text, i);
+        match secret.filter(|(s, e)| e > s && &text[*s..*e] != REDACTED) {
+            Some((start, end)) => {
+                out.push_str(&text[copied..start]);
                 out.push_str(REDACTED);
-                i += 3 + at;
-                copied = i;
-                continue;
+                copied = end;
+                i = end;
             }
-            i += 3;
-            continue;
+            None => i = next,
         }
-        if !start_of_word || !is_ident(bytes[i]) {
-            i += 1;
-            continue;
-        }
-        let word_end = i + bytes[i..].iter().take_while(|c| is_ident(**c)).count();
-        let word = &text[i..word_end];
-        // `Basic <credential>`, `Bearer <token>`.
-        if SCHEMES.iter().any(|s| word.eq_ignore_ascii_case(s)) {
-            let gap = bytes[word_end..]
-                .iter()
-                .take_while(|c| **c == b' ' || **c == b'\t')
-                .count();
-            let v = word_end + gap;
-            let len = bytes[v..].iter().take_while(|c| is_token68(**c)).count();
-            let value = &text[v..v + len];
-            let param = value
-                .split('=')
-                .next()
-                .is_some_and(|p| CHALLENGE_PARAMS.iter().any(|c| p.eq_ignore_ascii_case(c)));
-            if gap > 0 && len > 0 && !param && value != REDACTED {
-                out.push_str(&text[copied..v]);
-                out.push_str(REDACTED);
-                i = v + len;
-                copied = i;
-                continue;
-            }
-            i = word_end;
-            continue;
-        }
-        let line = names_secret(word, &SECRET_LINE_KEYS);
-        if line || names_secret(word, &SECRET_KEYS) {
-            // Optional closing quote, spaces, then `=` or `:`, then spaces, quotes, `[`.
-            let mut j = word_end;
-            if j < bytes.len() && (bytes[j] == b'"' || bytes[j] == b'\'') {
-                j += 1;
-            }
-            while j < bytes.len() && (bytes[j] == b' ' || bytes[j] == b'\t') {
-                j += 1;
-            }
-            if j < bytes.len() && (bytes[j] == b'=' || bytes[j] == b':') {
-                j += 1;
-                while j < bytes.len() && b" \t\"'[".contains(&bytes[j]) {
-                    j += 1;
-                }
-                let stop: &[u8] = if line {
-                    b"\"'\r\n<>}]"
-                } else {
-                    b"\"'\r\n<>&;}], \t"
-                };
-                let len = bytes[j..].iter().take_while(|c| !stop.contains(c)).count();
-                let value = &text[j..j + len];
-                if len > 0 && value != REDACTED {
-                    out.push_str(&text[copied..j]);
-                    out.push_str(REDACTED);
-                    i = j + len;
-                    copied = i;
-                    continue;
-                }
-            }
-        }
-        i = word_end;
     }
     out.push_str(&text[copied..]);
     out
+}
+
+/// The byte range of a secret that the text at `i` introduces, if any, and where to look
+/// next. Every range starts and ends next to an ASCII byte (a char boundary).
+fn secret_at(text: &str, i: usize) -> (Option<(usize, usize)>, usize) {
+    let bytes = text.as_bytes();
+    let run = |from: usize, take: &dyn Fn(u8) -> bool| {
+        from + bytes[from..].iter().take_while(|c| take(**c)).count()
+    };
+    // `scheme://user:pass@host`
+    if bytes[i..].starts_with(b"://") {
+        let from = i + 3;
+        let end = run(from, &|c| !b"/?#\"' \t\r\n<>".contains(&c));
+        let at = bytes[from..end].iter().rposition(|c| *c == b'@');
+        return (at.map(|at| (from, from + at)), from);
+    }
+    if (i > 0 && is_ident(bytes[i - 1])) || !is_ident(bytes[i]) {
+        return (None, i + 1);
+    }
+    let word_end = run(i, &is_ident);
+    let word = &text[i..word_end];
+    // `Basic <credential>`, `Bearer <token>`; not a challenge's `Basic realm="..."`.
+    if SCHEMES.iter().any(|s| word.eq_ignore_ascii_case(s)) {
+        let v = run(word_end, &|c| c == b' ' || c == b'\t');
+        let end = run(v, &is_token68);
+        let param = text[v..end]
+            .split('=')
+            .next()
+            .is_some_and(|p| CHALLENGE_PARAMS.iter().any(|c| p.eq_ignore_ascii_case(c)));
+        return ((v > word_end && !param).then_some((v, end)), word_end);
+    }
+    let line = names_secret(word, &SECRET_LINE_KEYS);
+    if !line && !names_secret(word, &SECRET_KEYS) {
+        return (None, word_end);
+    }
+    // A closing quote, spaces, `=` or `:`, then spaces, quotes or `[` before the value.
+    let mut j = word_end;
+    if j < bytes.len() && (bytes[j] == b'"' || bytes[j] == b'\'') {
+        j += 1;
+    }
+    j = run(j, &|c| c == b' ' || c == b'\t');
+    if j >= bytes.len() || (bytes[j] != b'=' && bytes[j] != b':') {
+        return (None, word_end);
+    }
+    let v = run(j + 1, &|c| b" \t\"'[".contains(&c));
+    let stop: &[u8] = if line {
+        b"\"'\r\n<>}]"
+    } else {
+        b"\"'\r\n<>&;}], \t"
+    };
+    let end = run(v, &|c| !stop.contains(&c));
+    (Some((v, end)), word_end)
 }
 
 /// `text` cut to [`MAX_DETAIL`] characters, with `...` where it was cut.
@@ -948,9 +929,10 @@ impl Client {
             let failure = self.unexpected(OP, &path, reply);
             // distribution checks the layers through per-repository links that another
             // agent uploading the same blob rewrites in place: for a moment the blob is
-            // "unknown" or its digest "invalid". Tried again before believing it.
+            // unknown (`MANIFEST_BLOB_UNKNOWN`) or its digest invalid. Tried again before
+            // believing it.
             let racy = matches!(&failure, Failure::Status { codes, .. }
-                if codes.iter().any(|c| c == "BLOB_UNKNOWN" || c == "DIGEST_INVALID"));
+                if codes.iter().any(|c| c.contains("BLOB_UNKNOWN") || c.contains("DIGEST_INVALID")));
             if racy && attempt < 4 {
                 std::thread::sleep(Duration::from_millis(150 * attempt));
                 continue;

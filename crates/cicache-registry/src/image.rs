@@ -136,6 +136,17 @@ impl std::str::FromStr for Platform {
     }
 }
 
+/// The string values of a JSON object (annotations, labels); others are left out.
+fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// One entry of an index: what it points at, and for which platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Descriptor {
@@ -158,15 +169,7 @@ impl Descriptor {
                 p.get("variant").and_then(Value::as_str),
             )
         });
-        let annotations = v
-            .get("annotations")
-            .and_then(Value::as_object)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let annotations = string_map(v.get("annotations"));
         Some(Descriptor {
             media_type: s(v, "mediaType").unwrap_or_default(),
             digest: s(v, "digest")?,
@@ -274,15 +277,7 @@ impl ImageConfig {
         let v: Value = serde_json::from_slice(bytes).ok()?;
         let str_of = |k: &str| v.get(k).and_then(Value::as_str);
         let inner = v.get("config");
-        let labels = inner
-            .and_then(|c| c.get("Labels"))
-            .and_then(Value::as_object)
-            .map(|l| {
-                l.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let labels = string_map(inner.and_then(|c| c.get("Labels")));
         let onbuild = inner
             .and_then(|c| c.get("OnBuild"))
             .and_then(Value::as_array)

@@ -98,7 +98,7 @@ impl Http {
                 codes,
                 ..
             } => {
-                let hint = if codes.iter().any(|c| c == "BLOB_UNKNOWN") {
+                let hint = if codes.iter().any(|c| c.contains("BLOB_UNKNOWN")) {
                     "; a blob it needs is gone from the registry (garbage-collected?): save again"
                 } else {
                     ""

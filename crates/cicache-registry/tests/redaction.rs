@@ -102,13 +102,14 @@ fn answer(mut conn: TcpStream, mode: Mode, me: &str) {
         })
         .unwrap_or_default();
     let echo = || {
-        // The page a debugging proxy shows: every header, then the same in JSON, then the
-        // secrets in the shapes a query string and a form would hold them.
-        let mut page = format!("request could not be served: {request_line}\r\n");
-        for h in &head {
+        // The page a debugging proxy shows: every header, the request line, the headers
+        // again in JSON, then the secrets in the shapes a query string would hold them.
+        let mut page = String::from("request could not be served, headers:\r\n");
+        for h in head.iter().skip(1) {
             page.push_str(h);
             page.push_str("\r\n");
         }
+        page.push_str(&format!("request: {request_line}\r\n"));
         let json: Vec<String> = head
             .iter()
             .filter_map(|h| h.split_once(':'))

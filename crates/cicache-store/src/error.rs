@@ -67,9 +67,7 @@ pub enum StoreError {
     Template { template: String, reason: String },
 
     /// The entry is damaged: a hash mismatch, a truncated object, a missing blob.
-    #[error(
-        "entry {scope}/{key} is damaged: {reason}; run `cicache verify --key {key}` and save it again"
-    )]
+    #[error("entry {scope}/{key} is damaged: {reason}")]
     Corrupt {
         scope: String,
         key: String,
@@ -91,6 +89,17 @@ pub enum StoreError {
         path: PathBuf,
         needed: u64,
         available: u64,
+    },
+
+    /// A restore into `path` would replace the store or the state dir (`other`) with the
+    /// snapshot saved in the entry, losing everything saved since.
+    #[error(
+        "{path} holds {what} ({other}), or is inside it: a restore there would roll it back; restore into the cache directory itself (e.g. ~/.cache/pip), or move the store with CICACHE_STORE / CICACHE_STATE_DIR"
+    )]
+    TargetHoldsStore {
+        path: PathBuf,
+        what: &'static str,
+        other: PathBuf,
     },
 
     #[error("{path} is not a directory")]

@@ -32,6 +32,11 @@ pub const MANIFEST_PATH: &str = ".cicache/manifest.json";
 pub const MAX_REF_SIZE: u64 = 64 * 1024;
 /// Largest manifest.json accepted when reading.
 pub const MAX_MANIFEST_JSON: u64 = 512 * 1024 * 1024;
+/// Largest manifest object (`.tar.zst`) a ref may declare: its manifest.json at most
+/// [`MAX_MANIFEST_JSON`], plus format-1 small files; larger is a damaged or hostile ref.
+pub const MAX_MANIFEST_OBJECT: u64 = 1 << 40;
+/// Largest stored size a ref may declare (16 TiB of objects).
+pub const MAX_STORED_SIZE: u64 = 1 << 44;
 /// The manifest format save writes: 2 (small files in packs). Restore also reads 1 (small
 /// files inside the manifest tarball).
 pub const MANIFEST_FORMAT: u32 = 2;
@@ -61,27 +66,89 @@ pub fn pack_hash<'a>(files: impl IntoIterator<Item = (&'a str, u64)>) -> String 
     h.finalize().to_hex().to_string()
 }
 
-pub fn ref_name(scope: &str, key: &str) -> String {
+/// Longest scope or key segment stored as is (a file name's limit, `NAME_MAX`): longer ones
+/// are stored under [`name_segment`]'s hashed form, with the full key inside the ref.
+pub const MAX_SEGMENT: usize = 255;
+/// A hashed segment keeps at most this many bytes of the encoded name, readable and
+/// listable by prefix.
+pub const HASHED_KEEP: usize = 160;
+/// Separates the kept prefix from the hash in a hashed segment. `encode_segment` never writes
+/// `%` followed by anything but two hex digits, so no plain name contains it.
+pub const HASHED_MARK: &str = "%~";
+
+/// The object-name segment of a scope or key: [`encode_segment`] when that fits in
+/// [`MAX_SEGMENT`] bytes; else its first bytes (at most [`HASHED_KEEP`], never cutting a
+/// `%XX`), [`HASHED_MARK`] and 32 hex digits of the blake3 of the whole name. The ref holds
+/// the full scope and key, so a hashed name is read back by reading its ref.
+pub fn name_segment(s: &str) -> String {
+    let enc = encode_segment(s);
+    if enc.len() <= MAX_SEGMENT {
+        return enc;
+    }
+    let keep = cut_encoded(&enc, HASHED_KEEP);
     format!(
-        "{FORMAT_DIR}/refs/{}/{}",
-        encode_segment(scope),
-        encode_segment(key)
+        "{keep}{HASHED_MARK}{}",
+        &blake3::hash(s.as_bytes()).to_hex()[..32]
     )
 }
 
-pub fn refs_prefix(scope: &str, key_prefix: &str) -> String {
+/// The longest prefix of an encoded name of at most `max` bytes that does not cut a `%XX`.
+fn cut_encoded(enc: &str, max: usize) -> &str {
+    if enc.len() <= max {
+        return enc;
+    }
+    let mut end = max;
+    // A `%` in the last two kept bytes starts an escape that would be cut.
+    if let Some(i) = enc[max.saturating_sub(2)..max].find('%') {
+        end = max - 2 + i;
+    }
+    &enc[..end]
+}
+
+/// True for a segment written by [`name_segment`]'s hashed form.
+pub fn is_hashed_segment(seg: &str) -> bool {
+    seg.contains(HASHED_MARK)
+}
+
+pub fn ref_name(scope: &str, key: &str) -> String {
     format!(
         "{FORMAT_DIR}/refs/{}/{}",
+        name_segment(scope),
+        name_segment(key)
+    )
+}
+
+/// Every name the ref of `scope/key` may have: [`ref_name`], then, for long names, the plain
+/// encoding older versions wrote (readable where the store allowed it, e.g. S3).
+pub fn ref_names(scope: &str, key: &str) -> Vec<String> {
+    let mut v = vec![ref_name(scope, key)];
+    let plain = format!(
+        "{FORMAT_DIR}/refs/{}/{}",
         encode_segment(scope),
-        encode_segment(key_prefix)
+        encode_segment(key)
+    );
+    if plain != v[0] {
+        v.push(plain);
+    }
+    v
+}
+
+/// The listing prefix for the refs of `scope` whose key starts with `key_prefix`. Cut so that
+/// hashed names of long keys match it too: callers filter what is listed by the full key.
+pub fn refs_prefix(scope: &str, key_prefix: &str) -> String {
+    let enc = encode_segment(key_prefix);
+    format!(
+        "{FORMAT_DIR}/refs/{}/{}",
+        name_segment(scope),
+        cut_encoded(&enc, HASHED_KEEP - 2)
     )
 }
 
 pub fn used_name(scope: &str, key: &str) -> String {
     format!(
         "{FORMAT_DIR}/used/{}/{}",
-        encode_segment(scope),
-        encode_segment(key)
+        name_segment(scope),
+        name_segment(key)
     )
 }
 
@@ -228,4 +295,11 @@ pub struct Lease {
     pub host: String,
     pub pid: u32,
     pub started: String,
+    /// The saving process's start time (clock ticks since boot): with `pid`, one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
+    /// The save rewrites its lease this often; one not rewritten for ten heartbeats is
+    /// abandoned. Absent (older versions): abandoned after `LEASE_TTL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_secs: Option<u64>,
 }

@@ -2,29 +2,30 @@
 //!
 //! Everything is written into a staging directory beside the target (same filesystem), every
 //! byte checked against the manifest's hashes, and only then swapped into place with one
-//! `renameat2(RENAME_EXCHANGE)`. A damaged or hostile entry is a miss with a warning (and the
-//! next restore key is tried); the target is never half written.
+//! `renameat2(RENAME_EXCHANGE)`. An entry that is refused, for damage, for being hostile or
+//! because it cannot be written here (too large, a name too long), is a miss with a warning
+//! and the next restore key is tried; the target is never half written. Damage a restore
+//! proves is healed (`heal.rs`). Only a store that fails ends the restore with an error.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::PutMode;
+use crate::entry::{Corrupt, EntryReader, FileSink, Suspect};
 use crate::error::{Result, StoreError};
 use crate::format::{self, EntryType, Manifest, ManifestEntry, Ref};
+use crate::heal::HealMode;
 use crate::progress::Progress;
-use crate::save::HashWriter;
 use crate::state;
 use crate::store::{Store, now_rfc3339};
 
-/// Largest size a single file may declare (1 TiB): anything above is refused outright.
-const MAX_FILE_SIZE: u64 = 1 << 40;
+pub use crate::entry::{MAX_FILE_SIZE, validate};
 
 #[derive(Debug, Clone)]
 pub struct RestoreRequest<'a> {
@@ -32,6 +33,8 @@ pub struct RestoreRequest<'a> {
     pub fallback_scopes: &'a [String],
     pub key: &'a str,
     pub restore_keys: &'a [String],
+    /// The target directory. A symlink to a directory is followed: the directory it points
+    /// to is replaced, the link stays.
     pub path: &'a Path,
     /// Find the entry, restore nothing.
     pub lookup_only: bool,
@@ -61,6 +64,47 @@ pub struct RestoreOutcome {
     pub seconds: f64,
     /// Entries skipped as damaged or refused, and other cache problems.
     pub warnings: Vec<String>,
+    /// Damaged objects this restore removed from the store (see `heal.rs`): the next save
+    /// writes them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects_removed: Vec<String>,
+    /// Damaged entries (`scope/key`) this restore removed: the next save of the key writes it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entries_removed: Vec<String>,
+    /// Leftovers of killed restores (staging dirs, temp files) removed beside the target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leftovers_removed: Vec<PathBuf>,
+}
+
+/// The keys to try in one scope: the key, then the refs matching each restore-key prefix
+/// (newest first), listed only when the key did not restore.
+struct Candidates {
+    keys: Vec<String>,
+    next: usize,
+    listed: bool,
+}
+
+impl Candidates {
+    fn next(&mut self, store: &Store, scope: &str, prefixes: &[String]) -> Result<Option<String>> {
+        if self.next == self.keys.len() && !self.listed {
+            self.listed = true;
+            for prefix in prefixes {
+                self.keys
+                    .extend(store.list_refs(scope, prefix)?.into_iter().map(|(k, _)| k));
+            }
+        }
+        let k = self.keys.get(self.next).cloned();
+        self.next += 1;
+        Ok(k)
+    }
+}
+
+/// A restore's target, resolved.
+struct Target {
+    /// Absolute; a symlink to a directory resolved to the directory.
+    path: PathBuf,
+    /// Its parent, where the staging dir goes.
+    parent: PathBuf,
 }
 
 impl Store {
@@ -83,27 +127,25 @@ impl Store {
                 scopes.push(s);
             }
         }
+        let target = if req.lookup_only {
+            None
+        } else {
+            let t = self.prepare_target(req.path)?;
+            out.leftovers_removed = crate::cleanup::clear_stale(&t.parent);
+            Some(t)
+        };
         let mut tried: HashSet<(String, String)> = HashSet::new();
         for (i, scope) in scopes.iter().enumerate() {
-            let mut candidates = vec![req.key.to_string()];
-            let mut listed = false;
-            let mut idx = 0;
-            while idx < candidates.len() || !listed {
-                if idx >= candidates.len() {
-                    listed = true;
-                    for prefix in req.restore_keys {
-                        for (k, _) in self.list_refs(scope, prefix)? {
-                            candidates.push(k);
-                        }
-                    }
-                    continue;
-                }
-                let key = candidates[idx].clone();
-                idx += 1;
+            let mut candidates = Candidates {
+                keys: vec![req.key.to_string()],
+                next: 0,
+                listed: false,
+            };
+            while let Some(key) = candidates.next(self, scope, req.restore_keys)? {
                 if !tried.insert((scope.to_string(), key.clone())) {
                     continue;
                 }
-                match self.try_restore(scope, &key, req, progress, &mut out) {
+                match self.try_restore(scope, &key, target.as_ref(), progress, &mut out) {
                     Ok(true) => {
                         out.hit = true;
                         out.exact = i == 0 && key == req.key;
@@ -120,10 +162,7 @@ impl Store {
                         return Ok(out);
                     }
                     Ok(false) => {}
-                    Err(e) if e.is_corrupt() => {
-                        out.warnings
-                            .push(format!("{e}; skipped it and tried the next key"));
-                    }
+                    Err(e) if crate::heal::is_refusal(&e) => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -132,368 +171,333 @@ impl Store {
         Ok(out)
     }
 
-    /// `Ok(false)`: no such entry. `Ok(true)`: restored (or found, lookup-only).
+    /// Resolves the target (following a symlink to a directory), refuses one that holds the
+    /// store or the state dir (restoring there would roll them back to the saved snapshot),
+    /// and makes sure its parent exists.
+    fn prepare_target(&self, path: &Path) -> Result<Target> {
+        let abs = std::path::absolute(path).map_err(|e| StoreError::io(path, e))?;
+        let resolved = match fs::symlink_metadata(&abs) {
+            Ok(m) if m.file_type().is_symlink() => match fs::metadata(&abs) {
+                Ok(t) if t.is_dir() => {
+                    fs::canonicalize(&abs).map_err(|e| StoreError::io(&abs, e))?
+                }
+                _ => return Err(StoreError::NotADirectory { path: abs }),
+            },
+            Ok(m) if !m.is_dir() => return Err(StoreError::NotADirectory { path: abs }),
+            _ => abs,
+        };
+        let parent =
+            resolved
+                .parent()
+                .map(Path::to_path_buf)
+                .ok_or_else(|| StoreError::NotADirectory {
+                    path: resolved.clone(),
+                })?;
+        fs::create_dir_all(&parent).map_err(|e| StoreError::io(&parent, e))?;
+        let real = canonical(&resolved);
+        let mut guarded = vec![("the state dir", canonical(&state::state_dir()))];
+        if let Some(root) = self.backend.local_root() {
+            guarded.push(("the store", canonical(&root)));
+        }
+        for (what, p) in guarded {
+            if p.starts_with(&real) || real.starts_with(&p) {
+                return Err(StoreError::TargetHoldsStore {
+                    path: resolved,
+                    what,
+                    other: p,
+                });
+            }
+        }
+        Ok(Target {
+            path: resolved,
+            parent,
+        })
+    }
+
+    /// Tries one entry. `Ok(false)`: no such entry. `Ok(true)`: restored (or found,
+    /// lookup-only). A refused entry is an error, with its warning (and what healing did)
+    /// already in `out.warnings`.
     fn try_restore(
         &self,
         scope: &str,
         key: &str,
-        req: &RestoreRequest,
+        target: Option<&Target>,
         progress: &dyn Progress,
         out: &mut RestoreOutcome,
     ) -> Result<bool> {
-        let Some(r) = self.read_ref(scope, key)? else {
-            return Ok(false);
+        let r = match self.read_ref(scope, key) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(false),
+            Err(e) if e.is_corrupt() => {
+                let healed = self.heal(scope, key, None, &[], true, HealMode::RESTORE);
+                return Err(self.refused(e, scope, key, healed, out));
+            }
+            Err(e) => return Err(e),
         };
-        out.manifest = Some(r.manifest.clone());
-        out.created = Some(r.created.clone());
-        out.total_size = r.total_size;
-        if req.lookup_only {
+        let Some(target) = target else {
+            out.manifest = Some(r.manifest.clone());
+            out.created = Some(r.created.clone());
+            out.total_size = r.total_size;
             return Ok(true);
+        };
+        let mut suspects = Vec::new();
+        match self.restore_entry(&r, target, progress, out, &mut suspects) {
+            Ok(()) => {
+                out.manifest = Some(r.manifest.clone());
+                out.created = Some(r.created.clone());
+                out.total_size = r.total_size;
+                Ok(true)
+            }
+            Err(e) if crate::heal::is_refusal(&e) => {
+                let healed = if e.is_corrupt() {
+                    self.heal(scope, key, Some(&r), &suspects, false, HealMode::RESTORE)
+                } else {
+                    Default::default()
+                };
+                Err(self.refused(e, scope, key, healed, out))
+            }
+            Err(e) => Err(e),
         }
+    }
+
+    /// Records a refused entry's warning and what healing did; returns the error.
+    fn refused(
+        &self,
+        e: StoreError,
+        scope: &str,
+        key: &str,
+        healed: crate::heal::Healed,
+        out: &mut RestoreOutcome,
+    ) -> StoreError {
+        let mut w = format!("{e}; skipped it and tried the next key");
+        let h = healed.describe(scope, key);
+        if !h.is_empty() {
+            w.push_str(&format!("; {h}"));
+        } else if e.is_corrupt() {
+            w.push_str(
+                "; `cicache verify --repair` removes damaged entries so that the next save writes them again",
+            );
+        }
+        out.warnings.push(w);
+        out.objects_removed.extend(healed.objects_removed);
+        if healed.ref_removed {
+            out.entries_removed.push(format!("{scope}/{key}"));
+        }
+        e
+    }
+
+    /// Restores entry `r` into the target: nothing when the target already matches, else the
+    /// manifest, the checks, the staging dir, the swap and the state record.
+    fn restore_entry(
+        &self,
+        r: &Ref,
+        target: &Target,
+        progress: &dyn Progress,
+        out: &mut RestoreOutcome,
+        suspects: &mut Vec<Suspect>,
+    ) -> Result<()> {
         // Already there? (the state recorded by the last restore or save, checked by stat)
-        if let Some(st) = state::load(req.path)
+        if let Some(st) = state::load(&target.path)
             && st.manifest == r.manifest
-            && dir_matches_state(req.path, &st)
+            && dir_matches_state(&target.path, &st)
         {
             out.up_to_date = true;
             count(&st, out);
-            return Ok(true);
+            return Ok(());
         }
-        let target_parent = parent_of(req.path);
-        fs::create_dir_all(&target_parent).map_err(|e| StoreError::io(&target_parent, e))?;
-        let (manifest, mfile) = self.fetch_manifest(&r, &target_parent, out)?;
-        validate(&manifest, scope, key)?;
-        check_space(&target_parent, &manifest)?;
-        let (staged, mut stamps) =
-            self.write_staging(&r, &manifest, mfile, &target_parent, progress, out)?;
-        swap_into_place(staged, req.path)?;
-        // Record what is on disk now, for the next save and restore.
-        let mut st = state::new_state(req.path);
-        st.manifest = r.manifest.clone();
-        st.manifest_size = r.manifest_size;
-        st.stored_size = r.stored_size;
-        st.origin = "restore".into();
-        st.scope = scope.to_string();
-        st.key = key.to_string();
-        // Files as stat'ed on their open handle when written (the swap does not change
-        // them); directories and symlinks by what restore compares of them: type, mode,
-        // target. No second walk of the tree.
-        let mut complete = true;
-        for e in &manifest.entries {
-            let stamp = match e.kind {
-                EntryType::File => match stamps.remove(e.path.as_str()) {
-                    Some(mut s) => {
-                        s.blake3 = e.blake3.clone();
-                        s
-                    }
-                    None => {
-                        complete = false;
-                        break;
-                    }
-                },
-                EntryType::Dir | EntryType::Symlink => state::FileStamp {
-                    kind: e.kind,
-                    ino: 0,
-                    size: 0,
-                    mtime_ns: e.mtime_ns,
-                    ctime_ns: 0,
-                    mode: if e.kind == EntryType::Dir {
-                        restored_mode(e)
-                    } else {
-                        0o777
-                    },
-                    blake3: None,
-                    target: e.target.clone(),
-                },
-            };
-            st.entries.insert(e.path.clone(), stamp);
-        }
-        if complete {
-            state::store(st);
-        }
-        for e in &manifest.entries {
-            match e.kind {
-                EntryType::File => out.files += 1,
-                EntryType::Dir => out.dirs += 1,
-                EntryType::Symlink => out.symlinks += 1,
+        let (manifest, mfile, n) = self.fetch_manifest(r, &target.parent).inspect_err(|e| {
+            if e.is_corrupt() {
+                suspects.push(Suspect::Manifest(r.manifest.clone()));
             }
-        }
-        Ok(true)
-    }
-
-    /// Downloads the manifest object into a temp file, checks its hash and size, and reads
-    /// `.cicache/manifest.json` from it.
-    fn fetch_manifest(
-        &self,
-        r: &Ref,
-        tmp_dir: &Path,
-        out: &mut RestoreOutcome,
-    ) -> Result<(Manifest, tempfile::NamedTempFile)> {
-        let corrupt = |reason: String| StoreError::Corrupt {
-            scope: r.scope.clone(),
-            key: r.key.clone(),
-            reason,
-        };
-        let name = format::manifest_name(&r.manifest);
-        let Some(reader) = self.backend.get(&name)? else {
-            return Err(corrupt(format!("its manifest {name} is missing")));
-        };
-        let tmp = tempfile::Builder::new()
-            .prefix(".cicache-manifest-")
-            .tempfile_in(tmp_dir)
-            .map_err(|e| StoreError::io(tmp_dir, e))?;
-        let mut hw = HashWriter {
-            inner: BufWriter::new(tmp.as_file()),
-            hasher: blake3::Hasher::new(),
-            n: 0,
-        };
-        io::copy(&mut reader.take(r.manifest_size + 1), &mut hw)
-            .map_err(|e| corrupt(format!("reading its manifest failed ({e})")))?;
-        hw.flush().map_err(|e| StoreError::io(tmp.path(), e))?;
-        let (n, digest) = (hw.n, hw.hasher.finalize());
-        drop(hw);
+        })?;
+        let _mfile_reg = crate::cleanup::register(mfile.path());
         out.bytes_downloaded += n;
-        if n != r.manifest_size || digest.to_hex().as_str() != r.manifest {
-            return Err(corrupt(format!(
-                "its manifest {name} does not match its hash (truncated or altered)"
-            )));
-        }
-        let file = tmp.reopen().map_err(|e| StoreError::io(tmp.path(), e))?;
-        let dec = zstd::Decoder::new(file).map_err(|e| corrupt(format!("manifest: {e}")))?;
-        let mut archive = tar::Archive::new(dec);
-        let mut entries = archive
-            .entries()
-            .map_err(|e| corrupt(format!("manifest tar: {e}")))?;
-        let first = entries
-            .next()
-            .ok_or_else(|| corrupt("the manifest tarball is empty".into()))?
-            .map_err(|e| corrupt(format!("manifest tar: {e}")))?;
-        let path = first
-            .path()
-            .map_err(|e| corrupt(format!("manifest tar: {e}")))?
-            .to_string_lossy()
-            .to_string();
-        if path != format::MANIFEST_PATH || first.size() > format::MAX_MANIFEST_JSON {
-            return Err(corrupt(format!(
-                "the manifest tarball does not start with {}",
-                format::MANIFEST_PATH
-            )));
-        }
-        let mut json = Vec::new();
-        first
-            .take(format::MAX_MANIFEST_JSON)
-            .read_to_end(&mut json)
-            .map_err(|e| corrupt(format!("manifest: {e}")))?;
-        let manifest: Manifest = serde_json::from_slice(&json)
-            .map_err(|e| corrupt(format!("manifest.json is not valid ({e})")))?;
-        Ok((manifest, tmp))
+        let totals = validate(&manifest, &r.scope, &r.key)?;
+        check_space(&target.parent, &manifest)?;
+        let reader = EntryReader::new(self, r, &manifest);
+        let staged = self.write_staging(&reader, mfile, &target.parent, progress, out);
+        suspects.extend(reader.suspects());
+        let (staged, stamps) = staged?;
+        let _staged_reg = crate::cleanup::register(staged.path());
+        swap_into_place(staged, &target.path)?;
+        record_restored(&target.path, r, &manifest, stamps);
+        out.files = totals.files;
+        out.dirs = totals.dirs;
+        out.symlinks = totals.symlinks;
+        Ok(())
     }
 
     /// Writes the whole entry into a new staging directory beside the target.
     fn write_staging(
         &self,
-        r: &Ref,
-        manifest: &Manifest,
+        reader: &EntryReader,
         mfile: tempfile::NamedTempFile,
         parent: &Path,
         progress: &dyn Progress,
         out: &mut RestoreOutcome,
     ) -> Result<(tempfile::TempDir, HashMap<String, state::FileStamp>)> {
-        let stamps: Mutex<HashMap<String, state::FileStamp>> = Default::default();
-        let record = |path: &str, stamp: state::FileStamp| {
-            if let Ok(mut m) = stamps.lock() {
-                m.insert(path.to_string(), stamp);
-            }
-        };
-        let corrupt = |reason: String| StoreError::Corrupt {
-            scope: r.scope.clone(),
-            key: r.key.clone(),
-            reason,
-        };
+        let manifest = reader.manifest;
         let staging = tempfile::Builder::new()
-            .prefix(".cicache-staging-")
+            .prefix(&crate::cleanup::temp_prefix(crate::cleanup::STAGING_PREFIX))
             .tempdir_in(parent)
             .map_err(|e| StoreError::io(parent, e))?;
-        let root = staging.path().to_path_buf();
-        let io_err = |p: &Path, e: io::Error| StoreError::io(p, e);
-
+        let _reg = crate::cleanup::register(staging.path());
+        let sink = StagingSink {
+            root: staging.path().to_path_buf(),
+            stamps: Default::default(),
+        };
         for e in manifest.entries.iter().filter(|e| e.kind == EntryType::Dir) {
-            let p = root.join(&e.path);
-            fs::create_dir(&p).map_err(|err| io_err(&p, err))?;
+            let p = sink.root.join(&e.path);
+            fs::create_dir(&p).map_err(|err| StoreError::io(&p, err))?;
         }
+        // Sizes were bounded by `validate`: the sum cannot overflow.
         progress.start(
             "writing",
             Some(manifest.entries.iter().map(|e| e.size).sum()),
         );
-
-        // Small files, from the manifest tarball (after manifest.json).
-        let mut small: BTreeMap<&str, &ManifestEntry> = manifest
-            .entries
-            .iter()
-            .filter(|e| e.kind == EntryType::File && !e.blob && e.pack.is_none())
-            .map(|e| (e.path.as_str(), e))
-            .collect();
         let file = mfile
             .reopen()
             .map_err(|e| StoreError::io(mfile.path(), e))?;
-        let dec = zstd::Decoder::new(file).map_err(|e| corrupt(format!("manifest: {e}")))?;
-        let mut archive = tar::Archive::new(dec);
-        let mut entries = archive
-            .entries()
-            .map_err(|e| corrupt(format!("manifest tar: {e}")))?;
-        let _ = entries.next(); // manifest.json, read already
-        for ent in entries {
-            let ent = ent.map_err(|e| corrupt(format!("manifest tar: {e}")))?;
-            let path = ent
-                .path()
-                .map_err(|e| corrupt(format!("manifest tar: {e}")))?
-                .to_str()
-                .map(str::to_string)
-                .ok_or_else(|| corrupt("a tar member name is not UTF-8".into()))?;
-            if ent.header().entry_type() != tar::EntryType::Regular {
-                return Err(StoreError::Hostile {
-                    scope: r.scope.clone(),
-                    key: r.key.clone(),
-                    reason: format!("tar member {path:?} is not a regular file"),
-                });
-            }
-            let Some(me) = small.remove(path.as_str()) else {
-                return Err(StoreError::Hostile {
-                    scope: r.scope.clone(),
-                    key: r.key.clone(),
-                    reason: format!(
-                        "tar member {path:?} is not a small file of the manifest (or appears twice)"
-                    ),
-                });
-            };
-            if ent.size() != me.size {
-                return Err(corrupt(format!(
-                    "{path}: {} bytes stored, the manifest says {}",
-                    ent.size(),
-                    me.size
-                )));
-            }
-            let (n, stamp) = write_checked(ent, &root, me, &corrupt)?;
-            record(&me.path, stamp);
-            progress.inc(n);
-        }
-        if let Some(missing) = small.keys().next() {
-            return Err(corrupt(format!(
-                "{missing} is missing from the manifest tarball"
-            )));
-        }
-
-        // Large files (each distinct blob fetched once) and packs of small files, in parallel,
-        // largest first.
-        let mut by_blob: BTreeMap<&str, Vec<&ManifestEntry>> = BTreeMap::new();
-        for e in manifest
-            .entries
-            .iter()
-            .filter(|e| e.kind == EntryType::File && e.blob)
-        {
-            if let Some(h) = e.blake3.as_deref() {
-                by_blob.entry(h).or_default().push(e);
-            }
-        }
-        let mut jobs: Vec<(bool, &str, Vec<&ManifestEntry>, u64)> = by_blob
-            .into_iter()
-            .map(|(h, users)| {
-                let size = users[0].size;
-                (false, h, users, size)
-            })
-            .chain(manifest.packs().into_iter().map(|(h, files)| {
-                let size = files.iter().map(|e| e.size).sum();
-                (true, h, files, size)
-            }))
-            .collect();
-        jobs.sort_by_key(|j| std::cmp::Reverse(j.3));
-        let downloaded: Vec<u64> =
-            jobs.par_iter()
-                .map(|(is_pack, hash, users, _)| -> Result<u64> {
-                    let name = format::blob_name(hash);
-                    let first = users[0];
-                    let what = if *is_pack { "pack" } else { "blob" };
-                    let reader = self.backend.get(&name)?.ok_or_else(|| {
-                        corrupt(format!("{what} {name} ({}) is missing", first.path))
-                    })?;
-                    let mut counted = CountingReader {
-                        inner: reader,
-                        n: 0,
-                    };
-                    let mut dec = zstd::Decoder::new(&mut counted)
-                        .map_err(|e| corrupt(format!("{what} {name}: {e}")))?;
-                    if *is_pack {
-                        for e in users {
-                            let (n, stamp) =
-                                write_checked((&mut dec).take(e.size), &root, e, &corrupt)?;
-                            record(&e.path, stamp);
-                            progress.inc(n);
-                        }
-                        let mut extra = [0u8; 1];
-                        if !matches!(dec.read(&mut extra), Ok(0)) {
-                            return Err(corrupt(format!(
-                                "pack {name} holds more than the files the manifest lists"
-                            )));
-                        }
-                    } else {
-                        let (n, stamp) = write_checked(dec, &root, first, &corrupt)?;
-                        record(&first.path, stamp);
-                        progress.inc(n);
-                        for other in &users[1..] {
-                            let dst = root.join(&other.path);
-                            fs::copy(root.join(&first.path), &dst).map_err(|e| io_err(&dst, e))?;
-                            set_meta(&dst, other)?;
-                            let meta = fs::symlink_metadata(&dst).map_err(|e| io_err(&dst, e))?;
-                            record(
-                                &other.path,
-                                state::FileStamp::from_meta(EntryType::File, &meta),
-                            );
-                            progress.inc(other.size);
-                        }
-                    }
-                    Ok(counted.n)
-                })
-                .collect::<Result<_>>()?;
-        out.bytes_downloaded += downloaded.iter().sum::<u64>();
+        reader.read_small(file, &sink)?;
+        out.bytes_downloaded += reader.read_objects(&sink, progress)?;
         progress.finish();
+        finish_tree(&sink.root, manifest)?;
+        Ok((staging, sink.stamps.into_inner().unwrap_or_default()))
+    }
+}
 
-        // Symlinks, then metadata: files and links first, directories deepest first.
-        for e in manifest
-            .entries
-            .iter()
-            .filter(|e| e.kind == EntryType::Symlink)
+/// Restore's [`FileSink`]: files written into the staging dir (never through an existing
+/// path), with their stamps recorded for the state file.
+struct StagingSink {
+    root: PathBuf,
+    stamps: Mutex<HashMap<String, state::FileStamp>>,
+}
+
+impl StagingSink {
+    fn record(&self, path: &str, stamp: state::FileStamp) {
+        if let Ok(mut m) = self.stamps.lock() {
+            m.insert(path.to_string(), stamp);
+        }
+    }
+}
+
+impl FileSink for StagingSink {
+    fn file(&self, src: &mut dyn Read, e: &ManifestEntry, corrupt: &Corrupt<'_>) -> Result<u64> {
+        let p = self.root.join(&e.path);
+        let f = crate::backend::dir::create_new(&p).map_err(|err| StoreError::io(&p, err))?;
+        let w = BufWriter::with_capacity(BUF_MAX.min(e.size as usize + 1), f);
+        let (n, w) = crate::entry::copy_checked(src, w, e, &p, corrupt)?;
+        let f = w
+            .into_inner()
+            .map_err(|err| StoreError::io(&p, err.into_error()))?;
         {
-            let p = root.join(&e.path);
-            std::os::unix::fs::symlink(e.target.as_deref().unwrap_or_default(), &p)
-                .map_err(|err| io_err(&p, err))?;
+            use std::os::unix::fs::PermissionsExt;
             let t = mtime(e);
-            let _ = filetime::set_symlink_file_times(&p, t, t);
+            f.set_permissions(fs::Permissions::from_mode(restored_mode(e)))
+                .and_then(|_| filetime::set_file_handle_times(&f, Some(t), Some(t)))
+                .map_err(|err| StoreError::io(&p, err))?;
         }
-        // Files got their mode and mtime from write_checked (on the open file).
-        for e in manifest
-            .entries
-            .iter()
-            .rev()
-            .filter(|e| e.kind == EntryType::Dir)
-        {
-            set_meta(&root.join(&e.path), e)?;
-        }
-        Ok((staging, stamps.into_inner().unwrap_or_default()))
+        let meta = f.metadata().map_err(|err| StoreError::io(&p, err))?;
+        self.record(&e.path, state::FileStamp::from_meta(EntryType::File, &meta));
+        Ok(n)
+    }
+
+    fn same_as(&self, first: &ManifestEntry, other: &ManifestEntry) -> Result<()> {
+        let dst = self.root.join(&other.path);
+        fs::copy(self.root.join(&first.path), &dst).map_err(|e| StoreError::io(&dst, e))?;
+        set_meta(&dst, other)?;
+        let meta = fs::symlink_metadata(&dst).map_err(|e| StoreError::io(&dst, e))?;
+        self.record(
+            &other.path,
+            state::FileStamp::from_meta(EntryType::File, &meta),
+        );
+        Ok(())
     }
 }
 
-struct CountingReader<R> {
-    inner: R,
-    n: u64,
+/// Symlinks, then metadata: directories deepest first (files got their mode and mtime when
+/// they were written, on the open file).
+fn finish_tree(root: &Path, manifest: &Manifest) -> Result<()> {
+    for e in manifest
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryType::Symlink)
+    {
+        let p = root.join(&e.path);
+        std::os::unix::fs::symlink(e.target.as_deref().unwrap_or_default(), &p)
+            .map_err(|err| StoreError::io(&p, err))?;
+        let t = mtime(e);
+        let _ = filetime::set_symlink_file_times(&p, t, t);
+    }
+    for e in manifest
+        .entries
+        .iter()
+        .rev()
+        .filter(|e| e.kind == EntryType::Dir)
+    {
+        set_meta(&root.join(&e.path), e)?;
+    }
+    Ok(())
 }
 
-impl<R: Read> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let k = self.inner.read(buf)?;
-        self.n += k as u64;
-        Ok(k)
+/// Records what is on disk now, for the next save and restore: files as stat'ed on their
+/// open handle when written (the swap does not change them); directories and symlinks by
+/// what restore compares of them (type, mode, target). No second walk of the tree.
+fn record_restored(
+    path: &Path,
+    r: &Ref,
+    manifest: &Manifest,
+    mut stamps: HashMap<String, state::FileStamp>,
+) {
+    let mut st = state::new_state(path);
+    st.manifest = r.manifest.clone();
+    st.manifest_size = r.manifest_size;
+    st.stored_size = r.stored_size;
+    st.origin = "restore".into();
+    st.scope = r.scope.clone();
+    st.key = r.key.clone();
+    for e in &manifest.entries {
+        let stamp = match e.kind {
+            EntryType::File => match stamps.remove(e.path.as_str()) {
+                Some(mut s) => {
+                    s.blake3 = e.blake3.clone();
+                    s
+                }
+                None => return,
+            },
+            EntryType::Dir | EntryType::Symlink => state::FileStamp {
+                kind: e.kind,
+                ino: 0,
+                size: 0,
+                mtime_ns: e.mtime_ns,
+                ctime_ns: 0,
+                mode: if e.kind == EntryType::Dir {
+                    restored_mode(e)
+                } else {
+                    0o777
+                },
+                blake3: None,
+                target: e.target.clone(),
+            },
+        };
+        st.entries.insert(e.path.clone(), stamp);
+    }
+    state::store(st);
+}
+
+/// The real path of `p`, or of its deepest existing ancestor joined with the rest.
+fn canonical(p: &Path) -> PathBuf {
+    if let Ok(c) = fs::canonicalize(p) {
+        return c;
+    }
+    match (p.parent(), p.file_name()) {
+        (Some(parent), Some(name)) => canonical(parent).join(name),
+        _ => p.to_path_buf(),
     }
 }
+
+/// Largest copy buffer (small files get one of their own size).
+const BUF_MAX: usize = 256 * 1024;
 
 fn mtime(e: &ManifestEntry) -> filetime::FileTime {
     filetime::FileTime::from_unix_time(
@@ -514,138 +518,6 @@ fn set_meta(p: &Path, e: &ManifestEntry) -> Result<()> {
         .map_err(|err| StoreError::io(p, err))?;
     let t = mtime(e);
     filetime::set_file_times(p, t, t).map_err(|err| StoreError::io(p, err))
-}
-
-/// Writes one file from `src`, never through an existing path, checking size and hash.
-fn write_checked(
-    src: impl Read,
-    root: &Path,
-    e: &ManifestEntry,
-    corrupt: &dyn Fn(String) -> StoreError,
-) -> Result<(u64, state::FileStamp)> {
-    let p = root.join(&e.path);
-    let f = crate::backend::dir::create_new(&p).map_err(|err| StoreError::io(&p, err))?;
-    let mut hw = HashWriter {
-        inner: BufWriter::with_capacity(BUF_MAX.min(e.size as usize + 1), f),
-        hasher: blake3::Hasher::new(),
-        n: 0,
-    };
-    let copied = crate::save::copy_sized(&mut src.take(e.size + 1), &mut hw, e.size);
-    match copied {
-        Ok(_) => {}
-        Err(err) if is_no_space(&err) => return Err(StoreError::io(&p, err)),
-        Err(err)
-            if err.kind() == io::ErrorKind::Other
-                || err.kind() == io::ErrorKind::InvalidData
-                || err.kind() == io::ErrorKind::UnexpectedEof =>
-        {
-            return Err(corrupt(format!(
-                "{}: the stored data is damaged ({err})",
-                e.path
-            )));
-        }
-        Err(err) => return Err(StoreError::io(&p, err)),
-    }
-    hw.flush().map_err(|err| StoreError::io(&p, err))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let f = hw.inner.get_ref();
-        let t = mtime(e);
-        f.set_permissions(fs::Permissions::from_mode(restored_mode(e)))
-            .and_then(|_| filetime::set_file_handle_times(f, Some(t), Some(t)))
-            .map_err(|err| StoreError::io(&p, err))?;
-    }
-    if hw.n != e.size {
-        return Err(corrupt(format!(
-            "{}: {} bytes stored, the manifest says {}",
-            e.path, hw.n, e.size
-        )));
-    }
-    if e.blake3.as_deref() != Some(hw.hasher.finalize().to_hex().as_str()) {
-        return Err(corrupt(format!(
-            "{}: content does not match its hash",
-            e.path
-        )));
-    }
-    let meta = hw
-        .inner
-        .get_ref()
-        .metadata()
-        .map_err(|err| StoreError::io(&p, err))?;
-    Ok((hw.n, state::FileStamp::from_meta(EntryType::File, &meta)))
-}
-
-/// Largest copy buffer (small files get one of their own size).
-const BUF_MAX: usize = 256 * 1024;
-
-fn is_no_space(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull
-}
-
-/// Checks everything restore will rely on before it writes a byte (invariant 4).
-pub fn validate(m: &Manifest, scope: &str, key: &str) -> Result<()> {
-    let hostile = |reason: String| StoreError::Hostile {
-        scope: scope.to_string(),
-        key: key.to_string(),
-        reason,
-    };
-    if m.format != 1 && m.format != format::MANIFEST_FORMAT {
-        return Err(StoreError::Corrupt {
-            scope: scope.to_string(),
-            key: key.to_string(),
-            reason: format!("unknown manifest format {}", m.format),
-        });
-    }
-    let mut seen: HashMap<&str, EntryType> = HashMap::new();
-    for e in &m.entries {
-        let p = e.path.as_str();
-        if p.is_empty() || p.starts_with('/') {
-            return Err(hostile(format!("path {p:?} is absolute or empty")));
-        }
-        if p.contains('\0') || p.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-            return Err(hostile(format!(
-                "path {p:?} has an empty, `.` or `..` component"
-            )));
-        }
-        if let Some((parent, _)) = p.rsplit_once('/')
-            && seen.get(parent) != Some(&EntryType::Dir)
-        {
-            return Err(hostile(format!(
-                "path {p:?} is inside {parent:?}, which is not a directory of the entry (a symlink or missing)"
-            )));
-        }
-        if seen.insert(p, e.kind).is_some() {
-            return Err(hostile(format!("path {p:?} appears twice")));
-        }
-        match e.kind {
-            EntryType::File => {
-                if e.size > MAX_FILE_SIZE {
-                    return Err(hostile(format!(
-                        "{p:?} declares a size of {} bytes, more than any cache file",
-                        e.size
-                    )));
-                }
-                if !e.blake3.as_deref().is_some_and(format::is_hash) {
-                    return Err(hostile(format!("{p:?} has no valid content hash")));
-                }
-                if let Some(pack) = e.pack.as_deref()
-                    && (e.blob || m.format < 2 || !format::is_hash(pack))
-                {
-                    return Err(hostile(format!("{p:?} names an invalid pack {pack:?}")));
-                }
-            }
-            EntryType::Symlink => {
-                if e.target
-                    .as_deref()
-                    .is_none_or(|t| t.is_empty() || t.contains('\0'))
-                {
-                    return Err(hostile(format!("symlink {p:?} has no valid target")));
-                }
-            }
-            EntryType::Dir => {}
-        }
-    }
-    Ok(())
 }
 
 fn check_space(dir: &Path, m: &Manifest) -> Result<()> {
@@ -703,9 +575,10 @@ fn swap_into_place(staged: tempfile::TempDir, target: &Path) -> Result<()> {
             // No RENAME_EXCHANGE on this filesystem: two renames, a short window without
             // the directory but never a mixed one.
             let old = tempfile::Builder::new()
-                .prefix(".cicache-old-")
+                .prefix(&crate::cleanup::temp_prefix(crate::cleanup::OLD_PREFIX))
                 .tempdir_in(parent_of(target))
                 .map_err(|e| StoreError::io(target, e))?;
+            let _reg = crate::cleanup::register(old.path());
             let old_path = old.path().join("d");
             fs::rename(target, &old_path).map_err(|e| StoreError::io(target, e))?;
             if let Err(e) = fs::rename(&staged_path, target) {

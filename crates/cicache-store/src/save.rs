@@ -8,19 +8,19 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::PutMode;
 use crate::error::{Result, StoreError};
-use crate::format::{self, EntryType, Lease, Manifest, ManifestEntry, Ref};
+use crate::format::{self, EntryType, Manifest, ManifestEntry, Ref};
 use crate::progress::Progress;
 use crate::rawzstd;
 use crate::scan::{self, Scanned};
 use crate::state::{self, DirState};
-use crate::store::{LEASE_TTL, SWEEP_TTL, Store, now_rfc3339, random_id};
+use crate::store::{Store, now_rfc3339};
 
 #[derive(Debug, Clone)]
 pub struct SaveRequest<'a> {
@@ -45,6 +45,9 @@ pub enum SaveStatus {
     Unchanged,
     /// Another agent published the same key while we saved; theirs was kept.
     Concurrent,
+    /// The directory holds no files: nothing was written (an empty entry would "hit" on
+    /// every later build and never fill). A warning says so.
+    Empty,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -361,94 +364,47 @@ pub(crate) fn build_manifest(entries: Vec<ManifestEntry>, staging: &Path) -> Res
     })
 }
 
-/// Deletes the lease when the save ends, however it ends.
-struct LeaseGuard<'a> {
-    store: &'a Store,
-    name: String,
-    taken: Instant,
+/// A scanned and hashed tree, ready to be stored.
+struct HashedTree {
+    entries: Vec<Scanned>,
+    /// Content hash of each file (None for directories and symlinks).
+    hashes: Vec<Option<String>>,
+    /// What the last restore or save recorded for this directory.
+    prev: Option<DirState>,
+    /// Large files already compressed while they were hashed, by hash.
+    prepared: BTreeMap<String, CompressedBlob>,
+    /// Where temp files go (the store's tmp dir for a directory store).
+    staging: PathBuf,
 }
 
-impl Drop for LeaseGuard<'_> {
-    fn drop(&mut self) {
-        let _ = self.store.backend.delete(&self.name);
+impl HashedTree {
+    /// The tree is the one recorded (same paths, types, modes, file sizes, mtimes, hashes),
+    /// with the same excludes.
+    fn unchanged(&self, excludes: &[String]) -> bool {
+        self.prev
+            .as_ref()
+            .is_some_and(|p| p.excludes == excludes && tree_matches(p, &self.entries, &self.hashes))
     }
+}
+
+/// What a save writes: blobs and packs not yet in the store.
+struct Planned {
+    uploads: Vec<Upload>,
+    mentries: Vec<ManifestEntry>,
 }
 
 impl Store {
-    /// Takes a lease protecting the blobs of a save from a concurrent sweep, then waits for
-    /// any sweep already running (see `prune`: each side writes its marker, then looks for the
-    /// other's, so at least one of them sees the other).
-    fn take_lease(&self, scope: &str, key: &str) -> Result<LeaseGuard<'_>> {
-        let id = random_id();
-        let lease = Lease {
-            scope: scope.to_string(),
-            key: key.to_string(),
-            host: self.host.clone(),
-            pid: std::process::id(),
-            started: now_rfc3339(),
-        };
-        let name = format::lease_name(&id);
-        let data = serde_json::to_vec(&lease).map_err(|e| StoreError::Other(e.to_string()))?;
-        self.backend.put_marker(&name, &data, PutMode::CreateNew)?;
-        let guard = LeaseGuard {
-            store: self,
-            name,
-            taken: Instant::now(),
-        };
-        let wait_max = Duration::from_secs(
-            std::env::var("CICACHE_SWEEP_WAIT_SECS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(60),
-        );
-        let start = Instant::now();
-        loop {
-            let now = std::time::SystemTime::now();
-            let active = self
-                .backend
-                .list(&format!("{}/locks/sweep-", format::FORMAT_DIR))?
-                .into_iter()
-                .any(|o| now.duration_since(o.modified).unwrap_or_default() < SWEEP_TTL);
-            if !active {
-                return Ok(guard);
-            }
-            if start.elapsed() >= wait_max {
-                return Err(StoreError::SweepInProgress {
-                    location: self.location(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-
     /// Saves a directory as `scope/key`.
+    ///
+    /// Steps: the key's entry already there (nothing to do, unless `update`); scan and hash
+    /// the tree; an empty tree saves nothing; `--if-changed` skips a tree that is the entry
+    /// under this key; then the lease, the blobs and packs the store lacks, the manifest, and
+    /// the ref, published last.
     pub fn save(&self, req: &SaveRequest, progress: &dyn Progress) -> Result<SaveOutcome> {
         crate::key::validate_key(req.key)?;
         crate::key::validate_scope(req.scope)?;
         let start = Instant::now();
-        let mut out = SaveOutcome {
-            status: SaveStatus::Saved,
-            scope: req.scope.to_string(),
-            key: req.key.to_string(),
-            path: req.path.to_path_buf(),
-            files: 0,
-            dirs: 0,
-            symlinks: 0,
-            total_size: 0,
-            hashed_files: 0,
-            hashed_bytes: 0,
-            blobs: 0,
-            blobs_uploaded: 0,
-            packs: 0,
-            packs_uploaded: 0,
-            bytes_uploaded: 0,
-            manifest: String::new(),
-            manifest_reused: false,
-            stored_size: 0,
-            seconds: 0.0,
-            warnings: Vec::new(),
-        };
-        let ref_name = format::ref_name(req.scope, req.key);
+        let mut out = new_outcome(req);
         let mut update = req.update;
         if !update {
             match self.read_ref(req.scope, req.key) {
@@ -469,15 +425,106 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
+        let path = resolve_dir(req.path)?;
+        let tree = self.hash_tree(&path, req.excludes, progress, &mut out)?;
+        if out.files == 0 && out.symlinks == 0 {
+            out.status = SaveStatus::Empty;
+            out.warnings.push(format!(
+                "{} holds no files; nothing was saved (an empty cache would hit on every later build); check that the tool wrote its cache there",
+                req.path.display()
+            ));
+            out.seconds = start.elapsed().as_secs_f64();
+            return Ok(out);
+        }
+        let unchanged = tree.unchanged(req.excludes);
+        if req.if_changed
+            && unchanged
+            && let Some(p) = &tree.prev
+            && p.scope == req.scope
+            && p.key == req.key
+        {
+            // The tree is the entry under this very key (restored or saved): nothing new.
+            // After a restore-key hit the key differs, and the tree is saved under the new
+            // key (a ref only, when the manifest is reused).
+            out.status = SaveStatus::Unchanged;
+            out.manifest = p.manifest.clone();
+            out.seconds = start.elapsed().as_secs_f64();
+            return Ok(out);
+        }
+        let lease = self.take_lease(req.scope, req.key)?;
+        let planned = self.plan(&tree, &mut out)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(upload_threads())
+            .build()
+            .map_err(|e| StoreError::Other(format!("starting upload threads: {e}")))?;
+        let publisher = Publisher {
+            store: self,
+            batch: self.backend.batches_puts(),
+            pending: Default::default(),
+        };
+        let staging = tree.staging.clone();
+        let mut stored = self.upload(
+            planned.uploads,
+            tree.prepared,
+            &staging,
+            &pool,
+            &publisher,
+            progress,
+            &mut out,
+        )?;
+        let (manifest_hash, manifest_size) = self.store_manifest(
+            tree.prev.as_ref().filter(|_| unchanged),
+            planned.mentries,
+            &staging,
+            &publisher,
+            &mut out,
+        )?;
+        stored = stored.saturating_add(manifest_size);
+        publisher.flush(&pool)?;
+        lease.check(req.scope, req.key)?;
+        crash_point("before-ref");
+        let r = Ref {
+            format: 1,
+            scope: req.scope.to_string(),
+            key: req.key.to_string(),
+            manifest: manifest_hash.clone(),
+            manifest_size,
+            entries: tree.entries.len() as u64,
+            total_size: out.total_size,
+            stored_size: stored,
+            created: now_rfc3339(),
+            tool: self.tool.clone(),
+            host: self.host.clone(),
+        };
+        self.publish_ref(&r, update, &mut out)?;
+        drop(lease);
+        out.manifest = manifest_hash;
+        out.stored_size = stored;
+        // The recorded state already describes this tree (the manifest was reused and no
+        // file needed hashing, so every stamp matched): nothing to record, and a tree of
+        // thousands of files is not written out again.
+        if out.status == SaveStatus::Saved && !(out.manifest_reused && out.hashed_files == 0) {
+            record_saved(&path, req, &r, tree.entries, tree.hashes);
+        }
+        out.seconds = start.elapsed().as_secs_f64();
+        Ok(out)
+    }
 
-        let excludes = scan::build_excludes(req.excludes)?;
-        let scanned = scan::scan(req.path, &excludes)?;
+    /// Scans the tree and hashes what the last restore/save did not already hash; counts
+    /// files, dirs, symlinks and bytes into `out`.
+    fn hash_tree(
+        &self,
+        path: &Path,
+        excludes: &[String],
+        progress: &dyn Progress,
+        out: &mut SaveOutcome,
+    ) -> Result<HashedTree> {
+        let globs = scan::build_excludes(excludes)?;
+        let scanned = scan::scan(path, &globs)?;
         out.warnings
             .extend(scanned.skipped.iter().map(|s| format!("not saved: {s}")));
         let entries = scanned.entries;
-        let prev = state::load(req.path);
-
-        // Hash what the last restore/save did not already hash.
+        let prev = state::load(path);
         let known: Vec<Option<String>> = entries
             .iter()
             .map(|s| {
@@ -516,22 +563,24 @@ impl Store {
                 if s.stamp.kind != EntryType::File || k.is_some() {
                     return Ok(k);
                 }
-                if fuse && s.stamp.size >= format::LARGE_FILE {
+                let h = if fuse && s.stamp.size >= format::LARGE_FILE {
                     let b = compress_blob(&s.abs, &staging, progress)?;
                     if b.size != s.stamp.size {
                         return Err(changed(&s.abs));
                     }
-                    hashed_files.fetch_add(1, Ordering::Relaxed);
                     let h = b.hash.clone();
                     if let Ok(mut p) = prepared.lock() {
                         p.insert(h.clone(), b);
                     }
-                    return Ok(Some(h));
-                }
-                let (h, n) = hash_file(&s.abs, progress).map_err(|e| StoreError::io(&s.abs, e))?;
-                if n != s.stamp.size {
-                    return Err(changed(&s.abs));
-                }
+                    h
+                } else {
+                    let (h, n) =
+                        hash_file(&s.abs, progress).map_err(|e| StoreError::io(&s.abs, e))?;
+                    if n != s.stamp.size {
+                        return Err(changed(&s.abs));
+                    }
+                    h
+                };
                 hashed_files.fetch_add(1, Ordering::Relaxed);
                 Ok(Some(h))
             })
@@ -549,28 +598,27 @@ impl Store {
                 EntryType::Symlink => out.symlinks += 1,
             }
         }
+        Ok(HashedTree {
+            entries,
+            hashes,
+            prev,
+            prepared: prepared.into_inner().unwrap_or_default(),
+            staging,
+        })
+    }
 
-        let unchanged = prev
-            .as_ref()
-            .is_some_and(|p| p.excludes == req.excludes && tree_matches(p, &entries, &hashes));
-        if req.if_changed && unchanged && prev.as_ref().is_some_and(|p| p.origin == "restore") {
-            out.status = SaveStatus::Unchanged;
-            out.manifest = prev.map(|p| p.manifest).unwrap_or_default();
-            out.seconds = start.elapsed().as_secs_f64();
-            return Ok(out);
-        }
-
-        let lease = self.take_lease(req.scope, req.key)?;
-
-        // Blobs: each distinct large file once; packs: the small files, in runs.
-        let mut mentries: Vec<ManifestEntry> = entries
+    /// The manifest entries, and the blobs (each distinct large file once) and packs (the
+    /// small files, in runs) the entry needs.
+    fn plan(&self, tree: &HashedTree, out: &mut SaveOutcome) -> Result<Planned> {
+        let mut mentries: Vec<ManifestEntry> = tree
+            .entries
             .iter()
-            .zip(&hashes)
+            .zip(&tree.hashes)
             .map(|(s, h)| manifest_entry(s, h.as_ref()))
             .collect();
-        let packs = assign_packs(&mut mentries, &entries);
+        let packs = assign_packs(&mut mentries, &tree.entries);
         let mut blobs: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
-        for (s, h) in entries.iter().zip(&hashes) {
+        for (s, h) in tree.entries.iter().zip(&tree.hashes) {
             if let Some(h) = h
                 && s.stamp.size >= format::LARGE_FILE
             {
@@ -581,7 +629,7 @@ impl Store {
         }
         out.blobs = blobs.len() as u64;
         out.packs = packs.len() as u64;
-        let mut uploads: Vec<Upload> = blobs
+        let uploads = blobs
             .into_iter()
             .map(|(hash, (src, size))| Upload::Blob { hash, src, size })
             .chain(packs.into_iter().map(|(hash, files)| Upload::Pack {
@@ -590,11 +638,22 @@ impl Store {
                 files,
             }))
             .collect();
-        let mut prepared = prepared.into_inner().unwrap_or_default();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(upload_threads())
-            .build()
-            .map_err(|e| StoreError::Other(format!("starting upload threads: {e}")))?;
+        Ok(Planned { uploads, mentries })
+    }
+
+    /// Writes the blobs and packs the store lacks (largest first, so the long ones start
+    /// early and the small ones fill the gaps). Returns the stored size of all of them.
+    #[allow(clippy::too_many_arguments)]
+    fn upload(
+        &self,
+        mut uploads: Vec<Upload>,
+        mut prepared: BTreeMap<String, CompressedBlob>,
+        staging: &Path,
+        pool: &rayon::ThreadPool,
+        publisher: &Publisher,
+        progress: &dyn Progress,
+        out: &mut SaveOutcome,
+    ) -> Result<u64> {
         let heads: Vec<Option<u64>> = pool.install(|| {
             uploads
                 .par_iter()
@@ -605,7 +664,7 @@ impl Store {
         let mut missing = Vec::new();
         for (u, head) in uploads.drain(..).zip(heads) {
             match head {
-                Some(n) => stored += n,
+                Some(n) => stored = stored.saturating_add(n),
                 None => {
                     let ready = match &u {
                         Upload::Blob { hash, .. } => prepared.remove(hash),
@@ -616,45 +675,28 @@ impl Store {
             }
         }
         drop(prepared); // blobs the store has already: their temp files go
-        // Largest first, so the long ones start early and the small ones fill the gaps.
         missing.sort_by_key(|u| std::cmp::Reverse(u.0.size()));
-        let upload_total: u64 = missing.iter().map(|u| u.0.size()).sum();
-        progress.start("uploading", Some(upload_total));
-        // A backend that makes objects durable together gets them all at the end (one
-        // journal commit for all); the others get each as soon as it is written.
-        let batch = self.backend.batches_puts();
-        let pending: std::sync::Mutex<Vec<(String, tempfile::TempPath)>> = Default::default();
-        let publish = |name: String, file: tempfile::TempPath| -> Result<()> {
-            if batch {
-                if let Ok(mut p) = pending.lock() {
-                    p.push((name, file));
-                }
-                Ok(())
-            } else {
-                crash_point("blob");
-                Ok(self.backend.put_file(&name, &file)?)
-            }
-        };
+        progress.start("uploading", Some(missing.iter().map(|u| u.0.size()).sum()));
         let uploaded: Vec<(bool, u64)> = pool.install(|| {
             missing
                 .into_par_iter()
                 .map(|(u, ready)| match (u, ready) {
                     (Upload::Blob { hash, .. }, Some(b)) => {
-                        publish(format::blob_name(&hash), b.file)?;
+                        publisher.publish(format::blob_name(&hash), b.file)?;
                         progress.inc(b.size);
                         Ok((false, b.stored))
                     }
                     (Upload::Blob { hash, src, size }, None) => {
-                        let b = compress_blob(&src, &staging, progress)?;
+                        let b = compress_blob(&src, staging, progress)?;
                         if b.size != size || b.hash != hash {
                             return Err(changed(&src));
                         }
-                        publish(format::blob_name(&hash), b.file)?;
+                        publisher.publish(format::blob_name(&hash), b.file)?;
                         Ok((false, b.stored))
                     }
                     (Upload::Pack { hash, files, .. }, _) => {
-                        let (file, stored) = write_pack(&files, &staging, progress)?;
-                        publish(format::blob_name(&hash), file)?;
+                        let (file, stored) = write_pack(&files, staging, progress)?;
+                        publisher.publish(format::blob_name(&hash), file)?;
                         Ok((true, stored))
                     }
                 })
@@ -663,107 +705,157 @@ impl Store {
         progress.finish();
         out.blobs_uploaded = uploaded.iter().filter(|u| !u.0).count() as u64;
         out.packs_uploaded = uploaded.iter().filter(|u| u.0).count() as u64;
-        out.bytes_uploaded += uploaded.iter().map(|u| u.1).sum::<u64>();
-        stored += uploaded.iter().map(|u| u.1).sum::<u64>();
+        let new_bytes = uploaded.iter().map(|u| u.1).sum::<u64>();
+        out.bytes_uploaded += new_bytes;
+        Ok(stored.saturating_add(new_bytes))
+    }
 
-        // The manifest: reused when the tree is the one recorded, else built.
-        let mut manifest_hash = String::new();
-        let mut manifest_size = 0;
-        if let Some(p) = prev.as_ref().filter(|_| unchanged)
+    /// The manifest: the recorded one reused when the tree is unchanged (and the store still
+    /// has it), else built and written. Returns its hash and size.
+    fn store_manifest(
+        &self,
+        reuse: Option<&DirState>,
+        mentries: Vec<ManifestEntry>,
+        staging: &Path,
+        publisher: &Publisher,
+        out: &mut SaveOutcome,
+    ) -> Result<(String, u64)> {
+        if let Some(p) = reuse
             && let Some(info) = self.backend.head(&format::manifest_name(&p.manifest))?
         {
-            manifest_hash = p.manifest.clone();
-            manifest_size = info.size;
             out.manifest_reused = true;
+            return Ok((p.manifest.clone(), info.size));
         }
-        if manifest_hash.is_empty() {
-            let built = build_manifest(mentries, &staging)?;
-            let name = format::manifest_name(&built.hash);
-            if self.backend.head(&name)?.is_none() {
-                publish(name, built.file)?;
-                out.bytes_uploaded += built.size;
-            }
-            manifest_hash = built.hash;
-            manifest_size = built.size;
+        let built = build_manifest(mentries, staging)?;
+        let name = format::manifest_name(&built.hash);
+        if self.backend.head(&name)?.is_none() {
+            publisher.publish(name, built.file)?;
+            out.bytes_uploaded += built.size;
         }
-        stored += manifest_size;
-        let pending = pending.into_inner().unwrap_or_default();
-        if !pending.is_empty() {
-            let items: Vec<(String, &Path)> = pending
-                .iter()
-                .map(|(n, f)| (n.clone(), f.as_ref()))
-                .collect();
-            pool.install(|| self.backend.put_files(&items))?;
-            crash_point("blob");
-        }
+        Ok((built.hash, built.size))
+    }
 
-        if lease.taken.elapsed() > LEASE_TTL - Duration::from_secs(600) {
-            return Err(StoreError::Other(format!(
-                "the save of {}/{} took longer than its lease ({}s); nothing was published, save again",
-                req.scope,
-                req.key,
-                LEASE_TTL.as_secs()
-            )));
-        }
-        crash_point("before-ref");
-        let r = Ref {
-            format: 1,
-            scope: req.scope.to_string(),
-            key: req.key.to_string(),
-            manifest: manifest_hash.clone(),
-            manifest_size,
-            entries: entries.len() as u64,
-            total_size: out.total_size,
-            stored_size: stored,
-            created: now_rfc3339(),
-            tool: self.tool.clone(),
-            host: self.host.clone(),
-        };
-        let data = serde_json::to_vec_pretty(&r).map_err(|e| StoreError::Other(e.to_string()))?;
+    /// Publishes the ref (create-new, or replacing with `update`) and marks the entry used.
+    fn publish_ref(&self, r: &Ref, update: bool, out: &mut SaveOutcome) -> Result<()> {
+        let data = serde_json::to_vec_pretty(r).map_err(|e| StoreError::Other(e.to_string()))?;
         let mode = if update {
             PutMode::Overwrite
         } else {
             PutMode::CreateNew
         };
-        let created = self.backend.put_bytes(&ref_name, &data, mode)?;
-        drop(lease);
-        if created {
+        let name = format::ref_name(&r.scope, &r.key);
+        if self.backend.put_bytes(&name, &data, mode)? {
             out.bytes_uploaded += data.len() as u64;
             let _ = self.backend.put_marker(
-                &format::used_name(req.scope, req.key),
+                &format::used_name(&r.scope, &r.key),
                 now_rfc3339().as_bytes(),
                 PutMode::Overwrite,
             );
         } else {
             out.status = SaveStatus::Concurrent;
         }
-        out.manifest = manifest_hash.clone();
-        out.stored_size = stored;
-
-        // The recorded state already describes this tree (the manifest was reused and no
-        // file needed hashing, so every stamp matched): nothing to record, and a tree of
-        // thousands of files is not written out again.
-        if out.status != SaveStatus::Saved || (out.manifest_reused && out.hashed_files == 0) {
-            out.seconds = start.elapsed().as_secs_f64();
-            return Ok(out);
-        }
-        let mut st = state::new_state(req.path);
-        st.manifest = manifest_hash;
-        st.manifest_size = manifest_size;
-        st.stored_size = stored;
-        st.excludes = req.excludes.to_vec();
-        st.origin = "save".into();
-        st.scope = req.scope.to_string();
-        st.key = req.key.to_string();
-        for (s, h) in entries.into_iter().zip(hashes) {
-            let mut stamp = s.stamp;
-            stamp.blake3 = h;
-            st.entries.insert(s.rel, stamp);
-        }
-        state::store(st);
-        out.seconds = start.elapsed().as_secs_f64();
-        Ok(out)
+        Ok(())
     }
+}
+
+/// Publishes a save's objects: each as soon as it is written, or, for a backend that makes
+/// objects durable together, all at the end (one journal commit for all).
+struct Publisher<'a> {
+    store: &'a Store,
+    batch: bool,
+    pending: std::sync::Mutex<Vec<(String, tempfile::TempPath)>>,
+}
+
+impl Publisher<'_> {
+    fn publish(&self, name: String, file: tempfile::TempPath) -> Result<()> {
+        if self.batch {
+            if let Ok(mut p) = self.pending.lock() {
+                p.push((name, file));
+            }
+            Ok(())
+        } else {
+            crash_point("blob");
+            Ok(self.store.backend.put_file(&name, &file)?)
+        }
+    }
+
+    /// Publishes what was batched.
+    fn flush(self, pool: &rayon::ThreadPool) -> Result<()> {
+        let pending = self.pending.into_inner().unwrap_or_default();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<(String, &Path)> = pending
+            .iter()
+            .map(|(n, f)| (n.clone(), f.as_ref()))
+            .collect();
+        pool.install(|| self.store.backend.put_files(&items))?;
+        crash_point("blob");
+        Ok(())
+    }
+}
+
+fn new_outcome(req: &SaveRequest) -> SaveOutcome {
+    SaveOutcome {
+        status: SaveStatus::Saved,
+        scope: req.scope.to_string(),
+        key: req.key.to_string(),
+        path: req.path.to_path_buf(),
+        files: 0,
+        dirs: 0,
+        symlinks: 0,
+        total_size: 0,
+        hashed_files: 0,
+        hashed_bytes: 0,
+        blobs: 0,
+        blobs_uploaded: 0,
+        packs: 0,
+        packs_uploaded: 0,
+        bytes_uploaded: 0,
+        manifest: String::new(),
+        manifest_reused: false,
+        stored_size: 0,
+        seconds: 0.0,
+        warnings: Vec::new(),
+    }
+}
+
+/// The directory to save: `path`, or the directory a symlink at `path` points to (the same
+/// treatment restore gives it).
+fn resolve_dir(path: &Path) -> Result<PathBuf> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => match std::fs::metadata(path) {
+            Ok(t) if t.is_dir() => std::fs::canonicalize(path).map_err(|e| StoreError::io(path, e)),
+            _ => Err(StoreError::NotADirectory {
+                path: path.to_path_buf(),
+            }),
+        },
+        _ => Ok(path.to_path_buf()),
+    }
+}
+
+/// Records the saved tree as the directory's state (for the next save and restore).
+fn record_saved(
+    path: &Path,
+    req: &SaveRequest,
+    r: &Ref,
+    entries: Vec<Scanned>,
+    hashes: Vec<Option<String>>,
+) {
+    let mut st = state::new_state(path);
+    st.manifest = r.manifest.clone();
+    st.manifest_size = r.manifest_size;
+    st.stored_size = r.stored_size;
+    st.excludes = req.excludes.to_vec();
+    st.origin = "save".into();
+    st.scope = req.scope.to_string();
+    st.key = req.key.to_string();
+    for (s, h) in entries.into_iter().zip(hashes) {
+        let mut stamp = s.stamp;
+        stamp.blake3 = h;
+        st.entries.insert(s.rel, stamp);
+    }
+    state::store(st);
 }
 
 /// Writes a pack into a temp file: its files back to back, zstd, each checked against the

@@ -78,15 +78,35 @@ pub struct DirState {
     pub entries: BTreeMap<String, FileStamp>,
 }
 
+/// Where state files go: `$CICACHE_STATE_DIR`, else `$XDG_CACHE_HOME/cicache-state`, else
+/// `$HOME/.cache/cicache-state`, else the temp dir. An empty variable counts as unset, and
+/// a relative `XDG_CACHE_HOME` is ignored (the XDG spec says so), so the state never lands
+/// in the current directory (a CI workspace).
 pub fn state_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("CICACHE_STATE_DIR") {
-        return PathBuf::from(d);
+    if let Some(d) = env_path("CICACHE_STATE_DIR") {
+        return d;
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
+    user_cache_dir().join("cicache-state")
+}
+
+/// The value of a variable as a path; `None` when unset or empty.
+pub fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("cicache-state")
+}
+
+/// The user's cache directory: `$XDG_CACHE_HOME` (absolute), else `$HOME/.cache` (`HOME`
+/// absolute), else the temp dir.
+pub fn user_cache_dir() -> PathBuf {
+    env_path("XDG_CACHE_HOME")
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            env_path("HOME")
+                .filter(|p| p.is_absolute())
+                .map(|h| h.join(".cache"))
+        })
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 fn state_file(dir: &Path) -> PathBuf {

@@ -62,14 +62,31 @@ impl Store {
 
     /// Reads and checks a ref. `Ok(None)`: no such ref. A damaged ref is `Corrupt`.
     pub fn read_ref(&self, scope: &str, key: &str) -> Result<Option<Ref>> {
-        let name = format::ref_name(scope, key);
-        let Some(buf) = self.read_small(&name, format::MAX_REF_SIZE)? else {
+        for name in format::ref_names(scope, key) {
+            if let Some(r) = self.read_ref_named(&name, Some((scope, key)))? {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads the ref stored as `name` (as listed). `expect`: the scope and key it must hold;
+    /// `None` for a name whose key is only inside (a hashed name), checked against the name.
+    pub(crate) fn read_ref_named(
+        &self,
+        name: &str,
+        expect: Option<(&str, &str)>,
+    ) -> Result<Option<Ref>> {
+        let Some(buf) = self.read_small(name, format::MAX_REF_SIZE)? else {
             return Ok(None);
         };
-        let corrupt = |reason: String| StoreError::Corrupt {
-            scope: scope.to_string(),
-            key: key.to_string(),
-            reason,
+        let corrupt = |reason: String| {
+            let (scope, key) = expect.unwrap_or(("?", name));
+            StoreError::Corrupt {
+                scope: scope.to_string(),
+                key: key.to_string(),
+                reason,
+            }
         };
         if buf.len() as u64 > format::MAX_REF_SIZE {
             return Err(corrupt(
@@ -78,8 +95,23 @@ impl Store {
         }
         let r: Ref = serde_json::from_slice(&buf)
             .map_err(|e| corrupt(format!("the ref is not valid JSON ({e})")))?;
-        if r.format != 1 || !format::is_hash(&r.manifest) || r.key != key || r.scope != scope {
+        let names_match = match expect {
+            Some((scope, key)) => r.key == key && r.scope == scope,
+            None => format::ref_names(&r.scope, &r.key)
+                .iter()
+                .any(|n| n == name),
+        };
+        if r.format != 1 || !format::is_hash(&r.manifest) || !names_match {
             return Err(corrupt("the ref does not match its name or format".into()));
+        }
+        if r.manifest_size > format::MAX_MANIFEST_OBJECT
+            || r.total_size > crate::entry::MAX_ENTRY_SIZE
+            || r.stored_size > format::MAX_STORED_SIZE
+        {
+            return Err(corrupt(format!(
+                "the ref declares impossible sizes (manifest {}, total {}, stored {} bytes)",
+                r.manifest_size, r.total_size, r.stored_size
+            )));
         }
         Ok(Some(r))
     }
@@ -88,20 +120,35 @@ impl Store {
     pub fn list_refs(&self, scope: &str, prefix: &str) -> Result<Vec<(String, ObjectInfo)>> {
         let p = format::refs_prefix(scope, prefix);
         let dir = format::refs_prefix(scope, "");
-        let mut out: Vec<(String, ObjectInfo)> = self
-            .backend
-            .list(&p)?
-            .into_iter()
-            .filter_map(|o| {
-                let rest = o.name.strip_prefix(&dir)?;
-                if rest.contains('/') {
-                    return None;
+        let mut out: Vec<(String, ObjectInfo)> = Vec::new();
+        for o in self.backend.list(&p)? {
+            let Some(rest) = o.name.strip_prefix(&dir) else {
+                continue;
+            };
+            if rest.contains('/') {
+                continue;
+            }
+            let key = if format::is_hashed_segment(rest) {
+                // A long key: only its ref knows it. A damaged one is left to the restore
+                // of a key that names it, and to verify and prune.
+                match self.read_ref_named(&o.name, None) {
+                    Ok(Some(r)) if r.scope == scope => r.key,
+                    _ => continue,
                 }
-                let key = crate::key::decode_segment(rest)?;
-                Some((key, o))
-            })
-            .collect();
+            } else {
+                let Some(k) = crate::key::decode_segment(rest) else {
+                    continue;
+                };
+                k
+            };
+            if key.starts_with(prefix) {
+                out.push((key, o));
+            }
+        }
         out.sort_by(|a, b| b.1.modified.cmp(&a.1.modified).then(a.0.cmp(&b.0)));
+        // A key stored under both its hashed and its older plain name: the newest counts.
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|(k, _)| seen.insert(k.clone()));
         Ok(out)
     }
 }

@@ -6,7 +6,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::io::Write;
+
 use cicache_store::backend::dir::DirBackend;
+use cicache_store::format::{self, EntryType, Manifest, ManifestEntry, Ref};
 use cicache_store::{NoProgress, RestoreOutcome, RestoreRequest, SaveOutcome, SaveRequest, Store};
 
 pub struct Env {
@@ -179,4 +182,175 @@ pub fn describe_secs(dir: &Path) -> Vec<String> {
             _ => l,
         })
         .collect()
+}
+
+// ---- crafted entries: valid hashes, so that only validation stops them ----
+
+pub struct Member {
+    pub name: Vec<u8>,
+    pub kind: tar::EntryType,
+    pub data: Vec<u8>,
+}
+
+pub fn file_entry(path: &str, data: &[u8]) -> ManifestEntry {
+    ManifestEntry {
+        path: path.into(),
+        kind: EntryType::File,
+        mode: 0o644,
+        mtime_ns: 0,
+        size: data.len() as u64,
+        blake3: Some(blake3::hash(data).to_hex().to_string()),
+        blob: false,
+        pack: None,
+        target: None,
+    }
+}
+
+pub fn dir_entry(path: &str) -> ManifestEntry {
+    ManifestEntry {
+        path: path.into(),
+        kind: EntryType::Dir,
+        mode: 0o755,
+        mtime_ns: 0,
+        size: 0,
+        blake3: None,
+        blob: false,
+        pack: None,
+        target: None,
+    }
+}
+
+pub fn member(name: &str, data: &[u8]) -> Member {
+    Member {
+        name: name.as_bytes().to_vec(),
+        kind: tar::EntryType::Regular,
+        data: data.to_vec(),
+    }
+}
+
+/// Writes an entry `main/key` with this manifest.json (raw JSON), these tar members and blobs.
+pub fn craft(
+    e: &Env,
+    key: &str,
+    manifest_json: &[u8],
+    members: &[Member],
+    blobs: &[(&str, Vec<u8>)],
+) {
+    craft_first(e, key, format::MANIFEST_PATH, manifest_json, members, blobs)
+}
+
+/// [`craft`] with the first tar member (where manifest.json belongs) named `first`; returns
+/// the ref written.
+pub fn craft_first(
+    e: &Env,
+    key: &str,
+    first: &str,
+    manifest_json: &[u8],
+    members: &[Member],
+    blobs: &[(&str, Vec<u8>)],
+) {
+    let mut tar_bytes = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut tar_bytes);
+        let mut all = vec![Member {
+            name: first.as_bytes().to_vec(),
+            kind: tar::EntryType::Regular,
+            data: manifest_json.to_vec(),
+        }];
+        all.extend(members.iter().map(|m| Member {
+            name: m.name.clone(),
+            kind: m.kind,
+            data: m.data.clone(),
+        }));
+        for m in &all {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(m.data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(m.kind);
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.name[..m.name.len()].copy_from_slice(&m.name);
+            h.set_cksum();
+            b.append(&h, &m.data[..]).unwrap();
+        }
+        b.finish().unwrap();
+    }
+    let zst = zstd::encode_all(&tar_bytes[..], 3).unwrap();
+    let mhash = blake3::hash(&zst).to_hex().to_string();
+    let mpath = e.store_dir.join(format::manifest_name(&mhash));
+    fs::create_dir_all(mpath.parent().unwrap()).unwrap();
+    fs::write(&mpath, &zst).unwrap();
+    for (hash, data) in blobs {
+        let p = e.store_dir.join(format::blob_name(hash));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, zstd::encode_all(&data[..], 3).unwrap()).unwrap();
+    }
+    let r = Ref {
+        format: 1,
+        scope: "main".into(),
+        key: key.into(),
+        manifest: mhash,
+        manifest_size: zst.len() as u64,
+        entries: 1,
+        total_size: 0,
+        stored_size: 0,
+        created: "2026-01-01T00:00:00Z".into(),
+        tool: "test".into(),
+        host: "test".into(),
+    };
+    write_ref(e, &r);
+}
+
+/// Writes a ref as is (no checks), where the store looks for it.
+pub fn write_ref(e: &Env, r: &Ref) {
+    let rp = e.store_dir.join(format::ref_name(&r.scope, &r.key));
+    fs::create_dir_all(rp.parent().unwrap()).unwrap();
+    let mut f = fs::File::create(rp).unwrap();
+    f.write_all(&serde_json::to_vec(r).unwrap()).unwrap();
+}
+
+/// The ref of `main/key` as stored.
+pub fn read_ref(e: &Env, key: &str) -> Ref {
+    serde_json::from_slice(&fs::read(e.store_dir.join(format::ref_name("main", key))).unwrap())
+        .unwrap()
+}
+
+/// Flips one byte in the middle of a file.
+pub fn flip(path: &Path) {
+    let mut data = fs::read(path).unwrap();
+    let i = data.len() / 2;
+    data[i] ^= 0x55;
+    fs::write(path, data).unwrap();
+}
+
+/// A directory with `files` (name, content), made fresh.
+pub fn dir_with(e: &Env, name: &str, files: &[(&str, &[u8])]) -> PathBuf {
+    let d = e.path(name);
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    for (f, data) in files {
+        let p = d.join(f);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, data).unwrap();
+    }
+    d
+}
+
+/// The path of the blob holding content `data`.
+pub fn blob_of(e: &Env, data: &[u8]) -> PathBuf {
+    let h = blake3::hash(data).to_hex().to_string();
+    e.store_dir.join(format::blob_name(&h))
+}
+
+pub fn manifest(entries: Vec<ManifestEntry>) -> Vec<u8> {
+    serde_json::to_vec(&Manifest { format: 1, entries }).unwrap()
+}
+
+pub fn packed(path: &str, data: &[u8], pack: &str) -> ManifestEntry {
+    let mut fe = file_entry(path, data);
+    fe.pack = Some(pack.into());
+    fe
+}
+
+pub fn manifest2(entries: Vec<ManifestEntry>) -> Vec<u8> {
+    serde_json::to_vec(&Manifest { format: 2, entries }).unwrap()
 }

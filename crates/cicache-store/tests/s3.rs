@@ -975,6 +975,12 @@ fn a_corrupted_object_is_a_miss_and_verify_names_it() {
     b.put_bytes(victim, &data, PutMode::Overwrite)
         .expect("overwrite blob");
 
+    // verify names it, and removes the damaged blob (issue 21, item 1: healing).
+    let v = store.verify(None, None).expect("verify");
+    assert_eq!(v.damaged.len(), 1, "{v:?}");
+    assert_eq!(v.damaged[0].key, "pip-damaged");
+    assert_eq!(v.objects_removed, vec![victim.clone()], "{v:?}");
+
     // The target already holds something: a miss must leave it as it was.
     let dst = tmp.path().join("dst");
     std::fs::create_dir_all(&dst).expect("mkdir");
@@ -987,10 +993,15 @@ fn a_corrupted_object_is_a_miss_and_verify_names_it() {
         "the warning names the entry: {r:?}"
     );
     assert_eq!(common::describe(&dst), before, "the target was changed");
+    assert_eq!(r.entries_removed, vec!["main/pip-damaged".to_string()]);
 
-    let v = store.verify(None, None).expect("verify");
-    assert_eq!(v.damaged.len(), 1, "{v:?}");
-    assert_eq!(v.damaged[0].key, "pip-damaged");
+    // The next save writes the entry and the blob again, and it restores.
+    let s = save(&store, "main", "pip-damaged", &src).expect("save again");
+    assert_eq!(s.status, cicache_store::SaveStatus::Saved, "{s:?}");
+    assert!(s.blobs_uploaded + s.packs_uploaded >= 1, "{s:?}");
+    let r = restore(&store, "main", "pip-damaged", &dst);
+    assert!(r.hit, "{r:?}");
+    assert_eq!(common::describe(&dst), common::describe(&src));
 }
 
 /// Sends a signal to a private moto the first time a restore reports progress writing or
@@ -1275,4 +1286,131 @@ fn uploads_left_by_a_killed_writer_are_aborted_by_clean_temp() {
         1,
         "only the store's prefix is cleaned"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 21, item 8: secrets echoed in error bodies
+
+/// LOOPBACK FAKE (not S3): a server that answers every request with `403 AccessDenied` and an
+/// error page echoing the request's headers, as a misconfigured proxy or debug endpoint does.
+/// moto never echoes a request, so no real part can show this fault. Returns its URL.
+fn start_echoing_fake() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+                let mut headers = String::new();
+                let mut content_length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        content_length = v.trim().parse().unwrap_or(0);
+                    }
+                    headers.push_str(&line);
+                }
+                let mut body = vec![0u8; content_length];
+                let _ = reader.read_exact(&mut body);
+                // Credentials first, as a page that lists the request's headers by name may.
+                let mut lines: Vec<&str> = headers.split_inclusive('\n').collect();
+                lines.sort_by_key(|l| {
+                    let l = l.to_ascii_lowercase();
+                    !(l.starts_with("authorization") || l.starts_with("x-amz-security-token"))
+                });
+                let headers = lines.concat();
+                let page = format!(
+                    "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Denied. You sent:\n{}{}</Message><RequestId>1</RequestId></Error>",
+                    headers.replace('&', "&amp;").replace('<', "&lt;"),
+                    "padding ".repeat(600)
+                );
+                let mut w = conn;
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+            });
+        }
+    });
+    url
+}
+
+const ECHO_KEY_ID: &str = "AKIAECHOTESTKEYID";
+const ECHO_SECRET: &str = "echo-test-secret-key-0123456789";
+const ECHO_TOKEN: &str = "FwoGZXIvYXdzECHOTESTSESSIONTOKEN";
+
+#[test]
+fn error_bodies_echoing_credentials_are_redacted_and_cut() {
+    if std::env::var("CICACHE_TEST_ECHO_URL").is_ok() {
+        return; // we are the child
+    }
+    // Credentials come from the environment at open: set them in a child process only.
+    let url = start_echoing_fake();
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "echo_child", "--nocapture", "--include-ignored"])
+        .env("CICACHE_TEST_ECHO_URL", &url)
+        .env("AWS_ACCESS_KEY_ID", ECHO_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", ECHO_SECRET)
+        .env("AWS_SESSION_TOKEN", ECHO_TOKEN)
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .expect("run child");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child failed:\n{text}");
+    let errors: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("ERROR: "))
+        .collect();
+    assert_eq!(errors.len(), 2, "{text}");
+    for e in errors {
+        // The fake echoed the headers: the error still says what the server said...
+        assert!(e.contains("AccessDenied") && e.contains("You sent"), "{e}");
+        assert!(e.contains("[redacted]"), "{e}");
+        // ...without the credentials, the signature or the token.
+        for secret in [
+            ECHO_KEY_ID,
+            ECHO_SECRET,
+            ECHO_TOKEN,
+            "Signature=0",
+            "HMAC-SHA256 C",
+        ] {
+            assert!(!e.contains(secret), "{secret} leaked: {e}");
+        }
+        let sig = e.find("Signature=").map(|i| &e[i + 10..]);
+        assert!(
+            sig.is_none_or(|s| s.starts_with("[redacted]")),
+            "a signature leaked: {e}"
+        );
+        // ...and cut short (the page was 5 KB).
+        assert!(e.len() < 1000, "{} bytes: {e}", e.len());
+    }
+}
+
+#[test]
+#[ignore = "run by error_bodies_echoing_credentials_are_redacted_and_cut"]
+fn echo_child() {
+    let Ok(url) = std::env::var("CICACHE_TEST_ECHO_URL") else {
+        return;
+    };
+    let b = open(&url, "echo-bucket", "p", "", Duration::from_secs(10));
+    match b.get("cicache-v1/refs/main/k") {
+        Ok(_) => println!("UNEXPECTED: a read succeeded"),
+        Err(e) => println!("ERROR: {e}"),
+    }
+    match b.put_bytes("cicache-v1/refs/main/k", b"x", PutMode::CreateNew) {
+        Ok(_) => println!("UNEXPECTED: a write succeeded"),
+        Err(e) => println!("ERROR: {}", e.to_string().replace('\n', " ")),
+    }
 }

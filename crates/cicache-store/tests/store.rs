@@ -144,21 +144,22 @@ fn if_changed_skips_an_unchanged_restored_dir() {
     e.save("main", "k1", &src);
     let dir = e.path("work");
     e.restore("main", &[], "k1", &[], &dir);
-    let req = |key| SaveRequest {
+    let req = |key, update| SaveRequest {
         scope: "main",
         key,
         path: &dir,
-        update: false,
+        update,
         if_changed: true,
         excludes: &[],
     };
+    // `--update --if-changed` of the key restored: nothing changed, nothing written.
     assert_eq!(
-        e.store.save(&req("k2"), &NoProgress).unwrap().status,
+        e.store.save(&req("k1", true), &NoProgress).unwrap().status,
         SaveStatus::Unchanged
     );
     fs::write(dir.join("selfcheck.json"), "{\"changed\": true}").unwrap();
     assert_eq!(
-        e.store.save(&req("k2"), &NoProgress).unwrap().status,
+        e.store.save(&req("k1", true), &NoProgress).unwrap().status,
         SaveStatus::Saved
     );
 }

@@ -123,6 +123,21 @@ class Args implements Serializable {
         }
     }
 
+    /** A size argument ('2GB', '500MiB', '1024') in whole megabytes (MiB), rounded up; bare numbers are bytes. */
+    @NonCPS
+    static long megabytes(String size) {
+        def m = size.trim() =~ /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/
+        if (!m.matches()) {
+            throw new IllegalArgumentException("not a size: ${size}".toString())
+        }
+        double n = m.group(1).toDouble()
+        String unit = m.group(2).toUpperCase()
+        Map<String, Double> factor = ['': 1d, B: 1d, K: 1e3d, KB: 1e3d, KIB: 1024d, M: 1e6d, MB: 1e6d, MIB: 1048576d,
+                                      G: 1e9d, GB: 1e9d, GIB: 1073741824d, T: 1e12d, TB: 1e12d, TIB: 1099511627776d]
+        double bytes = n * factor[unit]
+        return (long) Math.ceil(bytes / 1048576d)
+    }
+
     @NonCPS
     private static Map fail(Object msg) {
         return [args: null, error: msg.toString(), value: null]

@@ -6,23 +6,34 @@ import com.cloudbees.groovy.cps.NonCPS
  * Which plugin provides the pipeline's `cache` step, if any. Two plugins register a step of
  * that name with different arguments:
  *   - Job Cacher (jobcacher):        cache(caches: [arbitraryFileCache(path:, ...)]) { }
- *   - Pipeline Cache (pipeline-cache, S3): cache(path:, key:, restoreKeys:) { }
- * The step is found through StepDescriptor.byFunctionName, and the plugin by the step's class.
- * That needs a trusted (global) library; in a sandboxed library the lookup is refused and the
- * answer is 'unavailable' (pass cachePlugin: 'jobcacher' or 'pipeline-cache' to say which).
+ *   - Pipeline Cache (jenkins-pipeline-cache, S3): cache(path:, key:, restoreKeys:) { }
+ * With cachePlugin: 'detect' the step is found through StepDescriptor.byFunctionName, and the
+ * plugin by the step's class. That needs a trusted (global) library: in a sandboxed library the
+ * lookup is refused (answer 'unavailable') and queues a script approval, so it only runs when
+ * asked for; naming the plugin (cachePlugin: 'jobcacher' or 'jenkins-pipeline-cache') needs no lookup.
  */
 class CachePlugin implements Serializable {
     private static final long serialVersionUID = 1L
 
     static final String JOBCACHER = 'jobcacher'
-    static final String S3 = 'pipeline-cache'
+    /** The j3t S3 plugin's id; 'pipeline-cache' (what earlier versions of the library said) is an alias. */
+    static final String S3 = 'jenkins-pipeline-cache'
+    static final String S3_ALIAS = 'pipeline-cache'
+    static final String DETECT = 'detect'
+    /** The values of the steps' cachePlugin: argument and of CICACHE_CACHE_PLUGIN. */
+    static final List<String> CHOICES = [DETECT, JOBCACHER, S3, S3_ALIAS]
+
+    @NonCPS
+    static String canonical(String name) {
+        return name == S3_ALIAS ? S3 : name
+    }
 
     static final Map CLASS_PREFIXES = [
         'jenkins.plugins.jobcacher.'        : JOBCACHER,
         'io.jenkins.plugins.pipeline.cache.': S3,
     ]
 
-    /** 'jobcacher', 'pipeline-cache', 'none', 'unknown:<class>' or 'unavailable:<why>'. */
+    /** 'jobcacher', 'jenkins-pipeline-cache', 'none', 'unknown:<class>' or 'unavailable:<why>'. */
     @NonCPS
     static String detect() {
         Object d
@@ -64,7 +75,8 @@ class CachePlugin implements Serializable {
             return "the `cache` step comes from an unsupported plugin (${detected.substring(8)})"
         }
         if (detected?.startsWith('unavailable:')) {
-            return "the library cannot look up the `cache` step (a sandboxed library? ${detected.substring(12)})"
+            return "the library cannot look up the `cache` step (the lookup needs a trusted global library: " +
+                "name the plugin instead, cachePlugin: 'jobcacher' or 'jenkins-pipeline-cache'; ${detected.substring(12)})"
         }
         return "detected ${detected}"
     }
@@ -78,7 +90,7 @@ class CachePlugin implements Serializable {
     @NonCPS
     static String missingMessage(String step, String detected) {
         return "${step}: cacheBackend 'plugin' needs the Job Cacher plugin (jobcacher) or the Pipeline Cache plugin " +
-            "(pipeline-cache), but ${explain(detected)}. Install one of them, pass cachePlugin: 'jobcacher' or " +
-            "'pipeline-cache' if the lookup is refused, or use cacheBackend: 'auto' or 'helper'."
+            "(jenkins-pipeline-cache), but ${explain(detected)}. Install one of them, pass cachePlugin: 'jobcacher' or " +
+            "'jenkins-pipeline-cache' if the lookup is refused, or use cacheBackend: 'auto' or 'helper'."
     }
 }

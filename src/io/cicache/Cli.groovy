@@ -16,6 +16,12 @@ class Cli implements Serializable {
 
     static final String EXIT_MARKER = '__cicache_exit_code='
 
+    /**
+     * CICACHE_* variables the steps decide themselves: unset in every script, so an agent's or
+     * a Jenkinsfile's environment cannot change what a step asked for (scope, strict).
+     */
+    static final List<String> STEP_ENV = ['CICACHE_SCOPE', 'CICACHE_FALLBACK_SCOPES', 'CICACHE_STRICT']
+
     /** Global options: --store, --scope, --fallback-scope..., --strict. */
     @NonCPS
     static List<String> globalArgs(String store, Map scope, boolean strict) {
@@ -45,10 +51,21 @@ class Cli implements Serializable {
         return cmd
     }
 
+    /** opts.unset: further variables to unset before the command (the build's CICACHE_* options). */
     @NonCPS
     static String shellScript(String bin, List<String> args, Map opts) {
-        return "#!/bin/sh\n" + display(bin, args, opts) + "\n" +
+        List<String> unset = new ArrayList<String>(STEP_ENV)
+        for (Object v : (opts?.unset ?: [])) {
+            unset.add(v.toString())
+        }
+        return "#!/bin/sh\nunset ${unset.join(' ')}\n" + display(bin, args, opts) + "\n" +
             "rc=\$?\nprintf '\\n%s%s\\n' '${EXIT_MARKER}' \"\$rc\"\n"
+    }
+
+    /** A path argument that cannot be read as a flag: '--push' becomes './--push' (the same path). */
+    @NonCPS
+    static String pathArg(String path) {
+        return path.startsWith('-') ? './' + path : path
     }
 
     /** Splits what `sh` returned into [exitCode:, result: Map or null, stdout:, problem: String or null]. */

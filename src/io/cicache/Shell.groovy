@@ -10,7 +10,7 @@ class Shell implements Serializable {
     @NonCPS
     static String quote(Object word) {
         if (word instanceof EnvRef) {
-            return word.toString()
+            return ((EnvRef) word).shellWord()
         }
         String s = word == null ? '' : word.toString()
         if (s ==~ /^[A-Za-z0-9_@%+=:,.\/-]+$/) {

@@ -110,6 +110,12 @@ impl DirBackend {
     }
 }
 
+/// The object does not exist: not found, or a name this filesystem cannot hold (an older
+/// version's plain name of a long key, looked up in case it was written elsewhere).
+fn absent(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENAMETOOLONG)
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -122,7 +128,7 @@ impl Backend for DirBackend {
     fn get(&self, name: &str) -> Result<Option<ObjectReader>, BackendError> {
         match File::open(self.path(name)) {
             Ok(f) => Ok(Some(Box::new(BufReader::with_capacity(256 * 1024, f)))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if absent(&e) => Ok(None),
             Err(e) => Err(self.err("read", name, e)),
         }
     }
@@ -134,7 +140,7 @@ impl Backend for DirBackend {
                 size: m.len(),
                 modified: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             })),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if absent(&e) => Ok(None),
             Err(e) => Err(self.err("stat", name, e)),
         }
     }
@@ -283,6 +289,10 @@ impl Backend for DirBackend {
 
     fn staging_dir(&self) -> Option<PathBuf> {
         Some(self.root.join(TMP_DIR))
+    }
+
+    fn local_root(&self) -> Option<PathBuf> {
+        Some(self.root.clone())
     }
 
     fn clean_temp(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {

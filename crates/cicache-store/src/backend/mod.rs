@@ -102,6 +102,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// The local directory holding the store, for a directory store: a restore refuses a
+    /// target that contains it (the restore would roll the store back). `None`: not local.
+    fn local_root(&self) -> Option<PathBuf> {
+        None
+    }
+
     /// Removes temp files that killed writers left behind, older than `older_than`; returns
     /// how many. Backends without temp files keep the default.
     fn clean_temp(&self, _older_than: std::time::Duration) -> Result<u64, BackendError> {
@@ -120,18 +126,16 @@ pub struct OpenOptions {
     pub timeout: Option<std::time::Duration>,
 }
 
-/// The embedded default store: `$CICACHE_STORE` is handled by the caller; this is
-/// `/var/cache/cicache` when writable, else `~/.cache/cicache`.
+/// The embedded default store: `$CICACHE_STORE` is handled by the caller (an empty one means
+/// unset); this is `/var/cache/cicache` when writable, else `$XDG_CACHE_HOME/cicache`, else
+/// `~/.cache/cicache`.
 pub fn default_store_dir() -> PathBuf {
     let system = PathBuf::from("/var/cache/cicache");
     if std::fs::create_dir_all(&system).is_ok() && is_writable(&system) {
         return system;
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("cicache")
+    // Empty or relative variables count as unset (see `state::user_cache_dir`).
+    crate::state::user_cache_dir().join("cicache")
 }
 
 fn is_writable(dir: &Path) -> bool {

@@ -193,23 +193,9 @@ fn parse_count(v: &str) -> Result<usize, String> {
     }
 }
 
-/// `8388608`, `8M`, `8MiB`, `1G`, `512k` (binary units).
+/// `8388608`, `8MB`, `8MiB`, `1GiB`: one meaning of a size everywhere, see [`cicache_units`].
 pub fn parse_size(v: &str) -> Result<u64, String> {
-    let t = v.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{v:?} is not a size like 8MiB"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1024,
-        "m" | "mb" | "mib" => MIB,
-        "g" | "gb" | "gib" => GIB,
-        _ => return Err(format!("{v:?} is not a size like 8MiB")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{v:?} is too large"))
+    cicache_units::parse_size(v).map_err(|e| e.to_string())
 }
 
 /// Part size and count of a multipart upload of `size` bytes: the configured part size,
@@ -310,12 +296,16 @@ impl Ctx {
         }
     }
 
+    /// A failure of an operation. Every message is scrubbed ([`crate::redact::scrub`]), and
+    /// what the server said is also cut short ([`crate::redact::server_text`], in
+    /// `sdk_err`): a server or proxy that echoes the request in its error page must not put
+    /// credentials into a build log.
     fn remote(&self, op: &'static str, object: &str, message: impl Into<String>) -> BackendError {
         BackendError::Remote {
             location: self.location.clone(),
             op,
             object: object.to_string(),
-            message: message.into(),
+            message: crate::redact::scrub(&message.into()),
         }
     }
 
@@ -338,7 +328,7 @@ impl Ctx {
                     object,
                     format!(
                         "cannot reach the store ({}); is the endpoint right and the server up?",
-                        error_chain(e)
+                        crate::redact::server_text(&error_chain(e))
                     ),
                 );
             }
@@ -364,13 +354,13 @@ impl Ctx {
             None => String::new(),
         };
         if !code.is_empty() {
-            msg.push_str(&format!(" {code}"));
+            msg.push_str(&format!(" {}", crate::redact::cut(code, 64)));
         }
         if let Some(m) = e.message() {
-            msg.push_str(&format!(": {m}"));
+            msg.push_str(&format!(": {}", crate::redact::server_text(m)));
         }
         if msg.is_empty() {
-            msg = error_chain(e);
+            msg = crate::redact::server_text(&error_chain(e));
         }
         if !hint.is_empty() {
             msg.push_str(&format!("; {hint}"));
@@ -815,7 +805,7 @@ mod tests {
         assert_eq!(s.prefix, "");
 
         let s = S3Settings::parse(
-            "bkt/p?path-style=false&region=eu-west-1&endpoint=http://127.0.0.1:9000&part-size=16M",
+            "bkt/p?path-style=false&region=eu-west-1&endpoint=http://127.0.0.1:9000&part-size=16MiB",
             env_none,
         )
         .unwrap();
@@ -863,8 +853,10 @@ mod tests {
     fn sizes() {
         assert_eq!(parse_size("123").unwrap(), 123);
         assert_eq!(parse_size("8MiB").unwrap(), 8 * MIB);
-        assert_eq!(parse_size("1g").unwrap(), GIB);
-        assert_eq!(parse_size("512k").unwrap(), 512 * 1024);
+        assert_eq!(parse_size("1GiB").unwrap(), GIB);
+        // One meaning everywhere: a unit without `i` is SI (issue 18).
+        assert_eq!(parse_size("8MB").unwrap(), 8_000_000);
+        assert_eq!(parse_size("512k").unwrap(), 512_000);
         assert!(parse_size("8 parsecs").is_err());
         assert!(parse_size("99999999999999999999G").is_err());
     }
