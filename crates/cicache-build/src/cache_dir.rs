@@ -93,6 +93,7 @@ impl SaveDoc {
                 SaveStatus::Exists => "exists",
                 SaveStatus::Unchanged => "unchanged",
                 SaveStatus::Concurrent => "concurrent",
+                SaveStatus::Empty => "empty",
             },
             SaveDoc::Failed { .. } => "failed",
         }
@@ -147,6 +148,7 @@ fn is_usage_error(e: &StoreError) -> bool {
             | StoreError::InvalidScope { .. }
             | StoreError::Template { .. }
             | StoreError::NotADirectory { .. }
+            | StoreError::TargetHoldsStore { .. }
     )
 }
 
@@ -374,5 +376,6 @@ fn save_summary(o: &SaveOutcome, scope: &str, path: &Path) -> String {
         SaveStatus::Concurrent => {
             format!("another agent saved {key} (scope {scope}) at the same time; theirs was kept")
         }
+        SaveStatus::Empty => format!("{} holds no files; nothing was saved", path.display()),
     }
 }

@@ -13,6 +13,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // A Jenkins abort sends SIGTERM: restores and saves in flight remove their staging dirs.
+    if let Err(e) = cicache_store::cleanup::install_signal_handlers() {
+        eprintln!(
+            "cicache: warning: cannot install signal handlers ({e}); a killed restore may leave a staging dir"
+        );
+    }
     let ctx = match settings::Context::new(&cli.global) {
         Ok(ctx) => ctx,
         Err(e) => {

@@ -83,6 +83,10 @@ pub struct PruneArgs {
     /// Always keep the newest N entries of each key family (scope plus key without its hash parts).
     #[arg(long, env = "CICACHE_PRUNE_KEEP_LAST", value_name = "N")]
     pub keep_last: Option<usize>,
+    /// First verify every entry (reading every byte) and remove the damaged ones and their
+    /// damaged objects.
+    #[arg(long, env = "CICACHE_PRUNE_DAMAGED", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true")]
+    pub damaged: bool,
     /// Print what would be removed; remove nothing.
     #[arg(long, env = "CICACHE_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true")]
     pub dry_run: bool,
@@ -93,6 +97,10 @@ pub struct VerifyArgs {
     /// Only this key (in --scope); default: every entry of every scope.
     #[arg(long)]
     pub key: Option<String>,
+    /// Also remove every damaged entry, so the next save of its key writes it again
+    /// (damaged objects are removed either way).
+    #[arg(long, env = "CICACHE_VERIFY_REPAIR", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true")]
+    pub repair: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result, anyhow};
 
 use cicache_store::PrunePolicy;
 use cicache_store::key::{ProcessEnv, render};
+use cicache_store::maint::VerifyOptions;
 use cicache_store::maint::parse_size;
 
 use crate::cli::store::{
@@ -214,9 +215,12 @@ pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
         dry_run: a.dry_run,
     };
     let store = open_store(ctx)?;
-    let out = store
-        .prune(&policy)
-        .with_context(|| format!("pruning {}", store.location()))?;
+    let out = if a.damaged {
+        store.prune_damaged(&policy)
+    } else {
+        store.prune(&policy)
+    }
+    .with_context(|| format!("pruning {}", store.location()))?;
     for w in &out.warnings {
         ctx.out.warn(w);
     }
@@ -255,11 +259,16 @@ pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
 pub fn verify(a: VerifyArgs, ctx: &Context) -> Result<u8> {
     let store = open_store(ctx)?;
     let scope = ctx.scope();
-    let out = match &a.key {
-        Some(k) => store.verify(Some(&scope), Some(&render_key(k)?)),
-        None => store.verify(None, None),
-    }
-    .with_context(|| format!("verifying {}", store.location()))?;
+    let key = a.key.as_deref().map(render_key).transpose()?;
+    let opts = VerifyOptions {
+        scope: key.as_ref().map(|_| scope.as_str()),
+        key: key.as_deref(),
+        repair: a.repair,
+        dry_run: false,
+    };
+    let out = store
+        .verify_with(&opts)
+        .with_context(|| format!("verifying {}", store.location()))?;
     ctx.out.result(&out, || {
         let mut t = String::new();
         for d in &out.damaged {
@@ -274,8 +283,12 @@ pub fn verify(a: VerifyArgs, ctx: &Context) -> Result<u8> {
                 String::new()
             } else {
                 format!(
-                    "; {} damaged: save them again or run `cicache prune` to remove them",
-                    out.damaged.len()
+                    "; {} damaged: {}",
+                    out.damaged.len(),
+                    out.advice.clone().unwrap_or_else(|| {
+                        "`cicache verify --repair` removes them; the next save writes them again"
+                            .to_string()
+                    })
                 )
             }
         ));
