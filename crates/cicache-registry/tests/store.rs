@@ -373,8 +373,14 @@ fn a_corrupted_blob_in_the_registry_is_a_miss_with_a_warning() {
         "previous",
         "the target is untouched"
     );
+    // The restore that found the damage removed the entry (issue 21: a damaged entry heals
+    // on the next save instead of missing until it ages out): nothing is left to verify.
     let v = fresh.verify(None, None).unwrap();
-    assert_eq!(v.damaged.len(), 1, "{v:?}");
+    assert!(v.damaged.is_empty() && v.checked == 0, "{v:?}");
+    assert!(
+        fresh.read_ref("main", "pip").unwrap().is_none(),
+        "the damaged entry's ref was removed"
+    );
 }
 
 #[test]
