@@ -44,6 +44,8 @@ private Map spec() {
         logFile              : [type: 'string', nonEmpty: true],
         reportFile           : [type: 'string', nonEmpty: true],
         archiveReport        : [type: 'boolean', default: false],
+        htmlReport           : [type: 'boolean', default: true],
+        htmlReportFile       : [type: 'string', nonEmpty: true],
         setDescription       : [type: 'boolean', default: true],
         baseDockerfile       : [type: 'string', nonEmpty: true,
                                 help: "the base image's Dockerfile, e.g. baseDockerfile: 'Dockerfile.base'"],
@@ -61,7 +63,8 @@ private List<String> buildEnv() {
     return ['CICACHE_IMAGE', 'CICACHE_TAGS', 'CICACHE_DOCKERFILE', 'CICACHE_BUILD_ARGS', 'CICACHE_TARGET',
             'CICACHE_CACHE_DIR', 'CICACHE_KEY', 'CICACHE_RESTORE_KEYS', 'CICACHE_REGISTRY_CACHE',
             'CICACHE_NO_REGISTRY_CACHE', 'CICACHE_PUSH', 'CICACHE_NO_RESTORE', 'CICACHE_NO_SAVE', 'CICACHE_REBUILD',
-            'CICACHE_BUILD_LOG', 'CICACHE_BASE_DOCKERFILE', 'CICACHE_BASE_INPUTS', 'CICACHE_BASE_BUILD_ARGS']
+            'CICACHE_BUILD_LOG', 'CICACHE_REPORT_HTML', 'CICACHE_BASE_DOCKERFILE', 'CICACHE_BASE_INPUTS',
+            'CICACHE_BASE_BUILD_ARGS']
 }
 
 // What the S3 Pipeline Cache plugin stores under when no cacheKey is given: the helper's own defaults.
@@ -86,6 +89,7 @@ def call(Object args = null) {
     String name = fileSlug(a.image, a.target, env.BUILD_NUMBER)
     a.logFile = a.logFile ?: ".cicache/${name}.log".toString()
     a.reportFile = a.reportFile ?: ".cicache/${name}-report.md".toString()
+    a.htmlReportFile = a.htmlReportFile ?: ".cicache/${name}-report.html".toString()
     return Aws.with(this, a.region, a.awsCredentialsId) {
         runBuild(a)
     }
@@ -141,6 +145,9 @@ private Map runBuild(Map a) {
     // Writing both files also makes their directories (.cicache/), which the helper does not.
     writeFile(file: a.reportFile, text: '')
     writeFile(file: a.logFile, text: '')
+    if (a.htmlReport) {
+        writeFile(file: a.htmlReportFile, text: '')
+    }
     Map out = null
     // Registry logins go into a private DOCKER_CONFIG that is deleted when the step ends.
     String dockerConfig = (a.registryCredentialsId || a.registryLogin) ? DockerConfig.create(this) : null
@@ -192,6 +199,10 @@ private Map runBuild(Map a) {
     if (a.archiveReport && markdown.trim()) {
         archiveArtifacts(artifacts: a.reportFile, allowEmptyArchive: true)
     }
+    if (a.htmlReport && readFile(a.htmlReportFile).trim()) {
+        publishHtmlReport(a)
+        result.htmlReportFile = a.htmlReportFile
+    }
     if (out.exitCode != 0 || out.result == null) {
         error(Cli.failure("cachedDockerBuild: cicache build of ${a.image}", out))
     }
@@ -204,6 +215,26 @@ private Map runBuild(Map a) {
     result.reportFile = a.reportFile
     result.logFile = a.logFile
     return result
+}
+
+// The HTML report (cicache build --report-html) on the build page: a "Cache report" link with the
+// HTML Publisher plugin; without it, archived and linked from the build description.
+private void publishHtmlReport(Map a) {
+    String file = a.htmlReportFile
+    int slash = file.lastIndexOf('/')
+    String dir = slash >= 0 ? file.substring(0, slash) : '.'
+    String name = file.substring(slash + 1)
+    try {
+        publishHTML([reportDir: dir, reportFiles: name, reportName: 'Cache report',
+                     keepAll: true, allowMissing: true, alwaysLinkToLastBuild: false])
+    } catch (NoSuchMethodError | MissingMethodException ignored) {
+        archiveArtifacts(artifacts: file, allowEmptyArchive: true)
+        if (a.setDescription && env.BUILD_URL) {
+            String link = "cache report: ${env.BUILD_URL}artifact/${file}".toString()
+            String old = currentBuild.description
+            currentBuild.description = old ? "${old}\n${link}".toString() : link
+        }
+    }
 }
 
 // The login (if any) and `cicache build`, inside the cache plugin's block when one keeps the cache dir.
@@ -406,6 +437,9 @@ private List<String> buildArgs(Map a, boolean helperStore) {
         c.add('--rebuild')
     }
     // The Markdown report is made from the log after the build (cicache report --format markdown).
+    if (a.htmlReport) {
+        c.addAll(['--report-html', a.htmlReportFile])
+    }
     c.addAll(['--log', a.logFile, Cli.pathArg(a.context)])
     if (a.dockerArgs) {
         c.add('--')

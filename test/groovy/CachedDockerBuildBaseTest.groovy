@@ -42,7 +42,8 @@ class CachedDockerBuildBaseTest {
                       '--base-dockerfile', 'Dockerfile.base',
                       '--base-input', 'requirements*.txt', '--base-input', 'constraints.txt',
                       '--base-build-arg', 'PYTHON_IMAGE=python:3.12-slim',
-                      '--cache-dir', '.pip-cache', '--log', '.cicache/app-7.log',
+                      '--cache-dir', '.pip-cache', '--report-html', '.cicache/app-7-report.html',
+                      '--log', '.cicache/app-7.log',
                       '.'], argv)
         assertEquals('built', r.base.status)
         assertEquals('file:requirements.txt', r.base.changes[0].input)

@@ -47,8 +47,8 @@ class CachedDockerBuildTest {
         Map r = build(image: 'registry.example.com/team/app')
         List<String> argv = buildCall()
         assertEquals(['--json', '--scope', 'main', 'build', '--image', 'registry.example.com/team/app',
-                      '--cache-dir', '.pip-cache', '--log', '.cicache/app-7.log',
-                      '.'], argv)
+                      '--cache-dir', '.pip-cache', '--report-html', '.cicache/app-7-report.html',
+                      '--log', '.cicache/app-7.log', '.'], argv)
         assertEquals(7, r.steps.cached)
         assertEquals(9, r.steps.total)
         assertEquals('helper', r.cacheBackend)
@@ -73,7 +73,8 @@ class CachedDockerBuildTest {
                       '--build-arg', 'PY=3.12', '--build-arg', "NOTE=it's \"quoted\" \$HOME `x`".toString(),
                       '--target', 'runtime', '--cache-dir', 'build/pip cache',
                       '--key', 'pip-{{ hashFiles "requirements*.txt" }}', '--restore-key', 'pip-', '--restore-key', 'py-',
-                      '--no-save', '--no-registry-cache', '--push', '--rebuild', '--log', 'out/build.log',
+                      '--no-save', '--no-registry-cache', '--push', '--rebuild',
+                      '--report-html', '.cicache/rag-medical-repo-runtime-7-report.html', '--log', 'out/build.log',
                       'app',
                       '--', '--label', 'team=ml', '--secret', 'id=pip,src=/run/pip.conf'], argv)
         assertEquals('out/report.md', r.reportFile)
@@ -675,5 +676,39 @@ exec "$CICACHE_STANDIN" "$@"
         assertEquals([cached: 2, total: 3], r.steps)
         assertEquals('cache: 2/3 steps cached', r.verdict)
         assertEquals('cache: 2/3 steps cached', h.currentBuild.description)
+    }
+
+    /** Issue 24: the HTML report on the build page, with the HTML Publisher plugin. */
+    @Test
+    void theHtmlReportIsPublishedWithTheHtmlPublisherPlugin() {
+        new File(h.standinDir, 'report.html').text = '<html>report</html>'
+        List<Map> published = []
+        h.binding.setVariable('publishHTML', { Map m -> published.add(m) })
+        Map r = build(image: 'registry.example.com/team/app')
+        assertEquals(1, published.size())
+        assertEquals('.cicache', published[0].reportDir)
+        assertEquals('app-7-report.html', published[0].reportFiles)
+        assertEquals('Cache report', published[0].reportName)
+        assertEquals('.cicache/app-7-report.html', r.htmlReportFile)
+        assertEquals(BUILD_RESULT.verdict, h.currentBuild.description)
+    }
+
+    /** Issue 24: without the plugin the report is archived and the description links it. */
+    @Test
+    void withoutTheHtmlPublisherTheReportIsArchivedAndLinked() {
+        new File(h.standinDir, 'report.html').text = '<html>report</html>'
+        h.env.BUILD_URL = 'https://jenkins.example.com/job/app/7/'
+        Map r = build(image: 'registry.example.com/team/app')
+        assertTrue(h.steps('archiveArtifacts').any { it.args.artifacts == '.cicache/app-7-report.html' })
+        assertTrue(h.currentBuild.description.toString().contains(
+            'cache report: https://jenkins.example.com/job/app/7/artifact/.cicache/app-7-report.html'))
+        assertEquals('.cicache/app-7-report.html', r.htmlReportFile)
+    }
+
+    /** htmlReport: false asks the helper for no HTML report. */
+    @Test
+    void htmlReportFalseAsksForNone() {
+        build(image: 'registry.example.com/team/app', htmlReport: false)
+        assertFalse(buildCall().contains('--report-html'))
     }
 }

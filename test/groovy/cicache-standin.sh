@@ -9,6 +9,12 @@ dir=${CICACHE_STANDIN_DIR:?CICACHE_STANDIN_DIR is not set}
 # `--version` answers like the real helper (CICACHE_STANDIN_VERSION, default the library's) and is not recorded.
 if [ "$*" = --version ]; then echo "cicache ${CICACHE_STANDIN_VERSION:-0.1.0}"; exit 0; fi
 for a in "$@"; do printf '%s\037' "$a"; done >>"$dir/calls"
+# `--report-html FILE` gets $CICACHE_STANDIN_DIR/report.html when a test put one there.
+prev=
+for a in "$@"; do
+  if [ "$prev" = --report-html ] && [ -f "$dir/report.html" ]; then cp "$dir/report.html" "$a"; fi
+  prev=$a
+done
 printf '\n' >>"$dir/calls"
 cmd=
 while [ $# -gt 0 ]; do
