@@ -124,15 +124,6 @@ pub enum FlavourChoice {
 }
 
 impl FlavourChoice {
-    /// The flavour on this docker (`Auto` asks it).
-    pub fn resolve(self, docker: &Docker) -> Flavour {
-        match self {
-            FlavourChoice::Buildx => Flavour::Buildx,
-            FlavourChoice::Classic => Flavour::Classic,
-            FlavourChoice::Auto => docker.detect_flavour(),
-        }
-    }
-
     /// How to build on this engine: the flavour, the cache exporter the builder supports,
     /// the builder, and why. A forced flavour without a builder asks the engine nothing.
     pub fn mode(self, docker: &Docker, builder: Option<&str>) -> BuildMode {
