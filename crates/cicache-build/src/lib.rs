@@ -26,9 +26,11 @@
 mod base;
 pub mod cache_dir;
 pub mod check;
+pub mod doctor;
 mod error;
 mod events;
 mod inputs;
+pub mod mount;
 mod mounts;
 mod outcome;
 mod phase;
@@ -36,6 +38,7 @@ mod prefetch;
 mod registry;
 mod run;
 mod spec;
+mod text;
 mod unchanged;
 
 pub use base::{BaseDoc, BaseOutcome, BaseRequest, BaseStatus, ensure_base};

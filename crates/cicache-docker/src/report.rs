@@ -28,6 +28,7 @@ mod pip;
 mod rawjson;
 mod render;
 mod run;
+mod set;
 mod timeline;
 mod util;
 
@@ -37,6 +38,7 @@ use serde::Serialize;
 
 pub use explain::{CacheImport, MissExplanation, MissKind, MissReason};
 pub use run::{BuildRun, BuildRunError, Phase, PhaseSpan, PhaseStatus, RestoreFacts};
+pub use set::{FileReport, ReportSet};
 pub use timeline::{Bar, BarStatus, TimeAxis, Timeline};
 pub use util::{human_bytes, human_seconds};
 

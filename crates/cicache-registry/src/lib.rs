@@ -24,6 +24,7 @@ pub mod lifecycle;
 pub mod login;
 pub mod model;
 pub mod oci;
+pub mod ops;
 pub mod reference;
 pub mod store;
 pub mod store_http;

@@ -191,11 +191,26 @@ impl cicache_store::Progress for Reporter {
     }
 }
 
+/// Writes `text` to `path` through a temp file beside it, then renamed: a reader (a
+/// Jenkins publisher, a browser) never sees half a file.
+pub fn write_atomic(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot move {} into place", path.display()));
+    }
+    Ok(())
+}
+
 /// `1.2 GB`, `340.0 MB`: one formatter for every command (the report's).
 pub use cicache_docker::report::human_bytes;
-
-/// `1m12s`, `3.4s`.
-pub use cicache_build::human_duration;
 
 /// The build library's messages go where every command's go.
 impl cicache_build::Events for Output {

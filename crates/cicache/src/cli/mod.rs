@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod docker;
 pub mod registry;
+pub mod report;
 pub mod store;
 
 #[derive(Debug, Parser)]
@@ -129,9 +130,9 @@ pub enum Command {
     /// Docker housekeeping: `docker prune` of the builder cache.
     Docker(docker::DockerArgs),
     /// Summarize build logs: steps cached, wheels from cache vs downloaded, where the time went.
-    Report(crate::cmd::report::ReportArgs),
+    Report(report::ReportArgs),
     /// Check docker, BuildKit, the Dockerfile, the store and the registry; says how to fix each problem.
-    Doctor(crate::cmd::report::DoctorArgs),
+    Doctor(report::DoctorArgs),
     /// Registry cache tags: login, ensure, status, clear, gc, lifecycle.
     Registry(registry::RegistryArgs),
 }

@@ -5,26 +5,24 @@
 //! results.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow};
 use serde_json::json;
 
+use cicache_build::mount::{MountAction, MountRequest};
 use cicache_build::{
     BaseOptions, BaseRequest, BuildDoc, BuildResult, BuildSpec, DockerSpec, Env, FlavourChoice,
-    KeyTemplates, Switches, describe_dance, select_mounts,
+    KeyTemplates, Switches,
 };
-use cicache_docker::dance::{self, DEFAULT_HELPER_IMAGE, DanceOptions, DanceResult};
-use cicache_docker::dockerfile;
+use cicache_docker::dance::DEFAULT_HELPER_IMAGE;
 use cicache_docker::engine::{Docker, DockerError};
 use cicache_docker::prune::{self, PruneOptions};
-use cicache_docker::report::BuildRun;
 
 use crate::cli::docker::{
     BaseArgs, BuildArgs, BuildOptions, CachePhaseArgs, DockerArgs, DockerCommand, DockerOpts,
     FlavourArg, MountArgs, MountCommand, PruneArgs,
 };
-use crate::output::{exit, human_bytes, human_duration};
+use crate::output::{exit, human_bytes, write_atomic};
 use crate::settings;
 use crate::settings::Context;
 
@@ -203,14 +201,14 @@ pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
     if let (Some(path), BuildResult::Built(doc)) = (&report_html, &result) {
         write_report_html(doc, path, ctx);
     }
-    ctx.out.result(&result, || result_text(&result));
+    ctx.out.result(&result, || result.text());
     Ok(result.exit_code())
 }
 
 /// `--report-html FILE`: the build's report with its phases on the timeline. A report that
 /// cannot be written is a warning: the build's own result stands.
 fn write_report_html(doc: &BuildDoc, path: &std::path::Path, ctx: &Context) {
-    let Some(report) = &doc.report else {
+    let Some((page, warning)) = doc.report_html() else {
         ctx.out.warn(format!(
             "--report-html {}: no report of this build (--no-report, or the image was tagged \
              without building)",
@@ -218,80 +216,13 @@ fn write_report_html(doc: &BuildDoc, path: &std::path::Path, ctx: &Context) {
         ));
         return;
     };
-    let mut report = report.clone();
-    match serde_json::to_string(doc)
-        .map_err(|e| e.to_string())
-        .and_then(|json| BuildRun::from_json(&json).map_err(|e| e.to_string()))
-    {
-        Ok(run) => report.add_build_run(&run),
-        Err(e) => ctx
-            .out
-            .warn(format!("--report-html: the phases are left out: {e}")),
+    if let Some(w) = warning {
+        ctx.out.warn(format!("--report-html: {w}"));
     }
-    let title = format!("cicache build {}", doc.image);
-    if let Err(e) = std::fs::write(path, report.render_html(&title)) {
-        ctx.out.warn(format!(
-            "--report-html: cannot write {}: {e}",
-            path.display()
-        ));
-    } else {
-        ctx.out.info(format!("report: {} (HTML)", path.display()));
+    match write_atomic(path, &page) {
+        Ok(()) => ctx.out.info(format!("report: {} (HTML)", path.display())),
+        Err(e) => ctx.out.warn(format!("--report-html: {e:#}")),
     }
-}
-
-/// The build's result for a person.
-fn result_text(result: &BuildResult) -> String {
-    match result {
-        BuildResult::Built(doc) => build_text(doc),
-        BuildResult::DryRun(d) => {
-            let mut t = format!("would run: {}", d.build_command.join(" "));
-            for c in d.push_commands.iter().chain(&d.cache_push_commands) {
-                t.push_str(&format!("\nthen: {}", c.join(" ")));
-            }
-            t
-        }
-        BuildResult::BaseFailed(d) => d.base.summary.clone(),
-    }
-}
-
-/// A finished build: the base's line, the report, the phases and the total time.
-fn build_text(doc: &BuildDoc) -> String {
-    let mut t = String::new();
-    if let Some(u) = &doc.unchanged {
-        t.push_str(&format!(
-            "unchanged: {} was built from the same inputs; tagged it, nothing built\n",
-            u.from
-        ));
-    }
-    if let Some(base) = &doc.base {
-        t.push_str(&base.summary);
-        t.push('\n');
-    }
-    if let Some(r) = &doc.report {
-        t.push_str(&r.render_text());
-        if !t.ends_with('\n') {
-            t.push('\n');
-        }
-    }
-    t.push_str("phases:");
-    for p in &doc.phases {
-        t.push_str(&format!(
-            "\n  {:<13} {:<8} {:>7}",
-            p.name,
-            p.status.as_str(),
-            human_duration(Duration::from_secs_f64(p.seconds))
-        ));
-        if p.status != cicache_build::PhaseStatus::Ok
-            && let Some(m) = &p.message
-        {
-            t.push_str(&format!("  {}", m.lines().next().unwrap_or_default()));
-        }
-    }
-    t.push_str(&format!(
-        "\ntotal {}",
-        human_duration(Duration::from_secs_f64(doc.seconds))
-    ));
-    t
 }
 
 pub fn base(args: BaseArgs, ctx: &Context) -> Result<u8> {
@@ -362,28 +293,15 @@ pub fn base(args: BaseArgs, ctx: &Context) -> Result<u8> {
 }
 
 pub fn mount(args: MountArgs, ctx: &Context) -> Result<u8> {
-    let (dockerfile_path, opts, dir, inject) = match &args.command {
-        MountCommand::Inject(a) => (&a.dockerfile, &a.docker, &a.from, true),
-        MountCommand::Extract(a) => (&a.dockerfile, &a.docker, &a.to, false),
+    let (action, dockerfile, opts, dir) = match args.command {
+        MountCommand::Inject(a) => (MountAction::Inject, a.dockerfile, a.docker, a.from),
+        MountCommand::Extract(a) => (MountAction::Extract, a.dockerfile, a.docker, a.to),
     };
-    let df = dockerfile::parse_file(dockerfile_path).map_err(|e| anyhow!(e))?;
-    let mounts = select_mounts(&df, &opts.mount_ids, dockerfile_path)?;
-    if mounts.is_empty() {
-        ctx.out.warn(format!(
-            "{} has no RUN --mount=type=cache: nothing to {}",
-            dockerfile_path.display(),
-            if inject { "inject" } else { "extract" }
-        ));
-    }
-    let spec = docker_spec(opts, &build_config(ctx)?);
-    let docker = Docker::new(&spec.program);
-    let mode = spec.flavour.mode(&docker, spec.builder.as_deref());
-    let fl = mode.flavour;
-    let dopts = DanceOptions {
-        flavour: fl,
-        helper_image: spec.helper_image,
-        extra_args: mode.builder_args(),
-        log: None,
+    let req = MountRequest {
+        action,
+        dockerfile,
+        dir,
+        docker: docker_spec(&opts, &build_config(ctx)?),
     };
     let quiet = ctx.out.quiet;
     let echo = move |line: &str| {
@@ -392,46 +310,9 @@ pub fn mount(args: MountArgs, ctx: &Context) -> Result<u8> {
         }
     };
     let verbose_echo = (ctx.out.verbose > 0).then_some(&echo as &(dyn Fn(&str) + Sync));
-    let result = if mounts.is_empty() {
-        DanceResult {
-            mounts: vec![],
-            seconds: 0.0,
-            ran: false,
-            method: None,
-            fallback: None,
-            merged: false,
-        }
-    } else if inject {
-        dance::inject(&docker, &mounts, dir, &dopts, verbose_echo)
-            .with_context(|| format!("injecting {} into the cache mounts", dir.display()))?
-    } else {
-        dance::extract(&docker, &mounts, dir, &dopts, false, verbose_echo)
-            .with_context(|| format!("extracting the cache mounts into {}", dir.display()))?
-    };
-    let verb = if inject { "injected" } else { "extracted" };
-    let lines = describe_dance(&result, verb);
-    let doc = json!({
-        "ok": true,
-        "action": if inject { "inject" } else { "extract" },
-        "dir": dir,
-        "dockerfile": dockerfile_path,
-        "flavour": fl,
-        "ran": result.ran,
-        "seconds": result.seconds,
-        "mounts": result.mounts,
-        "method": result.method,
-        "fallback": result.fallback,
-        "merged": result.merged,
-    });
-    ctx.out.result(&doc, || {
-        let mut t = lines.join("\n");
-        t.push_str(&format!(
-            "\n{} in {}",
-            if inject { "inject" } else { "extract" },
-            human_duration(Duration::from_secs_f64(result.seconds))
-        ));
-        t
-    });
+    let doc = cicache_build::mount::mount(&req, verbose_echo)?;
+    doc.warnings.iter().for_each(|w| ctx.out.warn(w));
+    ctx.out.result(&doc, || doc.text());
     Ok(exit::OK)
 }
 
