@@ -89,6 +89,25 @@ impl Registry {
         }
     }
 
+    /// A distribution-API client that reads manifests and image configs: the OCI client
+    /// itself, or for ECR one logged in with GetAuthorizationToken.
+    pub fn reader(&self, opts: &OciOptions) -> Result<Reader<'_>> {
+        match self {
+            Registry::Oci(c) => Ok(Reader::Borrowed(c)),
+            Registry::Ecr { client, target } => {
+                Ok(Reader::Owned(ecr_reader(client, target, opts)?))
+            }
+        }
+    }
+
+    /// [`Self::reader`], owned.
+    pub fn into_reader(self, opts: &OciOptions) -> Result<OciClient> {
+        match self {
+            Registry::Oci(c) => Ok(c),
+            Registry::Ecr { client, target } => ecr_reader(&client, &target, opts),
+        }
+    }
+
     /// Whether one tag can be removed from a manifest that keeps its other tags.
     pub fn deletes_by_tag(&self) -> bool {
         matches!(self, Registry::Ecr { .. })
@@ -129,6 +148,40 @@ impl Registry {
             }
         }
     }
+}
+
+/// A client of [`Registry::reader`]: borrowed from an OCI registry, or logged in to ECR.
+pub enum Reader<'a> {
+    Borrowed(&'a OciClient),
+    Owned(OciClient),
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = OciClient;
+    fn deref(&self) -> &OciClient {
+        match self {
+            Reader::Borrowed(c) => c,
+            Reader::Owned(c) => c,
+        }
+    }
+}
+
+/// The distribution API of an ECR repository, logged in with GetAuthorizationToken. Image
+/// configs come from the registry host itself, which `AWS_ENDPOINT_URL` does not redirect:
+/// with the ECR API pointed elsewhere (a test double, a proxy), refused rather than reach the
+/// real host.
+fn ecr_reader(client: &EcrClient, target: &Target, opts: &OciOptions) -> Result<OciClient> {
+    for var in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR"] {
+        if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+            return Err(Error::Unsupported(format!(
+                "{var} points the ECR API elsewhere, but image configs are read from the \
+                 registry host {} itself, which it does not cover",
+                target.registry
+            )));
+        }
+    }
+    let (_, creds) = client.docker_credentials()?;
+    Ok(OciClient::new(target, Some(creds), opts))
 }
 
 /// Why an immutable-tag repository cannot hold cache tags, and what to do.

@@ -1560,3 +1560,45 @@ fn oci_ensure_says_whether_the_repository_exists() {
         lifecycle.stderr
     );
 }
+
+/// `gc --keep-bases` on ECR reads image configs from the registry host itself, which
+/// `AWS_ENDPOINT_URL` does not redirect: with the ECR API on moto, the bases cannot be read,
+/// so gc warns, names why, and deletes no base tag (the cache tags are still collected).
+#[test]
+fn ecr_gc_keep_bases_without_image_configs_keeps_every_base() {
+    let Some(moto) = service("CICACHE_TEST_MOTO_URL") else {
+        return;
+    };
+    let dir = Dir::new();
+    let name = unique("bases");
+    let image = ecr_image(&name);
+    let ecr = ecr_client(&moto, &name);
+    ecr.create_repository(&name).expect("create");
+    put(&ecr, &name, "base-0001", "base-1");
+    put(&ecr, &name, "base-0002", "base-2");
+    put(&ecr, &name, "cache-old", "old");
+    std::thread::sleep(Duration::from_secs(3));
+    let args = [
+        "registry",
+        "gc",
+        "--image",
+        &image,
+        "--max-age",
+        "2s",
+        "--keep-bases",
+        "0",
+        "--dry-run",
+        "--json",
+    ];
+    let r = run(dir.cicache_moto(&moto), &args, None).ok();
+    assert!(
+        r.stderr.contains("--keep-bases: cannot read which bases")
+            && r.stderr
+                .contains("AWS_ENDPOINT_URL points the ECR API elsewhere"),
+        "{}",
+        r.stderr
+    );
+    let v = r.json();
+    assert_eq!(v["keep_bases"], Value::Null, "{v}");
+    assert_eq!(tags_of(&v, "delete"), vec!["cache-old"], "{v}");
+}

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{Connection, Doing, OpError, OpResult, fmt_age, fmt_size, short};
 use crate::gc::{self, Deletion, GcPolicy, KeepReason, Kept};
 use crate::tags;
-use crate::{DeleteFailure, ImageRecord, OciClient, OciOptions, Registry};
+use crate::{DeleteFailure, ImageRecord, Registry};
 
 /// A requested tag left alone.
 #[derive(Debug, Serialize)]
@@ -329,33 +329,16 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// The base tags of this repository that its other images (app images, cache tags) name in
 /// their `io.cicache.base` label, read from each image config through the distribution API
-/// (ECR too, with a GetAuthorizationToken login).
+/// (ECR too, with a GetAuthorizationToken login); every platform's image of an index.
 fn bases_in_use(
     conn: &Connection,
     reg: &Registry,
     images: &[ImageRecord],
 ) -> OpResult<BTreeSet<String>> {
-    let ecr_client;
-    let client: &OciClient = match reg {
-        Registry::Oci(c) => c,
-        Registry::Ecr { client, .. } => {
-            super::ecr_endpoint_guard(&conn.target)?;
-            let (_, creds) = client
-                .docker_credentials()
-                .doing(|| "an ECR login to read image configs".into())?;
-            ecr_client = OciClient::new(
-                &conn.target,
-                Some(creds),
-                &OciOptions {
-                    plain_http: conn.opts.plain_http,
-                    timeout: conn.opts.timeout,
-                },
-            );
-            &ecr_client
-        }
-    };
-    // Every platform's image of an index (attestations left out).
-    Ok(client.base_tags_in_use(images)?)
+    let reader = reg
+        .reader(&conn.oci_options())
+        .doing(|| "a client to read image configs".into())?;
+    Ok(reader.base_tags_in_use(images)?)
 }
 
 #[cfg(test)]

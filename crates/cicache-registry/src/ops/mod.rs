@@ -84,7 +84,7 @@ impl Connection {
         )?)
     }
 
-    fn oci_options(&self) -> OciOptions {
+    pub(crate) fn oci_options(&self) -> OciOptions {
         OciOptions {
             plain_http: self.opts.plain_http,
             timeout: self.opts.timeout,
@@ -144,22 +144,6 @@ pub fn docker_login(
         username: creds.username.clone(),
         message,
     })
-}
-
-/// Image configs of an ECR repository come from the registry host itself (the distribution
-/// API), which `AWS_ENDPOINT_URL` does not redirect: with the API pointed elsewhere (a test
-/// double, a proxy), refuse rather than reach the real host.
-pub fn ecr_endpoint_guard(target: &Target) -> OpResult<()> {
-    for var in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR"] {
-        if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
-            return Err(OpError::Refused(format!(
-                "{var} points the ECR API elsewhere, but image configs are read from the \
-                 registry host {} itself, which it does not cover",
-                target.registry
-            )));
-        }
-    }
-    Ok(())
 }
 
 pub(crate) fn fmt_time(t: Option<SystemTime>) -> String {
