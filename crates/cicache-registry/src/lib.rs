@@ -95,7 +95,7 @@ impl Registry {
         match self {
             Registry::Oci(c) => Ok(Reader::Borrowed(c)),
             Registry::Ecr { client, target } => {
-                Ok(Reader::Owned(ecr_reader(client, target, opts)?))
+                Ok(Reader::Owned(Box::new(ecr_reader(client, target, opts)?)))
             }
         }
     }
@@ -153,7 +153,7 @@ impl Registry {
 /// A client of [`Registry::reader`]: borrowed from an OCI registry, or logged in to ECR.
 pub enum Reader<'a> {
     Borrowed(&'a OciClient),
-    Owned(OciClient),
+    Owned(Box<OciClient>),
 }
 
 impl std::ops::Deref for Reader<'_> {
