@@ -591,13 +591,17 @@ fn swap_into_place(staged: tempfile::TempDir, target: &Path) -> Result<()> {
     }
 }
 
+/// Swaps two paths atomically: `renameat2(RENAME_EXCHANGE)`, called as a raw system call
+/// (Linux 3.15+) because musl, which the static helper links, has no `renameat2` wrapper.
 fn exchange(a: &Path, b: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let ca = std::ffi::CString::new(a.as_os_str().as_bytes())?;
     let cb = std::ffi::CString::new(b.as_os_str().as_bytes())?;
-    // SAFETY: both are valid NUL-terminated paths.
+    // SAFETY: both are valid NUL-terminated paths that outlive the call; the arguments are
+    // those of renameat2(2).
     let rc = unsafe {
-        libc::renameat2(
+        libc::syscall(
+            libc::SYS_renameat2,
             libc::AT_FDCWD,
             ca.as_ptr(),
             libc::AT_FDCWD,
