@@ -81,6 +81,10 @@ pub const ANN_NONCE: &str = "vnd.cicache.nonce";
 pub const ANN_CREATED: &str = "org.opencontainers.image.created";
 pub const ANN_SCOPE: &str = "vnd.cicache.scope";
 pub const ANN_KEY: &str = "vnd.cicache.key";
+/// On an entry's layer: bytes of salt before the object in the blob.
+pub const ANN_SKIP: &str = "vnd.cicache.skip";
+/// Salt bytes put before an object whose own bytes the registry cannot be trusted with.
+const SALT_LEN: u64 = 32;
 
 /// Default timeout of each request when `--timeout` is not given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -152,7 +156,10 @@ pub fn name_of_tag(tag: &str) -> Option<(String, bool)> {
 #[derive(Debug, Clone)]
 struct Content {
     digest: String,
+    /// The object's bytes (the blob holds `skip` more).
     size: u64,
+    /// Bytes of salt before the object in its blob (see `put_file`); usually 0.
+    skip: u64,
     modified: SystemTime,
 }
 
@@ -372,11 +379,21 @@ impl OciBackend {
             ) else {
                 continue;
             };
+            let skip = l
+                .get("annotations")
+                .and_then(|a| a.get(ANN_SKIP))
+                .and_then(Value::as_str)
+                .map(|s| s.parse::<u64>().ok().filter(|k| *k <= sz));
+            // A salt the layer cannot hold: not an object this store can read.
+            let Some(skip) = skip.unwrap_or(Some(0)) else {
+                continue;
+            };
             layers.push((
                 lname.to_string(),
                 Content {
                     digest: d.to_string(),
-                    size: sz,
+                    size: sz - skip,
+                    skip,
                     modified,
                 },
             ));
@@ -525,6 +542,33 @@ impl OciBackend {
     }
 
     /// The manifest JSON of a small object.
+    /// Uploads [`SALT_LEN`] random bytes and then `file` as one blob (through a temp file
+    /// beside it); its digest.
+    fn push_salted(
+        &self,
+        file: &Path,
+        name: &str,
+    ) -> std::io::Result<Result<String, BackendError>> {
+        let salt = format!("{}{}", nonce(), nonce());
+        let salt = &salt.as_bytes()[..SALT_LEN as usize];
+        let file_name = file.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = file.with_file_name(format!(".{file_name}.salted-{}", nonce()));
+        let written = (|| {
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            std::io::Write::write_all(&mut out, salt)?;
+            std::io::copy(&mut std::fs::File::open(file)?, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+            sha256_file(&tmp)
+        })();
+        let pushed = written.map(|(digest, size)| {
+            self.http
+                .push_file(&tmp, &digest, size, name)
+                .map(|()| digest)
+        });
+        let _ = std::fs::remove_file(&tmp);
+        pushed
+    }
+
     fn small_manifest(&self, name: &str, data: &[u8]) -> Result<Vec<u8>, BackendError> {
         self.ensure_empty_blob(name)?;
         let written = self.http.store_now();
@@ -576,11 +620,15 @@ impl OciBackend {
                         format!("{n} is not in the registry; save again"),
                     )
                 })?;
+                let mut annotations = json!({ANN_NAME: n});
+                if c.skip > 0 {
+                    annotations[ANN_SKIP] = json!(c.skip.to_string());
+                }
                 layers.push(json!({
                     "mediaType": if i == 0 { MEDIA_CICACHE_MANIFEST } else { MEDIA_CICACHE_BLOB },
                     "digest": c.digest,
-                    "size": c.size,
-                    "annotations": {ANN_NAME: n},
+                    "size": c.size.saturating_add(c.skip),
+                    "annotations": annotations,
                 }));
             }
         } else {
@@ -649,7 +697,21 @@ impl Backend for OciBackend {
 
     fn get(&self, name: &str) -> Result<Option<ObjectReader>, BackendError> {
         if let Some(c) = self.content(name)? {
-            return self.http.get_blob(&c.digest, name);
+            let Some(mut r) = self.http.get_blob(&c.digest, name)? else {
+                return Ok(None);
+            };
+            if c.skip > 0 {
+                let skipped = std::io::copy(&mut (&mut r).take(c.skip), &mut std::io::sink())
+                    .map_err(|e| self.http.remote("read", name, e.to_string()))?;
+                if skipped != c.skip {
+                    return Err(self.http.remote(
+                        "read",
+                        name,
+                        format!("the blob ends within its {}-byte salt", c.skip),
+                    ));
+                }
+            }
+            return Ok(Some(r));
         }
         let Some(s) = self.get_small(name)? else {
             return Ok(None);
@@ -679,7 +741,8 @@ impl Backend for OciBackend {
     }
 
     fn put_file(&self, name: &str, file: &Path) -> Result<(), BackendError> {
-        if self.known_content(name).is_some() {
+        // Referenced by a live entry (or uploaded by this process): reused.
+        if self.content(name)?.is_some() {
             return Ok(());
         }
         let io = |e: std::io::Error| BackendError::Io {
@@ -699,16 +762,24 @@ impl Backend for OciBackend {
             }
         }
         let (digest, size) = sha256_file(file).map_err(io)?;
-        if self.http.head_blob(&digest, name)?.is_some() {
+        let (digest, skip) = if self.http.head_blob(&digest, name)?.is_some() {
+            // The registry has these bytes, but no entry uses them: left by a pruned entry,
+            // or by one a restore found damaged and removed. A registry keeps the file it
+            // has for a digest (an upload of the same bytes does not replace it), so a
+            // damaged blob would be reused forever: upload the object behind a salt, under
+            // a digest of its own.
             self.http.blob_present();
+            (self.push_salted(file, name).map_err(io)??, SALT_LEN)
         } else {
             self.http.push_file(file, &digest, size, name)?;
-        }
+            (digest, 0)
+        };
         self.state().uploads.insert(
             name.to_string(),
             Content {
                 digest,
                 size,
+                skip,
                 modified: self.http.store_now(),
             },
         );

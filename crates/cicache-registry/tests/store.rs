@@ -674,3 +674,89 @@ fn large_blobs_upload_in_chunks_and_read_back_whole() {
     std::io::Read::read_to_end(&mut b.get(name).unwrap().unwrap(), &mut got).unwrap();
     assert!(got == data, "the chunked upload changed the data");
 }
+
+/// Issue 21 item 1 on `oci://`: after a restore found a damaged blob (and removed the entry),
+/// the next save of the same tree under the same key stores an entry that restores whole:
+/// the damaged object is not reused.
+#[test]
+fn a_save_after_damage_stores_an_entry_that_restores() {
+    let test = "a_save_after_damage_stores_an_entry_that_restores";
+    let Some((reg, storage)) = open_registry(test) else {
+        return;
+    };
+    let repo = unique("heal");
+    let spec = format!("{reg}/{repo}");
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    pip_tree(&cache, 3, run_seed(7));
+    let store = Store::new(open(&spec, None));
+    save(&store, "main", "pip", &cache);
+
+    let target = Target::parse(&spec).unwrap();
+    let client = OciClient::new(&target, None, &OciOptions::default());
+    let tags = client.tags().unwrap();
+    let entry_tag = tags
+        .iter()
+        .find(|t| t.starts_with("cicache.cicache-v1.refs."))
+        .expect("an entry tag");
+    let m = client.manifest(entry_tag).unwrap().expect("entry manifest");
+    let layer = m.body["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| {
+            l["annotations"]["vnd.cicache.name"]
+                .as_str()
+                .is_some_and(|n| n.contains("/blobs/"))
+                && l["size"].as_u64().unwrap_or(0) > 250_000
+        })
+        .expect("a wheel blob layer")
+        .clone();
+    let data = blob_data_path(&storage, layer["digest"].as_str().unwrap());
+    let mut bytes = fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&data, &bytes).unwrap();
+
+    let fresh = Store::new(open(&spec, None));
+    let out = restore(&fresh, "main", "pip", &tmp.path().join("missed"));
+    assert!(!out.hit, "the damaged entry is a miss: {out:?}");
+
+    // What the warning advises: save again. The entry must restore whole afterwards.
+    let again = Store::new(open(&spec, None));
+    let saved = save(&again, "main", "pip", &cache);
+    assert_eq!(saved.status, SaveStatus::Saved, "{saved:?}");
+    let later = Store::new(open(&spec, None));
+    let restored = tmp.path().join("restored");
+    let out = restore(&later, "main", "pip", &restored);
+    assert!(
+        out.hit,
+        "the entry saved after the damage restores: {out:?}"
+    );
+    assert_eq!(listing(&cache), listing(&restored));
+}
+
+/// Issue 21 item 3 on `oci://`: a 512-byte key, and one of percent-encoded bytes, save and
+/// restore (their tags are hashed within the registry's 128-character limit).
+#[test]
+fn long_keys_save_and_restore() {
+    let test = "long_keys_save_and_restore";
+    let Some(reg) = var("CICACHE_TEST_REGISTRY", test) else {
+        return;
+    };
+    let spec = format!("{reg}/{}", unique("longkeys"));
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    pip_tree(&cache, 2, run_seed(8));
+    let long = "k".repeat(512);
+    let encoded = "a/".repeat(90) + "é-ü-ß";
+    for (i, key) in [long.as_str(), encoded.as_str()].into_iter().enumerate() {
+        let store = Store::new(open(&spec, None));
+        let saved = save(&store, "feature/ünïcode-scope", key, &cache);
+        assert_eq!(saved.status, SaveStatus::Saved, "{saved:?}");
+        let restored = tmp.path().join(format!("restored-{i}"));
+        let out = restore(&store, "feature/ünïcode-scope", key, &restored);
+        assert!(out.hit, "{out:?}");
+        assert_eq!(listing(&cache), listing(&restored));
+    }
+}
