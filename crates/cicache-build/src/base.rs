@@ -130,16 +130,24 @@ pub fn ensure_base(req: BaseRequest, env: &Env) -> Result<BaseOutcome, BuildErro
     } else {
         Ok(local_image(&docker, &reference))
     };
-    let (found, registry_error) = match have {
-        Ok(true) => (
+    let distrust = match have {
+        Ok(true) if asked_registry => distrusted(&req.image, &reference, &platform, env),
+        _ => None,
+    };
+    let (found, registry_error) = match (have, distrust) {
+        (Ok(true), None) => (
             present(&req, &inputs, record.as_ref(), asked_registry),
             None,
         ),
-        Ok(false) => (
+        (Ok(true), Some(why)) => {
+            let f = rebuild(&req, &inputs, &reference, why, Vec::new(), None, env)?;
+            (f, None)
+        }
+        (Ok(false), _) => (
             absent(&req, &inputs, record.as_ref(), &reference, &platform, env)?,
             None,
         ),
-        Err(e) => {
+        (Err(e), _) => {
             let f = registry_down(&req, &inputs, record.as_ref(), &reference, &docker, &e, env)?;
             env.events.warn(&format!("base: {}", f.reason));
             warnings.push(format!("base: {}", f.reason));
@@ -237,6 +245,7 @@ fn hash_inputs(req: &BaseRequest, docker: &Docker) -> Result<(BaseInputs, String
         dockerfile: req.dockerfile.clone(),
         inputs: req.inputs.clone(),
         build_args: req.build_args.clone(),
+        docker_args: req.build.extra.clone(),
         platform: platform.clone(),
         ignore: base::Ignore::default(),
     };
@@ -276,6 +285,51 @@ fn present(
         f.previous = Some(format!("{}:{}", req.image, r.tag));
     }
     f
+}
+
+/// Why the registry's `REPO:base-<hash>` is not to be reused by this build: it was built
+/// by a scope this build does not trust (its own scope and its fallback scopes are trusted:
+/// a pull request's base is not the default branch's), or it does not say by which.
+/// `None`: reuse it.
+fn distrusted(image: &str, reference: &str, platform: &str, env: &Env) -> Option<String> {
+    let own = &env.settings.scope;
+    let trusted = || {
+        std::iter::once(own.as_str())
+            .chain(env.settings.fallback_scopes.iter().map(String::as_str))
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let labels = match env
+        .registry
+        .cache_tags(image, &[reference.to_string()], platform)
+    {
+        Ok(tags) => tags
+            .into_iter()
+            .next()
+            .map(|t| t.labels)
+            .unwrap_or_default(),
+        Err(e) => {
+            return Some(format!(
+                "{reference} is in the registry, but its labels could not be read to see \
+                 which scope built it ({e}); building it again"
+            ));
+        }
+    };
+    match labels.get(base::LABEL_SCOPE) {
+        Some(s) if s == own || env.settings.fallback_scopes.contains(s) => None,
+        Some(s) => Some(format!(
+            "{reference} in the registry was built by scope `{s}`, which this build \
+             (trusting {}) does not trust; building it again",
+            trusted()
+        )),
+        None => Some(format!(
+            "{reference} in the registry does not say which scope built it (no {} label: \
+             built by hand or by an older cicache); building it again (trusting {})",
+            base::LABEL_SCOPE,
+            trusted()
+        )),
+    }
 }
 
 /// The base is missing: why (what changed since which earlier base), then its build.
@@ -333,6 +387,19 @@ fn absent(
             ),
         },
     };
+    rebuild(req, inputs, reference, reason, changes, previous, env)
+}
+
+/// Builds the base (with `--dry-run`: says it would), for `reason`.
+fn rebuild(
+    req: &BaseRequest,
+    inputs: &BaseInputs,
+    reference: &str,
+    reason: String,
+    changes: Vec<Change>,
+    previous: Option<String>,
+    env: &Env,
+) -> Result<Found, BuildError> {
     let mut f = Found {
         status: if req.dry_run {
             BaseStatus::WouldBuild
@@ -399,6 +466,7 @@ fn build_base(
         labels: vec![
             format!("{}={}", base::LABEL_NAME, inputs.name),
             format!("{}={}", base::LABEL_INPUTS, inputs_json),
+            format!("{}={}", base::LABEL_SCOPE, env.settings.scope),
         ],
         own_cache: Some(previous.iter().map(|s| s.to_string()).collect()),
         saved_by: req

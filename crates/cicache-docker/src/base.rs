@@ -7,8 +7,10 @@
 //! - every file the inputs name (`--input` globs, default: the sources of the base
 //!   Dockerfile's `COPY`/`ADD` lines), by path relative to the context (`/`-separated,
 //!   sorted), content and the owner-executable bit; never by mtime, inode or checkout place;
-//! - the build arguments given to cicache (`KEY=VALUE`; the last of a repeated key wins;
-//!   arguments passed to docker after `--` are not part of it);
+//! - the build arguments given to cicache (`KEY=VALUE`; the last of a repeated key wins);
+//! - the arguments passed to docker after `--`, all of them as text (an index URL, a
+//!   `--network`, a `--build-arg` there change what the base holds; only a secret's content
+//!   is beyond the hash);
 //! - the platform (`linux/amd64`).
 //!
 //! Each input also has its own hash ([`BaseInputs::inputs`]), kept as the label
@@ -40,6 +42,9 @@ pub const LABEL_BASE: &str = "io.cicache.base";
 pub const LABEL_INPUTS: &str = "io.cicache.base.inputs";
 /// Label on base images: the base Dockerfile's path relative to the context.
 pub const LABEL_NAME: &str = "io.cicache.base.name";
+/// Label on a base image: the scope of the build that made it (who may be trusted to reuse
+/// it: a build reuses bases of its own scope and of its fallback scopes only).
+pub const LABEL_SCOPE: &str = "io.cicache.base.scope";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -83,6 +88,8 @@ pub struct BaseSpec {
     pub inputs: Vec<String>,
     /// `KEY=VALUE` build arguments.
     pub build_args: Vec<String>,
+    /// The arguments passed to docker after `--`.
+    pub docker_args: Vec<String>,
     /// `os/arch[/variant]`.
     pub platform: String,
     /// `.dockerignore` rules the context is read with (empty for bases: their hash has never
@@ -453,6 +460,12 @@ pub fn compute_bytes(spec: &BaseSpec, bytes: &[u8]) -> Result<BaseInputs, BaseEr
     for (k, v) in build_arg_map(&spec.build_args)? {
         inputs.insert(format!("arg:{k}"), blake3_hex(v.as_bytes()));
     }
+    if !spec.docker_args.is_empty() {
+        inputs.insert(
+            "docker-args".to_string(),
+            blake3_hex(spec.docker_args.join("\0").as_bytes()),
+        );
+    }
     for (rel, abs) in &files {
         inputs.insert(format!("file:{rel}"), file_hash(abs)?);
     }
@@ -483,7 +496,7 @@ pub fn hash_of(inputs: &BTreeMap<String, String>) -> String {
 /// How one input differs between two bases.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
-    /// `dockerfile`, `platform`, `arg:KEY`, `file:PATH`.
+    /// `dockerfile`, `platform`, `arg:KEY`, `docker-args`, `file:PATH`.
     pub input: String,
     /// `added`, `removed`, `changed`.
     pub change: &'static str,
@@ -623,6 +636,7 @@ mod tests {
             dockerfile: dir.join("Dockerfile.base"),
             inputs: vec![],
             build_args: vec!["PY=python:3.11".into()],
+            docker_args: vec![],
             platform: "linux/amd64".into(),
             ignore: Ignore::default(),
         }
@@ -755,7 +769,21 @@ mod tests {
         let mut s = spec(d);
         s.platform = "linux/arm64".into();
         assert_eq!(changed(&s), "platform changed");
-        assert_eq!(compute(&spec(d)).unwrap().tag, base.tag);
+        // Arguments after `--` (issue 21 item 13: an index URL changes what the base holds).
+        let mut s = spec(d);
+        s.docker_args = vec![
+            "--build-arg".into(),
+            "PIP_INDEX_URL=https://mirror.example/simple".into(),
+        ];
+        assert_eq!(changed(&s), "docker-args added");
+        let mut t = s.clone();
+        t.docker_args[1] = "PIP_INDEX_URL=https://other.example/simple".into();
+        assert_ne!(compute(&t).unwrap().tag, compute(&s).unwrap().tag);
+        assert_eq!(
+            compute(&spec(d)).unwrap().tag,
+            base.tag,
+            "none: the tag of before"
+        );
     }
 
     #[test]

@@ -299,6 +299,8 @@ fn compute_text(
         dockerfile: spec.dockerfile.clone(),
         inputs: Vec::new(),
         build_args: spec.build_args.clone(),
+        // Hashed below as `extra` (and refused where they change what docker reads).
+        docker_args: Vec::new(),
         platform: spec.platform.clone(),
         ignore: match &ignore_text {
             Some(t) => base::Ignore::parse(t)?,

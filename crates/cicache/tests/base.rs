@@ -79,9 +79,10 @@ struct OwnRegistry {
 
 impl OwnRegistry {
     fn start() -> OwnRegistry {
-        let dir = work_dir().join(format!("base-registry-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("data")).unwrap();
+        // One per test: tests run in parallel in one process.
         let port = free_port();
+        let dir = work_dir().join(format!("base-registry-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
         let addr = format!("127.0.0.1:{port}");
         std::fs::write(
             dir.join("config.yml"),
@@ -169,8 +170,8 @@ fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-app")
 }
 
-/// `cicache --json build` of the example's app on its base; the index URL goes after `--`,
-/// so it is no part of the base's hash.
+/// `cicache --json build` of the example's app on its base; the index URL goes after `--`
+/// (part of the base's hash since issue 21 item 13: the same in every build here).
 fn build_on_base(d: &Daemon, ws: &Path, state: &Path, registry: &str, pypi: &str) -> Run {
     let mut c = d.cicache(ws, state);
     c.args([
@@ -335,7 +336,8 @@ fn base_built_once_reused_rebuilt_on_change_and_registry_down() {
         "{base3}"
     );
     assert_eq!(d1.label(&format!("{repo}:latest"), "io.cicache.base"), ref3);
-    // The same inputs again: nothing to build (asked without building anything).
+    // The same inputs again: nothing to build (asked without building anything). The
+    // arguments after `--` are inputs too: the same ones as the build's.
     let mut c = d1.cicache(&ws, &state);
     c.args([
         "--json",
@@ -347,6 +349,14 @@ fn base_built_once_reused_rebuilt_on_change_and_registry_down() {
         "--build-arg",
         &format!("PYTHON_IMAGE={PYTHON}"),
         "--dry-run",
+        ".",
+        "--",
+        "--network",
+        "host",
+        "--build-arg",
+        &format!("PIP_INDEX_URL={pypi}"),
+        "--build-arg",
+        "PIP_TRUSTED_HOST=127.0.0.1",
     ]);
     let j = run(c).ok();
     assert_eq!(j["status"], "reused", "{j}");
@@ -547,4 +557,95 @@ fn base_command_local_repository_and_input_globs() {
         "/all",
     ]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "a\nb\n");
+}
+
+/// Issue 21 item 13: a base records the scope that built it (`io.cicache.base.scope`); a
+/// build reuses only the bases of its own scope and of its fallback scopes, and builds an
+/// untrusted one again (a pull request's base is not the default branch's). Arguments after
+/// `--` are part of the hash.
+#[test]
+fn bases_are_reused_only_from_trusted_scopes() {
+    let Some(_) = service("CICACHE_TEST_DOCKERD", "dockerd may be started by tests") else {
+        return;
+    };
+    let Some(images) = service("CICACHE_TEST_IMAGES", "docker-save tarballs").map(PathBuf::from)
+    else {
+        return;
+    };
+    let Some(_) = service("CICACHE_TEST_REGISTRY", "the Debian docker-registry") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let ws = t.path().join("ws");
+    let state = t.path().join("state");
+    std::fs::create_dir_all(ws.join("deps")).unwrap();
+    std::fs::write(
+        ws.join("Dockerfile.base"),
+        format!("FROM {BUSYBOX}\nCOPY deps/ /deps/\nRUN cat /deps/*.txt > /all\n"),
+    )
+    .unwrap();
+    std::fs::write(ws.join("deps/a.txt"), "a\n").unwrap();
+    let reg = OwnRegistry::start();
+    let d = Daemon::start();
+    d.load(&images, "busybox.tar");
+    let image = format!("{}/app", reg.addr);
+    let base = |scopes: &[&str], extra: &[&str]| {
+        let mut c = d.cicache(&ws, &state);
+        c.arg("--json").args(scopes).args([
+            "base",
+            "--image",
+            &image,
+            "--input",
+            "deps/*.txt",
+            "--no-restore",
+            "--no-save",
+        ]);
+        c.args(extra).args([".", "--", "--network", "none"]);
+        run(c).ok()
+    };
+    let pr = base(&["--scope", "pr-7", "--fallback-scope", "main"], &[]);
+    assert_eq!(pr["status"], "built", "{pr}");
+    let reference = pr["ref"].as_str().unwrap().to_string();
+    assert_eq!(d.label(&reference, "io.cicache.base.scope"), "pr-7");
+
+    // The default branch does not take the pull request's base.
+    let main = base(&["--scope", "main"], &["--dry-run"]);
+    assert_eq!(main["status"], "would_build", "{main}");
+    assert_eq!(main["ref"], reference.as_str());
+    let why = main["reason"].as_str().unwrap();
+    assert!(why.contains("built by scope `pr-7`"), "{why}");
+    // A scope that trusts pr-7 does.
+    let other = base(
+        &["--scope", "pr-9", "--fallback-scope", "pr-7"],
+        &["--dry-run"],
+    );
+    assert_eq!(other["status"], "reused", "{other}");
+
+    // The default branch builds it again, under the same tag, as its own.
+    let main = base(&["--scope", "main"], &[]);
+    assert_eq!(main["status"], "built", "{main}");
+    assert_eq!(main["ref"], reference.as_str());
+    assert_eq!(d.label(&reference, "io.cicache.base.scope"), "main");
+    // ... which the pull request (falling back to main) now reuses.
+    let pr = base(
+        &["--scope", "pr-7", "--fallback-scope", "main"],
+        &["--dry-run"],
+    );
+    assert_eq!(pr["status"], "reused", "{pr}");
+
+    // Arguments after `--` are hashed: another network, another base.
+    let mut c = d.cicache(&ws, &state);
+    c.args(["--json", "--scope", "main", "base", "--image", &image])
+        .args([
+            "--input",
+            "deps/*.txt",
+            "--dry-run",
+            ".",
+            "--",
+            "--network",
+            "host",
+        ]);
+    let host = run(c).ok();
+    assert_ne!(host["ref"], reference.as_str(), "{host}");
+    assert_eq!(host["status"], "would_build", "{host}");
 }
