@@ -246,6 +246,13 @@ fn prepare<'s>(
             .collect(),
         None => Vec::new(),
     };
+    if let (Some(c), Flavour::Classic) = (spec.docker.compression, flavour) {
+        env.events.warn(&format!(
+            "--compression {}: the classic builder (docker build without buildx) pushes gzip \
+             layers; layer compression needs buildx (ignored)",
+            c.kind.as_str()
+        ));
+    }
     let dance = DanceOptions {
         flavour,
         helper_image: spec.docker.helper_image.clone(),
@@ -291,6 +298,7 @@ fn prepare<'s>(
         labels: hashed.labels.clone(),
         push: spec.push,
         extra: spec.extra.clone(),
+        compression: spec.docker.compression,
     };
     Ok(Prepared {
         spec,

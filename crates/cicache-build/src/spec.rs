@@ -153,6 +153,8 @@ pub struct DockerSpec {
     pub mount_ids: Vec<String>,
     /// The buildx builder (`--builder NAME`); `None`: the current one.
     pub builder: Option<String>,
+    /// Layer compression of the pushed image and the exported cache (buildx only).
+    pub compression: Option<cicache_docker::build::Compression>,
 }
 
 /// What every cache phase needs to know beside the build: scopes, strictness, limits.

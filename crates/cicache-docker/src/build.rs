@@ -51,6 +51,66 @@ pub struct BuildPlan {
     pub push: bool,
     /// Arguments after `--`, passed to the build unchanged.
     pub extra: Vec<String>,
+    /// How buildx compresses the layers it pushes and the registry cache it exports
+    /// (`None`: BuildKit's default, gzip).
+    pub compression: Option<Compression>,
+}
+
+/// A layer compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionKind {
+    Gzip,
+    Zstd,
+    Estargz,
+}
+
+/// `--compression` and `--compression-level` of `cicache build`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Compression {
+    pub kind: CompressionKind,
+    pub level: Option<u32>,
+}
+
+impl Compression {
+    /// Checks the level against what the algorithm takes (gzip and estargz 0-9, zstd 0-22).
+    pub fn new(kind: CompressionKind, level: Option<u32>) -> Result<Compression, String> {
+        let max = match kind {
+            CompressionKind::Gzip | CompressionKind::Estargz => 9,
+            CompressionKind::Zstd => 22,
+        };
+        match level {
+            Some(l) if l > max => Err(format!(
+                "--compression-level {l}: {} takes 0 to {max}",
+                kind.as_str()
+            )),
+            _ => Ok(Compression { kind, level }),
+        }
+    }
+
+    /// The exporter options: `compression=zstd,compression-level=3,force-compression=true`
+    /// (forced: layers already in another compression are recompressed, or a cache hit
+    /// would push the old gzip layers again).
+    pub fn options(&self) -> String {
+        let level = self
+            .level
+            .map(|l| format!(",compression-level={l}"))
+            .unwrap_or_default();
+        format!(
+            "compression={}{level},force-compression=true",
+            self.kind.as_str()
+        )
+    }
+}
+
+impl CompressionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompressionKind::Gzip => "gzip",
+            CompressionKind::Zstd => "zstd",
+            CompressionKind::Estargz => "estargz",
+        }
+    }
 }
 
 /// The tag suffix of a scope: `cache` for the default branch, `cache-<scope>` (made a valid
@@ -151,8 +211,12 @@ impl BuildPlan {
                     match (&self.cache_to, exporter) {
                         (Some(to), Exporter::Registry) => {
                             a.push("--cache-to".into());
+                            let compression = self
+                                .compression
+                                .map(|c| format!(",{}", c.options()))
+                                .unwrap_or_default();
                             a.push(format!(
-                                "type=registry,ref={to},mode=max,image-manifest=true,oci-mediatypes=true,ignore-error=true"
+                                "type=registry,ref={to},mode=max,image-manifest=true,oci-mediatypes=true,ignore-error=true{compression}"
                             ));
                         }
                         // The image carries the cache (a base image; or the cache tag is pushed
@@ -181,9 +245,15 @@ impl BuildPlan {
                     || e == "-o"
                     || e.starts_with("-o=")
             });
-            if self.push {
-                a.push("--push".into());
-            } else if !user_output {
+            match (self.push, self.compression) {
+                (true, Some(c)) => {
+                    a.push("--output".into());
+                    a.push(format!("type=image,push=true,{}", c.options()));
+                }
+                (true, None) => a.push("--push".into()),
+                _ => {}
+            }
+            if !self.push && !user_output {
                 a.push("--load".into());
             }
         }
@@ -279,7 +349,32 @@ mod tests {
             labels: vec![],
             push,
             extra: vec!["--secret".into(), "id=npmrc,src=.npmrc".into()],
+            compression: None,
         }
+    }
+
+    #[test]
+    fn zstd_compresses_the_pushed_image_and_the_exported_cache() {
+        let mut p = plan(Flavour::Buildx, true);
+        p.compression = Some(Compression::new(CompressionKind::Zstd, Some(3)).unwrap());
+        let a = p.build_args().join(" ");
+        let opts = "compression=zstd,compression-level=3,force-compression=true";
+        assert!(
+            a.contains(&format!("ignore-error=true,{opts} ")),
+            "cache export: {a}"
+        );
+        assert!(
+            a.contains(&format!("--output type=image,push=true,{opts} ")),
+            "image: {a}"
+        );
+        assert!(!a.contains("--push"), "{a}");
+        // Without --push the image is loaded into the daemon, uncompressed as ever.
+        let mut p = plan(Flavour::Buildx, false);
+        p.compression = Some(Compression::new(CompressionKind::Zstd, None).unwrap());
+        let a = p.build_args().join(" ");
+        assert!(a.contains("--load") && !a.contains("type=image"), "{a}");
+        assert!(Compression::new(CompressionKind::Gzip, Some(10)).is_err());
+        assert!(Compression::new(CompressionKind::Zstd, Some(22)).is_ok());
     }
 
     #[test]

@@ -213,6 +213,7 @@ fn plan(flavour: Flavour) -> BuildPlan {
         labels: vec![],
         push: true,
         extra: vec![],
+        compression: None,
     }
 }
 

@@ -1589,3 +1589,89 @@ fn buildx_and_classic_command_lines() {
         ])
     );
 }
+
+/// The media types of the layers of `repo:tag` in the registry, through an index to its
+/// first image manifest (attestation manifests left out).
+fn layer_media_types(registry_repo: &str, tag: &str) -> Vec<String> {
+    let body = curl_manifest(registry_repo, tag, "-sf").expect("the tag is in the registry");
+    let m: Value = serde_json::from_slice(&body).unwrap();
+    let m = match m["manifests"].as_array() {
+        Some(list) => {
+            let image = list
+                .iter()
+                .find(|d| d["platform"]["os"] != "unknown")
+                .expect("an image manifest in the index");
+            let body = curl_manifest(registry_repo, image["digest"].as_str().unwrap(), "-sf")
+                .expect("the image manifest");
+            serde_json::from_slice(&body).unwrap()
+        }
+        None => m,
+    };
+    m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// `--compression zstd` (issue 20): buildx pushes the image and exports the registry cache
+/// with zstd layers; the classic builder cannot, says so, and pushes gzip.
+fn compression_zstd(engine: Engine) {
+    let Some(images) = engine.services() else {
+        return;
+    };
+    let Some(registry) = service("CICACHE_TEST_REGISTRY", "the distribution registry") else {
+        return;
+    };
+    let d = Daemon::start(engine);
+    d.load(&images, "busybox.tar");
+    let t = tempfile::tempdir().unwrap();
+    let ws = t.path();
+    write(&ws.join("Dockerfile"), SMALL_DOCKERFILE, 0o644);
+    let image = format!(
+        "{registry}/zstd{}-{}/app",
+        std::process::id(),
+        engine.name()
+    );
+    let mut c = d.cicache(&ws.join("store"));
+    c.current_dir(ws).args([
+        "--json",
+        "build",
+        "--image",
+        &image,
+        "--push",
+        "--compression",
+        "zstd",
+        "--compression-level",
+        "3",
+        ".",
+        "--",
+        "--network",
+        "none",
+    ]);
+    let r = run(c);
+    ok(&r);
+    let layers = layer_media_types(&image, "latest");
+    let zstd = |l: &Vec<String>| !l.is_empty() && l.iter().all(|t| t.ends_with("+zstd"));
+    if r.json()["flavour"] == "buildx" {
+        assert!(zstd(&layers), "image layers: {layers:?}");
+        let cache = layer_media_types(&image, "cache");
+        // The cache manifest's layers (its config is BuildKit's cache config).
+        assert!(
+            cache.iter().all(|t| t.ends_with("+zstd")),
+            "cache layers: {cache:?}"
+        );
+    } else {
+        assert!(
+            r.stderr.contains("--compression zstd: the classic builder"),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            layers.iter().all(|t| t.contains("gzip")),
+            "classic pushes gzip: {layers:?}"
+        );
+    }
+}
+on_each_engine!(compression_zstd);

@@ -14,13 +14,14 @@ use cicache_build::{
     BaseOptions, BaseRequest, BuildDoc, BuildResult, BuildSpec, DockerSpec, Env, FlavourChoice,
     KeyTemplates, Switches,
 };
+use cicache_docker::build::{Compression, CompressionKind};
 use cicache_docker::dance::DEFAULT_HELPER_IMAGE;
 use cicache_docker::engine::{Docker, DockerError};
 use cicache_docker::prune::{self, PruneOptions};
 
 use crate::cli::docker::{
-    BaseArgs, BuildArgs, BuildOptions, CachePhaseArgs, DockerArgs, DockerCommand, DockerOpts,
-    FlavourArg, MountArgs, MountCommand, PruneArgs,
+    BaseArgs, BuildArgs, BuildOptions, CachePhaseArgs, CompressionArg, DockerArgs, DockerCommand,
+    DockerOpts, FlavourArg, MountArgs, MountCommand, PruneArgs,
 };
 use crate::output::{exit, human_bytes, write_atomic};
 use crate::settings;
@@ -50,6 +51,8 @@ impl From<FlavourArg> for FlavourChoice {
 ///   helper_image: busybox:1.36
 ///   base_dockerfile: Dockerfile.base
 ///   base_inputs: [requirements*.txt]
+///   compression: zstd
+///   compression_level: 3
 /// ```
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -64,6 +67,8 @@ struct BuildConfig {
     helper_image: Option<String>,
     base_dockerfile: Option<PathBuf>,
     base_inputs: Vec<String>,
+    compression: Option<CompressionArg>,
+    compression_level: Option<u32>,
 }
 
 fn build_config(ctx: &Context) -> Result<BuildConfig> {
@@ -72,9 +77,33 @@ fn build_config(ctx: &Context) -> Result<BuildConfig> {
         Some(v) => serde_yaml::from_value(v.clone()).context(
             "the build: section of cicache.yml is not valid (keys: image, tags, dockerfile, \
              cache_dir, build_args, registry_cache, push, helper_image, base_dockerfile, \
-             base_inputs; see docs/BUILD.md)",
+             base_inputs, compression, compression_level; see docs/BUILD.md)",
         ),
     }
+}
+
+/// `--compression` and `--compression-level`: flag, else cicache.yml; checked.
+fn compression(
+    kind: Option<CompressionArg>,
+    level: Option<u32>,
+    cfg: &BuildConfig,
+) -> Result<Option<Compression>> {
+    let Some(kind) = kind.or(cfg.compression) else {
+        return match level.or(cfg.compression_level) {
+            Some(_) => Err(anyhow!(
+                "--compression-level needs --compression gzip|zstd|estargz (or build.compression in cicache.yml)"
+            )),
+            None => Ok(None),
+        };
+    };
+    let kind = match kind {
+        CompressionArg::Gzip => CompressionKind::Gzip,
+        CompressionArg::Zstd => CompressionKind::Zstd,
+        CompressionArg::Estargz => CompressionKind::Estargz,
+    };
+    Compression::new(kind, level.or(cfg.compression_level))
+        .map(Some)
+        .map_err(|e| anyhow!(e))
 }
 
 /// The docker client and dance options: flag, else cicache.yml, else the default.
@@ -89,6 +118,8 @@ fn docker_spec(opts: &DockerOpts, cfg: &BuildConfig) -> DockerSpec {
             .unwrap_or_else(|| DEFAULT_HELPER_IMAGE.to_string()),
         mount_ids: opts.mount_ids.clone(),
         builder: opts.builder.clone(),
+        // Set by `build` and `base` (`mount` pushes nothing).
+        compression: None,
     }
 }
 
@@ -186,7 +217,10 @@ fn build_spec(a: BuildOptions, ctx: &Context) -> Result<BuildSpec> {
         dry_run: a.dry_run,
         log: a.log.clone(),
         base,
-        docker: docker_spec(&a.docker, &cfg),
+        docker: DockerSpec {
+            compression: compression(a.compression, a.compression_level, &cfg)?,
+            ..docker_spec(&a.docker, &cfg)
+        },
         extra: a.extra.clone(),
         image,
     })
@@ -261,7 +295,10 @@ pub fn base(args: BaseArgs, ctx: &Context) -> Result<u8> {
         dry_run: false,
         log: args.log.clone(),
         base: None,
-        docker: docker_spec(&args.docker, &cfg),
+        docker: DockerSpec {
+            compression: compression(None, None, &cfg)?,
+            ..docker_spec(&args.docker, &cfg)
+        },
         extra: args.extra.clone(),
     };
     if let Some(log) = &args.log {
