@@ -153,14 +153,14 @@ fn import_and_prune_speak_words() {
     cache_dir(&t.p("c"), 1);
     t.ok(&["save", "--key", "a", "--path", "c"]);
     t.ok(&["export", "--key", "a", "-o", "a.tar.zst"]);
-    let (out, _) = t.ok(&["import", "--key", "b", "a.tar.zst"]);
+    let (first, _) = t.ok(&["import", "--key", "b", "a.tar.zst"]);
     assert!(
-        out.starts_with("imported a.tar.zst as b (scope default): 2 files, 3.00 MB"),
-        "{out}"
+        first.starts_with("imported a.tar.zst as b (scope default): 2 files, 3.00 MB"),
+        "{first}"
     );
-    let (out, _) = t.ok(&["import", "--key", "b", "a.tar.zst"]);
-    assert!(out.contains("already exists"), "{out}");
-    for o in [&out] {
+    let (again, _) = t.ok(&["import", "--key", "b", "a.tar.zst"]);
+    assert!(again.contains("already exists"), "{again}");
+    for o in [&first, &again] {
         assert!(
             !o.contains("Saved") && !o.contains("Exists"),
             "a type name: {o}"
