@@ -269,3 +269,28 @@ fn shell_words_split_like_a_shell() {
     );
     assert_eq!(shell_words(r#"a "q \"x\"" ''"#), ["a", "q \"x\"", ""]);
 }
+
+#[test]
+fn the_readmes_commands_parse() {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .expect("README.md");
+    let mut checked = 0;
+    let mut in_code = false;
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        let line = line.trim();
+        if !in_code || !line.starts_with("cicache ") {
+            continue;
+        }
+        let words = shell_words(line);
+        if let Err(e) = command().try_get_matches_from(&words) {
+            panic!("README.md: `{line}` does not parse:\n{e}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} commands in README.md");
+}
