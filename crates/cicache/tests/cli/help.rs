@@ -3,22 +3,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use assert_cmd::cargo::CommandCargoExt;
-
 fn cicache(args: &[&str]) -> (i32, String, String) {
-    let o = Command::cargo_bin("cicache")
-        .unwrap()
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    )
+    crate::run(Path::new(env!("CARGO_MANIFEST_DIR")), &[], args)
 }
 
 /// The "Global options:" section of a help text and what comes before it.

@@ -2,71 +2,21 @@
 //! and `-q` say, one unit system, words instead of type names, a list with a total line.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use assert_cmd::cargo::CommandCargoExt;
-
-/// A temp dir with its own store and state; `run` gives (exit code, stdout, stderr).
-struct T(tempfile::TempDir);
-
-impl T {
-    fn new() -> T {
-        T(tempfile::tempdir().unwrap())
-    }
-    fn p(&self, s: &str) -> PathBuf {
-        self.0.path().join(s)
-    }
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let o = Command::cargo_bin("cicache")
-            .unwrap()
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.p("home"))
-            .env("TERM", "xterm")
-            .env("CICACHE_STORE", self.p("store"))
-            .env("CICACHE_STATE_DIR", self.p("state"))
-            .current_dir(self.0.path())
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).to_string(),
-            String::from_utf8_lossy(&o.stderr).to_string(),
-        )
-    }
-    fn ok(&self, args: &[&str]) -> (String, String) {
-        let (code, out, err) = self.run(args);
-        assert_eq!(code, 0, "{args:?}: {out}{err}");
-        (out, err)
-    }
-}
-
-/// `n` incompressible bytes (stored as they are, so stored sizes are predictable).
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use crate::{T, random};
 
 /// A cache dir with one 3,000,000-byte wheel and a small file.
-fn cache_dir(dir: &Path, seed: u64) {
+fn cache_dir(dir: &Path) {
     fs::create_dir_all(dir).unwrap();
-    fs::write(dir.join("big.whl"), noise(3_000_000, seed)).unwrap();
+    fs::write(dir.join("big.whl"), random(3_000_000)).unwrap();
     fs::write(dir.join("small.txt"), b"hello").unwrap();
 }
 
 #[test]
 fn progress_always_draws_bars_on_a_pipe_in_si_units_and_quiet_draws_none() {
     let t = T::new();
-    cache_dir(&t.p("c"), 1);
+    cache_dir(&t.p("c"));
     // stderr is a pipe here: `--progress always` draws anyway, as its help says.
     let (_, err) = t.ok(&["--progress", "always", "save", "--key", "k1", "--path", "c"]);
     assert!(err.contains("save hashing ["), "{err}");
@@ -93,7 +43,7 @@ fn progress_always_draws_bars_on_a_pipe_in_si_units_and_quiet_draws_none() {
     assert!(!err.contains("downloading"), "{err}");
 
     // -q: no bars, whatever --progress says.
-    cache_dir(&t.p("c2"), 2);
+    cache_dir(&t.p("c2"));
     let (out, err) = t.ok(&[
         "-q",
         "--progress",
@@ -107,7 +57,7 @@ fn progress_always_draws_bars_on_a_pipe_in_si_units_and_quiet_draws_none() {
     assert_eq!(out.trim(), "saved");
     assert!(!err.contains('['), "-q drew a bar: {err}");
     // auto on a pipe: no bar escape codes in the log.
-    cache_dir(&t.p("c3"), 3);
+    cache_dir(&t.p("c3"));
     let (_, err) = t.ok(&["save", "--key", "k3", "--path", "c3"]);
     assert!(!err.contains('\r') && !err.contains('['), "{err}");
 }
@@ -115,42 +65,20 @@ fn progress_always_draws_bars_on_a_pipe_in_si_units_and_quiet_draws_none() {
 #[test]
 fn a_restore_key_hit_says_it_is_partial() {
     let t = T::new();
-    cache_dir(&t.p("c"), 1);
-    t.ok(&["--scope", "main", "save", "--key", "pip-aaa", "--path", "c"]);
-    let (out, _) = t.ok(&[
-        "--scope", "main", "restore", "--key", "pip-aaa", "--path", "r",
-    ]);
-    assert_eq!(out.trim(), "hit pip-aaa");
-    let (out, _) = t.ok(&[
-        "--scope",
-        "main",
-        "restore",
-        "--key",
-        "pip-bbb",
-        "--restore-key",
-        "pip-",
-        "--path",
-        "r",
-    ]);
-    assert_eq!(out.trim(), "hit pip-aaa (partial: restore key pip-)");
-    let (out, _) = t.ok(&[
-        "--scope",
-        "pr-7",
-        "--fallback-scope",
-        "main",
-        "restore",
-        "--key",
-        "pip-aaa",
-        "--path",
-        "r",
-    ]);
-    assert_eq!(out.trim(), "hit pip-aaa (scope main)");
+    cache_dir(&t.p("c"));
+    t.out("--scope main save --key pip-aaa --path c");
+    let out = t.out("--scope main restore --key pip-aaa --path r");
+    assert_eq!(out, "hit pip-aaa");
+    let out = t.out("--scope main restore --key pip-bbb --restore-key pip- --path r");
+    assert_eq!(out, "hit pip-aaa (partial: restore key pip-)");
+    let out = t.out("--scope pr-7 --fallback-scope main restore --key pip-aaa --path r");
+    assert_eq!(out, "hit pip-aaa (scope main)");
 }
 
 #[test]
 fn import_and_prune_speak_words() {
     let t = T::new();
-    cache_dir(&t.p("c"), 1);
+    cache_dir(&t.p("c"));
     t.ok(&["save", "--key", "a", "--path", "c"]);
     t.ok(&["export", "--key", "a", "-o", "a.tar.zst"]);
     let (first, _) = t.ok(&["import", "--key", "b", "a.tar.zst"]);
@@ -166,7 +94,7 @@ fn import_and_prune_speak_words() {
             "a type name: {o}"
         );
     }
-    cache_dir(&t.p("d"), 2);
+    cache_dir(&t.p("d"));
     t.ok(&["save", "--key", "c", "--path", "d"]);
     let (out, _) = t.ok(&["prune", "--max-age", "0s", "--dry-run"]);
     let last = out.lines().last().unwrap_or_default();
@@ -187,7 +115,7 @@ fn list_counts_in_words_fits_its_cells_and_totals_logical_and_stored_size() {
     let t = T::new();
     let (out, _) = t.ok(&["list"]);
     assert!(out.starts_with("no entries in dir:"), "{out}");
-    cache_dir(&t.p("c"), 1);
+    cache_dir(&t.p("c"));
     t.ok(&["save", "--key", "pip-one", "--path", "c"]);
     let (out, _) = t.ok(&["list"]);
     let last = out.lines().last().unwrap_or_default();
