@@ -189,7 +189,7 @@ pub struct GlobalArgs {
     )]
     pub progress: Option<ProgressMode>,
 
-    /// Only print errors and the result.
+    /// Only print errors and the result: no progress bars or lines at all.
     #[arg(short, long, global = true, env = "CICACHE_QUIET", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true")]
     pub quiet: bool,
 
