@@ -62,6 +62,37 @@ fn progress_always_draws_bars_on_a_pipe_in_si_units_and_quiet_draws_none() {
     assert!(!err.contains('\r') && !err.contains('['), "{err}");
 }
 
+/// On a terminal (util-linux `script` gives the command one): bars by default, none with -q.
+#[test]
+fn on_a_terminal_bars_unless_quiet() {
+    let t = T::new();
+    let bin = assert_cmd::cargo::cargo_bin("cicache");
+    let in_tty = |args: &str| {
+        let o = std::process::Command::new("script")
+            .args(["-qec", &format!("{} {args}", bin.display()), "/dev/null"])
+            .env("TERM", "xterm")
+            .env("CICACHE_STORE", t.p("store"))
+            .env("CICACHE_STATE_DIR", t.p("state"))
+            .current_dir(t.p(""))
+            .output();
+        o.ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    cache_dir(&t.p("c"));
+    let Some(out) = in_tty("save --key k1 --path c") else {
+        eprintln!("skipped: util-linux `script` cannot run here");
+        return;
+    };
+    assert!(out.contains("save writing ["), "{out}");
+    cache_dir(&t.p("d"));
+    let out = in_tty("-q save --key k2 --path d").unwrap_or_default();
+    assert!(
+        out.contains("saved") && !out.contains('['),
+        "-q drew on a terminal: {out}"
+    );
+}
+
 #[test]
 fn a_restore_key_hit_says_it_is_partial() {
     let t = T::new();
