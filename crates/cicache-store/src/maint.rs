@@ -457,6 +457,15 @@ impl Store {
         Ok(out)
     }
 
+    /// Bytes of every manifest and blob in the store, each counted once however many entries
+    /// share it (`cicache list`'s total).
+    pub fn stored_size(&self) -> Result<u64> {
+        Ok(self
+            .stored_objects()?
+            .iter()
+            .fold(0u64, |a, (_, n)| a.saturating_add(*n)))
+    }
+
     /// Every manifest and blob in the store, with its size.
     fn stored_objects(&self) -> Result<Vec<(String, u64)>> {
         let mut v = Vec::new();

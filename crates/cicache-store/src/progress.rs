@@ -3,7 +3,8 @@
 
 /// Receives progress of long operations. All methods have do-nothing defaults.
 pub trait Progress: Send + Sync {
-    /// A phase starts (`hashing`, `uploading`, `downloading`, `writing`); `total` in bytes.
+    /// A phase starts (`hashing`; `writing`/`reading` a local store, `uploading`/
+    /// `downloading` a remote one); `total` in bytes.
     fn start(&self, _phase: &str, _total: Option<u64>) {}
     /// `bytes` more of the current phase are done.
     fn inc(&self, _bytes: u64) {}

@@ -352,7 +352,7 @@ impl Store {
         }
         // Sizes were bounded by `validate`: the sum cannot overflow.
         progress.start(
-            "writing",
+            self.transfer_phase(false),
             Some(manifest.entries.iter().map(|e| e.size).sum()),
         );
         let file = mfile

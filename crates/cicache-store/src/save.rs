@@ -676,7 +676,10 @@ impl Store {
         }
         drop(prepared); // blobs the store has already: their temp files go
         missing.sort_by_key(|u| std::cmp::Reverse(u.0.size()));
-        progress.start("uploading", Some(missing.iter().map(|u| u.0.size()).sum()));
+        progress.start(
+            self.transfer_phase(true),
+            Some(missing.iter().map(|u| u.0.size()).sum()),
+        );
         let uploaded: Vec<(bool, u64)> = pool.install(|| {
             missing
                 .into_par_iter()

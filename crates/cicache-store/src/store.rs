@@ -43,6 +43,17 @@ impl Store {
         self.backend.location()
     }
 
+    /// The progress phase of moving objects into the store (save) or out of it (restore):
+    /// `writing`/`reading` for a local directory, `uploading`/`downloading` for a remote store.
+    pub(crate) fn transfer_phase(&self, into_store: bool) -> &'static str {
+        match (self.backend.is_local(), into_store) {
+            (true, true) => "writing",
+            (true, false) => "reading",
+            (false, true) => "uploading",
+            (false, false) => "downloading",
+        }
+    }
+
     /// Reads a whole small object with a size bound.
     pub(crate) fn read_small(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>, BackendError> {
         let Some(r) = self.backend.get(name)? else {

@@ -9,10 +9,8 @@ mod settings;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::parse();
     // A Jenkins abort sends SIGTERM: restores and saves in flight remove their staging dirs.
     if let Err(e) = cicache_store::cleanup::install_signal_handlers() {
         eprintln!(

@@ -90,20 +90,29 @@ impl Output {
         }
     }
 
-    /// A progress reporter for a long transfer.
+    /// A progress reporter for a long transfer: bars on a terminal (and with
+    /// `--progress always` on any stderr), plain lines in a CI log, nothing with `-q`.
     pub fn progress(&self, what: &str) -> Reporter {
-        let bars = match self.progress {
-            ProgressMode::Never => false,
-            ProgressMode::Always => true,
-            ProgressMode::Auto => std::io::stderr().is_terminal(),
-        };
-        let plain = !bars && self.progress != ProgressMode::Never && !self.quiet;
+        let (bars, plain) =
+            progress_kind(self.progress, self.quiet, std::io::stderr().is_terminal());
         Reporter {
             what: what.to_string(),
             bars,
             plain,
             state: Mutex::new(ReporterState::default()),
         }
+    }
+}
+
+/// Whether to draw bars, and whether to print plain progress lines instead.
+fn progress_kind(mode: ProgressMode, quiet: bool, terminal: bool) -> (bool, bool) {
+    if quiet {
+        return (false, false);
+    }
+    match mode {
+        ProgressMode::Never => (false, false),
+        ProgressMode::Always => (true, false),
+        ProgressMode::Auto => (terminal, !terminal),
     }
 }
 
@@ -141,16 +150,14 @@ impl cicache_store::Progress for Reporter {
         st.started = Some(Instant::now());
         st.last_line = Some(Instant::now());
         if self.bars {
-            let bar = match total {
-                Some(t) => indicatif::ProgressBar::new(t),
-                None => indicatif::ProgressBar::new_spinner(),
-            };
-            let style = indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> ");
-            bar.set_style(style);
+            // Drawn on stderr whether or not it is a terminal: `--progress always` asks for
+            // bars in a log too (indicatif's own stderr target hides itself there).
+            let target = indicatif::ProgressDrawTarget::term_like_with_hz(
+                Box::new(console::Term::stderr()),
+                10,
+            );
+            let bar = indicatif::ProgressBar::with_draw_target(total, target);
+            bar.set_style(bar_style(total.is_some()));
             bar.set_message(format!("{} {phase}", self.what));
             st.bar = Some(bar);
         }
@@ -167,13 +174,13 @@ impl cicache_store::Progress for Reporter {
         if self.plain && st.last_line.is_some_and(|t| t.elapsed() >= PLAIN_EVERY) {
             st.last_line = Some(Instant::now());
             let secs = st.started.map(|t| t.elapsed().as_secs_f64()).unwrap_or(1.0);
-            let rate = st.done as f64 / secs.max(0.001) / 1e6;
+            let rate = Bytes((st.done as f64 / secs.max(0.001)) as u64);
             let of = st
                 .total
                 .map(|t| format!(" of {}", human_bytes(t)))
                 .unwrap_or_default();
             eprintln!(
-                "cicache: {} {}: {}{of} ({rate:.1} MB/s)",
+                "cicache: {} {}: {}{of} ({rate}/s)",
                 self.what,
                 st.phase,
                 human_bytes(st.done)
@@ -209,8 +216,44 @@ pub fn write_atomic(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `1.2 GB`, `340.0 MB`: one formatter for every command (the report's).
-pub use cicache_docker::report::human_bytes;
+/// The bar: sizes and speed in the SI units every summary uses (`12.3 MB`, `45.6 MB/s`),
+/// the speed being bytes moved over time.
+fn bar_style(known_total: bool) -> indicatif::ProgressStyle {
+    let template = if known_total {
+        "{msg} [{bar:30}] {done}/{total} {speed} eta {eta}"
+    } else {
+        "{msg} {spinner} {done} {speed}"
+    };
+    indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .with_key(
+            "done",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", Bytes(s.pos()));
+            },
+        )
+        .with_key(
+            "total",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", Bytes(s.len().unwrap_or(0)));
+            },
+        )
+        .with_key(
+            "speed",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}/s", Bytes(s.per_sec() as u64));
+            },
+        )
+        .progress_chars("=> ")
+}
+
+/// `1.23 GB`, `340 MB`: SI units, one formatter for every size the binary prints
+/// (crates/cicache-units).
+pub fn human_bytes(n: u64) -> String {
+    cicache_units::format_bytes(n)
+}
+
+use cicache_units::Bytes;
 
 /// The build library's messages go where every command's go.
 impl cicache_build::Events for Output {

@@ -225,6 +225,10 @@ impl Backend for DirBackend {
         Ok(())
     }
 
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn batches_puts(&self) -> bool {
         true
     }

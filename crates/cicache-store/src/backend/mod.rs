@@ -80,6 +80,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// True for a store on a local filesystem: progress says "writing"/"reading" instead of
+    /// "uploading"/"downloading".
+    fn is_local(&self) -> bool {
+        false
+    }
+
     /// Stores a small object; see [`PutMode`].
     fn put_bytes(&self, name: &str, data: &[u8], mode: PutMode) -> Result<bool, BackendError>;
 

@@ -65,6 +65,15 @@ pub struct DockerOpts {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "The cache dance: a BuildKit cache mount lives in the daemon, not in the \
+    workspace. `inject` fills the Dockerfile's cache mounts from a directory before the build; \
+    `extract` copies them back out after it, for `cicache save`. Both run tiny builds with \
+    exactly the mount options of the Dockerfile (id, target, uid, gid, mode, sharing).\n\n\
+    Examples:\n  \
+    cicache mount inject -f Dockerfile --from .pip-cache\n  \
+    cicache mount extract -f Dockerfile --to .pip-cache"
+)]
 pub struct MountArgs {
     #[command(subcommand)]
     pub command: MountCommand,
@@ -86,6 +95,9 @@ pub enum MountCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    cicache restore --key pip-3f2a --path .pip-cache && cicache mount inject --from .pip-cache\n  \
+    cicache mount inject -f docker/Dockerfile --from .pip-cache --mount-id pip --helper-image busybox:1.36")]
 pub struct InjectArgs {
     /// The Dockerfile whose `RUN --mount=type=cache` mounts are filled.
     #[arg(
@@ -104,6 +116,9 @@ pub struct InjectArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    cicache mount extract --to .pip-cache && cicache save --key pip-3f2a --path .pip-cache --if-changed\n  \
+    cicache --json mount extract -f docker/Dockerfile --to .pip-cache --mount-id pip")]
 pub struct ExtractArgs {
     /// The Dockerfile whose `RUN --mount=type=cache` mounts are copied out.
     #[arg(
@@ -128,7 +143,12 @@ pub struct ExtractArgs {
         push, cache export, extract (only what changed, when the cache dir holds files), save, \
         report. See docs/BUILD.md. A failing cache phase is a warning unless --strict; a failing Dockerfile step fails with \
         docker's exit code. Arguments after `--` go to the docker build unchanged, e.g. \
-        `cicache build --image r/app . -- --secret id=x,src=x --network host`."
+        `cicache build --image r/app . -- --secret id=x,src=x --network host`.\n\n\
+        Examples:\n  \
+        cicache build --image registry.example.com/team/app --tag \"$GIT_COMMIT\" --push .\n  \
+        cicache build --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/app --push --log build.log --report-html report.html .\n  \
+        cicache build --image registry.example.com/team/app -f Dockerfile.app --base-dockerfile Dockerfile.base --push .\n  \
+        cicache build --image registry.example.com/team/app --dry-run ."
 )]
 pub struct BuildArgs {
     // Boxed: the options are many, and the Command enum holds one of each command's args.
@@ -280,12 +300,17 @@ pub struct BuildOptions {
 #[derive(Debug, Args)]
 #[command(
     after_help = "The tag's hash covers the base Dockerfile's bytes, the files named by --input \
-        (default: the sources of its COPY/ADD lines) by path and content, the --build-args and \
-        the platform; not mtimes, not where the checkout lies, not the arguments after `--`. \
-        The base build runs the whole `cicache build` machinery (restore, inject, registry \
+        (default: the sources of its COPY/ADD lines) by path and content, the --build-args, \
+        the platform and the arguments after `--` (as text); not mtimes, not where the checkout \
+        lies. A base is reused only when this build's scope or one of its fallback scopes built \
+        it (label io.cicache.base.scope); otherwise it is built again. The base build runs the whole `cicache build` machinery (restore, inject, registry \
         cache from the previous base, push, extract, save). When the registry cannot be \
         asked, the base already in the local daemon (this hash's, else the last one this \
-        agent used) is taken with a warning; with neither the command fails and says what to do."
+        agent used) is taken with a warning; with neither the command fails and says what to do.\n\n\
+        Examples:\n  \
+        cicache base --image registry.example.com/team/app -f Dockerfile.base .\n  \
+        cicache base --image registry.example.com/team/app -f Dockerfile.base --input 'requirements*.txt' --dry-run .\n  \
+        docker build --build-arg BASE_IMAGE=\"$(cicache -q base --image registry.example.com/team/app)\" -f Dockerfile.app ."
 )]
 pub struct BaseArgs {
     /// Image repository of the base (`registry:5000/team/app`), without tag: the base is
@@ -338,7 +363,7 @@ pub struct BaseArgs {
     pub log: Option<PathBuf>,
     #[command(flatten)]
     pub docker: DockerOpts,
-    /// Arguments passed to the docker build unchanged (after `--`); not part of the hash.
+    /// Arguments passed to the docker build unchanged (after `--`); part of the hash.
     #[arg(last = true, value_name = "DOCKER_BUILD_ARGS")]
     pub extra: Vec<String>,
 }
@@ -383,6 +408,9 @@ pub struct CachePhaseArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    cicache docker prune --keep-storage 20GB --until 72h\n  \
+    cicache docker prune --cache-mounts --dry-run")]
 pub struct DockerArgs {
     #[command(subcommand)]
     pub command: DockerCommand,
@@ -395,6 +423,14 @@ pub enum DockerCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Runs `docker builder prune` and reports the builder cache before and \
+    after (`docker system df`), cache mounts apart.\n\n\
+    Examples:\n  \
+    cicache docker prune --keep-storage 20GB\n  \
+    cicache docker prune --until 72h --dangling-only\n  \
+    cicache --json docker prune --cache-mounts --dry-run"
+)]
 pub struct PruneArgs {
     /// Keep this much build cache, e.g. 20GB.
     #[arg(long, env = "CICACHE_DOCKER_KEEP_STORAGE", value_name = "SIZE")]

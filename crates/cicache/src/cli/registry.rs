@@ -14,7 +14,11 @@ fn boolish() -> clap::builder::BoolishValueParser {
         (<account>.dkr.ecr.<region>.amazonaws.com/NAME) are managed through the ECR API with \
         the AWS default credential chain; any other registry through the OCI distribution API \
         with credentials from --username/--password-stdin or the Docker config.",
-    after_help = "See docs/REGISTRY.md; --json output in docs/JSON.md (section `registry`)."
+    after_help = "Examples:\n  \
+        cicache registry login --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/app\n  \
+        cicache registry status --image registry.example.com/team/app\n  \
+        cicache registry gc --image registry.example.com/team/app --max-age 14d --dry-run\n\n\
+        See docs/REGISTRY.md; --json output in docs/JSON.md (section `registry`)."
 )]
 pub struct RegistryArgs {
     #[command(subcommand)]
@@ -71,6 +75,9 @@ pub struct TargetArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    cicache registry login --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/app\n  \
+    echo \"$REGISTRY_TOKEN\" | cicache registry login --image registry.example.com/team/app --username ci --password-stdin")]
 pub struct LoginArgs {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -81,6 +88,9 @@ pub struct LoginArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    cicache registry ensure --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/app --lifecycle\n  \
+    cicache registry ensure --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/app --cache-repo")]
 pub struct EnsureArgs {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -99,12 +109,18 @@ pub struct EnsureArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    cicache registry status --image registry.example.com/team/app\n  \
+    cicache --json registry status --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/app")]
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: TargetArgs,
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    cicache registry clear --image registry.example.com/team/app --dry-run\n  \
+    cicache registry clear --image registry.example.com/team/app --tag cache-pr-7")]
 pub struct ClearArgs {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -125,6 +141,9 @@ pub struct ClearArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    cicache registry gc --image registry.example.com/team/app --max-age 14d --keep cache-release --dry-run\n  \
+    cicache registry gc --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/app --untagged --keep-bases 3")]
 pub struct GcArgs {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -175,6 +194,9 @@ pub struct PolicyArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    cicache registry lifecycle --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/app\n  \
+    cicache registry lifecycle --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/app --scope-days 7 --apply")]
 pub struct LifecycleArgs {
     #[command(flatten)]
     pub target: TargetArgs,

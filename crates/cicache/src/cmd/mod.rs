@@ -1,6 +1,7 @@
 //! One module per command group; `run` dispatches.
 
 pub mod docker;
+pub mod docs;
 pub mod registry;
 pub mod report;
 pub mod store;
@@ -27,5 +28,7 @@ pub fn run(command: Command, ctx: &Context) -> Result<u8> {
         Command::Report(a) => report::report(a, ctx),
         Command::Doctor(a) => report::doctor(a, ctx),
         Command::Registry(a) => registry::registry(a, ctx),
+        Command::Completions(a) => docs::completions(a, ctx),
+        Command::Man(a) => docs::man(a, ctx),
     }
 }

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow};
 
-use cicache_store::PrunePolicy;
 use cicache_store::key::{ProcessEnv, render};
 use cicache_store::maint::VerifyOptions;
 use cicache_store::maint::parse_size;
+use cicache_store::{PrunePolicy, SaveStatus};
 
 use crate::cli::store::{
     ExportArgs, ImportArgs, KeyArgs, ListArgs, PruneArgs, RestoreArgs, SaveArgs, VerifyArgs,
@@ -70,7 +70,8 @@ pub fn key(a: KeyArgs, ctx: &Context) -> Result<u8> {
 }
 
 /// Restores with the context's store and scopes (the same call as `cicache build`'s restore
-/// phase): a cache problem is a warning in the result unless --strict.
+/// phase): a cache problem is a warning in the result unless --strict. `restore_keys` are
+/// rendered already.
 fn do_restore(
     ctx: &Context,
     key: &str,
@@ -79,17 +80,13 @@ fn do_restore(
     lookup_only: bool,
 ) -> Result<(cicache_build::RestoreDoc, bool)> {
     let key = render_key(key)?;
-    let restore_keys = restore_keys
-        .iter()
-        .map(|k| render_prefix(k))
-        .collect::<Result<Vec<_>>>()?;
     let settings = crate::settings::cache_settings(ctx)?;
     let store = crate::settings::cache_store(ctx);
     let doc = cicache_build::cache_dir::restore(
         &store,
         &settings,
         &key,
-        &restore_keys,
+        restore_keys,
         path,
         lookup_only,
         &ctx.out,
@@ -98,16 +95,39 @@ fn do_restore(
     Ok((doc, hit))
 }
 
+/// `hit KEY`, and what kind of hit when it is not the key itself in the own scope:
+/// `hit pip-1 (partial: restore key pip-)`, `hit pip-2 (scope main)`.
+fn hit_line(o: &cicache_store::RestoreOutcome, restore_keys: &[String], own_scope: &str) -> String {
+    let matched = o.matched_key.as_deref().unwrap_or_default();
+    let mut notes = Vec::new();
+    if matched != o.key {
+        let prefix = restore_keys
+            .iter()
+            .find(|p| matched.starts_with(p.as_str()))
+            .map(String::as_str)
+            .unwrap_or_default();
+        notes.push(format!("partial: restore key {prefix}"));
+    }
+    if let Some(scope) = o.matched_scope.as_deref().filter(|s| *s != own_scope) {
+        notes.push(format!("scope {scope}"));
+    }
+    if notes.is_empty() {
+        format!("hit {matched}")
+    } else {
+        format!("hit {matched} ({})", notes.join(", "))
+    }
+}
+
 pub fn restore(a: RestoreArgs, ctx: &Context) -> Result<u8> {
     let (key, path) = key_and_path(a.key, a.path, ctx)?;
-    let restore_keys = or_config(a.restore_keys, &ctx.config.cache.restore_keys);
+    let restore_keys = or_config(a.restore_keys, &ctx.config.cache.restore_keys)
+        .iter()
+        .map(|k| render_prefix(k))
+        .collect::<Result<Vec<_>>>()?;
     let (v, hit) = do_restore(ctx, &key, &restore_keys, &path, a.lookup_only)?;
     ctx.out.result(&v, || {
         if hit {
-            format!(
-                "hit {}",
-                v.outcome.matched_key.as_deref().unwrap_or_default()
-            )
+            hit_line(&v.outcome, &restore_keys, &ctx.scope())
         } else {
             "miss".to_string()
         }
@@ -149,42 +169,120 @@ pub fn save(a: SaveArgs, ctx: &Context) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// `1 entry`, `3 entries`.
+fn entries(n: impl Into<u64>) -> String {
+    match n.into() {
+        1 => "1 entry".to_string(),
+        n => format!("{n} entries"),
+    }
+}
+
 pub fn list(a: ListArgs, ctx: &Context) -> Result<u8> {
     let store = open_store(ctx)?;
-    let entries = store
+    let entries_found = store
         .list(a.in_scope.as_deref())
         .with_context(|| format!("listing {}", store.location()))?;
-    ctx.out.result(
-        &serde_json::json!({ "store": store.location(), "entries": entries }),
-        || {
-            let mut t = format!(
-                "{:<20} {:<40} {:>10} {:>10} {:<20} {:<20}\n",
-                "SCOPE", "KEY", "SIZE", "STORED", "CREATED", "LAST USED"
-            );
-            for e in &entries {
-                t.push_str(&format!(
-                    "{:<20} {:<40} {:>10} {:>10} {:<20} {:<20}{}\n",
-                    e.scope,
-                    e.key,
-                    human_bytes(e.total_size),
-                    human_bytes(e.stored_size),
-                    e.created.as_deref().unwrap_or("-"),
-                    e.last_used.as_deref().unwrap_or("-"),
-                    e.damaged
-                        .as_ref()
-                        .map(|d| format!("  DAMAGED: {d}"))
-                        .unwrap_or_default(),
+    // What the store holds, each object once however many entries share it (a listing of
+    // every manifest and blob): only for the text, whose last line says it.
+    let stored = if ctx.out.json || entries_found.is_empty() {
+        None
+    } else {
+        match store.stored_size() {
+            Ok(n) => Some(n),
+            Err(e) => {
+                ctx.out.warn(format!(
+                    "the store's size is unknown: cannot list its objects: {e}"
                 ));
+                None
             }
-            t.push_str(&format!(
-                "{} entries in {}",
-                entries.len(),
-                store.location()
-            ));
-            t
+        }
+    };
+    ctx.out.result(
+        &serde_json::json!({ "store": store.location(), "entries": entries_found }),
+        || {
+            list_text(
+                &entries_found,
+                &store.location(),
+                a.in_scope.as_deref(),
+                stored,
+            )
         },
     );
     Ok(exit::OK)
+}
+
+/// The table of `cicache list`: columns as wide as their widest cell, then the total line.
+fn list_text(
+    list: &[cicache_store::EntryInfo],
+    location: &str,
+    scope: Option<&str>,
+    stored: Option<u64>,
+) -> String {
+    let in_where = match scope {
+        Some(s) => format!("scope {s} of {location}"),
+        None => location.to_string(),
+    };
+    if list.is_empty() {
+        return format!("no entries in {in_where}");
+    }
+    let header = ["SCOPE", "KEY", "SIZE", "STORED", "CREATED", "LAST USED"];
+    let rows: Vec<[String; 6]> = list
+        .iter()
+        .map(|e| {
+            [
+                e.scope.clone(),
+                e.key.clone(),
+                human_bytes(e.total_size),
+                human_bytes(e.stored_size),
+                e.created.clone().unwrap_or_else(|| "-".into()),
+                e.last_used.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let mut width = header.map(str::len);
+    for r in &rows {
+        for (w, cell) in width.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6], damaged: Option<&str>| {
+        let [scope, key, size, stored, created, used] = cells;
+        let mut l = format!(
+            "{scope:<w0$}  {key:<w1$}  {size:>w2$}  {stored:>w3$}  {created:<w4$}  {used}",
+            w0 = width[0],
+            w1 = width[1],
+            w2 = width[2],
+            w3 = width[3],
+            w4 = width[4],
+        );
+        if let Some(d) = damaged {
+            l.push_str(&format!("  DAMAGED: {d}"));
+        }
+        l.trim_end().to_string()
+    };
+    let mut t = line(header, None);
+    t.push('\n');
+    for (r, e) in rows.iter().zip(list) {
+        t.push_str(&line(
+            [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]],
+            e.damaged.as_deref(),
+        ));
+        t.push('\n');
+    }
+    let logical = list
+        .iter()
+        .fold(0u64, |a, e| a.saturating_add(e.total_size));
+    let stored = match (stored, scope) {
+        (Some(n), None) => format!(", {} stored (each blob once)", human_bytes(n)),
+        (Some(n), Some(_)) => format!("; the whole store holds {}", human_bytes(n)),
+        (None, _) => String::new(),
+    };
+    t.push_str(&format!(
+        "total: {} in {in_where}, {} of files{stored}",
+        entries(list.len() as u64),
+        human_bytes(logical)
+    ));
+    t
 }
 
 fn duration_opt(
@@ -227,33 +325,48 @@ pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
     if store.location().starts_with("oci://") && !out.dry_run {
         ctx.out.info(cicache_registry::store::PRUNE_NOTE);
     }
-    ctx.out.result(&out, || {
-        let mut t = String::new();
-        for r in &out.entries_removed {
-            t.push_str(&format!(
-                "{} {}/{} ({}): {}\n",
-                if out.dry_run { "would remove" } else { "removed" },
-                r.scope,
-                r.key,
-                human_bytes(r.stored_size),
-                r.reason
-            ));
-        }
+    ctx.out.result(&out, || prune_text(&out));
+    Ok(exit::OK)
+}
+
+/// `would remove 3 of 3 entries ...` with --dry-run, `removed 3 of 3 entries ...` without.
+fn prune_text(out: &cicache_store::PruneOutcome) -> String {
+    let mut t = String::new();
+    let verb = if out.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for r in &out.entries_removed {
         t.push_str(&format!(
-            "{}{} of {} entries removed, {} manifests and {} blobs ({}) {}; store now {}; sweep: {}",
-            if out.dry_run { "dry run: " } else { "" },
-            out.entries_removed.len(),
-            out.entries_before,
-            out.manifests_removed,
-            out.blobs_removed,
-            human_bytes(out.bytes_freed),
-            if out.dry_run { "would be freed" } else { "freed" },
+            "{verb} {}/{} ({}): {}\n",
+            r.scope,
+            r.key,
+            human_bytes(r.stored_size),
+            r.reason
+        ));
+    }
+    let removed = out.entries_removed.len();
+    let of = entries(out.entries_before);
+    let objects = format!(
+        "{} manifests and {} blobs ({})",
+        out.manifests_removed,
+        out.blobs_removed,
+        human_bytes(out.bytes_freed)
+    );
+    if out.dry_run {
+        t.push_str(&format!(
+            "dry run: would remove {removed} of {of}, freeing {objects}; the store would then hold {}",
+            human_bytes(out.store_size)
+        ));
+    } else {
+        t.push_str(&format!(
+            "removed {removed} of {of}, freeing {objects}; the store holds {}; sweep: {}",
             human_bytes(out.store_size),
             out.sweep
         ));
-        t
-    });
-    Ok(exit::OK)
+    }
+    t
 }
 
 pub fn verify(a: VerifyArgs, ctx: &Context) -> Result<u8> {
@@ -331,13 +444,22 @@ pub fn import(a: ImportArgs, ctx: &Context) -> Result<u8> {
         ctx.out.warn(format!("not imported: {s}"));
     }
     ctx.out.result(&out, || {
-        format!(
-            "imported {} as {key} (scope {scope}): {:?}, {} files, {}",
-            a.file.display(),
-            out.save.status,
-            out.save.files,
-            human_bytes(out.save.total_size)
-        )
+        let file = a.file.display();
+        match out.save.status {
+            SaveStatus::Saved => format!(
+                "imported {file} as {key} (scope {scope}): {} files, {}",
+                out.save.files,
+                human_bytes(out.save.total_size)
+            ),
+            SaveStatus::Exists => format!(
+                "{key} (scope {scope}) already exists; {file} was not imported (--update replaces it)"
+            ),
+            SaveStatus::Concurrent => format!(
+                "another agent saved {key} (scope {scope}) at the same time; theirs was kept"
+            ),
+            SaveStatus::Empty => format!("{file} holds no files; nothing was imported"),
+            SaveStatus::Unchanged => format!("{key} (scope {scope}) is unchanged; nothing was imported"),
+        }
     });
     Ok(exit::OK)
 }
