@@ -110,22 +110,10 @@ pub fn parse_duration(s: &str) -> Option<f64> {
     Some(total)
 }
 
-/// `1.2 GB`, `340.0 MB`, `12.0 kB`, `17 B` (decimal units, like docker and pip).
+/// `1.20 GB`, `340 MB`, `12.0 kB`, `17 B`: SI units, like docker and pip; the one formatter
+/// of every size cicache prints (crates/cicache-units).
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if n < 1000 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64;
-    let mut unit = "B";
-    for u in UNITS {
-        if v < 1000.0 {
-            break;
-        }
-        v /= 1000.0;
-        unit = u;
-    }
-    format!("{v:.1} {unit}")
+    cicache_units::format_bytes(n)
 }
 
 /// `1m12s`, `3.4s`, `1h02m`.
