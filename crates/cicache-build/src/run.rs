@@ -166,11 +166,16 @@ pub(crate) fn run_build(
 ) -> Result<BuildResult, BuildError> {
     let total = Instant::now();
     if let Some(log) = &spec.log {
-        // One log per build: the helper builds and the build append to it.
-        std::fs::File::create(log).map_err(|source| BuildError::Write {
-            path: log.clone(),
-            source,
-        })?;
+        // One log per build: the helper builds and the build append to it. Its directory
+        // is made (`--log .cicache/build.log` in a fresh workspace).
+        let parent = log.parent().filter(|p| !p.as_os_str().is_empty());
+        parent
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::File::create(log).map(drop))
+            .map_err(|source| BuildError::Write {
+                path: log.clone(),
+                source,
+            })?;
     }
     let mut ph = PhaseLog::new(env.events, env.settings.strict, hooks.prefix);
     ph.warnings = hooks.warnings.clone();

@@ -345,3 +345,32 @@ fn build_whose_docker_fails() {
         "{html}"
     );
 }
+
+/// `--log` and `--report-html` into directories that do not exist yet (a fresh workspace's
+/// `.cicache/`): made, not an error.
+#[test]
+fn build_makes_the_directories_of_its_log_and_report() {
+    let t = T::new();
+    let (c, _) = t.doc(&[
+        "build",
+        "--flavour",
+        "classic",
+        "--docker",
+        "false",
+        "--image",
+        "team/app",
+        "--cache-dir",
+        "cache",
+        "--log",
+        ".cicache/logs/build.log",
+        "--report-html",
+        ".cicache/html/report.html",
+        ".",
+    ]);
+    assert_eq!(
+        c, 1,
+        "the build fails (docker is `false`), the files are written"
+    );
+    assert!(t.p(".cicache/logs/build.log").is_file());
+    assert!(t.p(".cicache/html/report.html").is_file());
+}

@@ -302,6 +302,10 @@ pub fn base(args: BaseArgs, ctx: &Context) -> Result<u8> {
         extra: args.extra.clone(),
     };
     if let Some(log) = &args.log {
+        if let Some(dir) = log.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot make the directory of --log {}", log.display()))?;
+        }
         std::fs::File::create(log)
             .with_context(|| format!("cannot write the base build log {}", log.display()))?;
     }
