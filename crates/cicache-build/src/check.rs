@@ -9,7 +9,20 @@
 //!   inject and extract cannot help; the unchanged layers are prefetched.
 //! - **build**, with a prefetch of the first `k` cache-mount steps that a cache tag shares
 //!   (label `io.cicache.mount-steps`, the hash of the steps up to each cache-mount RUN).
+//!
+//! Which manifests carry the labels depends on the build mode's cache exporter
+//! ([`label_refs`]): with inline cache the cache tag is the image itself, so the cache tags
+//! are read, and the labels and the layer cache come from the same manifest. With the
+//! registry exporter the cache tag is a cache manifest (no config, no labels): the image
+//! tags the build pushes (`--image` with each `--tag`) are read instead, and only the whole
+//! hash counts there. The layers a build takes come from the cache manifest, which another
+//! build may have written than the one that pushed the image tag, so an image tag's
+//! cache-mount steps say nothing about them: restore and inject run, and the extract is
+//! skipped after the build when its log shows those steps `CACHED`. No prefetch either:
+//! the registry exporter keeps every layer of the cache (`mode=max`), and a cache manifest
+//! cannot be pulled.
 
+use cicache_docker::engine::Exporter;
 use cicache_docker::skip;
 
 pub use crate::registry::CacheTag;
@@ -28,6 +41,19 @@ pub struct CheckInput {
     /// `os/arch[/variant]` the build is for.
     pub platform: String,
     pub push: bool,
+    /// Where the build's layer cache goes: what the found manifests are.
+    pub exporter: Exporter,
+}
+
+/// The references whose image labels the check reads, in order: the cache tags
+/// (`cache_from`: own scope, then the default) where the cache is inline (the cache tag is
+/// the image); the image tags the build pushes (`image_refs`) with the registry exporter (the
+/// cache tag is a cache manifest, which has no labels).
+pub fn label_refs(exporter: Exporter, cache_from: &[String], image_refs: &[String]) -> Vec<String> {
+    match exporter {
+        Exporter::Inline => cache_from.to_vec(),
+        Exporter::Registry => image_refs.to_vec(),
+    }
 }
 
 /// The layers a prefetch brings in: the Dockerfile's lines `1..=end_line`, whose first
@@ -91,6 +117,8 @@ pub fn decide(input: &CheckInput, found: &[CacheTag]) -> Decision {
             from: t.clone(),
             hash: hash.clone(),
         },
+        // An image tag's layers need not be the cache manifest's (see the module's doc).
+        _ if input.exporter == Exporter::Registry => Decision::Build { prefetch: None },
         (_, Some(t)) => {
             let from = format!("{}:{}", input.image, t.tag);
             // Up to the last cache-mount RUN of the image's own stages: a later one in another
@@ -139,6 +167,10 @@ pub fn build_message(input: &CheckInput) -> String {
         Ok(_) if !input.push => "inputs changed or not pushed before; no --push: building into \
                                  the local daemon"
             .to_string(),
+        Ok(h) if input.exporter == Exporter::Registry => format!(
+            "no image tag of this build was built from these inputs ({}): building",
+            h.get(..16).unwrap_or(h)
+        ),
         Ok(h) => format!(
             "no cache tag was built from these inputs ({}): building",
             h.get(..16).unwrap_or(h)
@@ -182,6 +214,7 @@ mod tests {
             mount_steps: steps.iter().map(|(l, h)| (*l, h.to_string())).collect(),
             platform: "linux/amd64".into(),
             push: true,
+            exporter: Exporter::Inline,
         }
     }
 
@@ -310,5 +343,95 @@ mod tests {
         assert!(build_message(&i).contains("no --push"));
         i.inputs = Err("an ONBUILD image".into());
         assert_eq!(build_message(&i), "building: an ONBUILD image");
+    }
+
+    #[test]
+    fn the_exporter_decides_which_tags_carry_the_labels() {
+        let cache = [
+            "r:5000/app:cache-pr-7".to_string(),
+            "r:5000/app:cache".into(),
+        ];
+        let images = ["r:5000/app:1.0".to_string(), "r:5000/app:latest".into()];
+        // Inline cache: the cache tag is the image.
+        assert_eq!(label_refs(Exporter::Inline, &cache, &images), cache);
+        // The registry exporter: the cache tag is a cache manifest; the image tags are read.
+        assert_eq!(label_refs(Exporter::Registry, &cache, &images), images);
+    }
+
+    #[test]
+    fn registry_exporter_tags_an_unchanged_image_tag() {
+        let mut i = input(Ok("h1"), Some("m1"), &[(3, "s1")]);
+        i.exporter = Exporter::Registry;
+        // What an image tag pushed by buildx carries (read through its index).
+        let found = [
+            tag("1.0", &[(skip::LABEL, "h0")], "linux/amd64"),
+            tag(
+                "latest",
+                &[
+                    (skip::LABEL, "h1"),
+                    (skip::LABEL_MOUNT_STEPS, "m1"),
+                    (skip::LABEL_MOUNT_STEP_LIST, "s1"),
+                ],
+                "linux/amd64",
+            ),
+        ];
+        match decide(&i, &found) {
+            Decision::TagUnchanged { from, hash } => {
+                assert_eq!(from.tag, "latest");
+                assert_eq!(hash, "h1");
+            }
+            d => panic!("{d:?}"),
+        }
+        // Another platform's image never counts.
+        let arm = [tag("latest", &[(skip::LABEL, "h1")], "linux/arm64")];
+        assert!(matches!(
+            decide(&i, &arm),
+            Decision::Build { prefetch: None }
+        ));
+    }
+
+    #[test]
+    fn registry_exporter_never_skips_the_dance_nor_prefetches() {
+        let mut i = input(Ok("h2"), Some("m1"), &[(3, "s1"), (5, "s2")]);
+        i.exporter = Exporter::Registry;
+        // The image tag has the same cache-mount steps, but the layers come from the cache
+        // manifest, which another build may have written: restore and inject run.
+        let found = [tag(
+            "latest",
+            &[
+                (skip::LABEL, "h1"),
+                (skip::LABEL_MOUNT_STEPS, "m1"),
+                (skip::LABEL_MOUNT_STEP_LIST, "s1 s2"),
+            ],
+            "linux/amd64",
+        )];
+        assert!(matches!(
+            decide(&i, &found),
+            Decision::Build { prefetch: None }
+        ));
+        // The same labels on an inline cache tag: from the layer cache, with a prefetch.
+        i.exporter = Exporter::Inline;
+        assert!(matches!(
+            decide(&i, &found),
+            Decision::MountsFromLayerCache {
+                prefetch: Some(_),
+                ..
+            }
+        ));
+        // Without --push the whole hash is no reason to tag, on either exporter.
+        i.exporter = Exporter::Registry;
+        i.push = false;
+        i.inputs = Ok("h1".into());
+        assert!(matches!(
+            decide(&i, &found),
+            Decision::Build { prefetch: None }
+        ));
+        assert!(build_message(&i).contains("no --push"));
+        i.push = true;
+        i.inputs = Ok("0123456789abcdef0123".into());
+        assert_eq!(
+            build_message(&i),
+            "no image tag of this build was built from these inputs (0123456789abcdef): building"
+        );
     }
 }

@@ -111,19 +111,21 @@ impl RegistryAccess {
         }
     }
 
-    /// The cache tags of `cache_from` (full refs, own scope first) that exist, each with the
-    /// manifest to tag (an index as pushed, attestations and all), the labels and the
-    /// platform of its image for `platform` (an OCI index is read through to that image).
+    /// The tags of `refs` (full refs, in the order the check prefers them: the cache tags
+    /// with inline cache, the image tags with the registry exporter) that exist and name an
+    /// image, each with the manifest to tag (an index as pushed, attestations and all), the
+    /// labels and the platform of its image for `platform` (an OCI index is read through to
+    /// that image). A BuildKit cache manifest names no image: left out.
     pub(crate) fn cache_tags(
         &self,
         image: &str,
-        cache_from: &[String],
+        refs: &[String],
         platform: &str,
     ) -> RegResult<Vec<CacheTag>> {
         let client = self.client(image)?;
         let platform = platform_of(platform);
         let mut out = Vec::new();
-        for r in cache_from {
+        for r in refs {
             let tag = r.rsplit_once(':').map(|(_, t)| t).unwrap_or(r);
             let img = match client.image_config(tag, &platform) {
                 Ok(Some(img)) => img,

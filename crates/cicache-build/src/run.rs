@@ -254,12 +254,7 @@ fn prepare<'s>(
         // report made from it) counts no helper steps; the dance shows with -v.
         log: None,
     };
-    let hashed = match inputs::not_hashed(
-        spec.dry_run,
-        registry_cache,
-        flavour == Flavour::Classic,
-        hooks.own_cache.is_some(),
-    ) {
+    let hashed = match inputs::not_hashed(spec.dry_run, registry_cache, hooks.own_cache.is_some()) {
         Some(why) => Hashed {
             labels: hooks.labels.clone(),
             inputs: Err(why.to_string()),
@@ -600,16 +595,15 @@ fn run_check(
         return go(None, None);
     }
     let platform = h.platform.clone().unwrap_or_default();
-    let found = match env
-        .registry
-        .cache_tags(&p.plan.image, &p.plan.cache_from, &platform)
-    {
+    let exporter = p.mode.exporter;
+    let refs = check::label_refs(exporter, &p.plan.cache_from, &p.plan.image_refs());
+    let found = match env.registry.cache_tags(&p.plan.image, &refs, &platform) {
         Ok(found) => found,
         Err(e) => {
             ph.cache_failed(
                 "check",
                 started,
-                format!("reading the cache tag's labels: {e}"),
+                format!("reading the labels of {}: {e}", refs.join(", ")),
             )?;
             return go(None, None);
         }
@@ -621,6 +615,7 @@ fn run_check(
         mount_steps: h.mount_steps.clone(),
         platform,
         push: p.spec.push,
+        exporter,
     };
     match check::decide(&input, &found) {
         Decision::TagUnchanged { from, hash } => Ok(Checked::Unchanged(from, hash)),
