@@ -857,8 +857,8 @@ fn python_app_two_agents(engine: Engine) {
     }
 
     // 2. A fresh agent and a fresh workspace (no .pip-cache): the same store and registry.
-    // --rebuild: where the cache tag is the image (inline cache), the unchanged inputs
-    // would only tag it.
+    // --rebuild: the unchanged inputs would only tag the image (the cache tag with inline
+    // cache, `latest` with the registry exporter).
     std::fs::remove_dir_all(ws.join(".pip-cache")).unwrap();
     std::fs::remove_file(ws.join("build.log")).unwrap();
     {
