@@ -7,7 +7,7 @@
 //!   -> base image first, when asked         base.rs     (REPO:base-<hash>: reuse, build, fall back)
 //!   -> parse the Dockerfile's cache mounts  mounts.rs
 //!   -> hash the inputs (labels)             inputs.rs   (io.cicache.inputs, mount steps)
-//!   -> read the cache tags' labels          registry.rs
+//!   -> read the labels                      registry.rs (cache tags, or image tags: check.rs)
 //!   -> decide                               check.rs    (pure: tag unchanged / mounts from the
 //!                                                        layer cache / prefetch / build)
 //!   -> tag instead of building              unchanged.rs
