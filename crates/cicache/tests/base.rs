@@ -81,9 +81,10 @@ struct OwnRegistry {
 
 impl OwnRegistry {
     fn start() -> OwnRegistry {
-        let dir = work_dir().join(format!("base-registry-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("data")).unwrap();
+        // One per test: the engines' tests run in parallel.
         let port = free_port();
+        let dir = work_dir().join(format!("base-registry-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
         let addr = format!("127.0.0.1:{port}");
         std::fs::write(
             dir.join("config.yml"),
