@@ -14,18 +14,17 @@
 //! ([`label_refs`]): with inline cache the cache tag is the image itself, so the cache tags
 //! are read, and the labels and the layer cache come from the same manifest. With the
 //! registry exporter the cache tag is a cache manifest (no config, no labels): the image
-//! tags the build pushes (`--image` with each `--tag`) are read instead, and only the whole
-//! hash counts there. The layers a build takes come from the cache manifest, which another
-//! build may have written than the one that pushed the image tag, so an image tag's
-//! cache-mount steps say nothing about them: restore and inject run, and the extract is
-//! skipped after the build when its log shows those steps `CACHED`. No prefetch either:
-//! the registry exporter keeps every layer of the cache (`mode=max`), and a cache manifest
-//! cannot be pulled.
+//! tags the build pushes (`--image` with each `--tag`) are read instead. The layers a build
+//! takes come from the cache manifests, which another build than the one that pushed the
+//! image tag may have written: an image tag's cache-mount steps count only when a cache
+//! manifest the build reads lists every layer of that image (BuildKit exports the image's
+//! own blobs, base layers too, into a `mode=max` cache). No prefetch: the registry exporter
+//! keeps every layer of the cache, and a cache manifest cannot be pulled.
 
 use cicache_docker::engine::Exporter;
 use cicache_docker::skip;
 
-pub use crate::registry::CacheTag;
+pub use crate::registry::{CacheManifest, CacheTag};
 
 /// This build's side of the comparison.
 #[derive(Debug, Clone)]
@@ -72,10 +71,13 @@ pub struct Prefetch {
 pub enum Decision {
     /// The cache tag `from` was built from the same inputs (`hash`): tag it, build nothing.
     TagUnchanged { from: CacheTag, hash: String },
-    /// Every cache-mount step is unchanged since the cache tag `from` (`IMAGE:tag`).
+    /// Every cache-mount step is unchanged since the image `from` (`IMAGE:tag`).
     MountsFromLayerCache {
         from: String,
         prefetch: Option<Prefetch>,
+        /// With the registry exporter: the cache manifest (`IMAGE:tag`) that lists every
+        /// layer of `from`, where the build finds those steps.
+        layers_in: Option<String>,
     },
     /// Build; `prefetch` when a cache tag shares the first cache-mount steps.
     Build { prefetch: Option<Prefetch> },
@@ -94,8 +96,9 @@ pub fn skip_reason(
     }
 }
 
-/// Decides from the cache tags found (own scope first).
-pub fn decide(input: &CheckInput, found: &[CacheTag]) -> Decision {
+/// Decides from the tags found (own scope first, or the build's image tags in order) and,
+/// with the registry exporter, the cache manifests the build reads.
+pub fn decide(input: &CheckInput, found: &[CacheTag], caches: &[CacheManifest]) -> Decision {
     // The label, and the image's own platform as a backstop.
     let same_platform = |t: &CacheTag| input.platform.starts_with(t.platform.as_str());
     let has = |label: &str, value: &str| {
@@ -117,8 +120,32 @@ pub fn decide(input: &CheckInput, found: &[CacheTag]) -> Decision {
             from: t.clone(),
             hash: hash.clone(),
         },
-        // An image tag's layers need not be the cache manifest's (see the module's doc).
-        _ if input.exporter == Exporter::Registry => Decision::Build { prefetch: None },
+        // An image tag's steps count where a cache manifest holds its layers (module doc).
+        _ if input.exporter == Exporter::Registry => {
+            let held = input.mount_inputs.as_deref().and_then(|h| {
+                found
+                    .iter()
+                    .filter(|t| {
+                        t.labels.get(skip::LABEL_MOUNT_STEPS).map(String::as_str) == Some(h)
+                            && same_platform(t)
+                            && !t.layers.is_empty()
+                    })
+                    .find_map(|t| {
+                        let c = caches
+                            .iter()
+                            .find(|c| t.layers.iter().all(|l| c.layers.contains(l)))?;
+                        Some((t, c))
+                    })
+            });
+            match held {
+                Some((t, c)) => Decision::MountsFromLayerCache {
+                    from: format!("{}:{}", input.image, t.tag),
+                    prefetch: None,
+                    layers_in: Some(format!("{}:{}", input.image, c.tag)),
+                },
+                None => Decision::Build { prefetch: None },
+            }
+        }
         (_, Some(t)) => {
             let from = format!("{}:{}", input.image, t.tag);
             // Up to the last cache-mount RUN of the image's own stages: a later one in another
@@ -130,7 +157,11 @@ pub fn decide(input: &CheckInput, found: &[CacheTag]) -> Decision {
                 total: input.mount_steps.len(),
                 from: from.clone(),
             });
-            Decision::MountsFromLayerCache { from, prefetch }
+            Decision::MountsFromLayerCache {
+                from,
+                prefetch,
+                layers_in: None,
+            }
         }
         _ => {
             let mine: Vec<String> = input.mount_steps.iter().map(|(_, h)| h.clone()).collect();
@@ -199,6 +230,14 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
             platform: platform.to_string(),
+            layers: vec![format!("sha256:base"), format!("sha256:{name}-top")],
+        }
+    }
+
+    fn cache(name: &str, layers: &[&str]) -> CacheManifest {
+        CacheManifest {
+            tag: name.to_string(),
+            layers: layers.iter().map(|l| l.to_string()).collect(),
         }
     }
 
@@ -236,7 +275,7 @@ mod tests {
     fn same_inputs_and_push_tag_the_cache_tag() {
         let i = input(Ok("h1"), Some("m1"), &[(3, "s1")]);
         let found = [tag("cache", &[(skip::LABEL, "h1")], "linux/amd64")];
-        match decide(&i, &found) {
+        match decide(&i, &found, &[]) {
             Decision::TagUnchanged { from, hash } => {
                 assert_eq!(from.tag, "cache");
                 assert_eq!(hash, "h1");
@@ -252,7 +291,7 @@ mod tests {
             "linux/amd64",
         )];
         assert!(matches!(
-            decide(&local, &found),
+            decide(&local, &found, &[]),
             Decision::MountsFromLayerCache { .. }
         ));
     }
@@ -266,7 +305,7 @@ mod tests {
             "linux/arm64",
         )];
         assert!(matches!(
-            decide(&i, &found),
+            decide(&i, &found, &[]),
             Decision::Build { prefetch: None }
         ));
     }
@@ -279,8 +318,8 @@ mod tests {
             &[(skip::LABEL, "h1"), (skip::LABEL_MOUNT_STEPS, "m1")],
             "linux/amd64",
         )];
-        match decide(&i, &found) {
-            Decision::MountsFromLayerCache { from, prefetch } => {
+        match decide(&i, &found, &[]) {
+            Decision::MountsFromLayerCache { from, prefetch, .. } => {
                 assert_eq!(from, "r:5000/app:cache-feature");
                 assert_eq!(
                     prefetch,
@@ -311,7 +350,7 @@ mod tests {
                 "linux/amd64",
             ),
         ];
-        match decide(&i, &found) {
+        match decide(&i, &found, &[]) {
             Decision::Build { prefetch: Some(p) } => {
                 assert_eq!(p.unchanged, 2);
                 assert_eq!(p.total, 3);
@@ -327,7 +366,7 @@ mod tests {
             "linux/amd64",
         )];
         assert!(matches!(
-            decide(&i, &none),
+            decide(&i, &none, &[]),
             Decision::Build { prefetch: None }
         ));
     }
@@ -375,7 +414,7 @@ mod tests {
                 "linux/amd64",
             ),
         ];
-        match decide(&i, &found) {
+        match decide(&i, &found, &[]) {
             Decision::TagUnchanged { from, hash } => {
                 assert_eq!(from.tag, "latest");
                 assert_eq!(hash, "h1");
@@ -385,17 +424,16 @@ mod tests {
         // Another platform's image never counts.
         let arm = [tag("latest", &[(skip::LABEL, "h1")], "linux/arm64")];
         assert!(matches!(
-            decide(&i, &arm),
+            decide(&i, &arm, &[]),
             Decision::Build { prefetch: None }
         ));
     }
 
     #[test]
-    fn registry_exporter_never_skips_the_dance_nor_prefetches() {
+    fn registry_exporter_takes_the_mount_steps_only_where_a_cache_manifest_holds_the_image() {
         let mut i = input(Ok("h2"), Some("m1"), &[(3, "s1"), (5, "s2")]);
         i.exporter = Exporter::Registry;
-        // The image tag has the same cache-mount steps, but the layers come from the cache
-        // manifest, which another build may have written: restore and inject run.
+        // `latest` has the same cache-mount steps (the app code changed since).
         let found = [tag(
             "latest",
             &[
@@ -405,16 +443,50 @@ mod tests {
             ],
             "linux/amd64",
         )];
+        // A cache manifest that lists every layer of it (written by the same build): the
+        // steps come from there; never a prefetch.
+        let whole = [
+            cache("cache-pr-7", &["sha256:base"]),
+            cache(
+                "cache",
+                &["sha256:base", "sha256:latest-top", "sha256:other"],
+            ),
+        ];
+        match decide(&i, &found, &whole) {
+            Decision::MountsFromLayerCache {
+                from,
+                prefetch,
+                layers_in,
+            } => {
+                assert_eq!(from, "r:5000/app:latest");
+                assert_eq!(prefetch, None);
+                assert_eq!(layers_in.as_deref(), Some("r:5000/app:cache"));
+            }
+            d => panic!("{d:?}"),
+        }
+        // Another build wrote the cache manifests since (a layer of latest is missing), or
+        // there is none: restore and inject run.
+        let other = [cache("cache", &["sha256:base", "sha256:newer-top"])];
+        for caches in [&other[..], &[]] {
+            assert!(matches!(
+                decide(&i, &found, caches),
+                Decision::Build { prefetch: None }
+            ));
+        }
+        // Another platform's image never counts.
+        let mut arm = found.clone();
+        arm[0].platform = "linux/arm64".into();
         assert!(matches!(
-            decide(&i, &found),
+            decide(&i, &arm, &whole),
             Decision::Build { prefetch: None }
         ));
         // The same labels on an inline cache tag: from the layer cache, with a prefetch.
         i.exporter = Exporter::Inline;
         assert!(matches!(
-            decide(&i, &found),
+            decide(&i, &found, &[]),
             Decision::MountsFromLayerCache {
                 prefetch: Some(_),
+                layers_in: None,
                 ..
             }
         ));
@@ -423,7 +495,7 @@ mod tests {
         i.push = false;
         i.inputs = Ok("h1".into());
         assert!(matches!(
-            decide(&i, &found),
+            decide(&i, &found, &[]),
             Decision::Build { prefetch: None }
         ));
         assert!(build_message(&i).contains("no --push"));

@@ -597,7 +597,15 @@ fn run_check(
     let platform = h.platform.clone().unwrap_or_default();
     let exporter = p.mode.exporter;
     let refs = check::label_refs(exporter, &p.plan.cache_from, &p.plan.image_refs());
-    let found = match env.registry.cache_tags(&p.plan.image, &refs, &platform) {
+    // The registry exporter's cache manifests: whether one holds an image tag's layers.
+    let caches: &[String] = match exporter {
+        Exporter::Registry => &p.plan.cache_from,
+        Exporter::Inline => &[],
+    };
+    let found = match env
+        .registry
+        .check_reads(&p.plan.image, &refs, caches, &platform)
+    {
         Ok(found) => found,
         Err(e) => {
             ph.cache_failed(
@@ -617,15 +625,23 @@ fn run_check(
         push: p.spec.push,
         exporter,
     };
-    match check::decide(&input, &found) {
+    match check::decide(&input, &found.tags, &found.caches) {
         Decision::TagUnchanged { from, hash } => Ok(Checked::Unchanged(from, hash)),
-        Decision::MountsFromLayerCache { from, prefetch } => {
+        Decision::MountsFromLayerCache {
+            from,
+            prefetch,
+            layers_in,
+        } => {
+            let held = layers_in
+                .as_ref()
+                .map(|c| format!(", whose every layer {c} holds"))
+                .unwrap_or_default();
             ph.ok(
                 "check",
                 started,
                 format!(
-                    "the steps up to the last cache mount are unchanged since {from}: docker \
-                     takes them from the layer cache"
+                    "the steps up to the last cache mount are unchanged since {from}{held}: \
+                     docker takes them from the layer cache"
                 ),
                 Some(PhaseDetail::CheckMountSteps {
                     inputs: h.inputs.clone().ok(),
@@ -633,7 +649,7 @@ fn run_check(
                     mount_steps_from: from.clone(),
                 }),
             );
-            go(Some(from), prefetch)
+            go(Some(layers_in.unwrap_or(from)), prefetch)
         }
         Decision::Build { prefetch } => {
             ph.ok(

@@ -1295,10 +1295,10 @@ fn unchanged_inputs_are_tagged_not_built(engine: Engine) {
     }
 
     // 3. The app code changed, on a branch (its own cache tag, the default branch's as
-    // fallback): a build. The steps up to pip's are unchanged: with inline cache the cache
-    // tag says so, and restore, inject and extract are skipped; with the registry exporter
-    // the dance runs, docker takes pip's step from the cache manifest, and the extract is
-    // skipped because the log shows it CACHED.
+    // fallback): a build. The steps up to pip's are unchanged since the image the check
+    // read, whose layers the cache holds (inline: the cache tag is that image; the registry
+    // exporter: `cache`, written by the build that pushed `latest`, lists every layer of
+    // it): restore, inject and extract are skipped, pip's step comes from the layer cache.
     std::fs::write(ws.join("app.py"), "print('changed')\n").unwrap();
     {
         let r = build("v3", &["--scope", "feature", "--fallback-scope", "default"]);
@@ -1306,15 +1306,17 @@ fn unchanged_inputs_are_tagged_not_built(engine: Engine) {
         let j = r.json();
         assert!(j["unchanged"].is_null(), "{j}");
         let check = phase(&j, "check")["message"].as_str().unwrap().to_string();
+        assert!(check.contains("layer cache"), "{on}: {check}");
         if registry_exporter {
-            assert!(check.contains("no image tag"), "{on}: {check}");
-            assert_eq!(phase(&j, "restore")["detail"]["status"], "hit", "{j}");
-            assert_eq!(phase(&j, "inject")["status"], "ok", "{on}: {j}");
-        } else {
-            assert!(check.contains("layer cache"), "{on}: {check}");
-            assert_eq!(phase(&j, "restore")["status"], "skipped", "{on}: {j}");
-            assert_eq!(phase(&j, "inject")["status"], "skipped", "{on}: {j}");
+            assert!(
+                check.contains(&format!(
+                    "since {repo}:latest, whose every layer {repo}:cache"
+                )),
+                "{on}: {check}"
+            );
         }
+        assert_eq!(phase(&j, "restore")["status"], "skipped", "{on}: {j}");
+        assert_eq!(phase(&j, "inject")["status"], "skipped", "{on}: {j}");
         assert_eq!(phase(&j, "build")["status"], "ok");
         let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
         assert_eq!(run_status(&log, "pip install"), "CACHED", "{on}: {log}");
@@ -1343,6 +1345,30 @@ fn unchanged_inputs_are_tagged_not_built(engine: Engine) {
             registry_digest(&repo, "v3"),
             registry_digest(&repo, "latest")
         );
+    }
+
+    // 3b. The same inputs on the default branch without --push (so not tagged): `latest`
+    // (v3) has the same cache-mount steps. Inline: the cache tag (v1's image) has them too:
+    // skipped as above. The registry exporter: `cache` was written by v1's build and lacks
+    // v3's top layer, so nothing says the steps are there: restore and inject run, and the
+    // extract is skipped after the build, which found pip's step CACHED.
+    {
+        let tags = ["--tag", "latest", "--tag", "v3b"];
+        let r = build_example(&d, &ws, &store, &repo, &pypi, &tags);
+        ok(&r);
+        let j = r.json();
+        let check = phase(&j, "check")["message"].as_str().unwrap().to_string();
+        if registry_exporter {
+            assert!(check.contains("building"), "{on}: {check}");
+            assert_eq!(phase(&j, "restore")["detail"]["status"], "hit", "{on}: {j}");
+            assert_eq!(phase(&j, "inject")["status"], "ok", "{on}: {j}");
+        } else {
+            assert!(check.contains("layer cache"), "{on}: {check}");
+            assert_eq!(phase(&j, "inject")["status"], "skipped", "{on}: {j}");
+        }
+        let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
+        assert_eq!(run_status(&log, "pip install"), "CACHED", "{on}: {log}");
+        assert_eq!(phase(&j, "extract")["status"], "skipped", "{on}: {j}");
     }
 
     // 4. --rebuild builds even so, with every cache phase.
