@@ -762,8 +762,8 @@ fn restore_and_inject(
     Ok(restored)
 }
 
-/// The image push (a failure fails the build) and the registry cache export (classic: tag
-/// and push the cache tag; buildx: done by the build's --cache-to).
+/// The image push (a failure fails the build) and the registry cache export (inline cache:
+/// tag and push the cache tag; the registry exporter: done by the build's --cache-to).
 fn push_and_export(
     p: &Prepared,
     env: &Env,
