@@ -590,6 +590,8 @@ fn buildx_containerd_store_cached_then_pulled_is_cached() {
 fn buildx_error_before_any_step_is_the_failure() {
     let r = fixture("buildx-graph-cache-export.log");
     assert_eq!(r.format, LogFormat::BuildkitPlain);
+    // The log's own count: no `#N` line at all.
+    assert_eq!((r.steps.total, r.steps.cached, r.steps.run), (0, 0, 0));
     assert!(!r.ok);
     let f = r.failure.as_ref().expect("a failure");
     assert_eq!(f.step, None);
