@@ -302,9 +302,10 @@ fn distrusted(image: &str, reference: &str, platform: &str, env: &Env) -> Option
     };
     let labels = match env
         .registry
-        .cache_tags(image, &[reference.to_string()], platform)
+        .check_reads(image, &[reference.to_string()], &[], platform)
     {
-        Ok(tags) => tags
+        Ok(reads) => reads
+            .tags
             .into_iter()
             .next()
             .map(|t| t.labels)

@@ -9,10 +9,22 @@
 //!   inject and extract cannot help; the unchanged layers are prefetched.
 //! - **build**, with a prefetch of the first `k` cache-mount steps that a cache tag shares
 //!   (label `io.cicache.mount-steps`, the hash of the steps up to each cache-mount RUN).
+//!
+//! Which manifests carry the labels depends on the build mode's cache exporter
+//! ([`label_refs`]): with inline cache the cache tag is the image itself, so the cache tags
+//! are read, and the labels and the layer cache come from the same manifest. With the
+//! registry exporter the cache tag is a cache manifest (no config, no labels): the image
+//! tags the build pushes (`--image` with each `--tag`) are read instead. The layers a build
+//! takes come from the cache manifests, which another build than the one that pushed the
+//! image tag may have written: an image tag's cache-mount steps count only when a cache
+//! manifest the build reads lists every layer of that image (BuildKit exports the image's
+//! own blobs, base layers too, into a `mode=max` cache). No prefetch: the registry exporter
+//! keeps every layer of the cache, and a cache manifest cannot be pulled.
 
+use cicache_docker::engine::Exporter;
 use cicache_docker::skip;
 
-pub use crate::registry::CacheTag;
+pub use crate::registry::{CacheManifest, CacheTag};
 
 /// This build's side of the comparison.
 #[derive(Debug, Clone)]
@@ -28,6 +40,19 @@ pub struct CheckInput {
     /// `os/arch[/variant]` the build is for.
     pub platform: String,
     pub push: bool,
+    /// Where the build's layer cache goes: what the found manifests are.
+    pub exporter: Exporter,
+}
+
+/// The references whose image labels the check reads, in order: the cache tags
+/// (`cache_from`: own scope, then the default) where the cache is inline (the cache tag is
+/// the image); the image tags the build pushes (`image_refs`) with the registry exporter (the
+/// cache tag is a cache manifest, which has no labels).
+pub fn label_refs(exporter: Exporter, cache_from: &[String], image_refs: &[String]) -> Vec<String> {
+    match exporter {
+        Exporter::Inline => cache_from.to_vec(),
+        Exporter::Registry => image_refs.to_vec(),
+    }
 }
 
 /// The layers a prefetch brings in: the Dockerfile's lines `1..=end_line`, whose first
@@ -46,10 +71,13 @@ pub struct Prefetch {
 pub enum Decision {
     /// The cache tag `from` was built from the same inputs (`hash`): tag it, build nothing.
     TagUnchanged { from: CacheTag, hash: String },
-    /// Every cache-mount step is unchanged since the cache tag `from` (`IMAGE:tag`).
+    /// Every cache-mount step is unchanged since the image `from` (`IMAGE:tag`).
     MountsFromLayerCache {
         from: String,
         prefetch: Option<Prefetch>,
+        /// With the registry exporter: the cache manifest (`IMAGE:tag`) that lists every
+        /// layer of `from`, where the build finds those steps.
+        layers_in: Option<String>,
     },
     /// Build; `prefetch` when a cache tag shares the first cache-mount steps.
     Build { prefetch: Option<Prefetch> },
@@ -68,8 +96,9 @@ pub fn skip_reason(
     }
 }
 
-/// Decides from the cache tags found (own scope first).
-pub fn decide(input: &CheckInput, found: &[CacheTag]) -> Decision {
+/// Decides from the tags found (own scope first, or the build's image tags in order) and,
+/// with the registry exporter, the cache manifests the build reads.
+pub fn decide(input: &CheckInput, found: &[CacheTag], caches: &[CacheManifest]) -> Decision {
     // The label, and the image's own platform as a backstop.
     let same_platform = |t: &CacheTag| input.platform.starts_with(t.platform.as_str());
     let has = |label: &str, value: &str| {
@@ -91,6 +120,32 @@ pub fn decide(input: &CheckInput, found: &[CacheTag]) -> Decision {
             from: t.clone(),
             hash: hash.clone(),
         },
+        // An image tag's steps count where a cache manifest holds its layers (module doc).
+        _ if input.exporter == Exporter::Registry => {
+            let held = input.mount_inputs.as_deref().and_then(|h| {
+                found
+                    .iter()
+                    .filter(|t| {
+                        t.labels.get(skip::LABEL_MOUNT_STEPS).map(String::as_str) == Some(h)
+                            && same_platform(t)
+                            && !t.layers.is_empty()
+                    })
+                    .find_map(|t| {
+                        let c = caches
+                            .iter()
+                            .find(|c| t.layers.iter().all(|l| c.layers.contains(l)))?;
+                        Some((t, c))
+                    })
+            });
+            match held {
+                Some((t, c)) => Decision::MountsFromLayerCache {
+                    from: format!("{}:{}", input.image, t.tag),
+                    prefetch: None,
+                    layers_in: Some(format!("{}:{}", input.image, c.tag)),
+                },
+                None => Decision::Build { prefetch: None },
+            }
+        }
         (_, Some(t)) => {
             let from = format!("{}:{}", input.image, t.tag);
             // Up to the last cache-mount RUN of the image's own stages: a later one in another
@@ -102,7 +157,11 @@ pub fn decide(input: &CheckInput, found: &[CacheTag]) -> Decision {
                 total: input.mount_steps.len(),
                 from: from.clone(),
             });
-            Decision::MountsFromLayerCache { from, prefetch }
+            Decision::MountsFromLayerCache {
+                from,
+                prefetch,
+                layers_in: None,
+            }
         }
         _ => {
             let mine: Vec<String> = input.mount_steps.iter().map(|(_, h)| h.clone()).collect();
@@ -139,6 +198,10 @@ pub fn build_message(input: &CheckInput) -> String {
         Ok(_) if !input.push => "inputs changed or not pushed before; no --push: building into \
                                  the local daemon"
             .to_string(),
+        Ok(h) if input.exporter == Exporter::Registry => format!(
+            "no image tag of this build was built from these inputs ({}): building",
+            h.get(..16).unwrap_or(h)
+        ),
         Ok(h) => format!(
             "no cache tag was built from these inputs ({}): building",
             h.get(..16).unwrap_or(h)
@@ -167,6 +230,14 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
             platform: platform.to_string(),
+            layers: vec![format!("sha256:base"), format!("sha256:{name}-top")],
+        }
+    }
+
+    fn cache(name: &str, layers: &[&str]) -> CacheManifest {
+        CacheManifest {
+            tag: name.to_string(),
+            layers: layers.iter().map(|l| l.to_string()).collect(),
         }
     }
 
@@ -182,6 +253,7 @@ mod tests {
             mount_steps: steps.iter().map(|(l, h)| (*l, h.to_string())).collect(),
             platform: "linux/amd64".into(),
             push: true,
+            exporter: Exporter::Inline,
         }
     }
 
@@ -203,7 +275,7 @@ mod tests {
     fn same_inputs_and_push_tag_the_cache_tag() {
         let i = input(Ok("h1"), Some("m1"), &[(3, "s1")]);
         let found = [tag("cache", &[(skip::LABEL, "h1")], "linux/amd64")];
-        match decide(&i, &found) {
+        match decide(&i, &found, &[]) {
             Decision::TagUnchanged { from, hash } => {
                 assert_eq!(from.tag, "cache");
                 assert_eq!(hash, "h1");
@@ -219,7 +291,7 @@ mod tests {
             "linux/amd64",
         )];
         assert!(matches!(
-            decide(&local, &found),
+            decide(&local, &found, &[]),
             Decision::MountsFromLayerCache { .. }
         ));
     }
@@ -233,7 +305,7 @@ mod tests {
             "linux/arm64",
         )];
         assert!(matches!(
-            decide(&i, &found),
+            decide(&i, &found, &[]),
             Decision::Build { prefetch: None }
         ));
     }
@@ -246,8 +318,8 @@ mod tests {
             &[(skip::LABEL, "h1"), (skip::LABEL_MOUNT_STEPS, "m1")],
             "linux/amd64",
         )];
-        match decide(&i, &found) {
-            Decision::MountsFromLayerCache { from, prefetch } => {
+        match decide(&i, &found, &[]) {
+            Decision::MountsFromLayerCache { from, prefetch, .. } => {
                 assert_eq!(from, "r:5000/app:cache-feature");
                 assert_eq!(
                     prefetch,
@@ -278,7 +350,7 @@ mod tests {
                 "linux/amd64",
             ),
         ];
-        match decide(&i, &found) {
+        match decide(&i, &found, &[]) {
             Decision::Build { prefetch: Some(p) } => {
                 assert_eq!(p.unchanged, 2);
                 assert_eq!(p.total, 3);
@@ -294,7 +366,7 @@ mod tests {
             "linux/amd64",
         )];
         assert!(matches!(
-            decide(&i, &none),
+            decide(&i, &none, &[]),
             Decision::Build { prefetch: None }
         ));
     }
@@ -310,5 +382,128 @@ mod tests {
         assert!(build_message(&i).contains("no --push"));
         i.inputs = Err("an ONBUILD image".into());
         assert_eq!(build_message(&i), "building: an ONBUILD image");
+    }
+
+    #[test]
+    fn the_exporter_decides_which_tags_carry_the_labels() {
+        let cache = [
+            "r:5000/app:cache-pr-7".to_string(),
+            "r:5000/app:cache".into(),
+        ];
+        let images = ["r:5000/app:1.0".to_string(), "r:5000/app:latest".into()];
+        // Inline cache: the cache tag is the image.
+        assert_eq!(label_refs(Exporter::Inline, &cache, &images), cache);
+        // The registry exporter: the cache tag is a cache manifest; the image tags are read.
+        assert_eq!(label_refs(Exporter::Registry, &cache, &images), images);
+    }
+
+    #[test]
+    fn registry_exporter_tags_an_unchanged_image_tag() {
+        let mut i = input(Ok("h1"), Some("m1"), &[(3, "s1")]);
+        i.exporter = Exporter::Registry;
+        // What an image tag pushed by buildx carries (read through its index).
+        let found = [
+            tag("1.0", &[(skip::LABEL, "h0")], "linux/amd64"),
+            tag(
+                "latest",
+                &[
+                    (skip::LABEL, "h1"),
+                    (skip::LABEL_MOUNT_STEPS, "m1"),
+                    (skip::LABEL_MOUNT_STEP_LIST, "s1"),
+                ],
+                "linux/amd64",
+            ),
+        ];
+        match decide(&i, &found, &[]) {
+            Decision::TagUnchanged { from, hash } => {
+                assert_eq!(from.tag, "latest");
+                assert_eq!(hash, "h1");
+            }
+            d => panic!("{d:?}"),
+        }
+        // Another platform's image never counts.
+        let arm = [tag("latest", &[(skip::LABEL, "h1")], "linux/arm64")];
+        assert!(matches!(
+            decide(&i, &arm, &[]),
+            Decision::Build { prefetch: None }
+        ));
+    }
+
+    #[test]
+    fn registry_exporter_takes_the_mount_steps_only_where_a_cache_manifest_holds_the_image() {
+        let mut i = input(Ok("h2"), Some("m1"), &[(3, "s1"), (5, "s2")]);
+        i.exporter = Exporter::Registry;
+        // `latest` has the same cache-mount steps (the app code changed since).
+        let found = [tag(
+            "latest",
+            &[
+                (skip::LABEL, "h1"),
+                (skip::LABEL_MOUNT_STEPS, "m1"),
+                (skip::LABEL_MOUNT_STEP_LIST, "s1 s2"),
+            ],
+            "linux/amd64",
+        )];
+        // A cache manifest that lists every layer of it (written by the same build): the
+        // steps come from there; never a prefetch.
+        let whole = [
+            cache("cache-pr-7", &["sha256:base"]),
+            cache(
+                "cache",
+                &["sha256:base", "sha256:latest-top", "sha256:other"],
+            ),
+        ];
+        match decide(&i, &found, &whole) {
+            Decision::MountsFromLayerCache {
+                from,
+                prefetch,
+                layers_in,
+            } => {
+                assert_eq!(from, "r:5000/app:latest");
+                assert_eq!(prefetch, None);
+                assert_eq!(layers_in.as_deref(), Some("r:5000/app:cache"));
+            }
+            d => panic!("{d:?}"),
+        }
+        // Another build wrote the cache manifests since (a layer of latest is missing), or
+        // there is none: restore and inject run.
+        let other = [cache("cache", &["sha256:base", "sha256:newer-top"])];
+        for caches in [&other[..], &[]] {
+            assert!(matches!(
+                decide(&i, &found, caches),
+                Decision::Build { prefetch: None }
+            ));
+        }
+        // Another platform's image never counts.
+        let mut arm = found.clone();
+        arm[0].platform = "linux/arm64".into();
+        assert!(matches!(
+            decide(&i, &arm, &whole),
+            Decision::Build { prefetch: None }
+        ));
+        // The same labels on an inline cache tag: from the layer cache, with a prefetch.
+        i.exporter = Exporter::Inline;
+        assert!(matches!(
+            decide(&i, &found, &[]),
+            Decision::MountsFromLayerCache {
+                prefetch: Some(_),
+                layers_in: None,
+                ..
+            }
+        ));
+        // Without --push the whole hash is no reason to tag, on either exporter.
+        i.exporter = Exporter::Registry;
+        i.push = false;
+        i.inputs = Ok("h1".into());
+        assert!(matches!(
+            decide(&i, &found, &[]),
+            Decision::Build { prefetch: None }
+        ));
+        assert!(build_message(&i).contains("no --push"));
+        i.push = true;
+        i.inputs = Ok("0123456789abcdef0123".into());
+        assert_eq!(
+            build_message(&i),
+            "no image tag of this build was built from these inputs (0123456789abcdef): building"
+        );
     }
 }

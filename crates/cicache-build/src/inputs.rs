@@ -27,19 +27,18 @@ pub(crate) struct Hashed {
     pub platform: Option<String>,
 }
 
-/// Why a build's inputs are not hashed, if they are not.
+/// Why a build's inputs are not hashed, if they are not. Whatever the cache exporter: the
+/// labels go on the image, which is the cache tag with inline cache and an image tag the
+/// next build reads with the registry exporter (check.rs, `label_refs`).
 pub(crate) fn not_hashed(
     dry_run: bool,
     registry_cache: bool,
-    classic: bool,
     own_cache: bool,
 ) -> Option<&'static str> {
     if dry_run {
         Some("--dry-run")
     } else if !registry_cache {
         Some("registry cache off")
-    } else if !classic {
-        Some("buildx: the cache tag is a cache manifest, not the image")
     } else if own_cache {
         Some("a base image: its tag is its hash")
     } else {

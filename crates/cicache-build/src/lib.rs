@@ -7,7 +7,7 @@
 //!   -> base image first, when asked         base.rs     (REPO:base-<hash>: reuse, build, fall back)
 //!   -> parse the Dockerfile's cache mounts  mounts.rs
 //!   -> hash the inputs (labels)             inputs.rs   (io.cicache.inputs, mount steps)
-//!   -> read the cache tags' labels          registry.rs
+//!   -> read the labels                      registry.rs (cache tags, or image tags: check.rs)
 //!   -> decide                               check.rs    (pure: tag unchanged / mounts from the
 //!                                                        layer cache / prefetch / build)
 //!   -> tag instead of building              unchanged.rs
@@ -48,7 +48,7 @@ pub use events::Events;
 pub use mounts::{describe_dance, select_mounts};
 pub use outcome::{BaseFailedDoc, BuildDoc, BuildResult, DryRunDoc, DryRunMount, Unchanged};
 pub use phase::{Phase, PhaseDetail, PhaseStatus, human_duration};
-pub use registry::{ecr_endpoint_guard, has_registry_host};
+pub use registry::has_registry_host;
 pub use run::{Env, build};
 pub use spec::{
     BaseOptions, BuildSpec, CacheSettings, DEFAULT_KEY, DEFAULT_RESTORE_KEY, DockerSpec,

@@ -1,7 +1,7 @@
 //! What the build asks the registry: which cache tags exist and their labels, whether a base
 //! tag exists, what a FROM image is, the newest earlier base; and tagging an unchanged image.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use cicache_docker::base;
@@ -26,23 +26,8 @@ pub fn has_registry_host(image: &str) -> bool {
     }
 }
 
-/// Image configs of an ECR repository come from the registry host itself (the distribution
-/// API), which `AWS_ENDPOINT_URL` does not redirect: with the API pointed elsewhere (a test
-/// double, a proxy), refuse rather than reach the real host.
-pub fn ecr_endpoint_guard(target: &Target) -> Result<(), String> {
-    for var in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR"] {
-        if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
-            return Err(format!(
-                "{var} points the ECR API elsewhere, but image configs are read from the \
-                 registry host {} itself, which it does not cover",
-                target.registry
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A cache tag the build reads, as the registry has it.
+/// A tag whose image labels the check reads (a cache tag with inline cache, an image tag with
+/// the registry exporter), as the registry has it.
 #[derive(Debug, Clone)]
 pub struct CacheTag {
     pub tag: String,
@@ -51,6 +36,47 @@ pub struct CacheTag {
     pub labels: BTreeMap<String, String>,
     /// `os/architecture[/variant]` of the image.
     pub platform: String,
+    /// The layer blobs of the platform's image.
+    pub layers: Vec<String>,
+}
+
+/// A registry exporter's cache manifest the build reads, with the layer blobs it lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheManifest {
+    pub tag: String,
+    pub layers: BTreeSet<String>,
+}
+
+/// The layer blobs a manifest lists: an image manifest's (and BuildKit's cache manifest's,
+/// `image-manifest=true`) `layers`, or the blobs a BuildKit cache index lists beside its
+/// cache config.
+fn layer_blobs(m: &Manifest) -> Vec<String> {
+    if m.is_index() {
+        return m
+            .entries()
+            .into_iter()
+            .filter(|e| !e.is_manifest())
+            .map(|e| e.digest)
+            .collect();
+    }
+    m.body
+        .get("layers")
+        .and_then(serde_json::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.get("digest")?.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What the check reads from the registry.
+#[derive(Debug, Default)]
+pub(crate) struct CheckReads {
+    /// The tags that carry the labels and exist (see [`RegistryAccess::check_reads`]).
+    pub tags: Vec<CacheTag>,
+    /// The registry exporter's cache manifests that exist.
+    pub caches: Vec<CacheManifest>,
 }
 
 /// Registry access with the build's time limit.
@@ -77,21 +103,15 @@ impl RegistryAccess {
             timeout,
             ..ConnectOptions::default()
         };
-        match Registry::connect(&target, &opts).map_err(err)? {
-            Registry::Oci(c) => Ok(c),
-            Registry::Ecr { client, .. } => {
-                ecr_endpoint_guard(&target)?;
-                let (_, creds) = client.docker_credentials().map_err(err)?;
-                Ok(OciClient::new(
-                    &target,
-                    Some(creds),
-                    &OciOptions {
-                        plain_http: None,
-                        timeout,
-                    },
-                ))
-            }
-        }
+        // ECR: its distribution API with a GetAuthorizationToken login (cicache-registry).
+        Registry::connect(&target, &opts)
+            .and_then(|r| {
+                r.into_reader(&OciOptions {
+                    plain_http: None,
+                    timeout,
+                })
+            })
+            .map_err(err)
     }
 
     /// Whether the registry has `REPO:tag`. An error means it could not be asked.
@@ -111,30 +131,50 @@ impl RegistryAccess {
         }
     }
 
-    /// The cache tags of `cache_from` (full refs, own scope first) that exist, each with the
-    /// manifest to tag (an index as pushed, attestations and all), the labels and the
-    /// platform of its image for `platform` (an OCI index is read through to that image).
-    pub(crate) fn cache_tags(
+    /// The tags of `refs` (full refs, in the order the check prefers them: the cache tags
+    /// with inline cache, the image tags with the registry exporter) that exist and name an
+    /// image, each with the manifest to tag (an index as pushed, attestations and all), the
+    /// labels, platform and layers of its image for `platform` (an OCI index is read through
+    /// to that image). A BuildKit cache manifest names no image: left out.
+    ///
+    /// And of `cache_manifests` (the registry exporter's cache refs) those that exist, with
+    /// the layer blobs they list: whether they hold an image tag's layers (check.rs).
+    pub(crate) fn check_reads(
         &self,
         image: &str,
-        cache_from: &[String],
+        refs: &[String],
+        cache_manifests: &[String],
         platform: &str,
-    ) -> RegResult<Vec<CacheTag>> {
+    ) -> RegResult<CheckReads> {
         let client = self.client(image)?;
         let platform = platform_of(platform);
-        let mut out = Vec::new();
-        for r in cache_from {
-            let tag = r.rsplit_once(':').map(|(_, t)| t).unwrap_or(r);
-            let img = match client.image_config(tag, &platform) {
+        let tag_of = |r: &'_ str| r.rsplit_once(':').map(|(_, t)| t.to_string());
+        let mut out = CheckReads::default();
+        for r in refs {
+            let tag = tag_of(r).unwrap_or_else(|| r.clone());
+            let img = match client.image_config(&tag, &platform) {
                 Ok(Some(img)) => img,
                 Ok(None) | Err(cicache_registry::Error::RepositoryNotFound { .. }) => continue,
                 Err(e) => return Err(err(e)),
             };
-            out.push(CacheTag {
-                tag: tag.to_string(),
+            out.tags.push(CacheTag {
+                tag,
                 platform: img.config.platform.to_string(),
                 labels: img.config.labels,
+                layers: layer_blobs(&img.manifest),
                 manifest: img.tagged,
+            });
+        }
+        for r in cache_manifests {
+            let tag = tag_of(r).unwrap_or_else(|| r.clone());
+            let m = match client.manifest(&tag) {
+                Ok(Some(m)) => m,
+                Ok(None) | Err(cicache_registry::Error::RepositoryNotFound { .. }) => continue,
+                Err(e) => return Err(err(e)),
+            };
+            out.caches.push(CacheManifest {
+                tag,
+                layers: layer_blobs(&m).into_iter().collect(),
             });
         }
         Ok(out)

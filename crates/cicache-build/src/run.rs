@@ -266,12 +266,7 @@ fn prepare<'s>(
         // report made from it) counts no helper steps; the dance shows with -v.
         log: None,
     };
-    let hashed = match inputs::not_hashed(
-        spec.dry_run,
-        registry_cache,
-        flavour == Flavour::Classic,
-        hooks.own_cache.is_some(),
-    ) {
+    let hashed = match inputs::not_hashed(spec.dry_run, registry_cache, hooks.own_cache.is_some()) {
         Some(why) => Hashed {
             labels: hooks.labels.clone(),
             inputs: Err(why.to_string()),
@@ -613,16 +608,23 @@ fn run_check(
         return go(None, None);
     }
     let platform = h.platform.clone().unwrap_or_default();
+    let exporter = p.mode.exporter;
+    let refs = check::label_refs(exporter, &p.plan.cache_from, &p.plan.image_refs());
+    // The registry exporter's cache manifests: whether one holds an image tag's layers.
+    let caches: &[String] = match exporter {
+        Exporter::Registry => &p.plan.cache_from,
+        Exporter::Inline => &[],
+    };
     let found = match env
         .registry
-        .cache_tags(&p.plan.image, &p.plan.cache_from, &platform)
+        .check_reads(&p.plan.image, &refs, caches, &platform)
     {
         Ok(found) => found,
         Err(e) => {
             ph.cache_failed(
                 "check",
                 started,
-                format!("reading the cache tag's labels: {e}"),
+                format!("reading the labels of {}: {e}", refs.join(", ")),
             )?;
             return go(None, None);
         }
@@ -634,16 +636,25 @@ fn run_check(
         mount_steps: h.mount_steps.clone(),
         platform,
         push: p.spec.push,
+        exporter,
     };
-    match check::decide(&input, &found) {
+    match check::decide(&input, &found.tags, &found.caches) {
         Decision::TagUnchanged { from, hash } => Ok(Checked::Unchanged(from, hash)),
-        Decision::MountsFromLayerCache { from, prefetch } => {
+        Decision::MountsFromLayerCache {
+            from,
+            prefetch,
+            layers_in,
+        } => {
+            let held = layers_in
+                .as_ref()
+                .map(|c| format!(", whose every layer {c} holds"))
+                .unwrap_or_default();
             ph.ok(
                 "check",
                 started,
                 format!(
-                    "the steps up to the last cache mount are unchanged since {from}: docker \
-                     takes them from the layer cache"
+                    "the steps up to the last cache mount are unchanged since {from}{held}: \
+                     docker takes them from the layer cache"
                 ),
                 Some(PhaseDetail::CheckMountSteps {
                     inputs: h.inputs.clone().ok(),
@@ -651,7 +662,7 @@ fn run_check(
                     mount_steps_from: from.clone(),
                 }),
             );
-            go(Some(from), prefetch)
+            go(Some(layers_in.unwrap_or(from)), prefetch)
         }
         Decision::Build { prefetch } => {
             ph.ok(
@@ -764,8 +775,8 @@ fn restore_and_inject(
     Ok(restored)
 }
 
-/// The image push (a failure fails the build) and the registry cache export (classic: tag
-/// and push the cache tag; buildx: done by the build's --cache-to).
+/// The image push (a failure fails the build) and the registry cache export (inline cache:
+/// tag and push the cache tag; the registry exporter: done by the build's --cache-to).
 fn push_and_export(
     p: &Prepared,
     env: &Env,

@@ -1,9 +1,11 @@
-//! An unchanged build: the cache tag's image was built from the same inputs, so its manifest
-//! goes under the image tags (and the own cache tag) instead of a build; no layer moves. A
-//! registry that refuses the tag fails the build as a failed push does.
+//! An unchanged build: the image the check found (a cache tag with inline cache, an image
+//! tag with the registry exporter) was built from the same inputs, so its manifest goes under
+//! the image tags (and, with inline cache, the own cache tag) instead of a build; no layer
+//! moves. A registry that refuses the tag fails the build as a failed push does.
 
 use std::time::Instant;
 
+use cicache_docker::engine::Exporter;
 use cicache_docker::report::StepCounts;
 
 use crate::check::CacheTag;
@@ -45,7 +47,11 @@ pub(crate) fn tag(
     ph.skipped("build", why.clone());
     let t = Instant::now();
     let mut tags: Vec<String> = plan.tags.clone();
+    // With inline cache the own scope's cache tag is the image too; with the registry
+    // exporter it is a cache manifest, which stays as it is (the build reads the default
+    // branch's when its own is missing).
     if let Some(own) = plan.cache_to.as_ref().and_then(|r| r.rsplit_once(':'))
+        && p.mode.exporter == Exporter::Inline
         && own.1 != found.tag
         && !tags.iter().any(|t| t == own.1)
     {

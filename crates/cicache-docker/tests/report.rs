@@ -521,16 +521,40 @@ fn cicache_build_logs() {
     );
 }
 
-/// Not a recording (no Docker 26 runs here yet): Docker 26.1 + buildx 0.13 on the containerd
-/// image store, written after what issue 19 saw: every step `CACHED`, and later the same
-/// steps again with `DONE` while BuildKit pulls their layers for the export. The `#0
-/// building with ...` line opens the build. Replace with a recording when one exists.
+/// Recorded (fixtures/README.md): Docker 26.1.5 + buildx 0.13.1 on the containerd image
+/// store, a fresh agent building with the registry cache: every step `CACHED`, and later the
+/// last one again with `DONE` while BuildKit pulls its layers for the export. The `#0
+/// building with ...` line opens the build. The log's own count: `[stage-0 2/5]` to
+/// `[stage-0 5/5]`, each with a `#N CACHED` line (the FROM is no step).
 #[test]
 fn buildx_containerd_store_cached_then_pulled_is_cached() {
     let r = fixture("buildx-containerd-warm.log");
     assert_eq!(r.format, LogFormat::BuildkitPlain);
     assert_eq!(r.builds, 1);
     assert_eq!((r.steps.total, r.steps.cached, r.steps.run), (4, 4, 0));
+    // The same counts read off the log apart from the report: the `[stage-0 i/n]` steps but
+    // the FROM, and those with a `#N CACHED` line, of which one later prints `#N DONE`.
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/buildx-containerd-warm.log",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let mut ids: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" [stage-0 ") && !l.contains("] FROM "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let has = |id: &str, status: &str| text.lines().any(|l| l == format!("{id} {status}"));
+    let cached = ids.iter().filter(|id| has(id, "CACHED")).count();
+    assert_eq!((r.steps.total, r.steps.cached), (ids.len(), cached));
+    assert!(
+        ids.iter()
+            .any(|id| has(id, "CACHED")
+                && text.lines().any(|l| l.starts_with(&format!("{id} DONE ")))),
+        "a step CACHED and later DONE (its layers pulled): {ids:?}"
+    );
     assert_eq!(step(&r, "RUN --mount").status, StepStatus::Cached);
     assert_eq!(r.cache_mount_steps_cached(), Some(true));
     assert!(
@@ -559,13 +583,15 @@ fn buildx_containerd_store_cached_then_pulled_is_cached() {
     assert_eq!((r.steps.total, r.steps.cached), (8, 8));
 }
 
-/// Not a recording: buildx 0.13's refusal on the graph-driver store, as issue 19 quotes it
-/// and as buildx prints it (three lines, before any step). The report used to say "nothing
-/// to report".
+/// Recorded (fixtures/README.md): buildx 0.13.1's refusal on Docker 26.1.5's graph-driver
+/// store (three lines, before any step, not even `#0`). The report used to say "nothing to
+/// report".
 #[test]
 fn buildx_error_before_any_step_is_the_failure() {
     let r = fixture("buildx-graph-cache-export.log");
     assert_eq!(r.format, LogFormat::BuildkitPlain);
+    // The log's own count: no `#N` line at all.
+    assert_eq!((r.steps.total, r.steps.cached, r.steps.run), (0, 0, 0));
     assert!(!r.ok);
     let f = r.failure.as_ref().expect("a failure");
     assert_eq!(f.step, None);

@@ -1,12 +1,14 @@
 //! Base images keyed by their inputs (`cicache build --base-dockerfile`, `cicache base`,
-//! `registry gc --keep-bases`) against real dockerd instances (Debian docker.io 20.10, as
-//! tests/engine starts them), a
-//! distribution registry of this test's own (so that it can be stopped: "the registry is
-//! down") and the local package index (test/lib/pypi.sh).
+//! `registry gc --keep-bases`) against real docker engines (tests/engine: Debian docker.io
+//! 20.10; docker 26 + buildx on the graph-driver and on the containerd image store: the
+//! base reuse and gc run on each, `on_each_engine!`), a distribution registry of this test's
+//! own (so that it can be stopped: "the registry is down") and the local package index
+//! (test/lib/pypi.sh).
 //!
 //! Needs CICACHE_TEST_DOCKERD=1, CICACHE_TEST_IMAGES, CICACHE_TEST_REGISTRY (which says the
-//! Debian `docker-registry` is installed) and CICACHE_TEST_PYPI_URL; without them the test
-//! prints "skipped: ..." unless CICACHE_TEST_REQUIRE_SERVICES=1.
+//! Debian `docker-registry` is installed) and CICACHE_TEST_PYPI_URL, and for the 26 engines
+//! CICACHE_TEST_DOCKER26; without them the test prints "skipped: ..." unless
+//! CICACHE_TEST_REQUIRE_SERVICES=1.
 //!
 //! The hash's stability across checkouts is a unit test in crates/cicache-docker/src/base.rs.
 
@@ -19,7 +21,7 @@ use serde_json::Value;
 mod engine;
 use engine::{BUSYBOX, Engine, PYTHON, free_port, service, work_dir};
 
-/// A fresh agent on the 20.10 engine.
+/// A fresh agent.
 struct Daemon(engine::Daemon);
 
 impl std::ops::Deref for Daemon {
@@ -30,8 +32,8 @@ impl std::ops::Deref for Daemon {
 }
 
 impl Daemon {
-    fn start() -> Daemon {
-        Daemon(engine::Daemon::start(Engine::Docker20))
+    fn start(engine: Engine) -> Daemon {
+        Daemon(engine::Daemon::start(engine))
     }
 
     fn has_image(&self, r: &str) -> bool {
@@ -79,7 +81,7 @@ struct OwnRegistry {
 
 impl OwnRegistry {
     fn start() -> OwnRegistry {
-        // One per test: tests run in parallel in one process.
+        // One per test: tests (and the engines' runs of one) run in parallel.
         let port = free_port();
         let dir = work_dir().join(format!("base-registry-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("data")).unwrap();
@@ -209,15 +211,14 @@ fn app_output(d: &Daemon, image: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-#[test]
-fn base_built_once_reused_rebuilt_on_change_and_registry_down() {
-    let Some(_) = service("CICACHE_TEST_DOCKERD", "dockerd may be started by tests") else {
+/// On each engine: the images it pushes (an OCI index with an attestation on docker 26's
+/// containerd store) are what the base reuse, the "why rebuilt" comparison with the
+/// registry's newest base and `gc --keep-bases` read. Two agents per engine.
+fn base_built_once_reused_rebuilt_on_change_and_registry_down(engine: Engine) {
+    let Some(images) = engine.services() else {
         return;
     };
-    let Some(images) = service("CICACHE_TEST_IMAGES", "docker-save tarballs").map(PathBuf::from)
-    else {
-        return;
-    };
+    let started = Instant::now();
     let Some(_) = service(
         "CICACHE_TEST_REGISTRY",
         "the Debian docker-registry (this test runs its own)",
@@ -242,7 +243,7 @@ fn base_built_once_reused_rebuilt_on_change_and_registry_down() {
     ] {
         std::fs::copy(example_dir().join(f), ws.join(f)).unwrap();
     }
-    let d1 = Daemon::start();
+    let d1 = Daemon::start(engine);
     d1.load(&images, "python.tar");
     d1.load(&images, "busybox.tar");
 
@@ -278,8 +279,8 @@ fn base_built_once_reused_rebuilt_on_change_and_registry_down() {
 
     // 2. A fresh agent (new daemon without the Python image, same workspace): the base is
     // reused from the registry, nothing of it is built, and the app build runs no pip.
+    let d2 = Daemon::start(engine);
     {
-        let d2 = Daemon::start();
         d2.load(&images, "busybox.tar");
         assert!(!d2.has_image(PYTHON));
         let j = build_on_base(&d2, &ws, &state, &reg, &pypi).ok();
@@ -411,8 +412,7 @@ fn base_built_once_reused_rebuilt_on_change_and_registry_down() {
     // An app image built on the first base (labelled as cicache labels them) keeps it.
     std::fs::write(ws.join("Dockerfile.old"), format!("FROM {ref1}\n")).unwrap();
     let old_app = format!("{repo}:v1");
-    let o = d1.docker(&[
-        "build",
+    let o = d1.build(&[
         "--label",
         &format!("io.cicache.base={ref1}"),
         "-t",
@@ -450,14 +450,20 @@ fn base_built_once_reused_rebuilt_on_change_and_registry_down() {
     assert!(!j["base"]["registry_error"].is_null());
     assert_eq!(d1.label(&format!("{repo}:latest"), "io.cicache.base"), ref3);
 
-    // A fresh agent without that base: a failure that says what to do.
-    let d3 = Daemon::start();
-    let r = build_on_base(&d3, &ws, &state, &reg, &pypi);
+    // An agent without that base (the second one has only the first base): a failure that
+    // says what to do.
+    let r = build_on_base(&d2, &ws, &state, &reg, &pypi);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("cannot check"), "{}", r.stderr);
     assert!(r.stderr.contains("Fix:"), "{}", r.stderr);
     assert!(r.stderr.contains("cicache registry status"), "{}", r.stderr);
+    eprintln!(
+        "base_built_once_reused_rebuilt_on_change_and_registry_down on {}: {:.1}s",
+        engine.name(),
+        started.elapsed().as_secs_f64()
+    );
 }
+on_each_engine!(base_built_once_reused_rebuilt_on_change_and_registry_down);
 
 /// `cicache base` on its own, for a repository without a registry host (the local daemon is
 /// asked instead), with --input globs: the reference alone on stdout; built once, then
@@ -482,7 +488,7 @@ fn base_command_local_repository_and_input_globs() {
     .unwrap();
     std::fs::write(ws.join("deps/a.txt"), "a\n").unwrap();
     std::fs::write(ws.join("deps/notes.md"), "notes\n").unwrap();
-    let d = Daemon::start();
+    let d = Daemon::start(Engine::Docker20);
     d.load(&images, "busybox.tar");
     let base = |extra: &[&str]| {
         let mut c = d.cicache(&ws, &state);
@@ -563,13 +569,8 @@ fn base_command_local_repository_and_input_globs() {
 /// build reuses only the bases of its own scope and of its fallback scopes, and builds an
 /// untrusted one again (a pull request's base is not the default branch's). Arguments after
 /// `--` are part of the hash.
-#[test]
-fn bases_are_reused_only_from_trusted_scopes() {
-    let Some(_) = service("CICACHE_TEST_DOCKERD", "dockerd may be started by tests") else {
-        return;
-    };
-    let Some(images) = service("CICACHE_TEST_IMAGES", "docker-save tarballs").map(PathBuf::from)
-    else {
+fn bases_are_reused_only_from_trusted_scopes(engine: Engine) {
+    let Some(images) = engine.services() else {
         return;
     };
     let Some(_) = service("CICACHE_TEST_REGISTRY", "the Debian docker-registry") else {
@@ -586,7 +587,7 @@ fn bases_are_reused_only_from_trusted_scopes() {
     .unwrap();
     std::fs::write(ws.join("deps/a.txt"), "a\n").unwrap();
     let reg = OwnRegistry::start();
-    let d = Daemon::start();
+    let d = Daemon::start(engine);
     d.load(&images, "busybox.tar");
     let image = format!("{}/app", reg.addr);
     let base = |scopes: &[&str], extra: &[&str]| {
@@ -649,3 +650,4 @@ fn bases_are_reused_only_from_trusted_scopes() {
     assert_ne!(host["ref"], reference.as_str(), "{host}");
     assert_eq!(host["status"], "would_build", "{host}");
 }
+on_each_engine!(bases_are_reused_only_from_trusted_scopes);

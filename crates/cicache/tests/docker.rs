@@ -5,7 +5,8 @@
 //! with a fresh data-root: a fresh agent.
 //!
 //! What needs a daemon runs once per engine where the engines differ (`on_each_engine!`:
-//! `engine_basics`, `python_app_two_agents`); the longer scenarios run on 20.10.
+//! `engine_basics`, `python_app_two_agents`, `unchanged_inputs_are_tagged_not_built`); the
+//! longer scenarios run on 20.10.
 //!
 //! Needs CICACHE_TEST_DOCKERD=1 and CICACHE_TEST_IMAGES (the 26 engines also
 //! CICACHE_TEST_DOCKER26, the e2e tests CICACHE_TEST_REGISTRY and CICACHE_TEST_PYPI_URL);
@@ -856,8 +857,8 @@ fn python_app_two_agents(engine: Engine) {
     }
 
     // 2. A fresh agent and a fresh workspace (no .pip-cache): the same store and registry.
-    // --rebuild: where the cache tag is the image (inline cache), the unchanged inputs
-    // would only tag it.
+    // --rebuild: the unchanged inputs would only tag the image (the cache tag with inline
+    // cache, `latest` with the registry exporter).
     std::fs::remove_dir_all(ws.join(".pip-cache")).unwrap();
     std::fs::remove_file(ws.join("build.log")).unwrap();
     {
@@ -1175,85 +1176,154 @@ fn prefetch_pulls_the_unchanged_steps_beside_restore_and_inject() {
     );
 }
 
-#[test]
-fn unchanged_inputs_are_tagged_not_built() {
-    let Some((images, registry, pypi)) = example_services() else {
+/// The `mediaType` of `repo:tag`'s manifest in the registry, and of its config when it has
+/// one (an index has none).
+fn registry_media_types(registry_repo: &str, tag: &str) -> (String, Option<String>) {
+    let body = curl_manifest(registry_repo, tag, "-sf")
+        .unwrap_or_else(|| panic!("no manifest for {registry_repo}:{tag}"));
+    let m: Value = serde_json::from_slice(&body).expect("a manifest");
+    (
+        m["mediaType"].as_str().unwrap_or_default().to_string(),
+        m["config"]["mediaType"].as_str().map(str::to_string),
+    )
+}
+
+/// The unchanged-inputs check, on each engine, on the images it pushes: with inline cache
+/// (20.10; 26 on the graph store) the labels are read from the cache tag, which is the
+/// image; with the registry exporter (26 on the containerd store) the cache tag is a cache
+/// manifest and the labels come from the image tag the build pushed, an OCI index (image and
+/// attestation) read through to the platform's image. Then `registry status` and `gc` on
+/// what the engine pushed. One agent per engine: the fresh agents are
+/// `python_app_two_agents`'s.
+fn unchanged_inputs_are_tagged_not_built(engine: Engine) {
+    let Some((images, registry, pypi)) = example_services_on(engine) else {
         return;
     };
+    let started = Instant::now();
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");
     let ws = t.path().join("ws");
     example_workspace(&ws);
-    let repo = format!("{registry}/u{}/python-app", std::process::id());
-    let build = |d: &Daemon, tag: &str, more: &[&str]| {
-        let mut flags = vec!["--tag", tag, "--push"];
+    let repo = format!(
+        "{registry}/u{}-{}/python-app",
+        std::process::id(),
+        engine.name().replace('.', "")
+    );
+    let d = fresh_agent_on(engine, &images);
+    // Every build pushes `latest` beside its own tag: the image tag the next build reads
+    // with the registry exporter.
+    let build = |tag: &str, more: &[&str]| {
+        let mut flags = vec!["--tag", "latest", "--tag", tag, "--push"];
         flags.extend_from_slice(more);
-        build_example(d, &ws, &store, &repo, &pypi, &flags)
+        build_example(&d, &ws, &store, &repo, &pypi, &flags)
     };
-    let fresh = || fresh_agent(&images);
+    let on = engine.name();
 
-    // 1. First build: nothing to compare with; it builds, pushes, labels the cache tag.
-    let inputs = {
-        let d = fresh();
-        let r = build(&d, "v1", &[]);
+    // 1. First build: nothing to compare with; it builds, pushes, labels the image.
+    let (inputs, registry_exporter) = {
+        let r = build("v1", &[]);
         ok(&r);
         let j = r.json();
         let check = phase(&j, "check");
-        assert_eq!(check["status"], "ok", "{j}");
+        assert_eq!(check["status"], "ok", "{on}: {j}");
         assert!(
             check["message"].as_str().unwrap().contains("building"),
-            "{check}"
+            "{on}: {check}"
         );
         assert_eq!(phase(&j, "build")["status"], "ok");
-        check["detail"]["inputs"].as_str().unwrap().to_string()
+        let registry_exporter = phase(&j, "cache-export")["status"] == "skipped";
+        (
+            check["detail"]["inputs"].as_str().unwrap().to_string(),
+            registry_exporter,
+        )
     };
+    // Which exporter each engine uses (docs/BUILD.md's table).
+    assert_eq!(
+        registry_exporter,
+        engine == Engine::Docker26Containerd,
+        "{on}"
+    );
     let cache_digest = registry_digest(&repo, "cache").expect("the cache tag was pushed");
+    let latest_digest = registry_digest(&repo, "latest").expect("latest was pushed");
+    // The image the check reads: the cache tag itself, or the image tag beside a cache
+    // manifest.
+    let (source, source_digest) = if registry_exporter {
+        let (cache_type, cache_config) = registry_media_types(&repo, "cache");
+        assert_eq!(cache_type, "application/vnd.oci.image.manifest.v1+json");
+        assert_eq!(
+            cache_config.as_deref(),
+            Some("application/vnd.buildkit.cacheconfig.v0"),
+            "the cache tag is a cache manifest"
+        );
+        let (latest_type, _) = registry_media_types(&repo, "latest");
+        assert_eq!(
+            latest_type, "application/vnd.oci.image.index.v1+json",
+            "docker 26 on the containerd store pushes an index"
+        );
+        ("latest", latest_digest.clone())
+    } else {
+        ("cache", cache_digest.clone())
+    };
 
-    // 2. A fresh agent, a fresh workspace, the same inputs: tagged, nothing built or pulled.
+    // 2. A fresh workspace, the same inputs: tagged, nothing built.
     std::fs::remove_dir_all(ws.join(".pip-cache")).unwrap();
-    let d = fresh();
     {
-        let r = build(&d, "v2", &[]);
+        let r = build("v2", &[]);
         ok(&r);
         let j = r.json();
-        assert_eq!(j["unchanged"]["inputs"], inputs.as_str(), "{j}");
-        assert_eq!(j["unchanged"]["digest"], cache_digest.as_str());
+        assert_eq!(j["unchanged"]["inputs"], inputs.as_str(), "{on}: {j}");
+        assert_eq!(j["unchanged"]["from"], format!("{repo}:{source}"), "{on}");
+        assert_eq!(j["unchanged"]["digest"], source_digest.as_str(), "{on}");
         assert!(j["verdict"].as_str().unwrap().contains("unchanged"), "{j}");
         assert_eq!(j["steps"]["total"], 0, "{j}");
         for p in ["restore", "inject", "build", "extract", "save"] {
-            assert_eq!(phase(&j, p)["status"], "skipped", "{p}: {j}");
+            assert_eq!(phase(&j, p)["status"], "skipped", "{on}: {p}: {j}");
         }
         assert_eq!(phase(&j, "push")["status"], "ok");
-        assert_eq!(registry_digest(&repo, "v2"), Some(cache_digest.clone()));
+        assert_eq!(registry_digest(&repo, "v2"), Some(source_digest.clone()));
+        assert_eq!(
+            registry_digest(&repo, "latest"),
+            Some(source_digest.clone())
+        );
+        // The registry exporter's cache manifest is left as it is.
+        assert_eq!(registry_digest(&repo, "cache"), Some(cache_digest.clone()));
         let o = d.docker(&["image", "inspect", &format!("{repo}:v2")]);
-        assert!(!o.status.success(), "nothing was pulled or built");
+        assert!(!o.status.success(), "{on}: nothing was pulled or built");
         let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
         assert!(log.contains("without building"), "{log}");
         assert!(!ws.join(".pip-cache").exists(), "nothing restored");
     }
 
-    // 3. The app code changed (the agent still has no image: step 2 pulled nothing): a
-    // build. The steps up to pip's are unchanged, so docker takes them from the registry's
-    // layer cache: no restore, no inject, no extract; a new label on the cache tag.
+    // 3. The app code changed, on a branch (its own cache tag, the default branch's as
+    // fallback): a build. The steps up to pip's are unchanged since the image the check
+    // read, whose layers the cache holds (inline: the cache tag is that image; the registry
+    // exporter: `cache`, written by the build that pushed `latest`, lists every layer of
+    // it): restore, inject and extract are skipped, pip's step comes from the layer cache.
     std::fs::write(ws.join("app.py"), "print('changed')\n").unwrap();
     {
-        let r = build(&d, "v3", &[]);
+        let r = build("v3", &["--scope", "feature", "--fallback-scope", "default"]);
         ok(&r);
         let j = r.json();
         assert!(j["unchanged"].is_null(), "{j}");
-        let check = phase(&j, "check");
-        assert!(
-            check["message"].as_str().unwrap().contains("layer cache"),
-            "{check}"
-        );
-        assert_eq!(phase(&j, "restore")["status"], "skipped", "{j}");
-        assert_eq!(phase(&j, "inject")["status"], "skipped", "{j}");
+        let check = phase(&j, "check")["message"].as_str().unwrap().to_string();
+        assert!(check.contains("layer cache"), "{on}: {check}");
+        if registry_exporter {
+            assert!(
+                check.contains(&format!(
+                    "since {repo}:latest, whose every layer {repo}:cache"
+                )),
+                "{on}: {check}"
+            );
+        }
+        assert_eq!(phase(&j, "restore")["status"], "skipped", "{on}: {j}");
+        assert_eq!(phase(&j, "inject")["status"], "skipped", "{on}: {j}");
         assert_eq!(phase(&j, "build")["status"], "ok");
         let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
+        assert_eq!(run_status(&log, "pip install"), "CACHED", "{on}: {log}");
         let (cached, downloaded) = pip_lines(&log);
         assert!(cached.is_empty() && downloaded.is_empty(), "pip ran: {log}");
         let extract = phase(&j, "extract");
-        assert_eq!(extract["status"], "skipped", "{j}");
+        assert_eq!(extract["status"], "skipped", "{on}: {j}");
         assert!(
             extract["message"].as_str().unwrap().contains("layer cache"),
             "{extract}"
@@ -1263,16 +1333,47 @@ fn unchanged_inputs_are_tagged_not_built() {
             .unwrap()
             .to_string();
         assert_ne!(new_inputs, inputs);
-        assert_ne!(registry_digest(&repo, "cache"), Some(cache_digest.clone()));
+        assert!(
+            registry_digest(&repo, "cache-feature").is_some(),
+            "{on}: the branch's cache tag"
+        );
+        assert_ne!(
+            registry_digest(&repo, "latest"),
+            Some(latest_digest.clone())
+        );
         assert_eq!(
             registry_digest(&repo, "v3"),
-            registry_digest(&repo, "cache")
+            registry_digest(&repo, "latest")
         );
+    }
+
+    // 3b. The same inputs on the default branch without --push (so not tagged): `latest`
+    // (v3) has the same cache-mount steps. Inline: the cache tag (v1's image) has them too:
+    // skipped as above. The registry exporter: `cache` was written by v1's build and lacks
+    // v3's top layer, so nothing says the steps are there: restore and inject run, and the
+    // extract is skipped after the build, which found pip's step CACHED.
+    {
+        let tags = ["--tag", "latest", "--tag", "v3b"];
+        let r = build_example(&d, &ws, &store, &repo, &pypi, &tags);
+        ok(&r);
+        let j = r.json();
+        let check = phase(&j, "check")["message"].as_str().unwrap().to_string();
+        if registry_exporter {
+            assert!(check.contains("building"), "{on}: {check}");
+            assert_eq!(phase(&j, "restore")["detail"]["status"], "hit", "{on}: {j}");
+            assert_eq!(phase(&j, "inject")["status"], "ok", "{on}: {j}");
+        } else {
+            assert!(check.contains("layer cache"), "{on}: {check}");
+            assert_eq!(phase(&j, "inject")["status"], "skipped", "{on}: {j}");
+        }
+        let log = std::fs::read_to_string(ws.join("build.log")).unwrap();
+        assert_eq!(run_status(&log, "pip install"), "CACHED", "{on}: {log}");
+        assert_eq!(phase(&j, "extract")["status"], "skipped", "{on}: {j}");
     }
 
     // 4. --rebuild builds even so, with every cache phase.
     {
-        let r = build(&d, "v4", &["--rebuild"]);
+        let r = build("v4", &["--rebuild"]);
         ok(&r);
         let j = r.json();
         assert_eq!(phase(&j, "check")["status"], "skipped");
@@ -1286,7 +1387,7 @@ fn unchanged_inputs_are_tagged_not_built() {
     reqs.push_str("tomli==2.0.1\n");
     std::fs::write(ws.join("requirements.txt"), reqs).unwrap();
     {
-        let r = build(&d, "v5", &[]);
+        let r = build("v5", &[]);
         ok(&r);
         let j = r.json();
         assert!(
@@ -1302,7 +1403,67 @@ fn unchanged_inputs_are_tagged_not_built() {
         let (_, downloaded) = pip_lines(&log);
         assert_eq!(downloaded, vec!["tomli-2.0.1-py3-none-any.whl"], "{log}");
     }
+
+    // 6. `registry status` and `gc` on what this engine pushed: both cache tags, with sizes
+    // and push times read through indexes and cache manifests; gc takes the branch's cache
+    // tag (older than --max-age 0s) unless it is also an image tag, never `cache` nor an
+    // image tag.
+    let registry_cmd = |args: &[&str]| {
+        let mut c = d.cicache(&store);
+        c.current_dir(&ws)
+            .args(["--json", "registry"])
+            .args(args)
+            .args(["--image", &repo]);
+        let r = run(c);
+        ok(&r);
+        r.json()
+    };
+    let status = registry_cmd(&["status"]);
+    let rows = status["cache_tags"].as_array().unwrap();
+    let mut tags: Vec<&str> = rows.iter().map(|r| r["tag"].as_str().unwrap()).collect();
+    tags.sort();
+    assert_eq!(tags, vec!["cache", "cache-feature"], "{on}: {status}");
+    for r in rows {
+        assert!(r["size"].as_u64().unwrap() > 10_000, "{on}: {status}");
+        assert!(r["age_seconds"].as_u64().unwrap() < 3600, "{on}: {status}");
+        let scope = if r["tag"] == "cache" {
+            Value::Null
+        } else {
+            "feature".into()
+        };
+        assert_eq!(r["scope"], scope, "{on}: {status}");
+    }
+    let gc = registry_cmd(&["gc", "--max-age", "0s"]);
+    let deleted: Vec<&str> = gc["delete"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["tags"].as_array().unwrap())
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    if registry_exporter {
+        assert_eq!(deleted, vec!["cache-feature"], "{on}: {gc}");
+        assert!(registry_digest(&repo, "cache-feature").is_none());
+    } else {
+        // The branch's cache tag is v3's image: the registry can only delete both.
+        assert!(deleted.is_empty(), "{on}: {gc}");
+        let kept = gc["kept"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["tag"] == "cache-feature")
+            .unwrap_or_else(|| panic!("{gc}"));
+        assert_eq!(kept["reason"], "shares_manifest", "{on}: {gc}");
+    }
+    for tag in ["cache", "latest", "v1", "v3", "v5"] {
+        assert!(registry_digest(&repo, tag).is_some(), "{on}: gc took {tag}");
+    }
+    eprintln!(
+        "unchanged_inputs_are_tagged_not_built on {on}: {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 }
+on_each_engine!(unchanged_inputs_are_tagged_not_built);
 
 // ---------------------------------------------------------------------------------------
 // Test 5: cache phases fail, the build goes on; --strict makes it fail; a failing step
