@@ -262,7 +262,7 @@ impl BuildPlan {
         a
     }
 
-    /// The docker arguments of the prefetch (classic flavour): a build of the Dockerfile's
+    /// The docker arguments of the prefetch (inline-cache builds): a build of the Dockerfile's
     /// first lines, given on stdin, whose steps all come from the cache tags, so that all it
     /// does is pull their layers into the daemon while the cache dir is restored and
     /// injected; the image build then finds them there. The build's arguments and the

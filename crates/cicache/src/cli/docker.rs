@@ -240,8 +240,9 @@ pub struct BuildOptions {
     pub no_report: bool,
     /// Build even when nothing the image is made from changed. Without it, a `--push` build
     /// whose inputs (the Dockerfile, the files it copies, the build args, the FROM images,
-    /// target, labels, the args after `--`; label io.cicache.inputs) equal those of the
-    /// registry's cache tag tags that image instead of building it (classic flavour).
+    /// target, labels, the args after `--`; label io.cicache.inputs) equal those of an
+    /// image in the registry tags that image instead of building it: the cache tag's with
+    /// inline cache, this build's own tag's (e.g. `latest`) with the registry cache exporter.
     #[arg(long, env = "CICACHE_REBUILD")]
     pub rebuild: bool,
     /// Print the docker commands the build would run (and the cache mounts it would move);
