@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result};
 
 use cicache_store::PrunePolicy;
 use cicache_store::key::{ProcessEnv, render};
@@ -15,7 +15,9 @@ use crate::cli::store::{
 };
 use crate::output::{exit, human_bytes};
 
-use crate::settings::{Context, open_store};
+use cicache_store::backend::Access;
+
+use crate::settings::{Context, open_store, usage};
 
 /// Renders a key that may be a template (globs relative to the working directory).
 fn render_key(template: &str) -> Result<String> {
@@ -28,7 +30,11 @@ fn render_prefix(prefix: &str) -> Result<String> {
 }
 
 fn required<T>(v: Option<T>, what: &str, config_key: &str) -> Result<T> {
-    v.ok_or_else(|| anyhow!("{what} is required: pass it, or set {config_key} in cicache.yml"))
+    v.ok_or_else(|| {
+        usage(format!(
+            "{what} is required: pass it, or set {config_key} in cicache.yml"
+        ))
+    })
 }
 
 /// `--key` and `--path`, else `cache.key` and `cache.path` of cicache.yml.
@@ -84,7 +90,8 @@ fn do_restore(
         .map(|k| render_prefix(k))
         .collect::<Result<Vec<_>>>()?;
     let settings = crate::settings::cache_settings(ctx)?;
-    let store = crate::settings::cache_store(ctx);
+    // Restore only reads: a missing directory store is a miss with a warning, never created.
+    let store = crate::settings::cache_store_for(ctx, Access::Read);
     let doc = cicache_build::cache_dir::restore(
         &store,
         &settings,
@@ -108,6 +115,9 @@ pub fn restore(a: RestoreArgs, ctx: &Context) -> Result<u8> {
                 "hit {}",
                 v.outcome.matched_key.as_deref().unwrap_or_default()
             )
+        } else if v.store_unavailable {
+            // Not a plain miss: the cache was never asked (the warning above says why).
+            "miss (store unavailable)".to_string()
         } else {
             "miss".to_string()
         }
@@ -150,7 +160,7 @@ pub fn save(a: SaveArgs, ctx: &Context) -> Result<u8> {
 }
 
 pub fn list(a: ListArgs, ctx: &Context) -> Result<u8> {
-    let store = open_store(ctx)?;
+    let store = open_store(ctx, Access::Read)?;
     let entries = store
         .list(a.in_scope.as_deref())
         .with_context(|| format!("listing {}", store.location()))?;
@@ -204,7 +214,7 @@ fn duration_opt(
 pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
     let c = &ctx.config.prune;
     let max_size = match a.max_size.as_ref().or(c.max_size.as_ref()) {
-        Some(s) => Some(parse_size(s).map_err(|e| anyhow!("--max-size: {e}"))?),
+        Some(s) => Some(parse_size(s).map_err(|e| usage(format!("--max-size {s:?}: {e}")))?),
         None => None,
     };
     let policy = PrunePolicy {
@@ -214,7 +224,26 @@ pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
         keep_last: a.keep_last.or(c.keep_last),
         dry_run: a.dry_run,
     };
-    let store = open_store(ctx)?;
+    // A prune removes other people's caches: it acts only on a store the user named, and
+    // only with a limit (a bare `cicache prune` once swept the shared /var/cache/cicache).
+    if !ctx.store.is_named() {
+        return Err(usage(
+            "prune acts only on a store you name: pass --store, set CICACHE_STORE, or set store: in cicache.yml",
+        ));
+    }
+    let limits = prune_limits(&policy, a.damaged);
+    if limits.is_empty() {
+        return Err(usage(
+            "prune needs a limit: --max-age, --max-unused, --max-size, --keep-last or --damaged (or prune: in cicache.yml)",
+        ));
+    }
+    let store = open_store(ctx, Access::Read)?;
+    let first = format!(
+        "{}pruning {} ({})",
+        if policy.dry_run { "dry run: " } else { "" },
+        store.location(),
+        limits.join(", ")
+    );
     let out = if a.damaged {
         store.prune_damaged(&policy)
     } else {
@@ -227,8 +256,8 @@ pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
     if store.location().starts_with("oci://") && !out.dry_run {
         ctx.out.info(cicache_registry::store::PRUNE_NOTE);
     }
-    ctx.out.result(&out, || {
-        let mut t = String::new();
+    ctx.out.result(&PruneDoc { store: store.location(), outcome: &out }, || {
+        let mut t = format!("{first}\n");
         for r in &out.entries_removed {
             t.push_str(&format!(
                 "{} {}/{} ({}): {}\n",
@@ -256,8 +285,37 @@ pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// `prune --json`: the store it acted on, and the outcome.
+#[derive(serde::Serialize)]
+struct PruneDoc<'a> {
+    store: String,
+    #[serde(flatten)]
+    outcome: &'a cicache_store::PruneOutcome,
+}
+
+/// The limits a prune was given, for its first line; empty: none.
+fn prune_limits(p: &PrunePolicy, damaged: bool) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Some(d) = p.max_age {
+        v.push(format!("max age {}", humantime::format_duration(d)));
+    }
+    if let Some(d) = p.max_unused {
+        v.push(format!("max unused {}", humantime::format_duration(d)));
+    }
+    if let Some(s) = p.max_size {
+        v.push(format!("max size {}", human_bytes(s)));
+    }
+    if let Some(n) = p.keep_last {
+        v.push(format!("keep last {n}"));
+    }
+    if damaged {
+        v.push("damaged entries".to_string());
+    }
+    v
+}
+
 pub fn verify(a: VerifyArgs, ctx: &Context) -> Result<u8> {
-    let store = open_store(ctx)?;
+    let store = open_store(ctx, Access::Read)?;
     let scope = ctx.scope();
     let key = a.key.as_deref().map(render_key).transpose()?;
     let opts = VerifyOptions {
@@ -276,7 +334,7 @@ pub fn verify(a: VerifyArgs, ctx: &Context) -> Result<u8> {
         }
         t.push_str(&format!(
             "{} of {} entries ok ({} checked){}",
-            out.ok,
+            out.entries_ok,
             out.checked,
             human_bytes(out.bytes_checked),
             if out.damaged.is_empty() {
@@ -302,7 +360,7 @@ pub fn verify(a: VerifyArgs, ctx: &Context) -> Result<u8> {
 }
 
 pub fn export(a: ExportArgs, ctx: &Context) -> Result<u8> {
-    let store = open_store(ctx)?;
+    let store = open_store(ctx, Access::Read)?;
     let key = render_key(&a.key)?;
     let out = store
         .export(&ctx.scope(), &ctx.fallback_scopes(), &key, &a.output)
@@ -321,7 +379,7 @@ pub fn export(a: ExportArgs, ctx: &Context) -> Result<u8> {
 }
 
 pub fn import(a: ImportArgs, ctx: &Context) -> Result<u8> {
-    let store = open_store(ctx)?;
+    let store = open_store(ctx, Access::Write)?;
     let key = render_key(&a.key)?;
     let scope = ctx.scope();
     let out = store
