@@ -719,3 +719,185 @@ fn documents_keep_their_word() {
     let v = t.json(&["import", "--key", "k3", "k.tar.zst"]);
     assert_eq!(v["save"]["path"], "k.tar.zst", "{v}");
 }
+
+/// The moto server of test/lib/moto.sh, or `None` (skipped) outside test/run.sh.
+fn moto() -> Option<String> {
+    match std::env::var("CICACHE_TEST_MOTO_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var("CICACHE_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("CICACHE_TEST_MOTO_URL is not set; test/run.sh starts moto");
+            }
+            eprintln!("skipped: CICACHE_TEST_MOTO_URL is not set (test/lib/moto.sh)");
+            None
+        }
+    }
+}
+
+/// Creates a bucket on moto with a plain path-style PUT (moto checks no signature).
+fn create_bucket(moto: &str, bucket: &str) {
+    use std::io::{Read, Write};
+    let host = moto.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// A port on 127.0.0.1 where nothing listens.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// cicache with no AWS setting at all from this process (a first run on a fresh agent):
+/// no credentials, no region, no profile files; the instance role's metadata service off,
+/// as on a machine that is not EC2 (it answers nothing here either way).
+fn aws_first_run(t: &T) -> Command {
+    fs::write(t.p("empty-aws-file"), "").unwrap();
+    let mut c = t.cmd();
+    c.env("AWS_CONFIG_FILE", t.p("empty-aws-file"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", t.p("empty-aws-file"))
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    c
+}
+
+fn output(c: &mut Command) -> (i32, String, String) {
+    let o = c.output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+/// What an AWS problem must look like: one warning line that names the store and
+/// docs/S3.md, no SDK log and no colour codes (stderr is a pipe here, as in Jenkins), and
+/// stdout that says the miss was not a real one.
+fn one_readable_line(out: &str, err: &str, says: &[&str]) {
+    assert_eq!(out.trim(), "miss (store unavailable)", "{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    for s in says.iter().chain(&["docs/S3.md", "s3://first-run/ci"]) {
+        assert!(warnings[0].contains(s), "missing {s:?}: {err}");
+    }
+    assert!(!err.contains('\x1b'), "ANSI codes off a terminal: {err:?}");
+    assert!(!err.contains("WARN"), "the SDK's own log without -v: {err}");
+    assert!(
+        err.lines().all(|l| l.len() < 700),
+        "a line too long to read: {err}"
+    );
+}
+
+#[test]
+fn aws_first_run_without_credentials_region_or_endpoint_is_one_readable_line() {
+    let Some(moto) = moto() else {
+        return;
+    };
+    let t = T::new();
+    let restore = [
+        "--store",
+        "s3://first-run/ci",
+        "restore",
+        "--key",
+        "k",
+        "--path",
+        "out",
+    ];
+    // No credentials (the endpoint is moto's, so no request leaves the machine).
+    let (code, out, err) = output(
+        aws_first_run(&t)
+            .env("AWS_ENDPOINT_URL", &moto)
+            .env("AWS_REGION", "us-east-1")
+            .args(restore),
+    );
+    assert_eq!(code, 0, "{err}");
+    one_readable_line(
+        &out,
+        &err,
+        &[
+            "no AWS credentials",
+            &moto,
+            "instance role",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_PROFILE",
+        ],
+    );
+    // The SDK's own account of its chain only with -v.
+    let (_, _, err_v) = output(
+        aws_first_run(&t)
+            .env("AWS_ENDPOINT_URL", &moto)
+            .env("AWS_REGION", "us-east-1")
+            .arg("-vv")
+            .args(restore),
+    );
+    assert!(err_v.len() > err.len(), "-vv shows more: {err_v}");
+    assert!(!err_v.contains('\x1b'), "{err_v:?}");
+    // No region (AWS itself, no endpoint): said before any request.
+    let (code, out, err) = output(
+        aws_first_run(&t)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .args(restore),
+    );
+    assert_eq!(code, 0, "{err}");
+    one_readable_line(&out, &err, &["no AWS region", "AWS_REGION"]);
+    // An endpoint where nothing listens: named, with what to check.
+    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let (code, out, err) = output(
+        aws_first_run(&t)
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .args(restore),
+    );
+    assert_eq!(code, 0, "{err}");
+    one_readable_line(
+        &out,
+        &err,
+        &[
+            "cannot reach the S3 endpoint",
+            &endpoint,
+            "AWS_ENDPOINT_URL",
+        ],
+    );
+    // --strict makes each a failure, with the same line.
+    let (code, _, err) = output(
+        aws_first_run(&t)
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .arg("--strict")
+            .args(restore),
+    );
+    assert_eq!(code, 1, "{err}");
+    // With credentials, the same store works: the check costs a working setup nothing.
+    let bucket = format!("first-run-{}", std::process::id());
+    create_bucket(&moto, &bucket);
+    tree(&t.p("cache"), 1, 300_000, 3);
+    let store = format!("s3://{bucket}/ci");
+    let with_keys = |c: &mut Command| {
+        c.env("AWS_ENDPOINT_URL", &moto)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
+    };
+    let mut c = aws_first_run(&t);
+    with_keys(&mut c);
+    let (code, out, err) =
+        output(c.args(["--store", &store, "save", "--key", "k", "--path", "cache"]));
+    assert_eq!((code, out.trim()), (0, "saved"), "{err}");
+    let mut c = aws_first_run(&t);
+    with_keys(&mut c);
+    let (code, out, err) =
+        output(c.args(["--store", &store, "restore", "--key", "k", "--path", "out"]));
+    assert_eq!((code, out.trim()), (0, "hit k"), "{err}");
+    assert!(err.lines().all(|l| !l.contains("warning")), "{err}");
+}

@@ -504,6 +504,9 @@ impl S3Backend {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(e)) => Err(match &e {
                         CredentialsError::CredentialsNotLoaded(_) => None,
+                        // The instance role's metadata service is absent or refuses off EC2:
+                        // the normal end of the chain, already named in the message.
+                        other if error_chain(other).contains("IMDS") => None,
                         other => Some(error_chain(other)),
                     }),
                     Err(_) => Err(Some(format!(
