@@ -66,7 +66,7 @@ pub struct GlobalArgs {
     )]
     pub fallback_scopes: Vec<String>,
 
-    /// Print the result as one JSON document on stdout (schemas in docs/JSON.md).
+    /// Print the result as one JSON document on stdout (docs/JSON.md; JSON Schemas in docs/schema/).
     #[arg(long, global = true, env = "CICACHE_JSON", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true")]
     pub json: bool,
 
