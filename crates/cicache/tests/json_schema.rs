@@ -7,6 +7,7 @@
 //! `docs/schema/<command>.json`. Without a service, its test prints "skipped: ..." and
 //! passes, unless CICACHE_TEST_REQUIRE_SERVICES=1 (test/run.sh).
 
+mod aws;
 mod engine;
 
 use std::collections::BTreeMap;
@@ -362,26 +363,11 @@ fn store_commands_on_s3() {
     };
     let t = T::new();
     let bucket = format!("schema-{}", std::process::id());
-    {
-        use std::io::{Read, Write};
-        let host = moto.trim_start_matches("http://").trim_end_matches('/');
-        let mut s = std::net::TcpStream::connect(host).unwrap();
-        write!(
-            s,
-            "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    }
+    aws::create_bucket(&moto, &bucket);
     let store = format!("s3://{bucket}/ci");
     let keys = |c: &mut Command| {
-        c.env("CICACHE_STORE", &store)
-            .env("AWS_ENDPOINT_URL", &moto)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing");
+        c.env("CICACHE_STORE", &store);
+        aws::aws(c, &moto, true);
     };
     for (schema, args) in [
         ("restore", &["restore", "--key", "k", "--path", "out"][..]),
@@ -398,18 +384,17 @@ fn store_commands_on_s3() {
         assert_code(&r, 0, &format!("{args:?} on s3"));
     }
     // No credentials: a miss with store_unavailable; list fails with the error document.
-    let mut c = t.cmd();
-    c.env("CICACHE_STORE", &store)
-        .env("AWS_ENDPOINT_URL", &moto)
-        .env("AWS_REGION", "us-east-1")
-        .args(["--json", "restore", "--key", "k", "--path", "out"]);
+    let no_keys = |args: &[&str]| {
+        let mut c = t.cmd();
+        c.env("CICACHE_STORE", &store);
+        aws::aws(&mut c, &moto, false);
+        c.arg("--json").args(args);
+        c
+    };
+    let c = no_keys(&["restore", "--key", "k", "--path", "out"]);
     let r = t.checked(c, "restore", &["restore without credentials"]);
     assert_eq!(r.doc["store_unavailable"], true, "{}", r.doc);
-    let mut c = t.cmd();
-    c.env("CICACHE_STORE", &store)
-        .env("AWS_ENDPOINT_URL", &moto)
-        .env("AWS_REGION", "us-east-1")
-        .args(["--json", "list"]);
+    let c = no_keys(&["list"]);
     assert_code(
         &t.checked(c, "list", &["list without credentials"]),
         1,
@@ -601,31 +586,7 @@ fn registry_commands() {
             .args(["--json", "save", "--key", "k", "--path", "cache"]);
         let r = t.checked(c, "save", &["save to oci://"]);
         assert_eq!(r.doc["status"], "saved", "{}", r.doc);
-        for (schema, args) in [
-            (
-                "registry-status",
-                &["registry", "status", "--image", &image][..],
-            ),
-            (
-                "registry-ensure",
-                &["registry", "ensure", "--image", &image][..],
-            ),
-            (
-                "registry-gc",
-                &["registry", "gc", "--image", &image, "--dry-run"][..],
-            ),
-            (
-                "registry-clear",
-                &["registry", "clear", "--image", &image, "--dry-run"][..],
-            ),
-            (
-                "registry-lifecycle",
-                &["registry", "lifecycle", "--image", &image][..],
-            ),
-        ] {
-            let r = t.json(schema, args);
-            assert_code(&r, 0, &format!("{args:?}"));
-        }
+        registry_runs(&t, &image, &[], |_| {});
         // A registry that does not answer.
         let r = t.json(
             "registry-status",
@@ -640,66 +601,52 @@ fn registry_commands() {
         );
         assert_code(&r, 1, "status of a closed port");
     }
-    if let Some(moto) = service(
-        "CICACHE_TEST_MOTO_URL",
-        "the moto server (test/lib/moto.sh)",
-    ) {
+    if let Some(moto) = aws::moto() {
         let image = format!(
             "123456789012.dkr.ecr.us-east-1.amazonaws.com/schema-{}",
             std::process::id()
         );
-        let ecr = |args: &[&str]| {
-            let mut c = t.cmd();
-            c.env("AWS_ENDPOINT_URL", &moto)
-                .env("AWS_REGION", "us-east-1")
-                .env("AWS_ACCESS_KEY_ID", "testing")
-                .env("AWS_SECRET_ACCESS_KEY", "testing")
-                .arg("--json")
-                .args(args);
-            c
-        };
-        for (schema, args) in [
-            (
-                "registry-ensure",
-                &["registry", "ensure", "--image", &image][..],
-            ),
-            (
-                "registry-status",
-                &["registry", "status", "--image", &image][..],
-            ),
-            (
-                "registry-gc",
-                &[
-                    "registry",
-                    "gc",
-                    "--image",
-                    &image,
-                    "--dry-run",
-                    "--untagged",
-                ][..],
-            ),
-            (
-                "registry-clear",
-                &["registry", "clear", "--image", &image, "--dry-run"][..],
-            ),
-            (
-                "registry-lifecycle",
-                &["registry", "lifecycle", "--image", &image, "--apply"][..],
-            ),
-            (
-                "registry-login",
-                &["registry", "login", "--image", &image, "--docker", "true"][..],
-            ),
-        ] {
-            let r = t.checked(ecr(args), schema, args);
-            assert_code(&r, 0, &format!("{args:?}"));
-        }
+        let login = ["registry", "login", "--image", &image, "--docker", "true"];
+        registry_runs(&t, &image, &[("registry-login", &login[..])], |c| {
+            aws::aws(c, &moto, true)
+        });
         // ECR without credentials: the error document.
         let mut c = t.cmd();
-        c.env("AWS_ENDPOINT_URL", &moto)
-            .env("AWS_REGION", "us-east-1")
-            .args(["--json", "registry", "status", "--image", &image]);
+        aws::aws(&mut c, &moto, false);
+        c.args(["--json", "registry", "status", "--image", &image]);
         let r = t.checked(c, "registry-status", &["status without credentials"]);
         assert_code(&r, 1, "ECR status without credentials");
+    }
+}
+
+/// ensure, status, gc, clear and lifecycle of `image` (and `more`), each a success that
+/// matches its schema; `env` points the command at the registry's API.
+fn registry_runs(t: &T, image: &str, more: &[(&str, &[&str])], env: impl Fn(&mut Command)) {
+    let ecr = image.contains(".dkr.ecr.");
+    let lifecycle: &[&str] = if ecr { &["--apply"] } else { &[] };
+    let gc: &[&str] = if ecr { &["--untagged"] } else { &[] };
+    let runs: Vec<(&str, Vec<&str>)> = vec![
+        ("registry-ensure", vec!["ensure"]),
+        ("registry-status", vec!["status"]),
+        ("registry-gc", [&["gc", "--dry-run"][..], gc].concat()),
+        ("registry-clear", vec!["clear", "--dry-run"]),
+        (
+            "registry-lifecycle",
+            [&["lifecycle"][..], lifecycle].concat(),
+        ),
+    ];
+    let runs = runs
+        .into_iter()
+        .map(|(schema, sub)| {
+            let args: Vec<&str> = [&["registry"][..], &sub, &["--image", image]].concat();
+            (schema, args)
+        })
+        .chain(more.iter().map(|(s, a)| (*s, a.to_vec())));
+    for (schema, args) in runs {
+        let mut c = t.cmd();
+        env(&mut c);
+        c.arg("--json").args(&args);
+        let r = t.checked(c, schema, &args);
+        assert_code(&r, 0, &format!("{args:?}"));
     }
 }

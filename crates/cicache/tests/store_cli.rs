@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
 
+mod aws;
+use aws::{create_bucket, moto};
+
 struct T {
     tmp: tempfile::TempDir,
 }
@@ -720,35 +723,6 @@ fn documents_keep_their_word() {
     assert_eq!(v["save"]["path"], "k.tar.zst", "{v}");
 }
 
-/// The moto server of test/lib/moto.sh, or `None` (skipped) outside test/run.sh.
-fn moto() -> Option<String> {
-    match std::env::var("CICACHE_TEST_MOTO_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            if std::env::var("CICACHE_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("CICACHE_TEST_MOTO_URL is not set; test/run.sh starts moto");
-            }
-            eprintln!("skipped: CICACHE_TEST_MOTO_URL is not set (test/lib/moto.sh)");
-            None
-        }
-    }
-}
-
-/// Creates a bucket on moto with a plain path-style PUT (moto checks no signature).
-fn create_bucket(moto: &str, bucket: &str) {
-    use std::io::{Read, Write};
-    let host = moto.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        s,
-        "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-}
-
 /// A port on 127.0.0.1 where nothing listens.
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -809,13 +783,24 @@ fn aws_first_run_without_credentials_region_or_endpoint_is_one_readable_line() {
         "--path",
         "out",
     ];
+    // `endpoint`: none (AWS itself), moto, or a closed port; `keys`: moto's test keys.
+    let first_run = |endpoint: Option<&str>, keys: bool, region: bool, extra: &[&str]| {
+        let mut c = aws_first_run(&t);
+        match endpoint {
+            Some(e) => aws::aws(&mut c, e, keys),
+            None if keys => {
+                c.env("AWS_ACCESS_KEY_ID", "testing")
+                    .env("AWS_SECRET_ACCESS_KEY", "testing");
+            }
+            None => {}
+        }
+        if !region {
+            c.env_remove("AWS_REGION");
+        }
+        output(c.args(extra).args(restore))
+    };
     // No credentials (the endpoint is moto's, so no request leaves the machine).
-    let (code, out, err) = output(
-        aws_first_run(&t)
-            .env("AWS_ENDPOINT_URL", &moto)
-            .env("AWS_REGION", "us-east-1")
-            .args(restore),
-    );
+    let (code, out, err) = first_run(Some(&moto), false, true, &[]);
     assert_eq!(code, 0, "{err}");
     one_readable_line(
         &out,
@@ -829,34 +814,16 @@ fn aws_first_run_without_credentials_region_or_endpoint_is_one_readable_line() {
         ],
     );
     // The SDK's own account of its chain only with -v.
-    let (_, _, err_v) = output(
-        aws_first_run(&t)
-            .env("AWS_ENDPOINT_URL", &moto)
-            .env("AWS_REGION", "us-east-1")
-            .arg("-vv")
-            .args(restore),
-    );
+    let (_, _, err_v) = first_run(Some(&moto), false, true, &["-vv"]);
     assert!(err_v.len() > err.len(), "-vv shows more: {err_v}");
     assert!(!err_v.contains('\x1b'), "{err_v:?}");
     // No region (AWS itself, no endpoint): said before any request.
-    let (code, out, err) = output(
-        aws_first_run(&t)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .args(restore),
-    );
+    let (code, out, err) = first_run(None, true, false, &[]);
     assert_eq!(code, 0, "{err}");
     one_readable_line(&out, &err, &["no AWS region", "AWS_REGION"]);
     // An endpoint where nothing listens: named, with what to check.
     let endpoint = format!("http://127.0.0.1:{}", closed_port());
-    let (code, out, err) = output(
-        aws_first_run(&t)
-            .env("AWS_ENDPOINT_URL", &endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .args(restore),
-    );
+    let (code, out, err) = first_run(Some(&endpoint), true, true, &[]);
     assert_eq!(code, 0, "{err}");
     one_readable_line(
         &out,
@@ -867,37 +834,22 @@ fn aws_first_run_without_credentials_region_or_endpoint_is_one_readable_line() {
             "AWS_ENDPOINT_URL",
         ],
     );
-    // --strict makes each a failure, with the same line.
-    let (code, _, err) = output(
-        aws_first_run(&t)
-            .env("AWS_ENDPOINT_URL", &endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .arg("--strict")
-            .args(restore),
-    );
+    // --strict makes it a failure.
+    let (code, _, err) = first_run(Some(&endpoint), true, true, &["--strict"]);
     assert_eq!(code, 1, "{err}");
     // With credentials, the same store works: the check costs a working setup nothing.
     let bucket = format!("first-run-{}", std::process::id());
     create_bucket(&moto, &bucket);
     tree(&t.p("cache"), 1, 300_000, 3);
     let store = format!("s3://{bucket}/ci");
-    let with_keys = |c: &mut Command| {
-        c.env("AWS_ENDPOINT_URL", &moto)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing");
-    };
-    let mut c = aws_first_run(&t);
-    with_keys(&mut c);
-    let (code, out, err) =
-        output(c.args(["--store", &store, "save", "--key", "k", "--path", "cache"]));
-    assert_eq!((code, out.trim()), (0, "saved"), "{err}");
-    let mut c = aws_first_run(&t);
-    with_keys(&mut c);
-    let (code, out, err) =
-        output(c.args(["--store", &store, "restore", "--key", "k", "--path", "out"]));
-    assert_eq!((code, out.trim()), (0, "hit k"), "{err}");
-    assert!(err.lines().all(|l| !l.contains("warning")), "{err}");
+    for (args, want) in [
+        (["save", "--key", "k", "--path", "cache"], "saved"),
+        (["restore", "--key", "k", "--path", "out"], "hit k"),
+    ] {
+        let mut c = aws_first_run(&t);
+        aws::aws(&mut c, &moto, true);
+        let (code, out, err) = output(c.arg("--store").arg(&store).args(args));
+        assert_eq!((code, out.trim()), (0, want), "{err}");
+        assert!(err.lines().all(|l| !l.contains("warning")), "{err}");
+    }
 }
