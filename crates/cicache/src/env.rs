@@ -13,7 +13,10 @@ pub const OTHER_VARS: &[&str] = &[
     "CICACHE_CRASH_AT",
     "CICACHE_LEASE_HEARTBEAT_SECS",
     "CICACHE_LOG",
+    // A build argument of the cache dance (cicache-docker), not a variable; listed because
+    // the name appears in the sources.
     "CICACHE_NONCE",
+    // Set by crates/cicache-registry's tests for the child processes they start.
     "CICACHE_OCI_ECR_CHILD",
     "CICACHE_OCI_PASSWORD",
     "CICACHE_OCI_USERNAME",

@@ -112,7 +112,8 @@ pub enum Command {
     Save(store::SaveArgs),
     /// List the entries of the store.
     List(store::ListArgs),
-    /// Evict entries by age, last use, total size and keep-last-N, then sweep unused blobs.
+    /// Evict entries by age, last use, total size and keep-last-N, then sweep unused blobs;
+    /// only in a store named by --store, CICACHE_STORE or cicache.yml, and only with a limit.
     Prune(store::PruneArgs),
     /// Check entries byte for byte; names every damaged entry.
     Verify(store::VerifyArgs),
