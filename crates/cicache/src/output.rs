@@ -197,13 +197,15 @@ pub fn print_error(json: bool, err: &anyhow::Error, code: u8) {
     }
 }
 
-fn error_doc(msg: &str, code: u8) -> serde_json::Value {
-    serde_json::json!({
+/// Pretty, with sorted keys, like every result document.
+fn error_doc(msg: &str, code: u8) -> String {
+    let doc = serde_json::json!({
         "ok": false,
         "error": msg,
         "kind": if code == exit::USAGE { "usage" } else { "failure" },
         "exit_code": code,
-    })
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| doc.to_string())
 }
 
 /// A command line clap refused: its message (usage included) on stderr, the error document
