@@ -79,14 +79,7 @@ impl SaveDoc {
     /// `saved`, `exists`, `unchanged`, `concurrent`, `empty` or `failed`.
     pub fn status(&self) -> &'static str {
         match self {
-            SaveDoc::Done(o) => match o.status {
-                SaveStatus::Saved => "saved",
-                SaveStatus::Exists => "exists",
-                SaveStatus::Unchanged => "unchanged",
-                SaveStatus::Concurrent => "concurrent",
-                SaveStatus::Empty => "empty",
-                SaveStatus::Failed => "failed",
-            },
+            SaveDoc::Done(o) => o.status.as_str(),
             SaveDoc::Failed(_) => "failed",
         }
     }

@@ -799,6 +799,20 @@ impl Publisher<'_> {
     }
 }
 
+impl SaveStatus {
+    /// The word of `save --json`'s `status` (and of the text result).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaveStatus::Saved => "saved",
+            SaveStatus::Exists => "exists",
+            SaveStatus::Unchanged => "unchanged",
+            SaveStatus::Concurrent => "concurrent",
+            SaveStatus::Empty => "empty",
+            SaveStatus::Failed => "failed",
+        }
+    }
+}
+
 impl SaveOutcome {
     /// A save that could not be made: every field of a save document, nothing counted, the
     /// reason in `warnings`.

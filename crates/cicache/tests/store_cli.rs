@@ -582,6 +582,12 @@ fn prune_needs_a_named_store_and_a_limit_and_says_which_store() {
         first.contains(&format!("dir:{spec}")) && first.contains("keep last 1"),
         "{out}"
     );
+    // A dry run says what would happen, not that it happened.
+    let last = out.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("0 of 1 entries would be removed") && last.contains("store would be"),
+        "{out}"
+    );
     let v = t.json(&["prune", "--dry-run", "--max-age", "1d"]);
     assert_eq!(v["store"], format!("dir:{spec}"));
 }
@@ -721,6 +727,10 @@ fn documents_keep_their_word() {
     t.json(&["export", "--key", "k", "-o", "k.tar.zst"]);
     let v = t.json(&["import", "--key", "k3", "k.tar.zst"]);
     assert_eq!(v["save"]["path"], "k.tar.zst", "{v}");
+    // The text result says `saved`, not a Rust enum name.
+    let (code, out, err) = t.run(&["import", "--key", "k4", "k.tar.zst"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("): saved, "), "{out}");
 }
 
 /// A port on 127.0.0.1 where nothing listens.

@@ -256,32 +256,51 @@ pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
     if store.location().starts_with("oci://") && !out.dry_run {
         ctx.out.info(cicache_registry::store::PRUNE_NOTE);
     }
-    ctx.out.result(&PruneDoc { store: store.location(), outcome: &out }, || {
-        let mut t = format!("{first}\n");
-        for r in &out.entries_removed {
+    ctx.out.result(
+        &PruneDoc {
+            store: store.location(),
+            outcome: &out,
+        },
+        || {
+            let mut t = format!("{first}\n");
+            for r in &out.entries_removed {
+                t.push_str(&format!(
+                    "{} {}/{} ({}): {}\n",
+                    if out.dry_run {
+                        "would remove"
+                    } else {
+                        "removed"
+                    },
+                    r.scope,
+                    r.key,
+                    human_bytes(r.stored_size),
+                    r.reason
+                ));
+            }
             t.push_str(&format!(
-                "{} {}/{} ({}): {}\n",
-                if out.dry_run { "would remove" } else { "removed" },
-                r.scope,
-                r.key,
-                human_bytes(r.stored_size),
-                r.reason
+                "{} of {} entries {}, {} manifests and {} blobs ({}) {}; store {} {}; sweep: {}",
+                out.entries_removed.len(),
+                out.entries_before,
+                if out.dry_run {
+                    "would be removed"
+                } else {
+                    "removed"
+                },
+                out.manifests_removed,
+                out.blobs_removed,
+                human_bytes(out.bytes_freed),
+                if out.dry_run {
+                    "would be freed"
+                } else {
+                    "freed"
+                },
+                if out.dry_run { "would be" } else { "now" },
+                human_bytes(out.store_size),
+                out.sweep
             ));
-        }
-        t.push_str(&format!(
-            "{}{} of {} entries removed, {} manifests and {} blobs ({}) {}; store now {}; sweep: {}",
-            if out.dry_run { "dry run: " } else { "" },
-            out.entries_removed.len(),
-            out.entries_before,
-            out.manifests_removed,
-            out.blobs_removed,
-            human_bytes(out.bytes_freed),
-            if out.dry_run { "would be freed" } else { "freed" },
-            human_bytes(out.store_size),
-            out.sweep
-        ));
-        t
-    });
+            t
+        },
+    );
     Ok(exit::OK)
 }
 
@@ -390,9 +409,9 @@ pub fn import(a: ImportArgs, ctx: &Context) -> Result<u8> {
     }
     ctx.out.result(&out, || {
         format!(
-            "imported {} as {key} (scope {scope}): {:?}, {} files, {}",
+            "imported {} as {key} (scope {scope}): {}, {} files, {}",
             a.file.display(),
-            out.save.status,
+            out.save.status.as_str(),
             out.save.files,
             human_bytes(out.save.total_size)
         )
