@@ -341,14 +341,14 @@ fn store_commands() {
     assert_code(&r, 0, "prune --dry-run");
     let r = t.json("prune", &["prune", "--max-age", "1s", "--damaged"]);
     assert_code(&r, 0, "prune");
-    let mut c = t.cmd();
-    c.env("CICACHE_STORE", t.p("missing"))
-        .args(["--json", "prune", "--max-age", "1d"]);
-    assert_code(
-        &t.checked(c, "prune", &["prune (missing store)"]),
-        1,
-        "prune",
-    );
+    for (strict, code) in [(false, 0), (true, 1)] {
+        let mut c = t.cmd();
+        c.env("CICACHE_STORE", t.p("missing"))
+            .env("CICACHE_STRICT", if strict { "1" } else { "0" })
+            .args(["--json", "prune", "--max-age", "1d"]);
+        let r = t.checked(c, "prune", &["prune (missing store)"]);
+        assert_code(&r, code, "prune of a missing store");
+    }
     usage(&t, "prune", &["prune"]);
     usage(&t, "prune", &["prune", "--max-size", "20gigs"]);
 }

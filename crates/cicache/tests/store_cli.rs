@@ -540,13 +540,21 @@ fn reading_commands_never_create_a_store() {
     for args in [
         &["list"][..],
         &["verify"][..],
-        &["prune", "--max-age", "1d"][..],
         &["export", "--key", "k", "-o", "x.tar.zst"][..],
+        &["--strict", "prune", "--max-age", "1d"][..],
     ] {
         let (code, _, err) = run_env(&t, &env, args);
         assert_eq!(code, 1, "{args:?}: {err}");
         assert!(err.contains("does not exist"), "{args:?}: {err}");
     }
+    // prune (a scheduled cleanup on an agent that never saved): nothing to prune, a warning.
+    let (code, out, err) = run_env(&t, &env, &["prune", "--max-age", "1d"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("does not exist") && err.contains("nothing to prune"),
+        "{err}"
+    );
+    assert!(out.contains("nothing pruned"), "{out}");
     assert!(!store.exists(), "a reading command created the store");
     // A save creates it; then the reading commands work.
     tree(&t.p("cache"), 1, 300_000, 3);

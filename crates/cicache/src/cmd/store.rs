@@ -237,7 +237,31 @@ pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
             "prune needs a limit: --max-age, --max-unused, --max-size, --keep-last or --damaged (or prune: in cicache.yml)",
         ));
     }
-    let store = open_store(ctx, Access::Read)?;
+    let store = match open_store(ctx, Access::Read) {
+        Ok(store) => store,
+        // A scheduled cleanup on an agent that never saved: nothing to prune. A warning
+        // (the store is named, so a typo shows), the store is not created; --strict fails.
+        Err(e) if !ctx.strict() && is_missing_store(&e) => {
+            let msg = format!("{e:#}; nothing to prune");
+            ctx.out.warn(&msg);
+            let out = cicache_store::PruneOutcome {
+                dry_run: policy.dry_run,
+                sweep: "skipped: the store does not exist".to_string(),
+                warnings: vec![msg],
+                ..Default::default()
+            };
+            let store = ctx.store.to_string();
+            ctx.out.result(
+                &PruneDoc {
+                    store,
+                    outcome: &out,
+                },
+                || format!("{} does not exist; nothing pruned", ctx.store),
+            );
+            return Ok(exit::OK);
+        }
+        Err(e) => return Err(e),
+    };
     let first = format!(
         "{}pruning {} ({})",
         if policy.dry_run { "dry run: " } else { "" },
@@ -310,6 +334,16 @@ struct PruneDoc<'a> {
     store: String,
     #[serde(flatten)]
     outcome: &'a cicache_store::PruneOutcome,
+}
+
+/// A directory store that does not exist (`BackendError::Missing`), under any context.
+fn is_missing_store(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<cicache_store::BackendError>(),
+            Some(cicache_store::BackendError::Missing { .. })
+        )
+    })
 }
 
 /// The limits a prune was given, for its first line; empty: none.
