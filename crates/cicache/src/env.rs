@@ -113,7 +113,7 @@ pub fn json_requested() -> bool {
     let var = std::env::var("CICACHE_JSON").is_ok_and(|v| {
         matches!(
             v.trim().to_ascii_lowercase().as_str(),
-            "1" | "true" | "yes" | "on" | "y"
+            "1" | "true" | "yes" | "on" | "y" | "t"
         )
     });
     flag || var
