@@ -50,7 +50,12 @@ private Map cleanup(Map a) {
     Map results = [store: null, docker: null, registry: [:]]
     List<String> failed = []
 
-    if (a.storePrune) {
+    if (a.storePrune && !a.store && !env.CICACHE_STORE) {
+        // cicache prunes only a store it is told to: the agent's default directory may be
+        // shared with other jobs' caches.
+        echo('cacheCleanup: no store named (store: or CICACHE_STORE): the store prune is skipped')
+        results.store = [skipped: true, reason: 'no store named (store: or CICACHE_STORE)']
+    } else if (a.storePrune) {
         List<String> cmd = Cli.globalArgs(a.store, null, false) + ['prune', '--max-age', a.maxAge, '--max-unused', a.maxUnused]
         if (a.maxSize) {
             cmd.addAll(['--max-size', a.maxSize])

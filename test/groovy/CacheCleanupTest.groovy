@@ -10,6 +10,7 @@ class CacheCleanupTest {
     @Before
     void setUp() {
         h = new Harness()
+        h.env.CICACHE_STORE = 's3://bucket/ci'
         h.respond('prune', [ok: true, removed: 3])
         h.respond('docker-prune', [ok: true, freed_bytes: 1024])
         h.respond('registry-gc', [ok: true, deleted: ['cache-feature-x']])
@@ -22,6 +23,15 @@ class CacheCleanupTest {
 
     Map cleanup(Map args = [:]) {
         return Harness.assertSerializable(h.var('cacheCleanup').call(args))
+    }
+
+    @Test
+    void withoutANamedStoreTheStorePruneIsSkippedNotTheDefaultDirectory() {
+        h.env.remove('CICACHE_STORE')
+        Map r = cleanup()
+        assertEquals([['--json', 'docker', 'prune', '--keep-storage', '20GB', '--until', '72h']], h.helperCalls())
+        assertEquals(true, r.store.skipped)
+        assertTrue(h.log.any { it.contains('no store named') })
     }
 
     @Test

@@ -70,16 +70,19 @@ class LibraryLayoutTest {
         h.respond('prune', [ok: true])
         h.respond('docker-prune', [ok: true])
         h.respond('registry-gc', [ok: true])
-        h.runJenkinsfile(f, [DRY_RUN: true, IMAGES: 'reg/a, reg/b'])
+        h.runJenkinsfile(f, [DRY_RUN: true, IMAGES: 'reg/a, reg/b', STORE: '/var/cache/cicache'])
         assertEquals([['cron', 'H 3 * * *']], h.steps('dsl:cron').collect { [it.step - 'dsl:', it.args[0]] })
         assertEquals(['prune', 'docker', 'registry', 'registry'], h.helperCalls().collect { Harness.commandOf(it) })
         assertTrue(h.helperCalls().every { it.contains('--dry-run') })
         assertEquals(['reg/a', 'reg/b'], h.helperCalls('registry').collect { it[it.indexOf('--image') + 1] })
+        assertEquals('/var/cache/cicache', h.helperCalls('prune')[0][h.helperCalls('prune')[0].indexOf('--store') + 1])
     }
 
     @Test
     void exampleJenkinsfileRunsAgainstTheSteps() {
         h.env.GIT_COMMIT = '0123abc'
+        // What the example's `environment {}` sets (the harness does not evaluate that block).
+        h.env.CICACHE_STORE = 's3://ci-caches/cicache'
         h.respond('build', [ok: true, steps: [cached: 5, total: 6], verdict: 'cache: 5/6 steps cached'])
         h.respond('restore', [ok: true, hit: false])
         h.respond('save', [ok: true])

@@ -6,7 +6,7 @@
 //! strict; a problem that is the user's to fix (a bad key, a path that is not a directory) is
 //! always an error.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -55,61 +55,44 @@ impl CacheStore {
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreDoc {
     pub status: &'static str,
+    /// The store could not be opened or answered with an error: the miss says nothing about
+    /// the cache (`warnings` says why).
+    pub store_unavailable: bool,
     #[serde(flatten)]
     pub outcome: RestoreOutcome,
 }
 
-/// `save --json`: the store's outcome, or a save that could not be made.
+/// `save --json`: the store's outcome, or a save that could not be made (the same
+/// document, `status: "failed"`, every count 0, the reason in `warnings`).
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum SaveDoc {
     Done(SaveOutcome),
-    Failed {
-        /// Always `failed`.
-        status: &'static str,
-        scope: String,
-        key: String,
-        path: PathBuf,
-        warnings: Vec<String>,
-    },
+    Failed(SaveOutcome),
 }
 
 impl SaveDoc {
     fn failed(scope: &str, key: &str, path: &Path, msg: String) -> Self {
-        SaveDoc::Failed {
-            status: "failed",
-            scope: scope.to_string(),
-            key: key.to_string(),
-            path: path.to_path_buf(),
-            warnings: vec![msg],
-        }
+        SaveDoc::Failed(SaveOutcome::failed(scope, key, path, msg))
     }
 
-    /// `saved`, `exists`, `unchanged`, `concurrent` or `failed`.
+    /// `saved`, `exists`, `unchanged`, `concurrent`, `empty` or `failed`.
     pub fn status(&self) -> &'static str {
         match self {
-            SaveDoc::Done(o) => match o.status {
-                SaveStatus::Saved => "saved",
-                SaveStatus::Exists => "exists",
-                SaveStatus::Unchanged => "unchanged",
-                SaveStatus::Concurrent => "concurrent",
-                SaveStatus::Empty => "empty",
-            },
-            SaveDoc::Failed { .. } => "failed",
+            SaveDoc::Done(o) => o.status.as_str(),
+            SaveDoc::Failed(_) => "failed",
         }
     }
 
     pub fn key(&self) -> &str {
         match self {
-            SaveDoc::Done(o) => &o.key,
-            SaveDoc::Failed { key, .. } => key,
+            SaveDoc::Done(o) | SaveDoc::Failed(o) => &o.key,
         }
     }
 
     pub fn warnings(&self) -> &[String] {
         match self {
-            SaveDoc::Done(o) => &o.warnings,
-            SaveDoc::Failed { warnings, .. } => warnings,
+            SaveDoc::Done(o) | SaveDoc::Failed(o) => &o.warnings,
         }
     }
 }
@@ -201,6 +184,10 @@ pub fn restore(
             .restore(&req, progress.as_ref())
             .map_err(StoreFailure::Store)
     });
+    let store_unavailable = matches!(
+        &result,
+        Err(StoreFailure::Open(_)) | Err(StoreFailure::Store(StoreError::Backend(_)))
+    );
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {
@@ -212,15 +199,12 @@ pub fn restore(
                 )));
             }
             RestoreOutcome {
-                key: key.to_string(),
-                path: path.to_path_buf(),
-                lookup_only,
                 warnings: vec![format!(
                     "{}; continuing without the cache ({} left as it was)",
                     e.message(),
                     path.display()
                 )],
-                ..Default::default()
+                ..RestoreOutcome::empty(key, path, lookup_only)
             }
         }
     };
@@ -236,7 +220,7 @@ pub fn restore(
     if outcome.hit {
         let rate = outcome.bytes_downloaded as f64 / outcome.seconds.max(0.001) / 1e6;
         events.summary(&format!(
-            "{} {} (scope {}){}: {} files, {}, {} read from the store, {:.0} MB/s, {}",
+            "{} {} (scope {}){}: {}, {}, {} read from the store, {:.0} MB/s, {}",
             if outcome.lookup_only {
                 "found"
             } else {
@@ -249,7 +233,10 @@ pub fn restore(
             } else {
                 ""
             },
-            outcome.files,
+            match outcome.files {
+                Some(n) => format!("{n} files"),
+                None => format!("{} entries", outcome.entries),
+            },
             human_bytes(outcome.total_size),
             human_bytes(outcome.bytes_downloaded),
             rate,
@@ -266,6 +253,7 @@ pub fn restore(
     }
     Ok(RestoreDoc {
         status: if outcome.hit { "hit" } else { "miss" },
+        store_unavailable,
         outcome,
     })
 }
@@ -377,5 +365,6 @@ fn save_summary(o: &SaveOutcome, scope: &str, path: &Path) -> String {
             format!("another agent saved {key} (scope {scope}) at the same time; theirs was kept")
         }
         SaveStatus::Empty => format!("{} holds no files; nothing was saved", path.display()),
+        SaveStatus::Failed => format!("{key} (scope {scope}) was not saved"),
     }
 }

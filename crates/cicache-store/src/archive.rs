@@ -89,7 +89,7 @@ impl Store {
             scope: res.matched_scope.unwrap_or_default(),
             key: key.to_string(),
             file: file.to_path_buf(),
-            files: res.files,
+            files: res.files.unwrap_or(0),
             total_size: res.total_size,
             archive_size,
         })
@@ -156,8 +156,10 @@ impl Store {
             if_changed: false,
             excludes: &[],
         };
-        let save = self.save(&req, &NoProgress)?;
+        let mut save = self.save(&req, &NoProgress)?;
         crate::state::forget(&tree);
+        // The tree was a temp dir, gone when this returns: the document names the archive.
+        save.path = archive.to_path_buf();
         Ok(ImportOutcome { save, skipped })
     }
 }

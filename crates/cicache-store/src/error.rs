@@ -34,6 +34,12 @@ pub enum BackendError {
     },
     #[error("store {location} is not usable: {message}")]
     Unusable { location: String, message: String },
+    /// A command that only reads a store was given one that does not exist; nothing was
+    /// created.
+    #[error(
+        "store {location} does not exist; check --store / CICACHE_STORE (a save creates a directory store)"
+    )]
+    Missing { location: String },
 }
 
 impl BackendError {

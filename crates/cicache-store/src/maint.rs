@@ -61,8 +61,11 @@ pub struct Damaged {
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct VerifyOutcome {
+    /// Nothing checked is damaged (what the exit code says); the count is `entries_ok`.
+    pub ok: bool,
     pub checked: u64,
-    pub ok: u64,
+    /// Entries checked and found whole.
+    pub entries_ok: u64,
     pub bytes_checked: u64,
     pub damaged: Vec<Damaged>,
     /// `--repair` ran: damaged entries were removed.
@@ -339,7 +342,7 @@ impl Store {
             let (res, mut healed) = self.verify_one(&s, &k, mode);
             let reason = match res {
                 Ok(n) => {
-                    out.ok += 1;
+                    out.entries_ok += 1;
                     out.bytes_checked += n;
                     continue;
                 }
@@ -367,6 +370,7 @@ impl Store {
             });
         }
         out.advice = verify_advice(&out);
+        out.ok = out.damaged.is_empty();
         Ok(out)
     }
 

@@ -53,9 +53,13 @@ pub struct RestoreOutcome {
     pub lookup_only: bool,
     /// The directory already matched the entry; nothing was written.
     pub up_to_date: bool,
-    pub files: u64,
-    pub dirs: u64,
-    pub symlinks: u64,
+    /// Files, directories and symlinks restored; `None` with `lookup_only` (only the
+    /// manifest knows them, and a lookup reads the ref alone: see `entries`).
+    pub files: Option<u64>,
+    pub dirs: Option<u64>,
+    pub symlinks: Option<u64>,
+    /// Files, directories and symlinks in the entry, as its ref says (0 on a miss).
+    pub entries: u64,
     pub total_size: u64,
     /// Bytes read from the store.
     pub bytes_downloaded: u64,
@@ -74,6 +78,22 @@ pub struct RestoreOutcome {
     /// Leftovers of killed restores (staging dirs, temp files) removed beside the target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leftovers_removed: Vec<PathBuf>,
+}
+
+impl RestoreOutcome {
+    /// A restore that found nothing (yet): counts 0, or null with `lookup_only`.
+    pub fn empty(key: &str, path: &Path, lookup_only: bool) -> RestoreOutcome {
+        let zero = (!lookup_only).then_some(0);
+        RestoreOutcome {
+            key: key.to_string(),
+            path: path.to_path_buf(),
+            lookup_only,
+            files: zero,
+            dirs: zero,
+            symlinks: zero,
+            ..Default::default()
+        }
+    }
 }
 
 /// The keys to try in one scope: the key, then the refs matching each restore-key prefix
@@ -114,12 +134,7 @@ impl Store {
         crate::key::validate_key(req.key)?;
         crate::key::validate_scope(req.scope)?;
         let start = Instant::now();
-        let mut out = RestoreOutcome {
-            key: req.key.to_string(),
-            path: req.path.to_path_buf(),
-            lookup_only: req.lookup_only,
-            ..Default::default()
-        };
+        let mut out = RestoreOutcome::empty(req.key, req.path, req.lookup_only);
         let mut scopes: Vec<&str> = vec![req.scope];
         for s in req.fallback_scopes {
             crate::key::validate_scope(s)?;
@@ -238,6 +253,7 @@ impl Store {
             out.manifest = Some(r.manifest.clone());
             out.created = Some(r.created.clone());
             out.total_size = r.total_size;
+            out.entries = r.entries;
             return Ok(true);
         };
         let mut suspects = Vec::new();
@@ -246,6 +262,7 @@ impl Store {
                 out.manifest = Some(r.manifest.clone());
                 out.created = Some(r.created.clone());
                 out.total_size = r.total_size;
+                out.entries = r.entries;
                 Ok(true)
             }
             Err(e) if crate::heal::is_refusal(&e) => {
@@ -321,9 +338,9 @@ impl Store {
         let _staged_reg = crate::cleanup::register(staged.path());
         swap_into_place(staged, &target.path)?;
         record_restored(&target.path, r, &manifest, stamps);
-        out.files = totals.files;
-        out.dirs = totals.dirs;
-        out.symlinks = totals.symlinks;
+        out.files = Some(totals.files);
+        out.dirs = Some(totals.dirs);
+        out.symlinks = Some(totals.symlinks);
         Ok(())
     }
 
@@ -634,11 +651,15 @@ fn dir_matches_state(dir: &Path, st: &state::DirState) -> bool {
 }
 
 fn count(st: &state::DirState, out: &mut RestoreOutcome) {
+    let (mut files, mut dirs, mut symlinks) = (0, 0, 0);
     for e in st.entries.values() {
         match e.kind {
-            EntryType::File => out.files += 1,
-            EntryType::Dir => out.dirs += 1,
-            EntryType::Symlink => out.symlinks += 1,
+            EntryType::File => files += 1,
+            EntryType::Dir => dirs += 1,
+            EntryType::Symlink => symlinks += 1,
         }
     }
+    out.files = Some(files);
+    out.dirs = Some(dirs);
+    out.symlinks = Some(symlinks);
 }

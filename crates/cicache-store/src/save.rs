@@ -48,6 +48,10 @@ pub enum SaveStatus {
     /// The directory holds no files: nothing was written (an empty entry would "hit" on
     /// every later build and never fill). A warning says so.
     Empty,
+    /// A cache problem kept the save from being made (the store is down, the directory is
+    /// missing); `warnings` says which. Set by callers that turn such an error into a
+    /// warning ([`SaveOutcome::failed`]); [`Store::save`] itself returns the error.
+    Failed,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -795,6 +799,38 @@ impl Publisher<'_> {
         pool.install(|| self.store.backend.put_files(&items))?;
         crash_point("blob");
         Ok(())
+    }
+}
+
+impl SaveStatus {
+    /// The word of `save --json`'s `status` (and of the text result).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaveStatus::Saved => "saved",
+            SaveStatus::Exists => "exists",
+            SaveStatus::Unchanged => "unchanged",
+            SaveStatus::Concurrent => "concurrent",
+            SaveStatus::Empty => "empty",
+            SaveStatus::Failed => "failed",
+        }
+    }
+}
+
+impl SaveOutcome {
+    /// A save that could not be made: every field of a save document, nothing counted, the
+    /// reason in `warnings`.
+    pub fn failed(scope: &str, key: &str, path: &Path, warning: String) -> SaveOutcome {
+        let mut o = new_outcome(&SaveRequest {
+            scope,
+            key,
+            path,
+            update: false,
+            if_changed: false,
+            excludes: &[],
+        });
+        o.status = SaveStatus::Failed;
+        o.warnings.push(warning);
+        o
     }
 }
 

@@ -54,7 +54,7 @@ fn assert_damage_is_a_miss(e: &Env, what: &str) {
     let v = e.store.verify(None, None).unwrap();
     assert_eq!(v.damaged.len(), 1, "{what}: {v:?}");
     assert_eq!(v.damaged[0].key, "pip-new", "{what}");
-    assert_eq!(v.ok, 1, "{what}");
+    assert_eq!(v.entries_ok, 1, "{what}");
     assert!(
         v.advice
             .as_deref()

@@ -244,14 +244,14 @@ fn a_ref_with_huge_sizes_is_damaged_not_a_panic_and_prune_goes_on() {
     write_ref(&e, &r);
     let v = e.store.verify(None, None).unwrap();
     assert_eq!(v.damaged.len(), 1, "{v:?}");
-    assert_eq!(v.ok, 2);
+    assert_eq!(v.entries_ok, 2);
     let listed = e.store.list(None).unwrap();
     assert_eq!(listed.len(), 3);
     let p = e.store.prune(&PrunePolicy::default()).unwrap();
     assert_eq!(p.entries_removed.len(), 1, "{p:?}");
     assert_eq!(p.entries_removed[0].key, "pip-huge");
     assert_eq!(p.sweep, "done");
-    assert_eq!(e.store.verify(None, None).unwrap().ok, 2);
+    assert_eq!(e.store.verify(None, None).unwrap().entries_ok, 2);
 }
 
 #[test]

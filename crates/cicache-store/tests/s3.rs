@@ -727,7 +727,7 @@ fn store_round_trip_of_a_pip_shaped_tree_through_s3() {
     assert!(!r.hit, "main restored pr-7's entry: {r:?}");
 
     let v = store.verify(None, None).expect("verify");
-    assert_eq!((v.checked, v.ok), (2, 2), "{v:?}");
+    assert_eq!((v.checked, v.entries_ok, v.ok), (2, 2, true), "{v:?}");
 }
 
 #[test]

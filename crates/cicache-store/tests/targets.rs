@@ -80,11 +80,11 @@ fn long_keys_are_saved_restored_listed_and_pruned() {
     assert_eq!(found.len(), 1);
     // Verify and prune see them as healthy entries.
     let v = e.store.verify(None, None).unwrap();
-    assert_eq!((v.ok, v.damaged.len()), (3, 0), "{v:?}");
+    assert_eq!((v.entries_ok, v.damaged.len(), v.ok), (3, 0, true), "{v:?}");
     let p = e.store.prune(&PrunePolicy::default()).unwrap();
     assert!(p.entries_removed.is_empty(), "{p:?}");
     assert_eq!(p.sweep, "done");
-    assert_eq!(e.store.verify(None, None).unwrap().ok, 3);
+    assert_eq!(e.store.verify(None, None).unwrap().entries_ok, 3);
 }
 
 #[test]

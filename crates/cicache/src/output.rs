@@ -26,18 +26,22 @@ pub struct Output {
 
 impl Output {
     pub fn new(json: bool, quiet: bool, verbose: u8, progress: ProgressMode) -> Self {
-        let level = match (quiet, verbose) {
-            (true, _) => "error",
-            (false, 0) => "warn",
-            (false, 1) => "info",
-            _ => "debug",
+        // cicache's own crates log at warn; the libraries under them (the AWS SDK's
+        // credential-chain and region warnings, hyper) only with -v, where they help.
+        let filter = match (quiet, verbose) {
+            (true, _) => "off,cicache=error,cicache_store=error,cicache_build=error,cicache_docker=error,cicache_registry=error".to_string(),
+            (false, 0) => "off,cicache=warn,cicache_store=warn,cicache_build=warn,cicache_docker=warn,cicache_registry=warn".to_string(),
+            (false, 1) => "info".to_string(),
+            _ => "debug".to_string(),
         };
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("CICACHE_LOG")
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
             )
             .with_writer(std::io::stderr)
+            // No colour codes in a Jenkins log (or any file).
+            .with_ansi(std::io::stderr().is_terminal())
             .without_time()
             .with_target(false)
             .try_init();
@@ -59,14 +63,6 @@ impl Output {
     /// A cache problem that does not stop the build.
     pub fn warn(&self, msg: impl AsRef<str>) {
         eprintln!("cicache: warning: {}", msg.as_ref());
-    }
-
-    pub fn error(&self, err: &anyhow::Error) {
-        eprintln!("cicache: error: {err:#}");
-        if self.json {
-            let doc = serde_json::json!({ "ok": false, "error": format!("{err:#}") });
-            println!("{doc}");
-        }
     }
 
     /// Prints the command's result: the JSON document with `--json`, else `text`.
@@ -215,6 +211,53 @@ pub fn write_atomic(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
         return Err(e).with_context(|| format!("cannot move {} into place", path.display()));
     }
     Ok(())
+}
+
+/// A command that failed: the message on stderr and, with `--json`, the one error document
+/// of docs/JSON.md on stdout (`kind`: `usage` for exit code 2, else `failure`).
+pub fn print_error(json: bool, err: &anyhow::Error, code: u8) {
+    let msg = format!("{err:#}");
+    eprintln!("cicache: error: {msg}");
+    if json {
+        println!("{}", error_doc(&msg, code));
+    }
+}
+
+/// Pretty, with sorted keys, like every result document.
+fn error_doc(msg: &str, code: u8) -> String {
+    let doc = serde_json::json!({
+        "ok": false,
+        "error": msg,
+        "kind": if code == exit::USAGE { "usage" } else { "failure" },
+        "exit_code": code,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| doc.to_string())
+}
+
+/// A command line clap refused: its message (usage included) on stderr, the error document
+/// on stdout with `--json`, exit code 2. `--help` and `--version` print as usual (exit 0).
+pub fn clap_error(e: clap::Error, json: bool) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return std::process::ExitCode::SUCCESS;
+    }
+    let _ = e.print();
+    if json {
+        let text = e.render().to_string();
+        let first = text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("invalid command line");
+        let msg = first.strip_prefix("error: ").unwrap_or(first).trim();
+        let msg = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            "a subcommand is required (see --help)"
+        } else {
+            msg
+        };
+        println!("{}", error_doc(msg, exit::USAGE));
+    }
+    std::process::ExitCode::from(exit::USAGE)
 }
 
 /// The bar: sizes and speed in the SI units every summary uses (`12.3 MB`, `45.6 MB/s`),

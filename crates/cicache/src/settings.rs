@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use cicache_build::{CacheSettings, CacheStore};
 use cicache_store::Store;
-use cicache_store::backend::{OpenOptions, open_backend};
+use cicache_store::backend::{Access, OpenOptions, StoreSpec, open_spec};
 
 use std::path::PathBuf;
 
@@ -14,48 +14,63 @@ use crate::cli::{GlobalArgs, ProgressMode};
 use crate::config::Config;
 use crate::output::Output;
 
-/// `--timeout`, else `timeout:` of cicache.yml.
-pub fn timeout(ctx: &Context) -> Result<Option<Duration>> {
-    match (&ctx.global.timeout, &ctx.config.timeout) {
-        (Some(t), _) => Ok(Some((*t).into())),
-        (None, Some(t)) => humantime::parse_duration(t)
-            .map(Some)
-            .with_context(|| format!("timeout {t:?} in cicache.yml is not a duration")),
-        (None, None) => Ok(None),
+/// A usage or configuration error (a missing or malformed flag, a bad cicache.yml value, a
+/// store spec that names no store): exit code 2, as the README promises.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
-/// The store spec named by --store / CICACHE_STORE / cicache.yml (`None`: the default one).
-pub fn store_spec(ctx: &Context) -> Option<String> {
-    ctx.global.store.clone().or(ctx.config.store.clone())
+impl std::error::Error for UsageError {}
+
+/// A [`UsageError`] as an `anyhow::Error`.
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
 }
 
-/// Opens a store: DIR, dir:DIR, s3://BUCKET/PREFIX, or oci://REGISTRY/REPOSITORY; `None` is
-/// the default directory store. Every command opens its store here.
-pub fn open_store_spec(spec: Option<&str>, timeout: Option<Duration>) -> Result<Store> {
+/// `--timeout`, else `timeout:` of cicache.yml (checked when the config was read).
+pub fn timeout(ctx: &Context) -> Result<Option<Duration>> {
+    Ok(ctx.timeout)
+}
+
+/// The configured store with another time limit (`doctor`'s, which must answer quickly).
+pub fn open_store_within(ctx: &Context, timeout: Duration, access: Access) -> Result<Store> {
+    open_parsed(&ctx.store, Some(timeout), access)
+}
+
+/// Every command opens its store here.
+fn open_parsed(spec: &StoreSpec, timeout: Option<Duration>, access: Access) -> Result<Store> {
     let opts = OpenOptions { timeout };
-    let backend = match spec.and_then(|s| s.strip_prefix("oci://")) {
+    let backend = match spec {
         // An OCI registry (crates/cicache-registry/src/store.rs, docs/OCI.md).
-        Some(rest) => cicache_registry::store::open(rest, None, &opts),
-        None => open_backend(spec, &opts),
+        StoreSpec::Oci(rest) => cicache_registry::store::open(rest, None, &opts),
+        _ => open_spec(spec, &opts, access),
     }
     .context("cannot open the store")?;
     Ok(Store::new(backend))
 }
 
-/// Opens the store named by --store / CICACHE_STORE / cicache.yml, else the default one.
-pub fn open_store(ctx: &Context) -> Result<Store> {
-    open_store_spec(store_spec(ctx).as_deref(), timeout(ctx)?)
+/// Opens the store named by --store / CICACHE_STORE / cicache.yml, else the default one;
+/// [`Access::Read`] for the commands that only read it (they never create a store).
+pub fn open_store(ctx: &Context, access: Access) -> Result<Store> {
+    open_parsed(&ctx.store, ctx.timeout, access)
 }
 
-/// The store of a build, opened on first use.
+/// The store of a build or a restore, opened on first use ([`Access::Read`]: `cicache
+/// restore`, which must not create a store).
+pub fn cache_store_for(ctx: &Context, access: Access) -> CacheStore {
+    let spec = ctx.store.clone();
+    let timeout = ctx.timeout;
+    CacheStore::new(move || open_parsed(&spec, timeout, access).map_err(|e| format!("{e:#}")))
+}
+
+/// The store of a build (which saves too), opened on first use.
 pub fn cache_store(ctx: &Context) -> CacheStore {
-    let spec = store_spec(ctx);
-    let timeout = timeout(ctx);
-    CacheStore::new(move || {
-        let timeout = timeout.as_ref().map_err(|e| format!("{e:#}"))?;
-        open_store_spec(spec.as_deref(), *timeout).map_err(|e| format!("{e:#}"))
-    })
+    cache_store_for(ctx, Access::Write)
 }
 
 /// Scopes, strictness, excludes and the registry's time limit, for the cache phases.
@@ -74,9 +89,16 @@ pub struct Context {
     pub global: GlobalArgs,
     pub config: Config,
     pub out: Output,
+    /// The store: --store / CICACHE_STORE, else `store:` of cicache.yml, else the default;
+    /// checked here, before any command uses it.
+    pub store: StoreSpec,
+    /// --timeout / CICACHE_TIMEOUT, else `timeout:` of cicache.yml.
+    pub timeout: Option<Duration>,
 }
 
 impl Context {
+    /// Reads the config file and resolves what every command shares. Every error here is a
+    /// usage or configuration error (exit 2).
     pub fn new(global: &GlobalArgs) -> Result<Self> {
         let config = match &global.config {
             Some(path) => Config::load(path)
@@ -90,6 +112,18 @@ impl Context {
                 }
             }
         };
+        let store = match (&global.store, &config.store) {
+            (Some(s), _) => StoreSpec::parse(s)
+                .map_err(|e| anyhow::anyhow!("{e} (from --store or CICACHE_STORE)"))?,
+            (None, Some(s)) => StoreSpec::parse(s)
+                .map_err(|e| anyhow::anyhow!("{e} (from store: in cicache.yml)"))?,
+            (None, None) => StoreSpec::Default,
+        };
+        let timeout = match (&global.timeout, &config.timeout) {
+            (Some(t), _) => Some((*t).into()),
+            (None, Some(t)) => Some(crate::config::duration(t, "timeout")?),
+            (None, None) => None,
+        };
         let progress = global
             .progress
             .or(config.progress)
@@ -99,6 +133,8 @@ impl Context {
             global: global.clone(),
             config,
             out,
+            store,
+            timeout,
         })
     }
 

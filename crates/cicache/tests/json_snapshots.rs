@@ -36,6 +36,9 @@ impl T {
             filetime::set_file_mtime(e.unwrap().path(), when).unwrap();
         }
         fs::write(t.p("requirements.txt"), "requests==2.31.0\n").unwrap();
+        // The store exists (a fresh agent's first restore of a missing store is a miss with a
+        // warning, pinned in store_cli.rs; here the documents of a working store are pinned).
+        fs::create_dir_all(t.p("store")).unwrap();
         fs::write(
             t.p("Dockerfile"),
             "FROM python:3.11\nCOPY requirements.txt .\n\

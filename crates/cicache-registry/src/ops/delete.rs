@@ -52,7 +52,7 @@ impl DeleteResult {
 /// `dry_run`, only says what it would delete.
 pub fn clear(conn: &Connection, wanted: &[String], dry_run: bool) -> OpResult<DeleteResult> {
     if let Some(t) = wanted.iter().find(|t| !tags::classify_tag(t).is_cache()) {
-        return Err(OpError::Refused(format!(
+        return Err(OpError::Usage(format!(
             "--tag {t:?} is not a cache tag: `clear` deletes only `cache` and `cache-<scope>` tags"
         )));
     }

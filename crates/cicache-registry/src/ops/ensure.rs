@@ -223,7 +223,7 @@ fn oci_state(conn: &Connection, t: &Target) -> OpResult<EnsuredRepo> {
 }
 
 fn not_ecr(flag: &str, target: &Target) -> OpError {
-    OpError::Refused(format!(
+    OpError::Usage(format!(
         "{flag}: lifecycle policies are an ECR feature; for {} run `cicache registry gc` on a schedule instead",
         target.registry
     ))

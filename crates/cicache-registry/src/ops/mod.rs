@@ -41,6 +41,9 @@ pub enum OpError {
     /// The request cannot be carried out as asked (the message says what to do instead).
     #[error("{0}")]
     Refused(String),
+    /// The request itself is wrong: a flag that does not apply (the message says which).
+    #[error("{0}")]
+    Usage(String),
 }
 
 pub type OpResult<T> = std::result::Result<T, OpError>;

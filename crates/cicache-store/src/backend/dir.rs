@@ -39,6 +39,28 @@ impl DirBackend {
         Ok(b)
     }
 
+    /// Opens an existing directory store and creates nothing: a missing root is
+    /// [`BackendError::Missing`] (the reading commands must not leave an empty store behind).
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Self, BackendError> {
+        let root = root.into();
+        let root = std::path::absolute(&root).unwrap_or(root);
+        let b = DirBackend { root };
+        match fs::metadata(&b.root) {
+            Ok(m) if m.is_dir() => Ok(b),
+            Ok(_) => Err(BackendError::Unusable {
+                location: b.location(),
+                message: format!("{} is not a directory", b.root.display()),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(BackendError::Missing {
+                location: b.location(),
+            }),
+            Err(e) => Err(BackendError::Unusable {
+                location: b.location(),
+                message: format!("cannot read {}: {e}", b.root.display()),
+            }),
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -57,9 +79,17 @@ impl DirBackend {
     }
 
     fn temp_file(&self) -> io::Result<tempfile::NamedTempFile> {
-        tempfile::Builder::new()
-            .prefix(".w-")
-            .tempfile_in(self.root.join(TMP_DIR))
+        let tmp = self.root.join(TMP_DIR);
+        let make = || tempfile::Builder::new().prefix(".w-").tempfile_in(&tmp);
+        match make() {
+            // Opened with `open_existing` (a reading command that writes a marker): the tmp
+            // dir is made on first write, inside a store that exists.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&tmp)?;
+                make()
+            }
+            r => r,
+        }
     }
 
     /// A small object through a temp file: `link(2)` (create-new) or `rename(2)`; fsynced

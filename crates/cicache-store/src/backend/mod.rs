@@ -24,6 +24,9 @@ use std::time::SystemTime;
 use crate::error::BackendError;
 
 pub mod dir;
+pub mod spec;
+
+pub use spec::{InvalidSpec, StoreSpec};
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod contract;
@@ -144,44 +147,84 @@ pub fn default_store_dir() -> PathBuf {
     crate::state::user_cache_dir().join("cicache")
 }
 
+/// The directory [`default_store_dir`] would choose, found without creating anything: for
+/// the commands that only read a store.
+pub fn default_store_dir_no_create() -> PathBuf {
+    let system = PathBuf::from("/var/cache/cicache");
+    let usable = if system.is_dir() {
+        is_writable(&system)
+    } else {
+        // create_dir_all would make it when /var/cache (or /var) is writable.
+        ["/var/cache", "/var"]
+            .iter()
+            .map(Path::new)
+            .find(|p| p.is_dir())
+            .is_some_and(is_writable)
+    };
+    if usable {
+        system
+    } else {
+        crate::state::user_cache_dir().join("cicache")
+    }
+}
+
 fn is_writable(dir: &Path) -> bool {
     tempfile::tempfile_in(dir).is_ok()
 }
 
-/// Opens a store from its spec: `DIR`, `dir:DIR`, `s3://BUCKET/PREFIX`.
+/// Whether opening a store may create it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Saves and imports: a directory store is created when missing.
+    Write,
+    /// Restore, list, verify, prune, export: a missing directory store is an error
+    /// ([`BackendError::Missing`]), and nothing is created.
+    Read,
+}
+
+/// Opens a store from its spec: `DIR`, `dir:DIR`, `s3://BUCKET/PREFIX` (`oci://` stores are
+/// opened by cicache-registry, which this crate does not know). A spec that names no store
+/// is an error; an empty one is the default store.
 pub fn open_backend(
     spec: Option<&str>,
     opts: &OpenOptions,
 ) -> Result<std::sync::Arc<dyn Backend>, BackendError> {
+    let parsed = StoreSpec::parse(spec.unwrap_or("")).map_err(|e| BackendError::Unusable {
+        location: e.spec.clone(),
+        message: e.to_string(),
+    })?;
+    open_spec(&parsed, opts, Access::Write)
+}
+
+/// Opens a parsed spec (see [`open_backend`]).
+pub fn open_spec(
+    spec: &StoreSpec,
+    opts: &OpenOptions,
+    access: Access,
+) -> Result<std::sync::Arc<dyn Backend>, BackendError> {
     let _ = opts;
-    let spec = match spec {
-        None | Some("") => {
-            return Ok(std::sync::Arc::new(dir::DirBackend::open(
-                default_store_dir(),
-            )?));
-        }
-        Some(s) => s,
+    let dir = |root: PathBuf| -> Result<std::sync::Arc<dyn Backend>, BackendError> {
+        Ok(std::sync::Arc::new(match access {
+            Access::Write => dir::DirBackend::open(root)?,
+            Access::Read => dir::DirBackend::open_existing(root)?,
+        }))
     };
-    if let Some(rest) = spec.strip_prefix("s3://") {
+    match spec {
+        StoreSpec::Default => dir(match access {
+            Access::Write => default_store_dir(),
+            Access::Read => default_store_dir_no_create(),
+        }),
+        StoreSpec::Dir(path) => dir(path.clone()),
         #[cfg(feature = "s3")]
-        {
-            return Ok(std::sync::Arc::new(s3::S3Backend::open(rest, opts)?));
-        }
+        StoreSpec::S3(rest) => Ok(std::sync::Arc::new(s3::S3Backend::open(rest, opts)?)),
         #[cfg(not(feature = "s3"))]
-        {
-            let _ = rest;
-            return Err(BackendError::Unusable {
-                location: spec.to_string(),
-                message: "this cicache was built without S3 support (cargo feature `s3`)".into(),
-            });
-        }
-    }
-    if spec.contains("://") {
-        return Err(BackendError::Unusable {
+        StoreSpec::S3(_) => Err(BackendError::Unusable {
             location: spec.to_string(),
-            message: "unknown store scheme; use DIR, dir:DIR, s3://BUCKET/PREFIX or oci://REGISTRY/REPOSITORY".into(),
-        });
+            message: "this cicache was built without S3 support (cargo feature `s3`)".into(),
+        }),
+        StoreSpec::Oci(_) => Err(BackendError::Unusable {
+            location: spec.to_string(),
+            message: "oci:// stores are opened through cicache-registry".into(),
+        }),
     }
-    let path = spec.strip_prefix("dir:").unwrap_or(spec);
-    Ok(std::sync::Arc::new(dir::DirBackend::open(path)?))
 }

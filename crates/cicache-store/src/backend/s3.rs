@@ -34,9 +34,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation};
+use aws_sdk_s3::config::{BehaviorVersion, ProvideCredentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 
@@ -274,6 +275,8 @@ pub(crate) struct Ctx {
     bucket: String,
     prefix: String,
     location: String,
+    /// The endpoint requests go to, for messages (`AWS_ENDPOINT_URL`, or AWS's for the region).
+    endpoint: String,
     timeout: Duration,
     part_size: u64,
     transfers: Arc<tokio::sync::Semaphore>,
@@ -327,8 +330,9 @@ impl Ctx {
                     op,
                     object,
                     format!(
-                        "cannot reach the store ({}); is the endpoint right and the server up?",
-                        crate::redact::server_text(&error_chain(e))
+                        "cannot reach the S3 endpoint {} ({}); check AWS_ENDPOINT_URL (or ?endpoint= in the store URL) and that the server is up (docs/S3.md)",
+                        self.endpoint,
+                        crate::redact::server_text(&last_cause(e))
                     ),
                 );
             }
@@ -388,6 +392,28 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     out
+}
+
+/// The innermost cause (`Connection refused (os error 111)`): the outer ones of a dispatch
+/// failure are the SDK's wrappers ("dispatch failure", "io error", "client error").
+fn last_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: &(dyn std::error::Error + 'static) = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// The one line that says why no credentials were found and what to do.
+fn credentials_message(endpoint: &str, cause: Option<String>) -> String {
+    let tried = "tried the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), the profile (AWS_PROFILE, ~/.aws/credentials), web identity, the container and the instance role";
+    let cause = cause
+        .filter(|c| !c.is_empty())
+        .map(|c| format!(" ({})", crate::redact::server_text(&c)))
+        .unwrap_or_default();
+    format!(
+        "no AWS credentials for the S3 endpoint {endpoint}{cause}; {tried}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or give the agent an instance role (docs/S3.md)"
+    )
 }
 
 fn status_of<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
@@ -459,9 +485,40 @@ impl S3Backend {
             .or_else(|| has_endpoint.then(|| Region::new("us-east-1")));
         let Some(region) = region else {
             return Err(unusable(
-                "no AWS region: set AWS_REGION (or a profile's region) or add ?region=REGION to the store URL".into(),
+                "no AWS region for the S3 endpoint of AWS: set AWS_REGION (or a profile's region) or add ?region=REGION to the store URL (docs/S3.md)".into(),
             ));
         };
+        let endpoint_text = endpoint
+            .clone()
+            .or_else(|| sdk.endpoint_url().map(str::to_string))
+            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+
+        // Credentials are looked up now, once, so that a first run without any says so in one
+        // line (the SDK's own account of its chain is a debug log, shown with -v) instead of
+        // failing every request of the command the same way.
+        let lookup_bound = timeout.min(Duration::from_secs(30));
+        let found = match sdk.credentials_provider() {
+            None => Err(None),
+            Some(provider) => block_on(&handle, async move {
+                match tokio::time::timeout(lookup_bound, provider.provide_credentials()).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(match &e {
+                        CredentialsError::CredentialsNotLoaded(_) => None,
+                        // The instance role's metadata service is absent or refuses off EC2:
+                        // the normal end of the chain, already named in the message.
+                        other if error_chain(other).contains("IMDS") => None,
+                        other => Some(error_chain(other)),
+                    }),
+                    Err(_) => Err(Some(format!(
+                        "the lookup timed out after {}s",
+                        lookup_bound.as_secs()
+                    ))),
+                }
+            }),
+        };
+        if let Err(cause) = found {
+            return Err(unusable(credentials_message(&endpoint_text, cause)));
+        }
 
         let mut b = aws_sdk_s3::config::Builder::from(&sdk)
             .behavior_version(BehaviorVersion::latest())
@@ -493,6 +550,7 @@ impl S3Backend {
             bucket: settings.bucket.clone(),
             prefix: settings.prefix.clone(),
             location,
+            endpoint: endpoint_text,
             timeout,
             part_size: settings.part_size,
             transfers: Arc::new(tokio::sync::Semaphore::new(settings.concurrency)),

@@ -136,11 +136,6 @@ pub fn try_parse() -> Result<Cli, clap::Error> {
     Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
 }
 
-/// Parses the process's arguments; prints the error or the help and exits when asked to.
-pub fn parse() -> Cli {
-    try_parse().unwrap_or_else(|e| e.exit())
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum ProgressMode {
     /// Bars on a terminal, plain lines every few seconds otherwise.
@@ -176,7 +171,7 @@ pub struct GlobalArgs {
     )]
     pub fallback_scopes: Vec<String>,
 
-    /// Print the result as one JSON document on stdout (schemas in docs/JSON.md).
+    /// Print the result as one JSON document on stdout (docs/JSON.md; JSON Schemas in docs/schema/).
     #[arg(long, global = true, env = "CICACHE_JSON", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true")]
     pub json: bool,
 
@@ -222,7 +217,8 @@ pub enum Command {
     Save(store::SaveArgs),
     /// List the entries of the store.
     List(store::ListArgs),
-    /// Evict entries by age, last use, total size and keep-last-N, then sweep unused blobs.
+    /// Evict entries by age, last use, total size and keep-last-N, then sweep unused blobs;
+    /// only in a store named by --store, CICACHE_STORE or cicache.yml, and only with a limit.
     Prune(store::PruneArgs),
     /// Check entries byte for byte; names every damaged entry.
     Verify(store::VerifyArgs),

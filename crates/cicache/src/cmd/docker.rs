@@ -6,13 +6,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result};
 use serde_json::json;
 
 use cicache_build::mount::{MountAction, MountRequest};
 use cicache_build::{
-    BaseOptions, BaseRequest, BuildDoc, BuildResult, BuildSpec, DockerSpec, Env, FlavourChoice,
-    KeyTemplates, Switches,
+    BaseOptions, BaseRequest, BuildDoc, BuildError, BuildResult, BuildSpec, DockerSpec, Env,
+    FlavourChoice, KeyTemplates, Switches,
 };
 use cicache_docker::build::{Compression, CompressionKind};
 use cicache_docker::dance::DEFAULT_HELPER_IMAGE;
@@ -25,7 +25,7 @@ use crate::cli::docker::{
 };
 use crate::output::{exit, human_bytes, write_atomic};
 use crate::settings;
-use crate::settings::Context;
+use crate::settings::{Context, usage};
 
 impl From<FlavourArg> for FlavourChoice {
     fn from(a: FlavourArg) -> Self {
@@ -74,11 +74,13 @@ struct BuildConfig {
 fn build_config(ctx: &Context) -> Result<BuildConfig> {
     match &ctx.config.build {
         None => Ok(BuildConfig::default()),
-        Some(v) => serde_yaml::from_value(v.clone()).context(
-            "the build: section of cicache.yml is not valid (keys: image, tags, dockerfile, \
-             cache_dir, build_args, registry_cache, push, helper_image, base_dockerfile, \
-             base_inputs, compression, compression_level; see docs/BUILD.md)",
-        ),
+        Some(v) => serde_yaml::from_value(v.clone()).map_err(|e| {
+            usage(format!(
+                "the build: section of cicache.yml is not valid ({e}; keys: image, tags, \
+                 dockerfile, cache_dir, build_args, registry_cache, push, helper_image, \
+                 base_dockerfile, base_inputs, compression, compression_level; see docs/BUILD.md)"
+            ))
+        }),
     }
 }
 
@@ -90,8 +92,8 @@ fn compression(
 ) -> Result<Option<Compression>> {
     let Some(kind) = kind.or(cfg.compression) else {
         return match level.or(cfg.compression_level) {
-            Some(_) => Err(anyhow!(
-                "--compression-level needs --compression gzip|zstd|estargz (or build.compression in cicache.yml)"
+            Some(_) => Err(usage(
+                "--compression-level needs --compression gzip|zstd|estargz (or build.compression in cicache.yml)",
             )),
             None => Ok(None),
         };
@@ -103,7 +105,7 @@ fn compression(
     };
     Compression::new(kind, level.or(cfg.compression_level))
         .map(Some)
-        .map_err(|e| anyhow!(e))
+        .map_err(usage)
 }
 
 /// The docker client and dance options: flag, else cicache.yml, else the default.
@@ -166,9 +168,7 @@ fn registry_cache(on: bool, off: bool, cfg: &BuildConfig) -> Option<bool> {
 fn build_spec(a: BuildOptions, ctx: &Context) -> Result<BuildSpec> {
     let cfg = build_config(ctx)?;
     let image = a.image.clone().or(cfg.image.clone()).ok_or_else(|| {
-        anyhow!(
-            "cicache build needs --image REPO (or CICACHE_IMAGE, or build.image in cicache.yml)"
-        )
+        usage("cicache build needs --image REPO (or CICACHE_IMAGE, or build.image in cicache.yml)")
     })?;
     // Config build args first: a --build-arg of the same name comes later and wins.
     let mut build_args = cfg.build_args.clone();
@@ -226,12 +226,20 @@ fn build_spec(a: BuildOptions, ctx: &Context) -> Result<BuildSpec> {
     })
 }
 
+/// A library error as the binary's: a wrong request is a usage error (exit 2).
+fn build_error(e: BuildError) -> anyhow::Error {
+    match e {
+        BuildError::Usage(m) => usage(m),
+        e => e.into(),
+    }
+}
+
 pub fn build(args: BuildArgs, ctx: &Context) -> Result<u8> {
     let report_html = args.options.report_html.clone();
     let spec = build_spec(*args.options, ctx)?;
     let (cache, store) = (settings::cache_settings(ctx)?, settings::cache_store(ctx));
     let env = Env::new(&cache, &store, &ctx.out);
-    let result = cicache_build::build(spec, &env).map_err(anyhow::Error::from)?;
+    let result = cicache_build::build(spec, &env).map_err(build_error)?;
     if let (Some(path), BuildResult::Built(doc)) = (&report_html, &result) {
         write_report_html(doc, path, ctx);
     }
@@ -262,7 +270,7 @@ fn write_report_html(doc: &BuildDoc, path: &std::path::Path, ctx: &Context) {
 pub fn base(args: BaseArgs, ctx: &Context) -> Result<u8> {
     let cfg = build_config(ctx)?;
     let image = args.image.clone().or(cfg.image.clone()).ok_or_else(|| {
-        anyhow!("cicache base needs --image REPO (or CICACHE_IMAGE, or build.image in cicache.yml)")
+        usage("cicache base needs --image REPO (or CICACHE_IMAGE, or build.image in cicache.yml)")
     })?;
     let dockerfile = args
         .dockerfile
@@ -322,7 +330,7 @@ pub fn base(args: BaseArgs, ctx: &Context) -> Result<u8> {
     };
     let (cache, store) = (settings::cache_settings(ctx)?, settings::cache_store(ctx));
     let env = Env::new(&cache, &store, &ctx.out);
-    let out = cicache_build::ensure_base(req, &env).map_err(anyhow::Error::from)?;
+    let out = cicache_build::ensure_base(req, &env).map_err(build_error)?;
     ctx.out.result(&out.doc, || {
         if out.code == exit::OK {
             out.reference.clone()
@@ -351,7 +359,7 @@ pub fn mount(args: MountArgs, ctx: &Context) -> Result<u8> {
         }
     };
     let verbose_echo = (ctx.out.verbose > 0).then_some(&echo as &(dyn Fn(&str) + Sync));
-    let doc = cicache_build::mount::mount(&req, verbose_echo)?;
+    let doc = cicache_build::mount::mount(&req, verbose_echo).map_err(build_error)?;
     doc.warnings.iter().for_each(|w| ctx.out.warn(w));
     ctx.out.result(&doc, || doc.text());
     Ok(exit::OK)
@@ -375,8 +383,8 @@ fn docker_prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
         dry_run: a.dry_run,
     };
     let r = prune::prune(&docker, &opts).map_err(|e| match e {
-        DockerError::Invalid(m) => anyhow!(m),
-        e => anyhow!(e).context("pruning the builder cache"),
+        DockerError::Invalid(m) => usage(m),
+        e => anyhow::Error::from(e).context("pruning the builder cache"),
     })?;
     ctx.out.result(&json!({ "ok": true, "prune": r }), || {
         format!(

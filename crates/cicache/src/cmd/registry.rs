@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 use cicache_registry::lifecycle::{self, LifecycleSpec};
 use cicache_registry::ops::{self, Connection, EnsureRequest, GcRequest};
 use cicache_registry::{ConnectOptions, Credentials, Secret, Target};
@@ -17,7 +17,15 @@ use crate::cli::registry::{
     TargetArgs,
 };
 use crate::output::exit;
-use crate::settings::Context;
+use crate::settings::{Context, usage};
+
+/// A library error as the binary's: a wrong request is a usage error (exit 2).
+fn op(e: ops::OpError) -> anyhow::Error {
+    match e {
+        ops::OpError::Usage(m) => usage(m),
+        e => e.into(),
+    }
+}
 
 /// The `registry:` section of cicache.yml.
 #[derive(Debug, Default, Deserialize)]
@@ -36,10 +44,12 @@ struct RegistryConfig {
 fn registry_config(ctx: &Context) -> Result<RegistryConfig> {
     match &ctx.config.registry {
         None => Ok(RegistryConfig::default()),
-        Some(v) => serde_yaml::from_value(v.clone()).context(
-            "the `registry:` section of the config file is not valid \
-             (keys: image, region, docker, max_age, keep, keep_bases, untagged_days, scope_days; see docs/REGISTRY.md)",
-        ),
+        Some(v) => serde_yaml::from_value(v.clone()).map_err(|e| {
+            usage(format!(
+                "the `registry:` section of the config file is not valid ({e}; keys: image, \
+                 region, docker, max_age, keep, keep_bases, untagged_days, scope_days; see docs/REGISTRY.md)"
+            ))
+        }),
     }
 }
 
@@ -54,13 +64,13 @@ pub fn registry(args: RegistryArgs, ctx: &Context) -> Result<u8> {
                 cache_repo: a.cache_repo,
                 lifecycle: a.lifecycle.then_some(spec),
             };
-            let r = ops::ensure(&conn, req)?;
+            let r = ops::ensure(&conn, req).map_err(op)?;
             r.notes.iter().for_each(|n| ctx.out.info(n));
             ctx.out.result(&r, || r.text());
             exit::OK
         }
         RegistryCommand::Status(a) => {
-            let r = ops::status(&resolve(&a.target, &config, ctx)?)?;
+            let r = ops::status(&resolve(&a.target, &config, ctx)?).map_err(op)?;
             r.warnings.iter().for_each(|w| ctx.out.warn(w));
             ctx.out.result(&r, || r.text());
             exit::OK
@@ -79,21 +89,23 @@ fn resolve(args: &TargetArgs, config: &RegistryConfig, ctx: &Context) -> Result<
         .clone()
         .or_else(|| config.image.clone())
         .ok_or_else(|| {
-            anyhow!(
-                "no image repository: pass --image REGISTRY/NAME (or set CICACHE_IMAGE, or registry.image in cicache.yml)"
+            usage(
+                "no image repository: pass --image REGISTRY/NAME (or set CICACHE_IMAGE, or registry.image in cicache.yml)",
             )
         })?;
-    let target = Target::parse(&image)?;
+    let target = Target::parse(&image).map_err(|e| usage(e.to_string()))?;
     let credentials = match (&args.username, args.password_stdin) {
         (Some(user), true) => Some(Credentials {
             username: user.clone(),
             password: read_password_stdin()?,
             source: "--password-stdin".into(),
         }),
-        (None, true) => bail!("--password-stdin needs --username"),
-        (Some(_), false) => bail!(
-            "--username needs --password-stdin: pipe the password in (passwords are never taken as arguments)"
-        ),
+        (None, true) => return Err(usage("--password-stdin needs --username")),
+        (Some(_), false) => {
+            return Err(usage(
+                "--username needs --password-stdin: pipe the password in (passwords are never taken as arguments)",
+            ));
+        }
         (None, false) => None,
     };
     if credentials.is_some() && target.is_ecr() {
@@ -133,12 +145,12 @@ fn login(a: LoginArgs, config: &RegistryConfig, ctx: &Context) -> Result<u8> {
         .clone()
         .or_else(|| config.docker.clone())
         .unwrap_or_else(|| "docker".into());
-    let (server, creds) = ops::login_credentials(&conn)?;
+    let (server, creds) = ops::login_credentials(&conn).map_err(op)?;
     ctx.out.info(format!(
         "logging docker in to {server} as {} (password on stdin)",
         creds.username
     ));
-    let r = ops::docker_login(&conn, &docker, &server, &creds)?;
+    let r = ops::docker_login(&conn, &docker, &server, &creds).map_err(op)?;
     ctx.out.result(&r, || {
         format!("logged in to {} as {}", r.registry, r.username)
     });
@@ -155,7 +167,7 @@ fn policy_spec(p: &PolicyArgs, config: &RegistryConfig) -> Result<LifecycleSpec>
             .unwrap_or(d.untagged_days),
         scope_days: p.scope_days.or(config.scope_days).unwrap_or(d.scope_days),
     };
-    lifecycle::validate(spec).map_err(|e| anyhow!(e))?;
+    lifecycle::validate(spec).map_err(usage)?;
     Ok(spec)
 }
 
@@ -170,7 +182,7 @@ fn deletion_code(failures: &[cicache_registry::DeleteFailure]) -> u8 {
 
 fn clear(a: ClearArgs, config: &RegistryConfig, ctx: &Context) -> Result<u8> {
     let conn = resolve(&a.target, config, ctx)?;
-    let r = ops::clear(&conn, &a.tags, a.dry_run)?;
+    let r = ops::clear(&conn, &a.tags, a.dry_run).map_err(op)?;
     r.warnings().iter().for_each(|w| ctx.out.warn(w));
     ctx.out.result(&r, || r.text());
     Ok(deletion_code(&r.failures))
@@ -180,8 +192,10 @@ fn gc(a: GcArgs, config: &RegistryConfig, ctx: &Context) -> Result<u8> {
     let conn = resolve(&a.target, config, ctx)?;
     let max_age: Duration = match (a.max_age, &config.max_age) {
         (Some(d), _) => d.into(),
-        (None, Some(s)) => humantime::parse_duration(s).with_context(|| {
-            format!("registry.max_age in the config file: {s:?} is not a duration like 14d")
+        (None, Some(s)) => humantime::parse_duration(s).map_err(|e| {
+            usage(format!(
+                "registry.max_age in the config file: {s:?} is not a duration like 14d ({e})"
+            ))
         })?,
         (None, None) => Duration::from_secs(14 * 86_400),
     };
@@ -197,7 +211,7 @@ fn gc(a: GcArgs, config: &RegistryConfig, ctx: &Context) -> Result<u8> {
         keep_bases: a.keep_bases.or(config.keep_bases),
         dry_run: a.dry_run,
     };
-    let r = ops::gc(&conn, req)?;
+    let r = ops::gc(&conn, req).map_err(op)?;
     r.warnings.iter().for_each(|w| ctx.out.warn(w));
     ctx.out.result(&r, || r.text(ctx.out.verbose > 0));
     Ok(deletion_code(&r.failures))
@@ -206,7 +220,7 @@ fn gc(a: GcArgs, config: &RegistryConfig, ctx: &Context) -> Result<u8> {
 fn lifecycle_cmd(a: LifecycleArgs, config: &RegistryConfig, ctx: &Context) -> Result<u8> {
     let conn = resolve(&a.target, config, ctx)?;
     let spec = policy_spec(&a.policy, config)?;
-    let r = ops::lifecycle(&conn, spec, a.apply)?;
+    let r = ops::lifecycle(&conn, spec, a.apply).map_err(op)?;
     r.warnings.iter().for_each(|w| ctx.out.warn(w));
     r.notes.iter().for_each(|n| ctx.out.info(n));
     ctx.out.result(&r, || r.text());

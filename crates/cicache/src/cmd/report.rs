@@ -13,16 +13,10 @@ use cicache_docker::report::{BuildRun, LogFormat, ReportSet, parse_log_bytes};
 
 use crate::cli::report::{DoctorArgs, ReportArgs, ReportFormat};
 use crate::output::{exit, write_atomic};
-use crate::settings::Context;
+use crate::settings::{Context, usage};
 
 pub fn report(a: ReportArgs, ctx: &Context) -> Result<u8> {
-    let run = match build_run(&a) {
-        Ok(run) => run,
-        Err(e) => {
-            eprintln!("cicache: error: {e}");
-            return Ok(exit::USAGE);
-        }
-    };
+    let run = build_run(&a).map_err(usage)?;
     let mut reports = Vec::new();
     let mut code = exit::OK;
     for path in &a.logs {
@@ -112,11 +106,12 @@ pub fn doctor(a: DoctorArgs, ctx: &Context) -> Result<u8> {
         .timeout
         .map(Into::into)
         .unwrap_or(Duration::from_secs(15));
-    // The same factory as every other command's (oci:// included).
-    let spec = crate::settings::store_spec(ctx);
-    let store = crate::settings::open_store_spec(spec.as_deref(), Some(timeout))
-        .map(|s| s.backend().clone())
-        .map_err(|e| format!("{e:#}"));
+    // The same factory as every other command's (oci:// included); read access: doctor
+    // creates no store.
+    let store =
+        crate::settings::open_store_within(ctx, timeout, cicache_store::backend::Access::Read)
+            .map(|s| s.backend().clone())
+            .map_err(|e| format!("{e:#}"));
     let req = DoctorRequest {
         dockerfile: a.dockerfile,
         image: a.image,

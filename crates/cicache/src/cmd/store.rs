@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result};
 
 use cicache_store::key::{ProcessEnv, render};
 use cicache_store::maint::VerifyOptions;
@@ -15,7 +15,9 @@ use crate::cli::store::{
 };
 use crate::output::{exit, human_bytes};
 
-use crate::settings::{Context, open_store};
+use cicache_store::backend::Access;
+
+use crate::settings::{Context, open_store, usage};
 
 /// Renders a key that may be a template (globs relative to the working directory).
 fn render_key(template: &str) -> Result<String> {
@@ -28,7 +30,11 @@ fn render_prefix(prefix: &str) -> Result<String> {
 }
 
 fn required<T>(v: Option<T>, what: &str, config_key: &str) -> Result<T> {
-    v.ok_or_else(|| anyhow!("{what} is required: pass it, or set {config_key} in cicache.yml"))
+    v.ok_or_else(|| {
+        usage(format!(
+            "{what} is required: pass it, or set {config_key} in cicache.yml"
+        ))
+    })
 }
 
 /// `--key` and `--path`, else `cache.key` and `cache.path` of cicache.yml.
@@ -81,7 +87,8 @@ fn do_restore(
 ) -> Result<(cicache_build::RestoreDoc, bool)> {
     let key = render_key(key)?;
     let settings = crate::settings::cache_settings(ctx)?;
-    let store = crate::settings::cache_store(ctx);
+    // Restore only reads: a missing directory store is a miss with a warning, never created.
+    let store = crate::settings::cache_store_for(ctx, Access::Read);
     let doc = cicache_build::cache_dir::restore(
         &store,
         &settings,
@@ -128,6 +135,9 @@ pub fn restore(a: RestoreArgs, ctx: &Context) -> Result<u8> {
     ctx.out.result(&v, || {
         if hit {
             hit_line(&v.outcome, &restore_keys, &ctx.scope())
+        } else if v.store_unavailable {
+            // Not a plain miss: the cache was never asked (the warning above says why).
+            "miss (store unavailable)".to_string()
         } else {
             "miss".to_string()
         }
@@ -178,7 +188,7 @@ fn entries(n: impl Into<u64>) -> String {
 }
 
 pub fn list(a: ListArgs, ctx: &Context) -> Result<u8> {
-    let store = open_store(ctx)?;
+    let store = open_store(ctx, Access::Read)?;
     let entries_found = store
         .list(a.in_scope.as_deref())
         .with_context(|| format!("listing {}", store.location()))?;
@@ -302,7 +312,7 @@ fn duration_opt(
 pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
     let c = &ctx.config.prune;
     let max_size = match a.max_size.as_ref().or(c.max_size.as_ref()) {
-        Some(s) => Some(parse_size(s).map_err(|e| anyhow!("--max-size: {e}"))?),
+        Some(s) => Some(parse_size(s).map_err(|e| usage(format!("--max-size {s:?}: {e}")))?),
         None => None,
     };
     let policy = PrunePolicy {
@@ -312,7 +322,50 @@ pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
         keep_last: a.keep_last.or(c.keep_last),
         dry_run: a.dry_run,
     };
-    let store = open_store(ctx)?;
+    // A prune removes other people's caches: it acts only on a store the user named, and
+    // only with a limit (a bare `cicache prune` once swept the shared /var/cache/cicache).
+    if !ctx.store.is_named() {
+        return Err(usage(
+            "prune acts only on a store you name: pass --store, set CICACHE_STORE, or set store: in cicache.yml",
+        ));
+    }
+    let limits = prune_limits(&policy, a.damaged);
+    if limits.is_empty() {
+        return Err(usage(
+            "prune needs a limit: --max-age, --max-unused, --max-size, --keep-last or --damaged (or prune: in cicache.yml)",
+        ));
+    }
+    let store = match open_store(ctx, Access::Read) {
+        Ok(store) => store,
+        // A scheduled cleanup on an agent that never saved: nothing to prune. A warning
+        // (the store is named, so a typo shows), the store is not created; --strict fails.
+        Err(e) if !ctx.strict() && is_missing_store(&e) => {
+            let msg = format!("{e:#}; nothing to prune");
+            ctx.out.warn(&msg);
+            let out = cicache_store::PruneOutcome {
+                dry_run: policy.dry_run,
+                sweep: "skipped: the store does not exist".to_string(),
+                warnings: vec![msg],
+                ..Default::default()
+            };
+            let store = ctx.store.to_string();
+            ctx.out.result(
+                &PruneDoc {
+                    store,
+                    outcome: &out,
+                },
+                || format!("{} does not exist; nothing pruned", ctx.store),
+            );
+            return Ok(exit::OK);
+        }
+        Err(e) => return Err(e),
+    };
+    let first = format!(
+        "{}pruning {} ({})",
+        if policy.dry_run { "dry run: " } else { "" },
+        store.location(),
+        limits.join(", ")
+    );
     let out = if a.damaged {
         store.prune_damaged(&policy)
     } else {
@@ -325,7 +378,13 @@ pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
     if store.location().starts_with("oci://") && !out.dry_run {
         ctx.out.info(cicache_registry::store::PRUNE_NOTE);
     }
-    ctx.out.result(&out, || prune_text(&out));
+    ctx.out.result(
+        &PruneDoc {
+            store: store.location(),
+            outcome: &out,
+        },
+        || format!("{first}\n{}", prune_text(&out)),
+    );
     Ok(exit::OK)
 }
 
@@ -369,8 +428,47 @@ fn prune_text(out: &cicache_store::PruneOutcome) -> String {
     t
 }
 
+/// `prune --json`: the store it acted on, and the outcome.
+#[derive(serde::Serialize)]
+struct PruneDoc<'a> {
+    store: String,
+    #[serde(flatten)]
+    outcome: &'a cicache_store::PruneOutcome,
+}
+
+/// A directory store that does not exist (`BackendError::Missing`), under any context.
+fn is_missing_store(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<cicache_store::BackendError>(),
+            Some(cicache_store::BackendError::Missing { .. })
+        )
+    })
+}
+
+/// The limits a prune was given, for its first line; empty: none.
+fn prune_limits(p: &PrunePolicy, damaged: bool) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Some(d) = p.max_age {
+        v.push(format!("max age {}", humantime::format_duration(d)));
+    }
+    if let Some(d) = p.max_unused {
+        v.push(format!("max unused {}", humantime::format_duration(d)));
+    }
+    if let Some(s) = p.max_size {
+        v.push(format!("max size {}", human_bytes(s)));
+    }
+    if let Some(n) = p.keep_last {
+        v.push(format!("keep last {n}"));
+    }
+    if damaged {
+        v.push("damaged entries".to_string());
+    }
+    v
+}
+
 pub fn verify(a: VerifyArgs, ctx: &Context) -> Result<u8> {
-    let store = open_store(ctx)?;
+    let store = open_store(ctx, Access::Read)?;
     let scope = ctx.scope();
     let key = a.key.as_deref().map(render_key).transpose()?;
     let opts = VerifyOptions {
@@ -389,7 +487,7 @@ pub fn verify(a: VerifyArgs, ctx: &Context) -> Result<u8> {
         }
         t.push_str(&format!(
             "{} of {} entries ok ({} checked){}",
-            out.ok,
+            out.entries_ok,
             out.checked,
             human_bytes(out.bytes_checked),
             if out.damaged.is_empty() {
@@ -415,7 +513,7 @@ pub fn verify(a: VerifyArgs, ctx: &Context) -> Result<u8> {
 }
 
 pub fn export(a: ExportArgs, ctx: &Context) -> Result<u8> {
-    let store = open_store(ctx)?;
+    let store = open_store(ctx, Access::Read)?;
     let key = render_key(&a.key)?;
     let out = store
         .export(&ctx.scope(), &ctx.fallback_scopes(), &key, &a.output)
@@ -434,7 +532,7 @@ pub fn export(a: ExportArgs, ctx: &Context) -> Result<u8> {
 }
 
 pub fn import(a: ImportArgs, ctx: &Context) -> Result<u8> {
-    let store = open_store(ctx)?;
+    let store = open_store(ctx, Access::Write)?;
     let key = render_key(&a.key)?;
     let scope = ctx.scope();
     let out = store
@@ -459,6 +557,7 @@ pub fn import(a: ImportArgs, ctx: &Context) -> Result<u8> {
             ),
             SaveStatus::Empty => format!("{file} holds no files; nothing was imported"),
             SaveStatus::Unchanged => format!("{key} (scope {scope}) is unchanged; nothing was imported"),
+            SaveStatus::Failed => format!("{file} was not imported: the save failed"),
         }
     });
     Ok(exit::OK)
