@@ -10,7 +10,10 @@ use clap::CommandFactory;
 /// Variables cicache reads that belong to no flag.
 pub const OTHER_VARS: &[&str] = &[
     "CICACHE_BRANCH",
+    // Set by crates/cicache/build.rs for the compiler (`--version`), not read at run time.
+    "CICACHE_BUILD_DATE",
     "CICACHE_CRASH_AT",
+    "CICACHE_GIT_COMMIT",
     "CICACHE_LEASE_HEARTBEAT_SECS",
     "CICACHE_LOG",
     // A build argument of the cache dance (cicache-docker), not a variable; listed because
