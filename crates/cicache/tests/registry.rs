@@ -531,7 +531,7 @@ fn ecr_status_clear_and_gc_by_age_scope_and_pattern() {
         &["registry", "clear", "--image", &image, "--tag", "v1.0"],
         None,
     );
-    assert_eq!(refused.code, 1);
+    assert_eq!(refused.code, 2, "a usage error (issue 22)");
     assert!(
         refused.stderr.contains("not a cache tag"),
         "{}",
@@ -632,7 +632,7 @@ fn ecr_lifecycle_prints_and_applies_the_policy() {
         ],
         None,
     );
-    assert_eq!(zero.code, 1);
+    assert_eq!(zero.code, 2, "a usage error (issue 22)");
     assert!(zero.stderr.contains("--scope-days"), "{}", zero.stderr);
 }
 
@@ -1162,13 +1162,14 @@ fn oci_auth_registry_credentials_and_login() {
 fn usage_errors_are_clear() {
     let dir = Dir::new();
     let no_image = run(dir.cicache(), &["registry", "status"], None);
-    assert_eq!(no_image.code, 1);
+    assert_eq!(no_image.code, 2, "a usage error (issue 22)");
     assert!(no_image.stderr.contains("--image"), "{}", no_image.stderr);
     let tagged = run(
         dir.cicache(),
         &["registry", "status", "--image", "127.0.0.1:1/app:cache"],
         None,
     );
+    assert_eq!(tagged.code, 2);
     assert!(
         tagged.stderr.contains("without the tag"),
         "{}",
@@ -1186,6 +1187,7 @@ fn usage_errors_are_clear() {
         ],
         None,
     );
+    assert_eq!(user_only.code, 2);
     assert!(
         user_only.stderr.contains("--password-stdin"),
         "{}",
@@ -1216,7 +1218,7 @@ fn usage_errors_are_clear() {
         ],
         None,
     );
-    assert_eq!(lifecycle_oci.code, 1);
+    assert_eq!(lifecycle_oci.code, 2, "a usage error (issue 22)");
     assert!(
         lifecycle_oci.stderr.contains("ECR feature"),
         "{}",
@@ -1228,7 +1230,7 @@ fn usage_errors_are_clear() {
         .env("CICACHE_IMAGE", "127.0.0.1:1/app")
         .env("CICACHE_REGISTRY_APPLY", "1");
     let from_env = run(from_env, &["registry", "lifecycle"], None);
-    assert_eq!(from_env.code, 1);
+    assert_eq!(from_env.code, 2, "a usage error (issue 22)");
     assert!(
         from_env.stderr.contains("ECR feature"),
         "{}",
@@ -1250,7 +1252,7 @@ fn usage_errors_are_clear() {
     );
     std::fs::write(dir.path().join("cicache.yml"), "registry:\n  imag: x\n").unwrap();
     let bad = run(dir.cicache(), &["registry", "lifecycle"], None);
-    assert_eq!(bad.code, 1);
+    assert_eq!(bad.code, 2, "a configuration error (issue 22)");
     assert!(bad.stderr.contains("registry:"), "{}", bad.stderr);
 }
 
@@ -1553,7 +1555,7 @@ fn oci_ensure_says_whether_the_repository_exists() {
         &["registry", "ensure", "--image", &image, "--lifecycle"],
         None,
     );
-    assert_eq!(lifecycle.code, 1);
+    assert_eq!(lifecycle.code, 2, "a usage error (issue 22)");
     assert!(
         lifecycle.stderr.contains("ECR feature"),
         "{}",

@@ -144,6 +144,8 @@ fn import_and_prune_speak_words() {
 #[test]
 fn list_counts_in_words_fits_its_cells_and_totals_logical_and_stored_size() {
     let t = T::new();
+    // An empty store (a missing one is an error: reading commands create no store).
+    std::fs::create_dir_all(t.p("store")).unwrap();
     let (out, _) = t.ok(&["list"]);
     assert!(out.starts_with("no entries in dir:"), "{out}");
     cache_dir(&t.p("c"));
