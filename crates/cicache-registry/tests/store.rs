@@ -313,22 +313,10 @@ fn a_save_reusing_most_blobs_uploads_only_the_new_ones() {
     assert_eq!(listing(&cache), listing(&tmp.path().join("restored")));
 }
 
-#[test]
-fn a_corrupted_blob_in_the_registry_is_a_miss_with_a_warning() {
-    let test = "a_corrupted_blob_in_the_registry_is_a_miss_with_a_warning";
-    let Some((reg, storage)) = open_registry(test) else {
-        return;
-    };
-    let repo = unique("corrupt");
-    let spec = format!("{reg}/{repo}");
-    let tmp = tempfile::tempdir().unwrap();
-    let cache = tmp.path().join("cache");
-    pip_tree(&cache, 3, run_seed(2));
-    let store = Store::new(open(&spec, None));
-    save(&store, "main", "pip", &cache);
-
-    // The entry's manifest, read as any registry client would.
-    let target = Target::parse(&spec).unwrap();
+/// Flips a byte in the middle of the registry's file of one wheel blob of the repository's
+/// entry (the entry's manifest read as any registry client would); that blob's layer.
+fn corrupt_a_wheel_blob(spec: &str, storage: &Path) -> serde_json::Value {
+    let target = Target::parse(spec).unwrap();
     let client = OciClient::new(&target, None, &OciOptions::default());
     let tags = client.tags().unwrap();
     let entry_tag = tags
@@ -346,12 +334,31 @@ fn a_corrupted_blob_in_the_registry_is_a_miss_with_a_warning() {
                 .is_some_and(|n| n.contains("/blobs/"))
                 && l["size"].as_u64().unwrap_or(0) > 250_000
         })
-        .expect("a wheel blob layer");
-    let data = blob_data_path(&storage, layer["digest"].as_str().unwrap());
+        .expect("a wheel blob layer")
+        .clone();
+    let data = blob_data_path(storage, layer["digest"].as_str().unwrap());
     let mut bytes = fs::read(&data).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     fs::write(&data, &bytes).unwrap();
+    layer
+}
+
+#[test]
+fn a_corrupted_blob_in_the_registry_is_a_miss_with_a_warning() {
+    let test = "a_corrupted_blob_in_the_registry_is_a_miss_with_a_warning";
+    let Some((reg, storage)) = open_registry(test) else {
+        return;
+    };
+    let repo = unique("corrupt");
+    let spec = format!("{reg}/{repo}");
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    pip_tree(&cache, 3, run_seed(2));
+    let store = Store::new(open(&spec, None));
+    save(&store, "main", "pip", &cache);
+
+    let layer = corrupt_a_wheel_blob(&spec, &storage);
 
     let fresh = Store::new(open(&spec, None));
     let target_dir = tmp.path().join("restored");
@@ -692,31 +699,7 @@ fn a_save_after_damage_stores_an_entry_that_restores() {
     let store = Store::new(open(&spec, None));
     save(&store, "main", "pip", &cache);
 
-    let target = Target::parse(&spec).unwrap();
-    let client = OciClient::new(&target, None, &OciOptions::default());
-    let tags = client.tags().unwrap();
-    let entry_tag = tags
-        .iter()
-        .find(|t| t.starts_with("cicache.cicache-v1.refs."))
-        .expect("an entry tag");
-    let m = client.manifest(entry_tag).unwrap().expect("entry manifest");
-    let layer = m.body["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| {
-            l["annotations"]["vnd.cicache.name"]
-                .as_str()
-                .is_some_and(|n| n.contains("/blobs/"))
-                && l["size"].as_u64().unwrap_or(0) > 250_000
-        })
-        .expect("a wheel blob layer")
-        .clone();
-    let data = blob_data_path(&storage, layer["digest"].as_str().unwrap());
-    let mut bytes = fs::read(&data).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xff;
-    fs::write(&data, &bytes).unwrap();
+    corrupt_a_wheel_blob(&spec, &storage);
 
     let fresh = Store::new(open(&spec, None));
     let out = restore(&fresh, "main", "pip", &tmp.path().join("missed"));

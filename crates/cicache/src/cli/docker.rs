@@ -29,9 +29,9 @@ pub enum CompressionArg {
     Estargz,
 }
 
-/// Options of the docker client and the cache dance, shared by `mount` and `build`.
+/// The docker client: every command that runs docker.
 #[derive(Debug, Clone, Args)]
-pub struct DockerOpts {
+pub struct DockerClient {
     /// The docker client to run.
     #[arg(
         long,
@@ -40,6 +40,13 @@ pub struct DockerOpts {
         value_name = "PROGRAM"
     )]
     pub docker: PathBuf,
+}
+
+/// Options of the docker client and the cache dance, shared by `mount` and `build`.
+#[derive(Debug, Clone, Args)]
+pub struct DockerOpts {
+    #[command(flatten)]
+    pub client: DockerClient,
     /// Build flavour.
     #[arg(long, env = "CICACHE_DOCKER_FLAVOUR", value_enum, default_value_t = FlavourArg::Auto)]
     pub flavour: FlavourArg,
@@ -448,12 +455,6 @@ pub struct PruneArgs {
     /// Say what would be freed; remove nothing.
     #[arg(long, env = "CICACHE_DRY_RUN")]
     pub dry_run: bool,
-    /// The docker client to run.
-    #[arg(
-        long,
-        env = "CICACHE_DOCKER",
-        default_value = "docker",
-        value_name = "PROGRAM"
-    )]
-    pub docker: PathBuf,
+    #[command(flatten)]
+    pub client: DockerClient,
 }

@@ -88,12 +88,6 @@ pub struct DoctorArgs {
     #[arg(long, env = "CICACHE_IMAGE", value_name = "REPO")]
     pub image: Option<String>,
 
-    /// The docker client to run.
-    #[arg(
-        long,
-        env = "CICACHE_DOCKER",
-        default_value = "docker",
-        value_name = "PROGRAM"
-    )]
-    pub docker: PathBuf,
+    #[command(flatten)]
+    pub client: super::docker::DockerClient,
 }

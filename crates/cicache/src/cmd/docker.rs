@@ -111,7 +111,7 @@ fn compression(
 /// The docker client and dance options: flag, else cicache.yml, else the default.
 fn docker_spec(opts: &DockerOpts, cfg: &BuildConfig) -> DockerSpec {
     DockerSpec {
-        program: opts.docker.clone(),
+        program: opts.client.docker.clone(),
         flavour: opts.flavour.into(),
         helper_image: opts
             .helper_image
@@ -374,7 +374,7 @@ pub fn docker(args: DockerArgs, ctx: &Context) -> Result<u8> {
 }
 
 fn docker_prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
-    let docker = Docker::new(&a.docker);
+    let docker = Docker::new(&a.client.docker);
     let opts = PruneOptions {
         keep_storage: a.keep_storage.clone(),
         until: a.until.map(Into::into),

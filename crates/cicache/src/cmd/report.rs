@@ -115,7 +115,7 @@ pub fn doctor(a: DoctorArgs, ctx: &Context) -> Result<u8> {
     let req = DoctorRequest {
         dockerfile: a.dockerfile,
         image: a.image,
-        docker: a.docker,
+        docker: a.client.docker,
         timeout,
     };
     let report = doctor::run(&req, store);
