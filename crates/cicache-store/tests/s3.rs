@@ -1414,3 +1414,28 @@ fn echo_child() {
         Err(e) => println!("ERROR: {}", e.to_string().replace('\n', " ")),
     }
 }
+
+/// Issue 21 item 3 on S3: a 512-byte key, and one of percent-encoded bytes under a long
+/// non-ASCII scope, save and restore (long names are stored hashed, the full key inside).
+#[test]
+fn long_keys_save_and_restore_on_s3() {
+    isolate_state();
+    let Some((_, _, b)) = fresh("long_keys", "") else {
+        return;
+    };
+    let store = Store::new(Arc::new(b));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("src");
+    common::make_tree(&src);
+    let scope = "feature/ünïcödé-".repeat(6);
+    let long = "k".repeat(512);
+    let encoded = "a/".repeat(90) + "é-ü-ß";
+    for (i, key) in [long.as_str(), encoded.as_str()].into_iter().enumerate() {
+        let s = save(&store, &scope, key, &src).expect("save");
+        assert_eq!(s.status, SaveStatus::Saved, "{s:?}");
+        let dst = tmp.path().join(format!("dst-{i}"));
+        let r = restore(&store, &scope, key, &dst);
+        assert!(r.hit, "{r:?}");
+        assert_eq!(common::describe(&dst), common::describe(&src));
+    }
+}
