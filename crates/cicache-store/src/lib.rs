@@ -23,6 +23,7 @@ pub mod save;
 pub mod scan;
 pub mod state;
 pub mod store;
+pub mod text;
 
 pub use restore::{RestoreOutcome, RestoreRequest};
 pub use save::{SaveOutcome, SaveRequest, SaveStatus};

@@ -102,29 +102,6 @@ fn do_restore(
     Ok((doc, hit))
 }
 
-/// `hit KEY`, and what kind of hit when it is not the key itself in the own scope:
-/// `hit pip-1 (partial: restore key pip-)`, `hit pip-2 (scope main)`.
-fn hit_line(o: &cicache_store::RestoreOutcome, restore_keys: &[String], own_scope: &str) -> String {
-    let matched = o.matched_key.as_deref().unwrap_or_default();
-    let mut notes = Vec::new();
-    if matched != o.key {
-        let prefix = restore_keys
-            .iter()
-            .find(|p| matched.starts_with(p.as_str()))
-            .map(String::as_str)
-            .unwrap_or_default();
-        notes.push(format!("partial: restore key {prefix}"));
-    }
-    if let Some(scope) = o.matched_scope.as_deref().filter(|s| *s != own_scope) {
-        notes.push(format!("scope {scope}"));
-    }
-    if notes.is_empty() {
-        format!("hit {matched}")
-    } else {
-        format!("hit {matched} ({})", notes.join(", "))
-    }
-}
-
 pub fn restore(a: RestoreArgs, ctx: &Context) -> Result<u8> {
     let (key, path) = key_and_path(a.key, a.path, ctx)?;
     let restore_keys = or_config(a.restore_keys, &ctx.config.cache.restore_keys)
@@ -134,7 +111,7 @@ pub fn restore(a: RestoreArgs, ctx: &Context) -> Result<u8> {
     let (v, hit) = do_restore(ctx, &key, &restore_keys, &path, a.lookup_only)?;
     ctx.out.result(&v, || {
         if hit {
-            hit_line(&v.outcome, &restore_keys, &ctx.scope())
+            v.outcome.hit_line(&restore_keys, &ctx.scope())
         } else if v.store_unavailable {
             // Not a plain miss: the cache was never asked (the warning above says why).
             "miss (store unavailable)".to_string()
@@ -179,14 +156,6 @@ pub fn save(a: SaveArgs, ctx: &Context) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// `1 entry`, `3 entries`.
-fn entries(n: impl Into<u64>) -> String {
-    match n.into() {
-        1 => "1 entry".to_string(),
-        n => format!("{n} entries"),
-    }
-}
-
 pub fn list(a: ListArgs, ctx: &Context) -> Result<u8> {
     let store = open_store(ctx, Access::Read)?;
     let entries_found = store
@@ -210,7 +179,7 @@ pub fn list(a: ListArgs, ctx: &Context) -> Result<u8> {
     ctx.out.result(
         &serde_json::json!({ "store": store.location(), "entries": entries_found }),
         || {
-            list_text(
+            cicache_store::text::list_table(
                 &entries_found,
                 &store.location(),
                 a.in_scope.as_deref(),
@@ -219,80 +188,6 @@ pub fn list(a: ListArgs, ctx: &Context) -> Result<u8> {
         },
     );
     Ok(exit::OK)
-}
-
-/// The table of `cicache list`: columns as wide as their widest cell, then the total line.
-fn list_text(
-    list: &[cicache_store::EntryInfo],
-    location: &str,
-    scope: Option<&str>,
-    stored: Option<u64>,
-) -> String {
-    let in_where = match scope {
-        Some(s) => format!("scope {s} of {location}"),
-        None => location.to_string(),
-    };
-    if list.is_empty() {
-        return format!("no entries in {in_where}");
-    }
-    let header = ["SCOPE", "KEY", "SIZE", "STORED", "CREATED", "LAST USED"];
-    let rows: Vec<[String; 6]> = list
-        .iter()
-        .map(|e| {
-            [
-                e.scope.clone(),
-                e.key.clone(),
-                human_bytes(e.total_size),
-                human_bytes(e.stored_size),
-                e.created.clone().unwrap_or_else(|| "-".into()),
-                e.last_used.clone().unwrap_or_else(|| "-".into()),
-            ]
-        })
-        .collect();
-    let mut width = header.map(str::len);
-    for r in &rows {
-        for (w, cell) in width.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; 6], damaged: Option<&str>| {
-        let [scope, key, size, stored, created, used] = cells;
-        let mut l = format!(
-            "{scope:<w0$}  {key:<w1$}  {size:>w2$}  {stored:>w3$}  {created:<w4$}  {used}",
-            w0 = width[0],
-            w1 = width[1],
-            w2 = width[2],
-            w3 = width[3],
-            w4 = width[4],
-        );
-        if let Some(d) = damaged {
-            l.push_str(&format!("  DAMAGED: {d}"));
-        }
-        l.trim_end().to_string()
-    };
-    let mut t = line(header, None);
-    t.push('\n');
-    for (r, e) in rows.iter().zip(list) {
-        t.push_str(&line(
-            [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]],
-            e.damaged.as_deref(),
-        ));
-        t.push('\n');
-    }
-    let logical = list
-        .iter()
-        .fold(0u64, |a, e| a.saturating_add(e.total_size));
-    let stored = match (stored, scope) {
-        (Some(n), None) => format!(", {} stored (each blob once)", human_bytes(n)),
-        (Some(n), Some(_)) => format!("; the whole store holds {}", human_bytes(n)),
-        (None, _) => String::new(),
-    };
-    t.push_str(&format!(
-        "total: {} in {in_where}, {} of files{stored}",
-        entries(list.len() as u64),
-        human_bytes(logical)
-    ));
-    t
 }
 
 fn duration_opt(
@@ -329,7 +224,7 @@ pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
             "prune acts only on a store you name: pass --store, set CICACHE_STORE, or set store: in cicache.yml",
         ));
     }
-    let limits = prune_limits(&policy, a.damaged);
+    let limits = policy.limits(a.damaged);
     if limits.is_empty() {
         return Err(usage(
             "prune needs a limit: --max-age, --max-unused, --max-size, --keep-last or --damaged (or prune: in cicache.yml)",
@@ -383,49 +278,9 @@ pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
             store: store.location(),
             outcome: &out,
         },
-        || format!("{first}\n{}", prune_text(&out)),
+        || format!("{first}\n{}", out.text()),
     );
     Ok(exit::OK)
-}
-
-/// `would remove 3 of 3 entries ...` with --dry-run, `removed 3 of 3 entries ...` without.
-fn prune_text(out: &cicache_store::PruneOutcome) -> String {
-    let mut t = String::new();
-    let verb = if out.dry_run {
-        "would remove"
-    } else {
-        "removed"
-    };
-    for r in &out.entries_removed {
-        t.push_str(&format!(
-            "{verb} {}/{} ({}): {}\n",
-            r.scope,
-            r.key,
-            human_bytes(r.stored_size),
-            r.reason
-        ));
-    }
-    let removed = out.entries_removed.len();
-    let of = entries(out.entries_before);
-    let objects = format!(
-        "{} manifests and {} blobs ({})",
-        out.manifests_removed,
-        out.blobs_removed,
-        human_bytes(out.bytes_freed)
-    );
-    if out.dry_run {
-        t.push_str(&format!(
-            "dry run: would remove {removed} of {of}, freeing {objects}; the store would then hold {}",
-            human_bytes(out.store_size)
-        ));
-    } else {
-        t.push_str(&format!(
-            "removed {removed} of {of}, freeing {objects}; the store holds {}; sweep: {}",
-            human_bytes(out.store_size),
-            out.sweep
-        ));
-    }
-    t
 }
 
 /// `prune --json`: the store it acted on, and the outcome.
@@ -444,27 +299,6 @@ fn is_missing_store(e: &anyhow::Error) -> bool {
             Some(cicache_store::BackendError::Missing { .. })
         )
     })
-}
-
-/// The limits a prune was given, for its first line; empty: none.
-fn prune_limits(p: &PrunePolicy, damaged: bool) -> Vec<String> {
-    let mut v = Vec::new();
-    if let Some(d) = p.max_age {
-        v.push(format!("max age {}", humantime::format_duration(d)));
-    }
-    if let Some(d) = p.max_unused {
-        v.push(format!("max unused {}", humantime::format_duration(d)));
-    }
-    if let Some(s) = p.max_size {
-        v.push(format!("max size {}", human_bytes(s)));
-    }
-    if let Some(n) = p.keep_last {
-        v.push(format!("keep last {n}"));
-    }
-    if damaged {
-        v.push("damaged entries".to_string());
-    }
-    v
 }
 
 pub fn verify(a: VerifyArgs, ctx: &Context) -> Result<u8> {
