@@ -23,9 +23,17 @@ pub struct DoctorRequest {
     pub timeout: Duration,
 }
 
-/// Runs every check. `store` is the store the commands would use, opened by the caller's
-/// one store factory, or why it could not be opened.
-pub fn run(req: &DoctorRequest, store: Result<Arc<dyn Backend>, String>) -> DoctorReport {
+/// The store the commands would use, as the caller's one store factory opened it for reading.
+pub enum StoreState {
+    Open(Arc<dyn Backend>),
+    /// A directory store that does not exist yet (the first save makes it): its name.
+    NotYet(String),
+    /// Why it could not be opened.
+    Failed(String),
+}
+
+/// Runs every check.
+pub fn run(req: &DoctorRequest, store: StoreState) -> DoctorReport {
     let mut checks: Vec<Check> = Vec::new();
     // The Dockerfile first: its stage count tells the buildx line what inline cache loses.
     let dockerfile = req.dockerfile.clone().or_else(|| {
@@ -59,10 +67,16 @@ pub fn run(req: &DoctorRequest, store: Result<Arc<dyn Backend>, String>) -> Doct
 }
 
 /// The store answers a list call.
-fn store_check(store: Result<Arc<dyn Backend>, String>) -> Check {
+fn store_check(store: StoreState) -> Check {
     let backend = match store {
-        Ok(b) => b,
-        Err(e) => {
+        StoreState::Open(b) => b,
+        StoreState::NotYet(name) => {
+            return Check::ok(
+                "store",
+                format!("{name} does not exist yet; the first save makes it"),
+            );
+        }
+        StoreState::Failed(e) => {
             return Check::fail(
                 "store",
                 e,

@@ -42,6 +42,16 @@ pub fn open_store_within(ctx: &Context, timeout: Duration, access: Access) -> Re
     open_parsed(&ctx.store, Some(timeout), access)
 }
 
+/// A directory store that does not exist (`BackendError::Missing`), under any context.
+pub fn is_missing_store(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<cicache_store::BackendError>(),
+            Some(cicache_store::BackendError::Missing { .. })
+        )
+    })
+}
+
 /// Every command opens its store here.
 fn open_parsed(spec: &StoreSpec, timeout: Option<Duration>, access: Access) -> Result<Store> {
     let opts = OpenOptions { timeout };

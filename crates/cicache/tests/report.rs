@@ -547,3 +547,25 @@ fn doctor_registry_lines() {
         assert!(reg["message"].as_str().unwrap().contains(says), "{reg:#}");
     }
 }
+
+/// doctor on a fresh agent: a directory store that does not exist yet is fine (the first
+/// save makes it), and doctor does not make it.
+#[test]
+fn doctor_on_a_fresh_agent_names_the_store_to_come_and_creates_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (_, out, err) = run(cicache()
+        .args(["--json", "doctor", "--docker", "false", "--store"])
+        .arg(&store));
+    let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let s = check(&doc, "store");
+    assert_eq!(s["status"], "ok", "{s}");
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist yet"),
+        "{s}"
+    );
+    assert!(!store.exists(), "doctor made the store");
+}

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use cicache_build::doctor::{self, DoctorRequest};
+use cicache_build::doctor::{self, DoctorRequest, StoreState};
 use cicache_docker::report::{BuildRun, LogFormat, ReportSet, parse_log_bytes};
+use cicache_store::backend::Access;
 
 use crate::cli::report::{DoctorArgs, ReportArgs, ReportFormat};
 use crate::output::{exit, write_atomic};
@@ -108,10 +109,13 @@ pub fn doctor(a: DoctorArgs, ctx: &Context) -> Result<u8> {
         .unwrap_or(Duration::from_secs(15));
     // The same factory as every other command's (oci:// included); read access: doctor
     // creates no store.
-    let store =
-        crate::settings::open_store_within(ctx, timeout, cicache_store::backend::Access::Read)
-            .map(|s| s.backend().clone())
-            .map_err(|e| format!("{e:#}"));
+    let store = match crate::settings::open_store_within(ctx, timeout, Access::Read) {
+        Ok(s) => StoreState::Open(s.backend().clone()),
+        Err(e) if crate::settings::is_missing_store(&e) => {
+            StoreState::NotYet(ctx.store.to_string())
+        }
+        Err(e) => StoreState::Failed(format!("{e:#}")),
+    };
     let req = DoctorRequest {
         dockerfile: a.dockerfile,
         image: a.image,

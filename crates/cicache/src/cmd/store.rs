@@ -234,7 +234,7 @@ pub fn prune(a: PruneArgs, ctx: &Context) -> Result<u8> {
         Ok(store) => store,
         // A scheduled cleanup on an agent that never saved: nothing to prune. A warning
         // (the store is named, so a typo shows), the store is not created; --strict fails.
-        Err(e) if !ctx.strict() && is_missing_store(&e) => {
+        Err(e) if !ctx.strict() && crate::settings::is_missing_store(&e) => {
             let msg = format!("{e:#}; nothing to prune");
             ctx.out.warn(&msg);
             let out = cicache_store::PruneOutcome {
@@ -289,16 +289,6 @@ struct PruneDoc<'a> {
     store: String,
     #[serde(flatten)]
     outcome: &'a cicache_store::PruneOutcome,
-}
-
-/// A directory store that does not exist (`BackendError::Missing`), under any context.
-fn is_missing_store(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<cicache_store::BackendError>(),
-            Some(cicache_store::BackendError::Missing { .. })
-        )
-    })
 }
 
 pub fn verify(a: VerifyArgs, ctx: &Context) -> Result<u8> {
