@@ -14,7 +14,7 @@ use aws_sdk_ecr::types::{ImageIdentifier, ImageTagMutability};
 use base64::Engine;
 
 use crate::credentials::{Credentials, Secret};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, error_chain};
 use crate::gc::Deletion;
 use crate::model::{ImageRecord, RepositoryInfo};
 use crate::reference::{Kind, Target};
@@ -48,20 +48,6 @@ pub struct DeleteFailure {
     pub tag: Option<String>,
     pub code: String,
     pub reason: String,
-}
-
-/// An error and its sources, by their `Display` only (the SDK's `Debug` dumps raw responses).
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !s.is_empty() && !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = e.source();
-    }
-    parts.join(": ")
 }
 
 fn to_system_time(t: Option<&aws_smithy_types::DateTime>) -> Option<SystemTime> {

@@ -544,11 +544,7 @@ impl OciBackend {
     /// The manifest JSON of a small object.
     /// Uploads [`SALT_LEN`] random bytes and then `file` as one blob (through a temp file
     /// beside it); its digest.
-    fn push_salted(
-        &self,
-        file: &Path,
-        name: &str,
-    ) -> std::io::Result<Result<String, BackendError>> {
+    fn push_salted(&self, file: &Path, name: &str) -> Result<String, BackendError> {
         let salt = format!("{}{}", nonce(), nonce());
         let salt = &salt.as_bytes()[..SALT_LEN as usize];
         let file_name = file.file_name().unwrap_or_default().to_string_lossy();
@@ -560,11 +556,18 @@ impl OciBackend {
             std::io::Write::flush(&mut out)?;
             sha256_file(&tmp)
         })();
-        let pushed = written.map(|(digest, size)| {
-            self.http
+        let pushed = match written {
+            Ok((digest, size)) => self
+                .http
                 .push_file(&tmp, &digest, size, name)
-                .map(|()| digest)
-        });
+                .map(|()| digest),
+            Err(source) => Err(BackendError::Io {
+                location: self.location(),
+                op: "write a salted copy of",
+                object: name.to_string(),
+                source,
+            }),
+        };
         let _ = std::fs::remove_file(&tmp);
         pushed
     }
@@ -769,7 +772,7 @@ impl Backend for OciBackend {
             // damaged blob would be reused forever: upload the object behind a salt, under
             // a digest of its own.
             self.http.blob_present();
-            (self.push_salted(file, name).map_err(io)??, SALT_LEN)
+            (self.push_salted(file, name)?, SALT_LEN)
         } else {
             self.http.push_file(file, &digest, size, name)?;
             (digest, 0)

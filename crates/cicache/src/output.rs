@@ -293,9 +293,7 @@ fn bar_style(known_total: bool) -> indicatif::ProgressStyle {
 
 /// `1.23 GB`, `340 MB`: SI units, one formatter for every size the binary prints
 /// (crates/cicache-units).
-pub fn human_bytes(n: u64) -> String {
-    cicache_units::format_bytes(n)
-}
+pub use cicache_units::format_bytes as human_bytes;
 
 use cicache_units::Bytes;
 

@@ -112,9 +112,7 @@ pub fn parse_duration(s: &str) -> Option<f64> {
 
 /// `1.20 GB`, `340 MB`, `12.0 kB`, `17 B`: SI units, like docker and pip; the one formatter
 /// of every size cicache prints (crates/cicache-units).
-pub fn human_bytes(n: u64) -> String {
-    cicache_units::format_bytes(n)
-}
+pub use cicache_units::format_bytes as human_bytes;
 
 /// `1m12s`, `3.4s`, `1h02m`.
 pub fn human_seconds(s: f64) -> String {

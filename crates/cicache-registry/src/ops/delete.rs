@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::{Connection, Doing, OpError, OpResult, fmt_age, fmt_size, short};
+use crate::error::error_chain;
 use crate::gc::{self, Deletion, GcPolicy, KeepReason, Kept};
 use crate::tags;
 use crate::{DeleteFailure, ImageRecord, Registry};
@@ -313,18 +314,6 @@ pub fn gc(conn: &Connection, req: GcRequest) -> OpResult<GcResult> {
         failures,
         warnings,
     })
-}
-
-/// An error with its causes, `a: b: c`.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// The base tags of this repository that its other images (app images, cache tags) name in
