@@ -468,6 +468,20 @@ on_each_engine!(base_built_once_reused_rebuilt_on_change_and_registry_down);
 /// `cicache base` on its own, for a repository without a registry host (the local daemon is
 /// asked instead), with --input globs: the reference alone on stdout; built once, then
 /// reused; an input outside the globs changes nothing, one inside makes a new base.
+/// A workspace under `dir` with a busybox base Dockerfile that copies `deps/` (holding
+/// `a.txt`), and a state dir beside it.
+fn busybox_base_workspace(dir: &Path) -> (PathBuf, PathBuf) {
+    let ws = dir.join("ws");
+    std::fs::create_dir_all(ws.join("deps")).unwrap();
+    std::fs::write(
+        ws.join("Dockerfile.base"),
+        format!("FROM {BUSYBOX}\nCOPY deps/ /deps/\nRUN cat /deps/*.txt > /all\n"),
+    )
+    .unwrap();
+    std::fs::write(ws.join("deps/a.txt"), "a\n").unwrap();
+    (ws, dir.join("state"))
+}
+
 #[test]
 fn base_command_local_repository_and_input_globs() {
     let Some(_) = service("CICACHE_TEST_DOCKERD", "dockerd may be started by tests") else {
@@ -478,15 +492,7 @@ fn base_command_local_repository_and_input_globs() {
         return;
     };
     let t = tempfile::tempdir().unwrap();
-    let ws = t.path().join("ws");
-    let state = t.path().join("state");
-    std::fs::create_dir_all(ws.join("deps")).unwrap();
-    std::fs::write(
-        ws.join("Dockerfile.base"),
-        format!("FROM {BUSYBOX}\nCOPY deps/ /deps/\nRUN cat /deps/*.txt > /all\n"),
-    )
-    .unwrap();
-    std::fs::write(ws.join("deps/a.txt"), "a\n").unwrap();
+    let (ws, state) = busybox_base_workspace(t.path());
     std::fs::write(ws.join("deps/notes.md"), "notes\n").unwrap();
     let d = Daemon::start(Engine::Docker20);
     d.load(&images, "busybox.tar");
@@ -577,15 +583,7 @@ fn bases_are_reused_only_from_trusted_scopes(engine: Engine) {
         return;
     };
     let t = tempfile::tempdir().unwrap();
-    let ws = t.path().join("ws");
-    let state = t.path().join("state");
-    std::fs::create_dir_all(ws.join("deps")).unwrap();
-    std::fs::write(
-        ws.join("Dockerfile.base"),
-        format!("FROM {BUSYBOX}\nCOPY deps/ /deps/\nRUN cat /deps/*.txt > /all\n"),
-    )
-    .unwrap();
-    std::fs::write(ws.join("deps/a.txt"), "a\n").unwrap();
+    let (ws, state) = busybox_base_workspace(t.path());
     let reg = OwnRegistry::start();
     let d = Daemon::start(engine);
     d.load(&images, "busybox.tar");
