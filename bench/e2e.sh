@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # The end-to-end build benchmark (issue 7): how long a Docker build of an ML-style Python app
 # takes cold, warm on the same agent, warm on a fresh agent, and after one requirement
-# changed, for four caching strategies, against real parts only (dockerd 20.10 with BuildKit,
-# the distribution registry, real pip in the image, cicache's release build).
+# changed, for several caching strategies, against real parts only (dockerd 20.10 with BuildKit,
+# or dockerd 26 with buildx on either image store (issue 20); the distribution registry, real
+# pip in the image, cicache's release build).
 #
-#   bench/e2e.sh [--runs N] [--rate 20MB] [--app single|layered]
+#   bench/e2e.sh [--engine 20.10|26-graph|26-containerd] [--runs N] [--rate 20MB] [--app single|layered]
 #                [--strategies "none mount registry full"]
 #                [--scenarios "cold warm-same warm-fresh code changed"] [--out DIR] [--no-build]
 #                [--no-report] [--reset] [--pause S] [--drop-caches]
 #
+# --engine E     the engine of every agent (default 20.10; env CICACHE_E2E_ENGINE; bench/lib.sh):
+#                20.10          Debian bookworm's docker.io 20.10, classic `docker build`
+#                26-graph       Debian trixie's dockerd 26.1.5 + containerd 1.7, buildx 0.13.1,
+#                               graph-driver store (overlay2: the default before Docker 29)
+#                26-containerd  the same on the containerd image store (the default of Docker 29)
+#                Results are named e2e[-layered]-<engine>-<UTC time> for the 26 engines.
 # --runs N       rounds (default 3); each round runs every strategy, in an order rotated per
 #                round so machine load hits the strategies alike
 # --rate R       bandwidth of the package index (default 20MB = 20,000,000 B/s; env CICACHE_E2E_RATE)
@@ -19,15 +26,32 @@
 #                         (requirements.txt: cryptography, grpcio, pillow)
 #                Recorded in machine.txt (app: ...); a layered run's results are named
 #                e2e-layered-<UTC time>
-# --strategies   none:     docker build --no-cache (nothing cached at all), docker push
+# --strategies   default on 20.10 "none mount registry full", on 26-containerd
+#                "none hand full full-zstd", on 26-graph "none hand full":
+#                none:     20.10: docker build --no-cache (nothing cached at all), docker push;
+#                          26: docker buildx build --push (what a user runs without any cache;
+#                          every scenario is then a cold build on a fresh agent, so on the 26
+#                          engines it runs the cold scenario only)
 #                mount:    plain DOCKER_BUILDKIT=1 docker build (local layer cache and the pip
 #                          cache mount: what the guide's first step gives), docker push
 #                registry: cicache build --push with the registry layer cache only
 #                          (--no-restore --no-inject --no-extract --no-save --rebuild)
+#                hand:     26: the registry layer cache by hand, no cicache: docker buildx build
+#                          --push --cache-from type=registry,ref=IMAGE:cache and, on the
+#                          containerd store, --cache-to type=registry,ref=IMAGE:cache,mode=max,
+#                          image-manifest=true,oci-mediatypes=true; on the graph store (whose
+#                          docker driver cannot export a registry cache) --cache-to type=inline
+#                          with -t IMAGE:cache
 #                full:     cicache build --push: store + cache dance + registry layer cache
-# --scenarios    cold:       fresh agent (new dockerd data-root), empty store, empty registry
+#                full-zstd: the same with --compression zstd (26-containerd)
+# --scenarios    default on 20.10 "cold warm-same warm-fresh code changed", on the 26 engines
+#                "cold warm-fresh rebuild code changed":
+#                cold:       fresh agent (new dockerd data-root), empty store, empty registry
 #                warm-same:  the same build again on the same agent (daemon state kept)
 #                warm-fresh: the same build on a fresh agent; store and registry kept
+#                rebuild:    warm-fresh with cicache's --rebuild (the unchanged-inputs check off:
+#                            every step from the registry cache); the same build as warm-fresh
+#                            for the strategies without cicache
 #                code:       the app code changed (app.py), requirements the same, fresh agent
 #                            (not one of issue 7's scenarios: the everyday commit)
 #                changed:    one requirement changed (pillow 11.0.0 -> 11.1.0), fresh agent
@@ -70,8 +94,9 @@ E2E_DIR=$BENCH_DIR/e2e
 RUNS=3
 RATE=${CICACHE_E2E_RATE:-20MB}
 APP=${CICACHE_E2E_APP:-single}
-STRATEGIES="none mount registry full"
-SCENARIOS="cold warm-same warm-fresh code changed"
+ENGINE=${CICACHE_E2E_ENGINE:-20.10}
+STRATEGIES=""
+SCENARIOS=""
 OUT=""
 BUILD=1
 REPORT=1
@@ -83,6 +108,7 @@ while [[ $# -gt 0 ]]; do
     --runs) RUNS=$2; shift ;;
     --rate) RATE=$2; shift ;;
     --app) APP=$2; shift ;;
+    --engine) ENGINE=$2; shift ;;
     --strategies) STRATEGIES=$2; shift ;;
     --scenarios) SCENARIOS=$2; shift ;;
     --out) OUT=$2; shift ;;
@@ -101,6 +127,19 @@ case $APP in
   layered) APP_DIR=$REPO/bench/e2e/app-layered; RESULTS_NAME=e2e-layered ;;
   *) echo "e2e.sh: unknown app $APP (single or layered)" >&2; exit 2 ;;
 esac
+case $ENGINE in
+  20.10)
+    STRATEGIES=${STRATEGIES:-none mount registry full}
+    SCENARIOS=${SCENARIOS:-cold warm-same warm-fresh code changed}
+    ;;
+  26-graph|26-containerd)
+    RESULTS_NAME=$RESULTS_NAME-$ENGINE
+    if [[ $ENGINE == 26-graph ]]; then STRATEGIES=${STRATEGIES:-none hand full}; fi
+    STRATEGIES=${STRATEGIES:-none hand full full-zstd}
+    SCENARIOS=${SCENARIOS:-cold warm-fresh rebuild code changed}
+    ;;
+  *) echo "e2e.sh: unknown engine $ENGINE (20.10, 26-graph or 26-containerd)" >&2; exit 2 ;;
+esac
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-$BENCH_DIR/results/$RESULTS_NAME-$STAMP}
 mkdir -p "$OUT/logs"
@@ -116,16 +155,18 @@ mkdir -p "$CICACHE_TEST_WORK"
 source "$REPO/test/lib/pypi.sh"
 # shellcheck source=../test/lib/docker.sh
 source "$REPO/test/lib/docker.sh"
+# shellcheck source=../test/lib/docker26.sh
+source "$REPO/test/lib/docker26.sh"
 # shellcheck source=../test/lib/registry.sh
 source "$REPO/test/lib/registry.sh"
 # shellcheck source=lib.sh
-source "$REPO/bench/lib.sh" # apt_install, new_agent, new_registry
+source "$REPO/bench/lib.sh" # apt_install, engine_check, new_agent, stop_agent, new_registry
 
 [[ $(id -u) == 0 ]] || { echo "e2e.sh: needs root (dockerd)" >&2; exit 1; }
 docker_install
 registry_install
 apt_install time python3 python3-pip
-DOCKER=/usr/bin/docker
+engine_check # DOCKER: the engine's client
 export DOCKER_BUILDKIT=1 CICACHE_DOCKER=$DOCKER
 docker_start # the base image tarballs, once per machine
 IMAGES=$CICACHE_TEST_IMAGES
@@ -168,7 +209,7 @@ INDEX_PID=""
 AGENT=""
 REG_PID=""
 cleanup() {
-  [[ -n $AGENT ]] && _docker_stop_dir "$AGENT"
+  [[ -n $AGENT ]] && stop_agent "$AGENT"
   [[ -n $REG_PID ]] && kill "$REG_PID" 2>/dev/null
   [[ -n $INDEX_PID ]] && kill "$INDEX_PID" 2>/dev/null
   return 0
@@ -190,7 +231,11 @@ log "index $INDEX_URL at $RATE/s"
   echo "memory: $(free -b | awk '/^Mem:/ {print $2}') bytes"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo "kernel: $(uname -r)"
-  echo "docker: $($DOCKER --version)"
+  echo "engine: $ENGINE"
+  new_agent
+  echo "docker: $(engine_version)"
+  stop_agent "$AGENT"
+  AGENT=""
   echo "registry: $(docker-registry --version 2>/dev/null || dpkg -s docker-registry | awk '/^Version/ {print $2}')"
   echo "cicache: $("$CICACHE" --version)"
   echo "commit: $(cd "$REPO" && git rev-parse HEAD)"
@@ -258,9 +303,10 @@ build() {
   local args=(--build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "PIP_INDEX_URL=$INDEX_URL"
     --build-arg PIP_TRUSTED_HOST=127.0.0.1)
   local image=$REG/bench/app
-  local store_before reg_before idx_before load t0 t1 rc=0
+  local store_before reg_before idx_before reglog_before load t0 t1 rc=0
   store_before=$(size_of "$STORE")
   reg_before=$(size_of "$REG_DIR/data")
+  reglog_before=$(stat -c %s "$REG_DIR/log")
   idx_before=$(index_bytes)
   if [[ $PAUSE != 0 ]]; then sync; sleep "$PAUSE"; fi
   if [[ $DROP == 1 ]]; then sync; echo 3 >/proc/sys/vm/drop_caches; fi
@@ -271,28 +317,65 @@ build() {
     none|mount)
       local nc=()
       [[ $s == none ]] && nc=(--no-cache)
-      (cd "$ws" && "$DOCKER" build --progress=plain "${nc[@]}" --network host "${args[@]}" \
-        -t "$image:$sc" . >"$blog" 2>&1 && "$DOCKER" push "$image:$sc" >>"$blog" 2>&1) || rc=$?
+      if [[ $ENGINE == 20.10 ]]; then
+        (cd "$ws" && "$DOCKER" build --progress=plain "${nc[@]}" --network host "${args[@]}" \
+          -t "$image:$sc" . >"$blog" 2>&1 && "$DOCKER" push "$image:$sc" >>"$blog" 2>&1) || rc=$?
+      else
+        (cd "$ws" && "$DOCKER" buildx build --progress=plain --push --network host "${args[@]}" \
+          -t "$image:$sc" . >"$blog" 2>&1) || rc=$?
+      fi
       ;;
-    registry|full)
+    hand)
+      local cache=(--cache-from "type=registry,ref=$image:cache")
+      if [[ $ENGINE == 26-containerd ]]; then
+        cache+=(--cache-to "type=registry,ref=$image:cache,mode=max,image-manifest=true,oci-mediatypes=true")
+      else
+        cache+=(--cache-to type=inline -t "$image:cache")
+      fi
+      (cd "$ws" && "$DOCKER" buildx build --progress=plain --push --network host "${args[@]}" \
+        "${cache[@]}" -t "$image:$sc" . >"$blog" 2>&1) || rc=$?
+      ;;
+    registry|full|full-zstd)
       local off=()
       # --rebuild: the unchanged-inputs check is cicache's, not part of the by-hand recipe.
       [[ $s == registry ]] && off=(--no-restore --no-inject --no-extract --no-save --rebuild)
+      [[ $s == full-zstd ]] && off=(--compression zstd)
+      [[ $sc == rebuild && $s != registry ]] && off+=(--rebuild)
       (cd "$ws" && /usr/bin/time -v -o "$timef" "$CICACHE" --json --progress never build \
         --image "$image" --tag "$sc" --push --scope main --store "$STORE" "${off[@]}" \
         "${args[@]}" --log "$blog" . -- --network host >"$json" 2>"$OUT/logs/$name.stderr") || rc=$?
       ;;
   esac
   t1=$(date +%s.%N)
-  local store_after reg_after idx_after
+  local store_after reg_after idx_after pulled hwm
+  # Bytes the registry served (GET responses: layers, manifests) during the build, from its
+  # access log (combined format: "GET /v2/... HTTP/1.1" STATUS BYTES).
+  pulled=$(tail -c +"$((reglog_before + 1))" "$REG_DIR/log" | python3 -c '
+import re, sys
+print(sum(int(m.group(1)) for m in re.finditer(r"\"GET [^\"]*\" \d+ (\d+)", sys.stdin.read())))')
+  # Peak resident memory of the agent's daemons since they started (a fresh agent per
+  # scenario but warm-same): dockerd (BuildKit runs in it) + its containerd, KiB.
+  hwm=$(agent_hwm_kib)
   store_after=$(size_of "$STORE")
   reg_after=$(size_of "$REG_DIR/data")
   idx_after=$(index_bytes)
   python3 "$REPO/bench/e2e/record.py" --out "$OUT/runs.jsonl" --round "$r" --strategy "$s" \
     --scenario "$sc" --wall "$(awk "BEGIN {print $t1 - $t0}")" --rc "$rc" --load "$load" \
     --store "$store_before" "$store_after" --registry "$reg_before" "$reg_after" \
-    --index "$idx_before" "$idx_after" --repeat "$repeat" --json "$json" --time "$timef" --log "$blog" >&2
+    --index "$idx_before" "$idx_after" --pulled "$pulled" --daemon-hwm "$hwm" --repeat "$repeat" --json "$json" --time "$timef" --log "$blog" >&2
   [[ $rc == 0 ]] || log "$name failed (exit $rc): see $blog"
+}
+
+# agent_hwm_kib: VmHWM of the agent's dockerd plus its containerd (26 engines), KiB.
+agent_hwm_kib() {
+  local f pid total=0 v
+  for f in dockerd containerd; do
+    pid=$(cat "$AGENT/$f.pid" 2>/dev/null || true)
+    [[ -n $pid ]] || continue
+    v=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
 }
 
 # cleanup_job STRATEGY ROUND: the scheduled cleanup after the scenarios; records what it frees.
@@ -332,11 +415,14 @@ for ((r = 1; r <= RUNS; r++)); do
     log "round $r, $s (registry $REG, load $(cut -d' ' -f1-3 /proc/loadavg))"
     first=1
     for sc in "${SCENS[@]}"; do
+      # Without any cache every scenario is a cold build on a fresh agent: measured once.
+      [[ $s == none && $ENGINE != 20.10 && $sc != cold ]] && continue
       [[ $RESET == 1 && $first == 0 ]] && reset_state
       case $sc in
         cold) new_agent; build "$s" "$r" cold requirements.txt ;;
         warm-same) [[ -n $AGENT ]] || new_agent; build "$s" "$r" warm-same requirements.txt ;;
         warm-fresh) new_agent; build "$s" "$r" warm-fresh requirements.txt ;;
+        rebuild) new_agent; build "$s" "$r" rebuild requirements.txt ;;
         code) new_agent; build "$s" "$r" code requirements.txt ;;
         changed) new_agent; build "$s" "$r" changed requirements-changed.txt ;;
         changed-ml)
@@ -348,7 +434,7 @@ for ((r = 1; r <= RUNS; r++)); do
       first=0
     done
     cleanup_job "$s" "$r"
-    _docker_stop_dir "$AGENT"
+    stop_agent "$AGENT"
     AGENT=""
     kill "$REG_PID" 2>/dev/null || true
     REG_PID=""

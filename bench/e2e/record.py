@@ -2,7 +2,8 @@
 
 usage: record.py --out FILE --round N --strategy S --scenario SC [--wall SECONDS] [--rc N]
                  [--load L] [--store BEFORE AFTER] [--registry BEFORE AFTER]
-                 [--index BEFORE AFTER] [--json CICACHE_JSON] [--time GNU_TIME_FILE]
+                 [--index BEFORE AFTER] [--pulled BYTES] [--daemon-hwm KIB]
+                 [--json CICACHE_JSON] [--time GNU_TIME_FILE]
                  [--log BUILD_LOG]
 From the cicache --json document: the phase times and statuses; from `/usr/bin/time -v`:
 the peak RSS; from the build log (BuildKit plain progress and pip's own lines): the steps
@@ -60,6 +61,8 @@ def main():
     ap.add_argument("--store", nargs=2, type=int)
     ap.add_argument("--registry", nargs=2, type=int)
     ap.add_argument("--index", nargs=2, type=int)
+    ap.add_argument("--pulled", type=int, help="bytes the registry served (GET) during the build")
+    ap.add_argument("--daemon-hwm", type=int, help="peak RSS of the agent's dockerd (+ containerd), KiB")
     ap.add_argument("--repeat", type=int, default=1, help="which run of this scenario in its round it is (e2e.sh --reset)")
     ap.add_argument("--json")
     ap.add_argument("--time")
@@ -81,6 +84,10 @@ def main():
             rec[f"{name}_before"], rec[f"{name}_after"] = v
             rec[f"{name}_delta"] = v[1] - v[0]
     rec["max_rss_kib"] = max_rss_kib(a.time)
+    if a.pulled is not None:
+        rec["registry_pulled"] = a.pulled
+    if a.daemon_hwm:
+        rec["daemon_hwm_kib"] = a.daemon_hwm
     doc = read_json(a.json)
     if doc is not None and a.scenario != "cleanup":
         rec["cicache_seconds"] = doc.get("seconds")
@@ -101,7 +108,7 @@ def main():
     short = {k: rec.get(k) for k in ("strategy", "scenario", "round", "wall", "rc", "load1")}
     if "phases" in rec:
         short["phases"] = {k: v["seconds"] for k, v in rec["phases"].items()}
-    for k in ("store_delta", "registry_delta", "index_delta", "max_rss_kib", "steps_cached",
+    for k in ("store_delta", "registry_delta", "registry_pulled", "index_delta", "max_rss_kib", "daemon_hwm_kib", "steps_cached",
               "wheels_downloaded", "wheels_from_cache"):
         if rec.get(k) is not None:
             short[k] = rec[k]

@@ -1,5 +1,6 @@
-"""Summarizes a bench/e2e.sh run: medians per strategy and scenario, ratios, the targets of
-issue 7, phase times, bytes moved, peak memory, what the cleanup job reclaimed; and a chart.
+"""Summarizes a bench/e2e.sh run: medians per strategy and scenario, ratios, the targets (issue 7's
+on Docker 20.10, issue 20's on the Docker 26 engines), phase times, bytes moved, peak memory,
+what the cleanup job reclaimed; and a chart.
 
 usage: summary.py --raw RAW_DIR --out SUMMARY_DIR [--svg docs/img/e2e.svg]
 Writes SUMMARY_DIR/summary.md (the tables docs/BENCHMARKS.md shows), summary.json (the same
@@ -13,20 +14,25 @@ import os
 import shutil
 import statistics
 
-STRATEGIES = ["none", "mount", "registry", "full"]
+# Every strategy bench/e2e.sh knows; main() keeps those the run measured.
+ALL_STRATEGIES = ["none", "mount", "registry", "hand", "full", "full-zstd"]
+STRATEGIES = list(ALL_STRATEGIES)
 LABEL = {
     "none": "no cache",
     "mount": "BuildKit cache mount only",
     "registry": "registry layer cache only",
+    "hand": "registry cache by hand (buildx)",
     "full": "full cicache",
+    "full-zstd": "full cicache, zstd",
 }
-SCENARIOS = ["cold", "warm-same", "warm-fresh", "code", "changed", "changed-ml"]
+SCENARIOS = ["cold", "warm-same", "warm-fresh", "rebuild", "code", "changed", "changed-ml"]
 # Issue 7's scenarios (the targets); `code` is measured beside them.
 TARGET_SCENARIOS = ["cold", "warm-same", "warm-fresh", "changed"]
 SC_LABEL = {
     "cold": "cold (fresh agent, empty caches)",
     "warm-same": "warm, same agent",
     "warm-fresh": "warm, fresh agent",
+    "rebuild": "warm, fresh agent, --rebuild (every step from the registry cache)",
     "code": "app code changed, fresh agent",
     "changed": "one requirement changed, fresh agent",
     "changed-ml": "one heavy (first-step) requirement changed, fresh agent",
@@ -35,11 +41,22 @@ CHART_LABEL = {
     "cold": ["cold", "(fresh agent, empty caches)"],
     "warm-same": ["warm", "same agent"],
     "warm-fresh": ["warm", "fresh agent"],
+    "rebuild": ["warm, --rebuild", "fresh agent"],
     "code": ["app code changed", "fresh agent"],
     "changed": ["one requirement changed", "fresh agent"],
     "changed-ml": ["heavy requirement", "changed, fresh agent"],
 }
-COLOR = {"none": "#9e9e9e", "mount": "#f0a33a", "registry": "#5b8fd6", "full": "#2e9e5b"}
+COLOR = {"none": "#9e9e9e", "mount": "#f0a33a", "registry": "#5b8fd6", "hand": "#5b8fd6",
+         "full": "#2e9e5b", "full-zstd": "#8e44ad"}
+# The targets of the Docker 26 engines (issue 20), full cicache against the same run's cold build
+# without any cache; the single-step app has one: its one pip step re-runs on a changed requirement.
+TARGETS_26 = {"layered": {"warm-fresh": 0.01, "rebuild": 0.08, "code": 0.08, "changed": 0.12, "cold": 0.75},
+              "single": {"changed": 0.6, "cold": 0.75}}
+ENGINE_DESC = {
+    "20.10": "Docker 20.10 (classic docker build, inline cache)",
+    "26-graph": "Docker 26.1.5 + buildx 0.13.1, graph-driver store (overlay2)",
+    "26-containerd": "Docker 26.1.5 + buildx 0.13.1, containerd image store",
+}
 # The app built (machine.txt `app:`, bench/e2e.sh --app); results from before the option are
 # the single app's.
 APP_DESC = {
@@ -85,7 +102,7 @@ def present(cells):
     return [sc for sc in SCENARIOS if any((s, sc) in cells for s in STRATEGIES)]
 
 
-def svg_chart(cells, cold_full, path, subtitle, app):
+def svg_chart(cells, cold_full, path, subtitle, app, engine="20.10"):
     w, h = 900, 460
     left, right, top, bottom = 70, 20, 60, 90
     pw, ph = w - left - right, h - top - bottom
@@ -99,8 +116,8 @@ def svg_chart(cells, cold_full, path, subtitle, app):
         'font-family="DejaVu Sans, Arial, sans-serif" font-size="12">',
         f'<rect width="{w}" height="{h}" fill="white"/>',
         f'<text x="{w / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">'
-        f"Python app, 308 MB of wheels{' ' + APP_CHART[app] if app in APP_CHART else ''} (app: {app}): "
-        "median wall time</text>",
+        f"Python app, 308 MB of wheels{' ' + APP_CHART[app] if app in APP_CHART else ''}, "
+        f"{ENGINE_DESC.get(engine, engine)}: median wall time</text>",
         f'<text x="{w / 2}" y="40" text-anchor="middle" fill="#555">'
         f"{subtitle}; lower is better</text>",
     ]
@@ -125,7 +142,10 @@ def svg_chart(cells, cold_full, path, subtitle, app):
                 f'fill="{COLOR[s]}"><title>{LABEL[s]}, {SC_LABEL[sc]}: {m:.1f} s</title></rect>'
             )
             out.append(f'<text x="{x + (bw - 3) / 2:.1f}" y="{y(m) - 4:.1f}" text-anchor="middle" font-size="11">{m:.0f}</text>')
-        target = {"warm-fresh": 0.1, "changed": 0.25}.get(sc)
+        if engine == "20.10":
+            target = {"warm-fresh": 0.1, "changed": 0.25}.get(sc)
+        else:
+            target = TARGETS_26.get(app, {}).get(sc) if sc != "cold" else None
         if target and cold_full:
             t = cold_full * target
             out.append(
@@ -149,6 +169,85 @@ def svg_chart(cells, cold_full, path, subtitle, app):
         fh.write("\n".join(out) + "\n")
 
 
+def targets_2010(cells, cold, cold_none, cold_full, target, md):
+    """Issue 7's targets (Docker 20.10), against full cicache's own cold build."""
+    targets = target.targets
+    wf = cells.get(("full", "warm-fresh"), {}).get("median")
+    ch = cells.get(("full", "changed"), {}).get("median")
+    target("warm, fresh agent ≤ 0.1× cold (full cicache)", wf, 0.1, cold_full)
+    target("one requirement changed ≤ 0.25× cold (full cicache)", ch, 0.25, cold_full)
+    md.append("Targets (issue 7), against full cicache's own cold build; the ratio to the cold build "
+              "without any cache is in brackets:")
+    md.append("")
+    md.append("| target | full cicache | cold | ratio | result |")
+    md.append("|---|---:|---:|---:|---|")
+    for t in targets:
+        if "ratio" in t:
+            extra = f" ({ratio(t['value'] / cold_none)} no-cache cold)" if cold_none else ""
+            md.append(f"| {t['target']} | {fmt_s(t['value'])} | {fmt_s(t['ref'])} | {ratio(t['ratio'])}{extra} | {t['result']} |")
+        else:
+            md.append(f"| {t['target']} | | | | {t['result']} |")
+    ahead = []
+    for sc in TARGET_SCENARIOS:
+        f = cells.get(("full", sc), {}).get("median")
+        others = {s: cells.get((s, sc), {}).get("median") for s in STRATEGIES if s != "full"}
+        beaten = [s for s, v in others.items() if v is not None and f is not None and v <= f]
+        if f is None or all(v is None for v in others.values()):
+            res = "NOT MEASURED"
+        else:
+            res = "PASS" if not beaten else "FAIL"
+        ahead.append({"scenario": sc, "full": f, "others": others, "result": res, "not_ahead_of": beaten})
+        best = min((v for v in others.values() if v is not None), default=None)
+        md.append(f"| full cicache ahead of every partial strategy: {SC_LABEL[sc]} | {fmt_s(f)} | "
+                  f"best partial {fmt_s(best)} | {'' if not best or f is None else ratio(f / best)} | "
+                  f"{res}{'' if not beaten else ' (not ahead of ' + ', '.join(LABEL[b] for b in beaten) + ')'} |")
+    return ahead
+
+
+def targets_26(cells, cold_none, app, target, md):
+    """Issue 20's targets (the Docker 26 engines): each full cicache strategy against the same
+    run's cold build without any cache, and ahead of every other strategy in every scenario (the
+    no-cache strategy's figure in a warm scenario is its cold build: it has nothing to reuse)."""
+    limits = TARGETS_26.get(app, {})
+    fulls = [s for s in ("full", "full-zstd") if s in STRATEGIES]
+    for s in fulls:
+        for sc, limit in limits.items():
+            target(f"{SC_LABEL[sc]} ≤ {limit}× cold without cache ({LABEL[s]})",
+                   cells.get((s, sc), {}).get("median"), limit, cold_none)
+    md.append("Targets (issue 20), against the same run's cold build without any cache:")
+    md.append("")
+    md.append("| target | value | cold, no cache | ratio | result |")
+    md.append("|---|---:|---:|---:|---|")
+    for t in target.targets:
+        if "ratio" in t:
+            md.append(f"| {t['target']} | {fmt_s(t['value'])} | {fmt_s(t['ref'])} | {ratio(t['ratio'])} | {t['result']} |")
+        else:
+            md.append(f"| {t['target']} | | | | {t['result']} |")
+    ahead = []
+    for s in fulls:
+        for sc in SCENARIOS:
+            f = cells.get((s, sc), {}).get("median")
+            if f is None:
+                continue
+            others = {}
+            for o in STRATEGIES:
+                if o in fulls:
+                    continue
+                v = cells.get((o, sc), {}).get("median")
+                if v is None and o == "none":
+                    v = cold_none
+                others[o] = v
+            beaten = [o for o, v in others.items() if v is not None and v <= f]
+            res = "NOT MEASURED" if all(v is None for v in others.values()) else ("PASS" if not beaten else "FAIL")
+            ahead.append({"strategy": s, "scenario": sc, "full": f, "others": others, "result": res,
+                          "not_ahead_of": beaten})
+            best = min((v for v in others.values() if v is not None), default=None)
+            md.append(f"| {LABEL[s]} ahead of every other strategy: {SC_LABEL[sc]} | {fmt_s(f)} | "
+                      f"best other {fmt_s(best)} | {'' if not best else ratio(f / best)} | "
+                      f"{res}{'' if not beaten else ' (not ahead of ' + ', '.join(LABEL[b] for b in beaten) + ')'} |")
+    return ahead
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--raw", required=True)
@@ -166,7 +265,9 @@ def main():
                 k, _, v = line.partition(": ")
                 machine[k.strip()] = v.strip()
     machine.setdefault("app", "single")
+    machine.setdefault("engine", "20.10")
     app = machine["app"]
+    engine = machine["engine"]
     for f in ("runs.jsonl", "cleanup.jsonl", "machine.txt"):
         if os.path.isfile(os.path.join(a.raw, f)):
             shutil.copy(os.path.join(a.raw, f), os.path.join(a.out, f))
@@ -184,6 +285,7 @@ def main():
                         doc = None
             rest = (doc or {}).get("restore") or {}
             r["store_read"] = rest.get("bytes_downloaded", 0) if doc else None
+    STRATEGIES[:] = [s for s in ALL_STRATEGIES if any(r["strategy"] == s for r in runs)]
     failed = [r for r in runs if r.get("rc") != 0]
     ok = [r for r in runs if r.get("rc") == 0]
     cells = {}
@@ -202,6 +304,8 @@ def main():
                 "store_delta": med([r.get("store_delta") for r in rs]),
                 "store_read": med([r.get("store_read") for r in rs]),
                 "registry_delta": med([r.get("registry_delta") for r in rs]),
+                "registry_pulled": med([r.get("registry_pulled") for r in rs]),
+                "daemon_hwm_kib": max([r.get("daemon_hwm_kib") or 0 for r in rs]) or None,
                 "index_delta": med([r.get("index_delta") for r in rs]),
                 "max_rss_kib": max([r.get("max_rss_kib") or 0 for r in rs]) or None,
                 "steps_cached": med([r.get("steps_cached") for r in rs]),
@@ -213,12 +317,17 @@ def main():
     cold = {s: cells.get((s, "cold"), {}).get("median") for s in STRATEGIES}
     cold_none = cold.get("none")
     cold_full = cold.get("full")
+    if engine != "20.10":
+        # The 26 engines' references: the cold build without any cache (bench/e2e.sh runs the
+        # none strategy cold only: without a cache every scenario is that build).
+        cold_full = cold_none
     loads = [r.get("load1") for r in runs if r.get("load1") is not None]
 
     scenarios = present(cells)
     commit = machine.get("commits") or f"commit {machine.get('commit', '?')[:7]} + working tree"
     md = []
-    md.append(f"App: {app} ({APP_DESC.get(app, 'bench/e2e.sh --app ' + app)}). "
+    md.append(f"Engine: {ENGINE_DESC.get(engine, engine)}. "
+              f"App: {app} ({APP_DESC.get(app, 'bench/e2e.sh --app ' + app)}). "
               f"Machine: {machine.get('nproc', '?')} cores ({machine.get('cpu', '?')}), "
               f"{int(machine.get('memory', '0 ').split()[0]) / 2**30:.0f} GiB memory, "
               f"1-minute load average {min(loads):.1f} to {max(loads):.1f} at the build starts "
@@ -270,42 +379,19 @@ def main():
         targets.append({"target": name, "value": value, "ref": ref, "ratio": r, "limit": limit,
                         "result": "PASS" if r <= limit else "FAIL"})
 
-    wf = cells.get(("full", "warm-fresh"), {}).get("median")
-    ch = cells.get(("full", "changed"), {}).get("median")
-    target("warm, fresh agent ≤ 0.1× cold (full cicache)", wf, 0.1, cold_full)
-    target("one requirement changed ≤ 0.25× cold (full cicache)", ch, 0.25, cold_full)
-    md.append("Targets (issue 7), against full cicache's own cold build; the ratio to the cold build "
-              "without any cache is in brackets:")
-    md.append("")
-    md.append("| target | full cicache | cold | ratio | result |")
-    md.append("|---|---:|---:|---:|---|")
-    for t in targets:
-        if "ratio" in t:
-            extra = f" ({ratio(t['value'] / cold_none)} no-cache cold)" if cold_none else ""
-            md.append(f"| {t['target']} | {fmt_s(t['value'])} | {fmt_s(t['ref'])} | {ratio(t['ratio'])}{extra} | {t['result']} |")
-        else:
-            md.append(f"| {t['target']} | | | | {t['result']} |")
-    ahead = []
-    for sc in TARGET_SCENARIOS:
-        f = cells.get(("full", sc), {}).get("median")
-        others = {s: cells.get((s, sc), {}).get("median") for s in STRATEGIES if s != "full"}
-        beaten = [s for s, v in others.items() if v is not None and f is not None and v <= f]
-        if f is None or all(v is None for v in others.values()):
-            res = "NOT MEASURED"
-        else:
-            res = "PASS" if not beaten else "FAIL"
-        ahead.append({"scenario": sc, "full": f, "others": others, "result": res, "not_ahead_of": beaten})
-        best = min((v for v in others.values() if v is not None), default=None)
-        md.append(f"| full cicache ahead of every partial strategy: {SC_LABEL[sc]} | {fmt_s(f)} | "
-                  f"best partial {fmt_s(best)} | {'' if not best or f is None else ratio(f / best)} | "
-                  f"{res}{'' if not beaten else ' (not ahead of ' + ', '.join(LABEL[b] for b in beaten) + ')'} |")
+    target.targets = targets
+
+    if engine == "20.10":
+        ahead = targets_2010(cells, cold, cold_none, cold_full, target, md)
+    else:
+        ahead = targets_26(cells, cold_none, app, target, md)
     md.append("")
 
     md.append("Where the time goes: median seconds per `cicache build` phase (`--json`), and the wall time:")
     md.append("")
     md.append("| strategy, scenario | " + " | ".join(PHASES) + " | wall |")
     md.append("|---|" + "---:|" * (len(PHASES) + 1))
-    for s in ("registry", "full"):
+    for s in ("registry", "full", "full-zstd"):
         for sc in scenarios:
             c = cells.get((s, sc))
             if not c:
@@ -314,21 +400,25 @@ def main():
             md.append(f"| {LABEL[s]}, {sc} | " + " | ".join(ph) + f" | {c['median']:.1f} |")
     md.append("")
     md.append("Bytes moved (medians): wheel bytes pip fetched from the index, growth of the store and of "
-              "the registry's storage, bytes restored from the store; what pip did (wheels downloaded / taken from its cache, "
-              "Dockerfile steps CACHED); peak RSS of cicache (`/usr/bin/time -v`, max over runs):")
+              "the registry's storage (pushed), bytes the registry served (pulled: its access log's GET "
+              "responses), bytes restored from the store; what pip did (wheels downloaded / taken from its cache, "
+              "Dockerfile steps CACHED); peak RSS of cicache (`/usr/bin/time -v`) and of the agent's daemons "
+              "(dockerd with its BuildKit, and containerd on the 26 engines: VmHWM), max over runs:")
     md.append("")
-    md.append("| strategy, scenario | from index | to store | from store | to registry | pip step | downloaded / from cache | steps CACHED | cicache peak RSS |")
-    md.append("|---|---:|---:|---:|---:|---|---:|---:|---:|")
+    md.append("| strategy, scenario | from index | to store | from store | to registry | from registry | pip step | downloaded / from cache | steps CACHED | cicache peak RSS | daemons peak RSS |")
+    md.append("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     for s in STRATEGIES:
         for sc in scenarios:
             c = cells.get((s, sc))
             if not c:
                 continue
             rss = "" if not c["max_rss_kib"] else f"{c['max_rss_kib'] / 1024:.0f} MiB"
+            drss = "" if not c.get("daemon_hwm_kib") else f"{c['daemon_hwm_kib'] / 1024:.0f} MiB"
             pip = f"ran {c['pip_ran']}/{c['n']}"
             md.append(f"| {LABEL[s]}, {sc} | {fmt_mb(c['index_delta'])} | {fmt_mb(c['store_delta'])} | "
-                      f"{fmt_mb(c['store_read'])} | {fmt_mb(c['registry_delta'])} | {pip} | {c['wheels_downloaded']:.0f} / {c['wheels_from_cache']:.0f} | "
-                      f"{c['steps_cached']:.0f} | {rss} |")
+                      f"{fmt_mb(c['store_read'])} | {fmt_mb(c['registry_delta'])} | {fmt_mb(c.get('registry_pulled'))} | "
+                      f"{pip} | {c['wheels_downloaded']:.0f} / {c['wheels_from_cache']:.0f} | "
+                      f"{c['steps_cached']:.0f} | {rss} | {drss} |")
     md.append("")
     if cleanup:
         md.append("The cleanup job after the scenarios (medians over rounds): `cicache prune --max-unused 0s --keep-last 1` "
@@ -366,7 +456,7 @@ def main():
     if a.svg:
         sub = (f"bench/e2e.sh, medians of {machine.get('runs', '?')} runs, index at {machine.get('rate', '?')}/s, "
                f"{machine.get('nproc', '?')} shared cores")
-        svg_chart(cells, cold_full, a.svg, sub, app)
+        svg_chart(cells, cold_full, a.svg, sub, app, engine)
     print("\n".join(md))
 
 
