@@ -76,6 +76,10 @@
 #                builds before it grew; on the VM of docs/BENCHMARKS.md the same layer
 #                unpack takes twice as long once they have grown (bench/unpack.sh)
 #
+# Tags: each build pushes IMAGE:<scenario>; on the 26 engines IMAGE:latest too, as the README's
+# Jenkinsfile does (tags [GIT_COMMIT, latest]): with buildx's registry cache exporter cicache's
+# unchanged-inputs check reads the labels of the build's own tags (docs/BUILD.md), so a
+# pipeline that pushes only new tags is never tagged-not-built there.
 # A fresh agent is a new dockerd (own data-root, exec-root, socket; --bridge none: the builds
 # use --network host to reach the index on 127.0.0.1, the cache dance --network none) whose
 # base images are `docker load`ed from the test suite's tarballs before the timer starts.
@@ -322,7 +326,7 @@ build() {
           -t "$image:$sc" . >"$blog" 2>&1 && "$DOCKER" push "$image:$sc" >>"$blog" 2>&1) || rc=$?
       else
         (cd "$ws" && "$DOCKER" buildx build --progress=plain --push --network host "${args[@]}" \
-          -t "$image:$sc" . >"$blog" 2>&1) || rc=$?
+          -t "$image:$sc" -t "$image:latest" . >"$blog" 2>&1) || rc=$?
       fi
       ;;
     hand)
@@ -333,7 +337,7 @@ build() {
         cache+=(--cache-to type=inline -t "$image:cache")
       fi
       (cd "$ws" && "$DOCKER" buildx build --progress=plain --push --network host "${args[@]}" \
-        "${cache[@]}" -t "$image:$sc" . >"$blog" 2>&1) || rc=$?
+        "${cache[@]}" -t "$image:$sc" -t "$image:latest" . >"$blog" 2>&1) || rc=$?
       ;;
     registry|full|full-zstd)
       local off=()
@@ -341,6 +345,7 @@ build() {
       [[ $s == registry ]] && off=(--no-restore --no-inject --no-extract --no-save --rebuild)
       [[ $s == full-zstd ]] && off=(--compression zstd)
       [[ $sc == rebuild && $s != registry ]] && off+=(--rebuild)
+      [[ $ENGINE != 20.10 ]] && off+=(--tag latest)
       (cd "$ws" && /usr/bin/time -v -o "$timef" "$CICACHE" --json --progress never build \
         --image "$image" --tag "$sc" --push --scope main --store "$STORE" "${off[@]}" \
         "${args[@]}" --log "$blog" . -- --network host >"$json" 2>"$OUT/logs/$name.stderr") || rc=$?
