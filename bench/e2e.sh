@@ -44,6 +44,9 @@
 #                          with -t IMAGE:cache
 #                full:     cicache build --push: store + cache dance + registry layer cache
 #                full-zstd: the same with --compression zstd (26-containerd)
+#                full-gzip1: the same with --compression gzip --compression-level 1 (26-containerd;
+#                          not in the default list): gzip that every puller reads, compressed
+#                          faster than BuildKit's default level
 # --scenarios    default on 20.10 "cold warm-same warm-fresh code changed", on the 26 engines
 #                "cold warm-fresh rebuild code changed":
 #                cold:       fresh agent (new dockerd data-root), empty store, empty registry
@@ -339,11 +342,12 @@ build() {
       (cd "$ws" && "$DOCKER" buildx build --progress=plain --push --network host "${args[@]}" \
         "${cache[@]}" -t "$image:$sc" -t "$image:latest" . >"$blog" 2>&1) || rc=$?
       ;;
-    registry|full|full-zstd)
+    registry|full|full-zstd|full-gzip1)
       local off=()
       # --rebuild: the unchanged-inputs check is cicache's, not part of the by-hand recipe.
       [[ $s == registry ]] && off=(--no-restore --no-inject --no-extract --no-save --rebuild)
       [[ $s == full-zstd ]] && off=(--compression zstd)
+      [[ $s == full-gzip1 ]] && off=(--compression gzip --compression-level 1)
       [[ $sc == rebuild && $s != registry ]] && off+=(--rebuild)
       [[ $ENGINE != 20.10 ]] && off+=(--tag latest)
       (cd "$ws" && /usr/bin/time -v -o "$timef" "$CICACHE" --json --progress never build \

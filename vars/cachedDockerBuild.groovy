@@ -33,6 +33,8 @@ private Map spec() {
         cacheValidityFile    : [type: 'string'],
         maxCacheSize         : [type: 'size'],
         registryCache        : [type: 'boolean'],
+        compression          : [type: 'string', values: ['gzip', 'zstd', 'estargz']],
+        compressionLevel     : [type: 'integer'],
         push                 : [type: 'boolean', default: false],
         rebuild              : [type: 'boolean', default: false],
         registryLogin        : [type: 'boolean', default: false],
@@ -57,7 +59,8 @@ private Map spec() {
 // The CICACHE_* variables of the build options this step decides (see buildArgs): unset in the
 // build's script, so an agent's environment (CICACHE_PUSH=true) cannot override push: false.
 // What the step leaves open (e.g. no dockerfile:) then comes from cicache.yml or the helper's
-// defaults. CICACHE_STORE stays: the store is the agent's to choose unless store: is given.
+// defaults. CICACHE_STORE and CICACHE_COMPRESSION stay: the store and the layer compression (what
+// the registries and nodes read) are the agent's to choose unless store: / compression: is given.
 @NonCPS
 private List<String> buildEnv() {
     return ['CICACHE_IMAGE', 'CICACHE_TAGS', 'CICACHE_DOCKERFILE', 'CICACHE_BUILD_ARGS', 'CICACHE_TARGET',
@@ -429,6 +432,13 @@ private List<String> buildArgs(Map a, boolean helperStore) {
     // go to Docker Hub for a bare 'team/app').
     if (a.registryCache != null) {
         c.add(a.registryCache ? '--registry-cache' : '--no-registry-cache')
+    }
+    // Not given: the helper's default (gzip), or CICACHE_COMPRESSION / cicache.yml's build.compression.
+    if (a.compression) {
+        c.addAll(['--compression', a.compression])
+    }
+    if (a.compressionLevel != null) {
+        c.addAll(['--compression-level', a.compressionLevel.toString()])
     }
     if (a.push) {
         c.add('--push')

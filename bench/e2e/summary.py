@@ -15,7 +15,7 @@ import shutil
 import statistics
 
 # Every strategy bench/e2e.sh knows; main() keeps those the run measured.
-ALL_STRATEGIES = ["none", "mount", "registry", "hand", "full", "full-zstd"]
+ALL_STRATEGIES = ["none", "mount", "registry", "hand", "full", "full-gzip1", "full-zstd"]
 STRATEGIES = list(ALL_STRATEGIES)
 LABEL = {
     "none": "no cache",
@@ -23,6 +23,7 @@ LABEL = {
     "registry": "registry layer cache only",
     "hand": "registry cache by hand (buildx)",
     "full": "full cicache",
+    "full-gzip1": "full cicache, gzip level 1",
     "full-zstd": "full cicache, zstd",
 }
 SCENARIOS = ["cold", "warm-same", "warm-fresh", "rebuild", "code", "changed", "changed-ml"]
@@ -47,7 +48,7 @@ CHART_LABEL = {
     "changed-ml": ["heavy requirement", "changed, fresh agent"],
 }
 COLOR = {"none": "#9e9e9e", "mount": "#f0a33a", "registry": "#5b8fd6", "hand": "#5b8fd6",
-         "full": "#2e9e5b", "full-zstd": "#8e44ad"}
+         "full": "#2e9e5b", "full-gzip1": "#7cc08e", "full-zstd": "#8e44ad"}
 # The targets of the Docker 26 engines (issue 20), full cicache against the same run's cold build
 # without any cache; the single-step app has one: its one pip step re-runs on a changed requirement.
 TARGETS_26 = {"layered": {"warm-fresh": 0.01, "rebuild": 0.08, "code": 0.08, "changed": 0.12, "cold": 0.75},
@@ -104,7 +105,7 @@ def present(cells):
 
 def svg_chart(cells, cold_full, path, subtitle, app, engine="20.10"):
     w, h = 900, 460
-    left, right, top, bottom = 70, 20, 60, 90
+    left, right, top, bottom = 70, 20, 72, 90
     pw, ph = w - left - right, h - top - bottom
     vals = [v["median"] for v in cells.values() if v["median"] is not None]
     vmax = max(vals) if vals else 1
@@ -116,10 +117,13 @@ def svg_chart(cells, cold_full, path, subtitle, app, engine="20.10"):
         'font-family="DejaVu Sans, Arial, sans-serif" font-size="12">',
         f'<rect width="{w}" height="{h}" fill="white"/>',
         f'<text x="{w / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">'
-        f"Python app, 308 MB of wheels{' ' + APP_CHART[app] if app in APP_CHART else ''}, "
-        f"{ENGINE_DESC.get(engine, engine)}: median wall time</text>",
+        f"Python app, 308 MB of wheels{' ' + APP_CHART[app] if app in APP_CHART else ''}: "
+        "median wall time</text>",
         f'<text x="{w / 2}" y="40" text-anchor="middle" fill="#555">'
-        f"{subtitle}; lower is better</text>",
+        f"{ENGINE_DESC.get(engine, engine)}; {subtitle}; lower is better</text>",
+        f'<text x="{w / 2}" y="56" text-anchor="middle" fill="#c62828" font-size="11">'
+        f"dashed: the target, a fraction of the cold build "
+        f"{'without any cache' if engine != '20.10' else 'with full cicache'}</text>",
     ]
     v = 0
     while v <= ymax:
@@ -141,21 +145,25 @@ def svg_chart(cells, cold_full, path, subtitle, app, engine="20.10"):
                 f'<rect x="{x:.1f}" y="{y(m):.1f}" width="{bw - 3:.1f}" height="{y(0) - y(m):.1f}" '
                 f'fill="{COLOR[s]}"><title>{LABEL[s]}, {SC_LABEL[sc]}: {m:.1f} s</title></rect>'
             )
-            out.append(f'<text x="{x + (bw - 3) / 2:.1f}" y="{y(m) - 4:.1f}" text-anchor="middle" font-size="11">{m:.0f}</text>')
+            out.append(f'<text x="{x + (bw - 3) / 2:.1f}" y="{y(m) - 4:.1f}" text-anchor="middle" font-size="11">{f"{m:.1f}" if m < 10 else f"{m:.0f}"}</text>')
         if engine == "20.10":
             target = {"warm-fresh": 0.1, "changed": 0.25}.get(sc)
         else:
-            target = TARGETS_26.get(app, {}).get(sc) if sc != "cold" else None
+            target = TARGETS_26.get(app, {}).get(sc)
         if target and cold_full:
             t = cold_full * target
             out.append(
                 f'<line x1="{gx - 4:.1f}" x2="{gx + gw * 0.8 + 4:.1f}" y1="{y(t):.1f}" y2="{y(t):.1f}" '
                 'stroke="#c62828" stroke-width="2" stroke-dasharray="6,4"/>'
             )
+            # The label above the group's tallest bar (and its figure), not across the bars.
+            tallest = max((c["median"] for (s2, sc2), c in cells.items()
+                           if sc2 == sc and c["median"] is not None), default=t)
+            ly = min(y(t), y(tallest) - 16) - 5
             out.append(
-                f'<text x="{gx + gw * 0.8:.1f}" y="{y(t) - 5:.1f}" text-anchor="end" fill="#c62828" font-size="11" '
+                f'<text x="{gx + gw * 0.4:.1f}" y="{ly:.1f}" text-anchor="middle" fill="#c62828" font-size="11" '
                 'stroke="white" stroke-width="3" paint-order="stroke">'
-                f"target {target}x cold = {t:.0f} s</text>"
+                f"target {t:.0f} s ({target}×)</text>"
             )
         for li, text in enumerate(CHART_LABEL[sc]):
             out.append(f'<text x="{gx + gw * 0.4:.1f}" y="{top + ph + 18 + li * 15}" text-anchor="middle">{text}</text>')
@@ -209,7 +217,7 @@ def targets_26(cells, cold_none, app, target, md):
     run's cold build without any cache, and ahead of every other strategy in every scenario (the
     no-cache strategy's figure in a warm scenario is its cold build: it has nothing to reuse)."""
     limits = TARGETS_26.get(app, {})
-    fulls = [s for s in ("full", "full-zstd") if s in STRATEGIES]
+    fulls = [s for s in ("full", "full-gzip1", "full-zstd") if s in STRATEGIES]
     for s in fulls:
         for sc, limit in limits.items():
             target(f"{SC_LABEL[sc]} ≤ {limit}× cold without cache ({LABEL[s]})",
@@ -391,7 +399,7 @@ def main():
     md.append("")
     md.append("| strategy, scenario | " + " | ".join(PHASES) + " | wall |")
     md.append("|---|" + "---:|" * (len(PHASES) + 1))
-    for s in ("registry", "full", "full-zstd"):
+    for s in ("registry", "full", "full-gzip1", "full-zstd"):
         for sc in scenarios:
             c = cells.get((s, sc))
             if not c:
@@ -454,8 +462,8 @@ def main():
     with open(os.path.join(a.out, "summary.json"), "w") as fh:
         json.dump(doc, fh, indent=1)
     if a.svg:
-        sub = (f"bench/e2e.sh, medians of {machine.get('runs', '?')} runs, index at {machine.get('rate', '?')}/s, "
-               f"{machine.get('nproc', '?')} shared cores")
+        sub = (f"bench/e2e.sh, {machine.get('runs', '?')} rounds, index at {machine.get('rate', '?')}/s, "
+               f"{machine.get('nproc', '?')} cores")
         svg_chart(cells, cold_full, a.svg, sub, app, engine)
     print("\n".join(md))
 

@@ -163,6 +163,18 @@ class CachedDockerBuildTest {
     }
 
     @Test
+    void compressionIsPassedWhenGivenAndLeftToTheAgentOtherwise() {
+        build(image: 'reg/app')
+        build(image: 'reg/app', compression: 'zstd', compressionLevel: 3)
+        List<List<String>> c = h.helperCalls('build')
+        assertFalse(c[0].contains('--compression') || c[0].contains('--compression-level'))
+        assertEquals(['zstd'], values(c[1], '--compression'))
+        assertEquals(['3'], values(c[1], '--compression-level'))
+        String msg = Harness.expectError { build(image: 'reg/app', compression: 'lz4') }
+        assertTrue(msg, msg.contains('compression'))
+    }
+
+    @Test
     void pullRequestBuildSavesToItsOwnScopeAndFallsBackToTargetThenDefaultBranch() {
         h.env.CHANGE_ID = '42'
         h.env.CHANGE_TARGET = 'develop'

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cicache_docker::build::Compression;
 use cicache_docker::doctor::{self, Check, DoctorReport};
 use cicache_docker::engine::Docker;
 use cicache_registry::{Error, OciClient, OciOptions, Target};
@@ -21,6 +22,9 @@ pub struct DoctorRequest {
     pub docker: PathBuf,
     /// Bound on each store and registry call.
     pub timeout: Duration,
+    /// The layer compression a build would ask for, and where it came from (`None`: gzip,
+    /// BuildKit's default).
+    pub compression: Option<(Compression, String)>,
 }
 
 /// The store the commands would use, as the caller's one store factory opened it for reading.
@@ -56,6 +60,7 @@ pub fn run(req: &DoctorRequest, store: StoreState) -> DoctorReport {
         &docker,
         &env,
         df.as_ref().map(|d| d.stages.len()),
+        req.compression.as_ref().map(|(c, s)| (*c, s.as_str())),
     ));
     checks.extend(df_checks);
     checks.push(store_check(store));

@@ -14,6 +14,7 @@ use std::process::Stdio;
 
 use serde::Serialize;
 
+use crate::build::{Compression, CompressionKind};
 use crate::dockerfile::{self, Dockerfile, Instruction};
 use crate::engine::{Capabilities, Docker, Exporter, Flavour};
 
@@ -33,8 +34,8 @@ pub enum Status {
 /// One line of the checklist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// Stable name: `docker`, `buildkit`, `buildx`, `dockerfile`, `dockerfile.<finding>`,
-    /// `store`, `registry`.
+    /// Stable name: `docker`, `buildkit`, `buildx`, `compression`, `dockerfile`,
+    /// `dockerfile.<finding>`, `store`, `registry`.
     pub name: String,
     pub status: Status,
     pub message: String,
@@ -134,11 +135,13 @@ impl DoctorReport {
 /// Docker reachable, BuildKit working, and the builder: its driver, the daemon's image store
 /// and the cache exporter a build will use. `env` reads the environment (`DOCKER_HOST`,
 /// `DOCKER_BUILDKIT`, `CICACHE_BUILDER`, `CICACHE_DOCKER_FLAVOUR`); `stages` is the Dockerfile's stage count when known
-/// (inline cache keeps only the final stage, which matters for multi-stage builds).
+/// (inline cache keeps only the final stage, which matters for multi-stage builds);
+/// `compression` the layer compression a build would ask for, with where it came from.
 pub fn docker_checks(
     docker: &Docker,
     env: &dyn Fn(&str) -> Option<String>,
     stages: Option<usize>,
+    compression: Option<(Compression, &str)>,
 ) -> Vec<Check> {
     let mut out = Vec::new();
     let host = env("DOCKER_HOST").filter(|h| !h.is_empty());
@@ -160,6 +163,7 @@ pub fn docker_checks(
             ));
             out.push(Check::skip("buildkit", "docker is not reachable"));
             out.push(Check::skip("buildx", "docker is not reachable"));
+            out.push(Check::skip("compression", "docker is not reachable"));
             return out;
         }
     }
@@ -184,7 +188,51 @@ pub fn docker_checks(
     } else {
         out.push(buildx_check(&caps, forced, stages));
     }
+    out.push(compression_check(caps.decide(forced).exporter, compression));
     out
+}
+
+/// The layer compression `cicache build` would use on this builder: buildx's registry
+/// exporter applies it to the image and the cache; inline cache (the classic builder) cannot,
+/// and keeps gzip.
+pub fn compression_check(exporter: Exporter, chosen: Option<(Compression, &str)>) -> Check {
+    let Some((c, source)) = chosen else {
+        return Check::ok(
+            "compression",
+            match exporter {
+                Exporter::Registry => {
+                    "gzip (BuildKit's default); --compression zstd (CICACHE_COMPRESSION) \
+                     compresses and unpacks several times faster here, for registries and nodes \
+                     that read zstd (Docker 23+, containerd 1.5+; docs/BENCHMARKS.md)"
+                }
+                Exporter::Inline => "gzip (BuildKit's default; the classic builder's only choice)",
+            },
+        );
+    };
+    let level = c.level.map(|l| format!(" level {l}")).unwrap_or_default();
+    let name = c.kind.as_str();
+    match (exporter, c.kind) {
+        (_, CompressionKind::Gzip) => Check::ok("compression", format!("gzip{level} ({source})")),
+        (Exporter::Registry, _) => Check::ok(
+            "compression",
+            format!(
+                "{name}{level} ({source}): the image's layers and the registry cache; whoever \
+                 pulls the image needs Docker 23+ or containerd 1.5+ (Docker 20.10 cannot pull \
+                 {name} layers)"
+            ),
+        ),
+        (Exporter::Inline, _) => Check::warn(
+            "compression",
+            format!(
+                "{name}{level} asked for ({source}), but this builder exports inline cache with \
+                 the classic builder, which cannot compress with it: the layers stay gzip"
+            ),
+            "turn on the containerd image store (daemon.json \
+             {\"features\":{\"containerd-snapshotter\":true}}) or build with a \
+             docker-container builder (--builder / CICACHE_BUILDER), or leave the compression \
+             unset",
+        ),
+    }
 }
 
 const NEEDS_BUILDX_FIX: &str = "install the buildx plugin for this client (docker-buildx-plugin, or \
@@ -811,6 +859,50 @@ fn needs_docker_hub(image: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compression_is_named_and_a_classic_builder_warns_that_it_keeps_gzip() {
+        let zstd = Compression::new(CompressionKind::Zstd, Some(3)).expect("level in range");
+        let gzip = Compression::new(CompressionKind::Gzip, None).expect("no level");
+        let src = "--compression / CICACHE_COMPRESSION";
+        let c = compression_check(Exporter::Registry, None);
+        assert_eq!(c.status, Status::Ok);
+        assert!(
+            c.message.starts_with("gzip (BuildKit's default)"),
+            "{}",
+            c.message
+        );
+        assert!(c.message.contains("--compression zstd"), "{}", c.message);
+        let c = compression_check(Exporter::Inline, None);
+        assert_eq!(c.status, Status::Ok);
+        assert!(!c.message.contains("zstd"), "{}", c.message);
+        let c = compression_check(Exporter::Registry, Some((zstd, src)));
+        assert_eq!(c.status, Status::Ok);
+        assert!(
+            c.message.starts_with("zstd level 3 (--compression"),
+            "{}",
+            c.message
+        );
+        assert!(
+            c.message.contains("Docker 20.10 cannot pull"),
+            "{}",
+            c.message
+        );
+        let c = compression_check(Exporter::Inline, Some((zstd, src)));
+        assert_eq!(c.status, Status::Warn);
+        assert!(c.message.contains("the layers stay gzip"), "{}", c.message);
+        assert!(
+            c.fix
+                .as_deref()
+                .is_some_and(|f| f.contains("containerd-snapshotter"))
+        );
+        let c = compression_check(
+            Exporter::Inline,
+            Some((gzip, "build.compression of cicache.yml")),
+        );
+        assert_eq!(c.status, Status::Ok);
+        assert_eq!(c.message, "gzip (build.compression of cicache.yml)");
+    }
 
     fn names(text: &str) -> Vec<(String, Status)> {
         let df = dockerfile::parse(text).expect("parses");

@@ -10,6 +10,9 @@ use cicache_store::backend::{Access, OpenOptions, StoreSpec, open_spec};
 
 use std::path::PathBuf;
 
+use cicache_docker::build::{Compression, CompressionKind};
+
+use crate::cli::docker::{CompressionArg, CompressionArgs};
 use crate::cli::{GlobalArgs, ProgressMode};
 use crate::config::Config;
 use crate::output::Output;
@@ -181,4 +184,82 @@ pub fn default_scope(env: &dyn cicache_store::key::TemplateEnv) -> String {
         return format!("pr-{id}");
     }
     cicache_store::key::current_branch(env).unwrap_or_else(|| "default".to_string())
+}
+
+/// The `build:` section of cicache.yml: defaults for flags not given.
+///
+/// ```yaml
+/// build:
+///   image: registry.example.com/team/app
+///   tags: [latest]
+///   dockerfile: Dockerfile
+///   cache_dir: .pip-cache
+///   build_args: [BASE_IMAGE=python:3.12-slim]
+///   registry_cache: true
+///   push: false
+///   helper_image: busybox:1.36
+///   base_dockerfile: Dockerfile.base
+///   base_inputs: [requirements*.txt]
+///   compression: zstd
+///   compression_level: 3
+/// ```
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BuildConfig {
+    pub image: Option<String>,
+    pub tags: Vec<String>,
+    pub dockerfile: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+    pub build_args: Vec<String>,
+    pub registry_cache: Option<bool>,
+    pub push: Option<bool>,
+    pub helper_image: Option<String>,
+    pub base_dockerfile: Option<PathBuf>,
+    pub base_inputs: Vec<String>,
+    pub compression: Option<CompressionArg>,
+    pub compression_level: Option<u32>,
+}
+
+/// The `build:` section of cicache.yml, checked.
+pub fn build_config(ctx: &Context) -> Result<BuildConfig> {
+    match &ctx.config.build {
+        None => Ok(BuildConfig::default()),
+        Some(v) => serde_yaml::from_value(v.clone()).map_err(|e| {
+            usage(format!(
+                "the build: section of cicache.yml is not valid ({e}; keys: image, tags, \
+                 dockerfile, cache_dir, build_args, registry_cache, push, helper_image, \
+                 base_dockerfile, base_inputs, compression, compression_level; see docs/BUILD.md)"
+            ))
+        }),
+    }
+}
+
+/// `--compression` and `--compression-level`: flag (or its `CICACHE_*` variable), else
+/// cicache.yml; checked. The second value says where the choice came from.
+pub fn compression(
+    args: &CompressionArgs,
+    cfg: &BuildConfig,
+) -> Result<Option<(Compression, &'static str)>> {
+    let level = args.compression_level;
+    let source = if args.compression.is_some() {
+        "--compression / CICACHE_COMPRESSION"
+    } else {
+        "build.compression of cicache.yml"
+    };
+    let Some(kind) = args.compression.or(cfg.compression) else {
+        return match level.or(cfg.compression_level) {
+            Some(_) => Err(usage(
+                "--compression-level needs --compression gzip|zstd|estargz (or build.compression in cicache.yml)",
+            )),
+            None => Ok(None),
+        };
+    };
+    let kind = match kind {
+        CompressionArg::Gzip => CompressionKind::Gzip,
+        CompressionArg::Zstd => CompressionKind::Zstd,
+        CompressionArg::Estargz => CompressionKind::Estargz,
+    };
+    Compression::new(kind, level.or(cfg.compression_level))
+        .map(|c| Some((c, source)))
+        .map_err(usage)
 }

@@ -274,19 +274,22 @@ fn dance_roundtrip(d: &Daemon, images: &Path) {
 // extract with uid/gid/mode/id options round-trip files, modes, symlinks), and inject again
 // into a warm daemon's mounts. One daemon per engine.
 
-/// The `buildx` line of `cicache --json doctor` on this daemon.
-fn doctor_buildx_line(d: &Daemon, ws: &Path) -> Value {
+/// The line `name` of `cicache --json doctor` on this daemon, with `env` set.
+fn doctor_line(d: &Daemon, ws: &Path, name: &str, env: &[(&str, &str)]) -> Value {
     let mut c = d.cicache(&ws.join("store"));
     c.current_dir(ws).args(["--json", "doctor"]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
     let r = run(c);
     let j = r.json();
     j["checks"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["name"] == "buildx")
+        .find(|c| c["name"] == name)
         .cloned()
-        .unwrap_or_else(|| panic!("no buildx check: {j}"))
+        .unwrap_or_else(|| panic!("no {name} check: {j}"))
 }
 
 /// What `cicache build` would run here (`--dry-run`): flavour and command line.
@@ -319,7 +322,7 @@ fn engine_basics(engine: Engine) {
     write(&ws.join("Dockerfile"), SMALL_DOCKERFILE, 0o644);
 
     // What the builder can do, as doctor says it and as the build uses it.
-    let line = doctor_buildx_line(&d, ws);
+    let line = doctor_line(&d, ws, "buildx", &[]);
     let msg = line["message"].as_str().unwrap_or_default().to_string();
     let plan = dry_run_build(&d, ws);
     let cmd: Vec<String> = serde_json::from_value(plan["build_command"].clone()).unwrap();
@@ -354,6 +357,20 @@ fn engine_basics(engine: Engine) {
                 "{cmd}"
             );
         }
+    }
+    // The compression line: zstd applies only with the registry exporter; the classic builder
+    // keeps gzip (a warning with the fix).
+    let line = doctor_line(&d, ws, "compression", &[("CICACHE_COMPRESSION", "zstd")]);
+    let msg = line["message"].as_str().unwrap_or_default();
+    if engine == Engine::Docker26Containerd {
+        assert_eq!(line["status"], "ok", "{line}");
+        assert!(
+            msg.starts_with("zstd (--compression / CICACHE_COMPRESSION)"),
+            "{msg}"
+        );
+    } else {
+        assert_eq!(line["status"], "warn", "{line}");
+        assert!(msg.contains("the layers stay gzip"), "{msg}");
     }
     // A forced classic build says so, not that the plugin is missing.
     let mut c = d.cicache(&ws.join("store"));

@@ -16,14 +16,34 @@ pub enum FlavourArg {
     Classic,
 }
 
+/// `--compression` and `--compression-level`: `build` applies them, `doctor` checks them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CompressionArgs {
+    /// Compress the pushed image's layers and the exported registry cache with this
+    /// (buildx only: `--output type=image,push=true,compression=...,force-compression=true`
+    /// and the same on `--cache-to`). [default: build.compression of cicache.yml, else
+    /// BuildKit's gzip]
+    #[arg(
+        long,
+        env = "CICACHE_COMPRESSION",
+        value_enum,
+        value_name = "ALGORITHM"
+    )]
+    pub compression: Option<CompressionArg>,
+    /// The compression level (gzip and estargz 0-9, zstd 0-22). [default:
+    /// build.compression_level of cicache.yml, else BuildKit's]
+    #[arg(long, env = "CICACHE_COMPRESSION_LEVEL", value_name = "N")]
+    pub compression_level: Option<u32>,
+}
+
 /// Layer compression of the pushed image and the exported registry cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CompressionArg {
     /// BuildKit's default; every registry and runtime reads it.
     Gzip,
-    /// Several times faster to compress and to unpack; ECR, distribution, containerd 1.5+
-    /// and Kubernetes nodes read it; Docker 20.10's graph-driver store pulls it too.
+    /// Several times faster to compress and to unpack; ECR, distribution, Docker 23+,
+    /// containerd 1.5+ and Kubernetes nodes read it (Docker 20.10 cannot pull it).
     Zstd,
     /// gzip that containerd's stargz snapshotter can pull lazily.
     Estargz,
@@ -215,21 +235,8 @@ pub struct BuildOptions {
     /// Push the image tags.
     #[arg(long, env = "CICACHE_PUSH")]
     pub push: bool,
-    /// Compress the pushed image's layers and the exported registry cache with this
-    /// (buildx only: `--output type=image,push=true,compression=...,force-compression=true`
-    /// and the same on `--cache-to`). [default: build.compression of cicache.yml, else
-    /// BuildKit's gzip]
-    #[arg(
-        long,
-        env = "CICACHE_COMPRESSION",
-        value_enum,
-        value_name = "ALGORITHM"
-    )]
-    pub compression: Option<CompressionArg>,
-    /// The compression level (gzip and estargz 0-9, zstd 0-22). [default:
-    /// build.compression_level of cicache.yml, else BuildKit's]
-    #[arg(long, env = "CICACHE_COMPRESSION_LEVEL", value_name = "N")]
-    pub compression_level: Option<u32>,
+    #[command(flatten)]
+    pub compression: CompressionArgs,
     #[command(flatten)]
     pub phases: CachePhaseArgs,
     /// Skip the prefetch: when the cache tag has the first cache-mount steps, `docker pull` of

@@ -90,4 +90,8 @@ pub struct DoctorArgs {
 
     #[command(flatten)]
     pub client: super::docker::DockerClient,
+
+    // The layer compression to check against the engine (as `cicache build` takes it).
+    #[command(flatten)]
+    pub compression: super::docker::CompressionArgs,
 }

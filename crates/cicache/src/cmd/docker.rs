@@ -14,18 +14,17 @@ use cicache_build::{
     BaseOptions, BaseRequest, BuildDoc, BuildError, BuildResult, BuildSpec, DockerSpec, Env,
     FlavourChoice, KeyTemplates, Switches,
 };
-use cicache_docker::build::{Compression, CompressionKind};
 use cicache_docker::dance::DEFAULT_HELPER_IMAGE;
 use cicache_docker::engine::{Docker, DockerError};
 use cicache_docker::prune::{self, PruneOptions};
 
 use crate::cli::docker::{
-    BaseArgs, BuildArgs, BuildOptions, CachePhaseArgs, CompressionArg, DockerArgs, DockerCommand,
+    BaseArgs, BuildArgs, BuildOptions, CachePhaseArgs, CompressionArgs, DockerArgs, DockerCommand,
     DockerOpts, FlavourArg, MountArgs, MountCommand, PruneArgs,
 };
 use crate::output::{exit, human_bytes, write_atomic};
 use crate::settings;
-use crate::settings::{Context, usage};
+use crate::settings::{BuildConfig, Context, usage};
 
 impl From<FlavourArg> for FlavourChoice {
     fn from(a: FlavourArg) -> Self {
@@ -35,77 +34,6 @@ impl From<FlavourArg> for FlavourChoice {
             FlavourArg::Classic => FlavourChoice::Classic,
         }
     }
-}
-
-/// The `build:` section of cicache.yml: defaults for flags not given.
-///
-/// ```yaml
-/// build:
-///   image: registry.example.com/team/app
-///   tags: [latest]
-///   dockerfile: Dockerfile
-///   cache_dir: .pip-cache
-///   build_args: [BASE_IMAGE=python:3.12-slim]
-///   registry_cache: true
-///   push: false
-///   helper_image: busybox:1.36
-///   base_dockerfile: Dockerfile.base
-///   base_inputs: [requirements*.txt]
-///   compression: zstd
-///   compression_level: 3
-/// ```
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct BuildConfig {
-    image: Option<String>,
-    tags: Vec<String>,
-    dockerfile: Option<PathBuf>,
-    cache_dir: Option<PathBuf>,
-    build_args: Vec<String>,
-    registry_cache: Option<bool>,
-    push: Option<bool>,
-    helper_image: Option<String>,
-    base_dockerfile: Option<PathBuf>,
-    base_inputs: Vec<String>,
-    compression: Option<CompressionArg>,
-    compression_level: Option<u32>,
-}
-
-fn build_config(ctx: &Context) -> Result<BuildConfig> {
-    match &ctx.config.build {
-        None => Ok(BuildConfig::default()),
-        Some(v) => serde_yaml::from_value(v.clone()).map_err(|e| {
-            usage(format!(
-                "the build: section of cicache.yml is not valid ({e}; keys: image, tags, \
-                 dockerfile, cache_dir, build_args, registry_cache, push, helper_image, \
-                 base_dockerfile, base_inputs, compression, compression_level; see docs/BUILD.md)"
-            ))
-        }),
-    }
-}
-
-/// `--compression` and `--compression-level`: flag, else cicache.yml; checked.
-fn compression(
-    kind: Option<CompressionArg>,
-    level: Option<u32>,
-    cfg: &BuildConfig,
-) -> Result<Option<Compression>> {
-    let Some(kind) = kind.or(cfg.compression) else {
-        return match level.or(cfg.compression_level) {
-            Some(_) => Err(usage(
-                "--compression-level needs --compression gzip|zstd|estargz (or build.compression in cicache.yml)",
-            )),
-            None => Ok(None),
-        };
-    };
-    let kind = match kind {
-        CompressionArg::Gzip => CompressionKind::Gzip,
-        CompressionArg::Zstd => CompressionKind::Zstd,
-        CompressionArg::Estargz => CompressionKind::Estargz,
-    };
-    Compression::new(kind, level.or(cfg.compression_level))
-        .map(Some)
-        .map_err(usage)
 }
 
 /// The docker client and dance options: flag, else cicache.yml, else the default.
@@ -166,7 +94,7 @@ fn registry_cache(on: bool, off: bool, cfg: &BuildConfig) -> Option<bool> {
 
 /// `cicache build`'s request: flags, else the `build:` section of cicache.yml.
 fn build_spec(a: BuildOptions, ctx: &Context) -> Result<BuildSpec> {
-    let cfg = build_config(ctx)?;
+    let cfg = settings::build_config(ctx)?;
     let image = a.image.clone().or(cfg.image.clone()).ok_or_else(|| {
         usage("cicache build needs --image REPO (or CICACHE_IMAGE, or build.image in cicache.yml)")
     })?;
@@ -218,7 +146,7 @@ fn build_spec(a: BuildOptions, ctx: &Context) -> Result<BuildSpec> {
         log: a.log.clone(),
         base,
         docker: DockerSpec {
-            compression: compression(a.compression, a.compression_level, &cfg)?,
+            compression: settings::compression(&a.compression, &cfg)?.map(|(c, _)| c),
             ..docker_spec(&a.docker, &cfg)
         },
         extra: a.extra.clone(),
@@ -268,7 +196,7 @@ fn write_report_html(doc: &BuildDoc, path: &std::path::Path, ctx: &Context) {
 }
 
 pub fn base(args: BaseArgs, ctx: &Context) -> Result<u8> {
-    let cfg = build_config(ctx)?;
+    let cfg = settings::build_config(ctx)?;
     let image = args.image.clone().or(cfg.image.clone()).ok_or_else(|| {
         usage("cicache base needs --image REPO (or CICACHE_IMAGE, or build.image in cicache.yml)")
     })?;
@@ -304,7 +232,7 @@ pub fn base(args: BaseArgs, ctx: &Context) -> Result<u8> {
         log: args.log.clone(),
         base: None,
         docker: DockerSpec {
-            compression: compression(None, None, &cfg)?,
+            compression: settings::compression(&CompressionArgs::default(), &cfg)?.map(|(c, _)| c),
             ..docker_spec(&args.docker, &cfg)
         },
         extra: args.extra.clone(),
@@ -350,7 +278,7 @@ pub fn mount(args: MountArgs, ctx: &Context) -> Result<u8> {
         action,
         dockerfile,
         dir,
-        docker: docker_spec(&opts, &build_config(ctx)?),
+        docker: docker_spec(&opts, &settings::build_config(ctx)?),
     };
     let quiet = ctx.out.quiet;
     let echo = move |line: &str| {

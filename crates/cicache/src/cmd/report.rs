@@ -116,11 +116,15 @@ pub fn doctor(a: DoctorArgs, ctx: &Context) -> Result<u8> {
         }
         Err(e) => StoreState::Failed(format!("{e:#}")),
     };
+    let compression =
+        crate::settings::compression(&a.compression, &crate::settings::build_config(ctx)?)?
+            .map(|(c, source)| (c, source.to_string()));
     let req = DoctorRequest {
         dockerfile: a.dockerfile,
         image: a.image,
         docker: a.client.docker,
         timeout,
+        compression,
     };
     let report = doctor::run(&req, store);
     ctx.out.result(&report, || report.render_text());
