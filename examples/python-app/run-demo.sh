@@ -49,6 +49,15 @@ while [ $# -gt 0 ]; do
   esac
 done
 say() { printf '\n== demo: %s ==\n' "$*" >&2; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# wait_url URL: up to 10 s for URL to answer.
+wait_url() {
+  for _ in $(seq 1 40); do
+    python3 -c "import urllib.request as u; u.urlopen('$1')" 2>/dev/null && return 0
+    sleep 0.25
+  done
+  return 1
+}
 
 # 1. cicache
 CICACHE=${CICACHE_BIN:-}
@@ -73,12 +82,12 @@ PRIVATE=
 INDEX_PID=
 REG_PID=
 cleanup() {
-  [ -n "$INDEX_PID" ] && kill "$INDEX_PID" 2>/dev/null
-  [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null
+  [ -n "$INDEX_PID" ] && { kill "$INDEX_PID" 2>/dev/null || true; }
+  [ -n "$REG_PID" ] && { kill "$REG_PID" 2>/dev/null || true; }
   if [ -n "$PRIVATE" ]; then
     kill "$(cat "$PRIVATE/dockerd.pid")" 2>/dev/null || true
     for _ in $(seq 1 40); do kill -0 "$(cat "$PRIVATE/dockerd.pid")" 2>/dev/null || break; sleep 0.25; done
-    if [ $KEEP = 0 ]; then umount -R "$PRIVATE/root" 2>/dev/null || true; rm -rf "$PRIVATE"; fi
+    if [ $KEEP = 0 ]; then umount -R "$PRIVATE/root" 2>/dev/null || true; rm -rf "$PRIVATE" || true; fi
   fi
 }
 trap cleanup EXIT
@@ -129,28 +138,26 @@ if [ $ML = 1 ]; then
     python3 -m pip --version >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pip >&2
     for r in requirements-ml.txt requirements.txt requirements-changed.txt; do
       python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
-        --platform manylinux2014_x86_64 --implementation cp --abi cp311 -d "$WHEELS" -r "$APP/$r" >&2
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        --implementation cp --abi cp311 -d "$WHEELS" -r "$APP/$r" >&2
     done
     touch "$WHEELS/.complete"
   fi
-  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  PORT=$(free_port)
   python3 "$ROOT/bench/e2e/index.py" --dir "$WHEELS" --port "$PORT" --rate "${CICACHE_DEMO_RATE:-20MB}" >/dev/null 2>&1 &
   INDEX_PID=$!
-  for _ in $(seq 1 40); do
-    python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/simple/')" 2>/dev/null && break
-    sleep 0.25
-  done
+  wait_url "http://127.0.0.1:$PORT/simple/" || true
   say "package index http://127.0.0.1:$PORT/simple at ${CICACHE_DEMO_RATE:-20MB}/s"
   if [ -z "$REGISTRY" ]; then
     command -v docker-registry >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry >&2
     REGDIR=$(mktemp -d /tmp/cicache-demo-registry.XXXXXX)
-    RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    RPORT=$(free_port)
     printf 'version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
       "$REGDIR/data" "$RPORT" >"$REGDIR/config.yml"
     docker-registry serve "$REGDIR/config.yml" >"$REGDIR/log" 2>&1 &
     REG_PID=$!
     REGISTRY=127.0.0.1:$RPORT
-    for _ in $(seq 1 40); do python3 -c "import urllib.request as u; u.urlopen('http://$REGISTRY/v2/')" 2>/dev/null && break; sleep 0.25; done
+    wait_url "http://$REGISTRY/v2/" || { cat "$REGDIR/log" >&2; exit 1; }
     say "local registry $REGISTRY (storage $REGDIR/data)"
   fi
   STORE=$(mktemp -d /tmp/cicache-demo-store.XXXXXX)
@@ -211,13 +218,10 @@ if [ $LOCAL_INDEX = 1 ]; then
     python3 -m pip --version >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pip >&2
     python3 -m pip download -q --no-deps --only-binary=:all: -d "$WHEELS" -r "$HERE/requirements.txt" >&2
   fi
-  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  PORT=$(free_port)
   python3 "$ROOT/test/lib/pypi_server.py" --dir "$WHEELS" --port "$PORT" >/dev/null 2>&1 &
   INDEX_PID=$!
-  for _ in $(seq 1 40); do
-    python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/simple/')" 2>/dev/null && break
-    sleep 0.25
-  done
+  wait_url "http://127.0.0.1:$PORT/simple/" || true
   say "local package index http://127.0.0.1:$PORT/simple (Cache-Control: max-age=31536000, immutable)"
   PIP_INDEX_URL=http://127.0.0.1:$PORT/simple
   PIP_TRUSTED_HOST=127.0.0.1

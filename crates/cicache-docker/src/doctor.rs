@@ -212,7 +212,13 @@ pub fn compression_check(exporter: Exporter, chosen: Option<(Compression, &str)>
     let level = c.level.map(|l| format!(" level {l}")).unwrap_or_default();
     let name = c.kind.as_str();
     match (exporter, c.kind) {
-        (_, CompressionKind::Gzip) => Check::ok("compression", format!("gzip{level} ({source})")),
+        // The classic builder compresses gzip at the daemon's level: only a level is lost.
+        (Exporter::Registry, CompressionKind::Gzip) => {
+            Check::ok("compression", format!("gzip{level} ({source})"))
+        }
+        (Exporter::Inline, CompressionKind::Gzip) if c.level.is_none() => {
+            Check::ok("compression", format!("gzip ({source})"))
+        }
         (Exporter::Registry, _) => Check::ok(
             "compression",
             format!(
@@ -225,7 +231,8 @@ pub fn compression_check(exporter: Exporter, chosen: Option<(Compression, &str)>
             "compression",
             format!(
                 "{name}{level} asked for ({source}), but this builder exports inline cache with \
-                 the classic builder, which cannot compress with it: the layers stay gzip"
+                 the classic builder, which cannot compress with it: the layers stay gzip at \
+                 the daemon's level"
             ),
             "turn on the containerd image store (daemon.json \
              {\"features\":{\"containerd-snapshotter\":true}}) or build with a \
@@ -902,6 +909,19 @@ mod tests {
         );
         assert_eq!(c.status, Status::Ok);
         assert_eq!(c.message, "gzip (build.compression of cicache.yml)");
+        let gzip1 = Compression::new(CompressionKind::Gzip, Some(1)).expect("level in range");
+        let c = compression_check(Exporter::Inline, Some((gzip1, src)));
+        assert_eq!(
+            c.status,
+            Status::Warn,
+            "a level the classic builder ignores"
+        );
+        let c = compression_check(Exporter::Registry, Some((gzip1, src)));
+        assert_eq!(c.status, Status::Ok);
+        assert_eq!(
+            c.message,
+            "gzip level 1 (--compression / CICACHE_COMPRESSION)"
+        );
     }
 
     fn names(text: &str) -> Vec<(String, Status)> {
