@@ -177,13 +177,22 @@ def svg_chart(cells, cold_full, path, subtitle, app, engine="20.10"):
         fh.write("\n".join(out) + "\n")
 
 
-def targets_2010(cells, cold, cold_none, cold_full, target, md):
+def add_target(targets, name, value, limit, ref):
+    """Appends one target row: value / ref against limit (NOT MEASURED without both)."""
+    if value is None or ref is None:
+        targets.append({"target": name, "result": "NOT MEASURED"})
+        return
+    r = value / ref
+    targets.append({"target": name, "value": value, "ref": ref, "ratio": r, "limit": limit,
+                    "result": "PASS" if r <= limit else "FAIL"})
+
+
+def targets_2010(cells, cold_none, cold_full, targets, md):
     """Issue 7's targets (Docker 20.10), against full cicache's own cold build."""
-    targets = target.targets
     wf = cells.get(("full", "warm-fresh"), {}).get("median")
     ch = cells.get(("full", "changed"), {}).get("median")
-    target("warm, fresh agent ≤ 0.1× cold (full cicache)", wf, 0.1, cold_full)
-    target("one requirement changed ≤ 0.25× cold (full cicache)", ch, 0.25, cold_full)
+    add_target(targets, "warm, fresh agent ≤ 0.1× cold (full cicache)", wf, 0.1, cold_full)
+    add_target(targets, "one requirement changed ≤ 0.25× cold (full cicache)", ch, 0.25, cold_full)
     md.append("Targets (issue 7), against full cicache's own cold build; the ratio to the cold build "
               "without any cache is in brackets:")
     md.append("")
@@ -212,7 +221,7 @@ def targets_2010(cells, cold, cold_none, cold_full, target, md):
     return ahead
 
 
-def targets_26(cells, cold_none, app, target, md):
+def targets_26(cells, cold_none, app, targets, md):
     """Issue 20's targets (the Docker 26 engines): each full cicache strategy against the same
     run's cold build without any cache, and ahead of every other strategy in every scenario (the
     no-cache strategy's figure in a warm scenario is its cold build: it has nothing to reuse)."""
@@ -220,13 +229,13 @@ def targets_26(cells, cold_none, app, target, md):
     fulls = [s for s in ("full", "full-gzip1", "full-zstd") if s in STRATEGIES]
     for s in fulls:
         for sc, limit in limits.items():
-            target(f"{SC_LABEL[sc]} ≤ {limit}× cold without cache ({LABEL[s]})",
-                   cells.get((s, sc), {}).get("median"), limit, cold_none)
+            add_target(targets, f"{SC_LABEL[sc]} ≤ {limit}× cold without cache ({LABEL[s]})",
+                       cells.get((s, sc), {}).get("median"), limit, cold_none)
     md.append("Targets (issue 20), against the same run's cold build without any cache:")
     md.append("")
     md.append("| target | value | cold, no cache | ratio | result |")
     md.append("|---|---:|---:|---:|---|")
-    for t in target.targets:
+    for t in targets:
         if "ratio" in t:
             md.append(f"| {t['target']} | {fmt_s(t['value'])} | {fmt_s(t['ref'])} | {ratio(t['ratio'])} | {t['result']} |")
         else:
@@ -378,21 +387,10 @@ def main():
     md.append("")
 
     targets = []
-
-    def target(name, value, limit, ref):
-        if value is None or ref is None:
-            targets.append({"target": name, "result": "NOT MEASURED"})
-            return
-        r = value / ref
-        targets.append({"target": name, "value": value, "ref": ref, "ratio": r, "limit": limit,
-                        "result": "PASS" if r <= limit else "FAIL"})
-
-    target.targets = targets
-
     if engine == "20.10":
-        ahead = targets_2010(cells, cold, cold_none, cold_full, target, md)
+        ahead = targets_2010(cells, cold_none, cold_full, targets, md)
     else:
-        ahead = targets_26(cells, cold_none, app, target, md)
+        ahead = targets_26(cells, cold_none, app, targets, md)
     md.append("")
 
     md.append("Where the time goes: median seconds per `cicache build` phase (`--json`), and the wall time:")
