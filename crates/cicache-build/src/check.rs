@@ -3,7 +3,8 @@
 //! unit test.
 //!
 //! - **tag unchanged**: a `--push` build whose inputs (label `io.cicache.inputs`) equal a
-//!   cache tag's puts that image under the tags instead of building.
+//!   cache tag's puts that image under the tags instead of building (never with `--rebuild`,
+//!   which still asks for the next decision).
 //! - **mounts from the layer cache**: the steps up to the last cache-mount RUN are unchanged
 //!   (label `io.cicache.mount-inputs`): docker takes them from the layer cache, so restore,
 //!   inject and extract cannot help; the unchanged layers are prefetched.
@@ -40,6 +41,9 @@ pub struct CheckInput {
     /// `os/arch[/variant]` the build is for.
     pub platform: String,
     pub push: bool,
+    /// `--rebuild`: build even when the inputs are unchanged (the cache-mount steps can still
+    /// come from the layer cache).
+    pub rebuild: bool,
     /// Where the build's layer cache goes: what the found manifests are.
     pub exporter: Exporter,
 }
@@ -83,16 +87,18 @@ pub enum Decision {
     Build { prefetch: Option<Prefetch> },
 }
 
-/// Why the check does not ask the registry at all, if it does not.
+/// Why the check does not ask the registry at all, if it does not: it asks whenever one of
+/// its decisions is possible (with `--rebuild` only the cache-mount steps' one).
 pub fn skip_reason(
     inputs: &Result<String, String>,
     mount_inputs: Option<&str>,
     rebuild: bool,
 ) -> Option<String> {
     match inputs {
-        Err(why) if mount_inputs.is_none() => Some(why.clone()),
-        _ if rebuild => Some("--rebuild".to_string()),
-        _ => None,
+        _ if mount_inputs.is_some() => None,
+        Err(why) => Some(why.clone()),
+        Ok(_) if rebuild => Some("--rebuild".to_string()),
+        Ok(_) => None,
     }
 }
 
@@ -116,7 +122,7 @@ pub fn decide(input: &CheckInput, found: &[CacheTag], caches: &[CacheManifest]) 
         .as_deref()
         .and_then(|h| has(skip::LABEL_MOUNT_STEPS, h));
     match (whole, steps) {
-        (Some((hash, t)), _) if input.push => Decision::TagUnchanged {
+        (Some((hash, t)), _) if input.push && !input.rebuild => Decision::TagUnchanged {
             from: t.clone(),
             hash: hash.clone(),
         },
@@ -195,6 +201,9 @@ pub fn decide(input: &CheckInput, found: &[CacheTag], caches: &[CacheManifest]) 
 /// The check's message when it decided to build.
 pub fn build_message(input: &CheckInput) -> String {
     match &input.inputs {
+        Ok(_) if input.rebuild => "--rebuild, and the steps up to the last cache mount are not \
+                                   in the layer cache: building"
+            .to_string(),
         Ok(_) if !input.push => "inputs changed or not pushed before; no --push: building into \
                                  the local daemon"
             .to_string(),
@@ -253,6 +262,7 @@ mod tests {
             mount_steps: steps.iter().map(|(l, h)| (*l, h.to_string())).collect(),
             platform: "linux/amd64".into(),
             push: true,
+            rebuild: false,
             exporter: Exporter::Inline,
         }
     }
@@ -267,8 +277,44 @@ mod tests {
             skip_reason(&Ok("h".into()), None, true).as_deref(),
             Some("--rebuild")
         );
-        // The mount steps alone are worth asking for.
+        // The mount steps alone are worth asking for, with --rebuild too.
         assert_eq!(skip_reason(&Err("x".into()), Some("m"), false), None);
+        assert_eq!(skip_reason(&Ok("h".into()), Some("m"), true), None);
+        assert_eq!(skip_reason(&Ok("h".into()), None, false), None);
+    }
+
+    #[test]
+    fn rebuild_never_tags_but_takes_the_mount_steps_from_the_layer_cache() {
+        let mut i = input(Ok("h1"), Some("m1"), &[(3, "s1")]);
+        i.rebuild = true;
+        let labels = [(skip::LABEL, "h1"), (skip::LABEL_MOUNT_STEPS, "m1")];
+        // Inline cache: the cache tag's steps, prefetched.
+        let found = [tag("cache", &labels, "linux/amd64")];
+        match decide(&i, &found, &[]) {
+            Decision::MountsFromLayerCache { from, prefetch, .. } => {
+                assert_eq!(from, "r:5000/app:cache");
+                assert_eq!(prefetch.map(|p| p.unchanged), Some(1));
+            }
+            d => panic!("{d:?}"),
+        }
+        // The registry exporter: `latest`'s steps, where a cache manifest holds its layers.
+        i.exporter = Exporter::Registry;
+        let found = [tag("latest", &labels, "linux/amd64")];
+        let held = [cache("cache", &["sha256:base", "sha256:latest-top"])];
+        assert!(matches!(
+            decide(&i, &found, &held),
+            Decision::MountsFromLayerCache { prefetch: None, .. }
+        ));
+        // Nothing held: build, and the message says why it was not tagged.
+        assert!(matches!(
+            decide(&i, &found, &[]),
+            Decision::Build { prefetch: None }
+        ));
+        assert!(
+            build_message(&i).starts_with("--rebuild"),
+            "{}",
+            build_message(&i)
+        );
     }
 
     #[test]

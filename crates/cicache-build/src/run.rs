@@ -636,6 +636,7 @@ fn run_check(
         mount_steps: h.mount_steps.clone(),
         platform,
         push: p.spec.push,
+        rebuild: p.spec.rebuild,
         exporter,
     };
     match check::decide(&input, &found.tags, &found.caches) {

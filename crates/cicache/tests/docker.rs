@@ -1388,15 +1388,27 @@ fn unchanged_inputs_are_tagged_not_built(engine: Engine) {
         assert_eq!(phase(&j, "extract")["status"], "skipped", "{on}: {j}");
     }
 
-    // 4. --rebuild builds even so, with every cache phase.
+    // 4. --rebuild builds even so, never tags; the check still decides whether the
+    // cache-mount steps come from the layer cache (issue 20: the dance for steps BuildKit
+    // takes from the cache cost 2.4 s). Inline: the cache tag (v1's image) has them, so
+    // restore and inject are skipped; the registry exporter: that depends on whether 3b's
+    // export of `cache` holds every layer of `latest` (v3), and the phases follow the message.
     {
         let r = build("v4", &["--rebuild"]);
         ok(&r);
         let j = r.json();
-        assert_eq!(phase(&j, "check")["status"], "skipped");
+        assert!(j["unchanged"].is_null(), "{on}: {j}");
+        assert_eq!(phase(&j, "check")["status"], "ok", "{on}: {j}");
         assert_eq!(phase(&j, "build")["status"], "ok", "{j}");
-        assert_eq!(phase(&j, "restore")["status"], "ok", "{j}");
-        assert_eq!(phase(&j, "inject")["status"], "ok", "{j}");
+        let check = phase(&j, "check")["message"].as_str().unwrap().to_string();
+        let from_layers = check.contains("layer cache");
+        assert!(
+            from_layers || (registry_exporter && check.starts_with("--rebuild")),
+            "{on}: {check}"
+        );
+        let dance = if from_layers { "skipped" } else { "ok" };
+        assert_eq!(phase(&j, "restore")["status"], dance, "{on}: {j}");
+        assert_eq!(phase(&j, "inject")["status"], dance, "{on}: {j}");
     }
 
     // 5. A requirement added: pip's step runs, with the cache restored and injected.

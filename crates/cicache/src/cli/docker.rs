@@ -257,6 +257,8 @@ pub struct BuildOptions {
     /// target, labels, the args after `--`; label io.cicache.inputs) equal those of an
     /// image in the registry tags that image instead of building it: the cache tag's with
     /// inline cache, this build's own tag's (e.g. `latest`) with the registry cache exporter.
+    /// The check still runs: cache-mount steps that come from the layer cache skip restore
+    /// and inject (add `-- --no-cache` to build without the layer cache).
     #[arg(long, env = "CICACHE_REBUILD")]
     pub rebuild: bool,
     /// Print the docker commands the build would run (and the cache mounts it would move);
