@@ -209,7 +209,9 @@ fi
 # A private copy: other people's builds in the shared target/ do not change it mid-run.
 CICACHE=$OUT/cicache
 cp "$CICACHE_SRC" "$CICACHE"
-log "cicache: $("$CICACHE" --version) ($(cd "$REPO" && git rev-parse --short HEAD) + working tree)"
+TREE=$(cd "$REPO" && git rev-parse --short HEAD)
+if [[ -n $(cd "$REPO" && git status --porcelain --untracked-files=no) ]]; then TREE="$TREE + working tree"; fi
+log "cicache: $("$CICACHE" --version) ($TREE)"
 
 # --- the index ----------------------------------------------------------------------
 INDEX_PID=""
@@ -246,6 +248,7 @@ log "index $INDEX_URL at $RATE/s"
   echo "registry: $(docker-registry --version 2>/dev/null || dpkg -s docker-registry | awk '/^Version/ {print $2}')"
   echo "cicache: $("$CICACHE" --version)"
   echo "commit: $(cd "$REPO" && git rev-parse HEAD)"
+  echo "tree: $TREE"
   echo "app: $APP"
   echo "rate: $RATE"
   echo "wheels: $(find "$WHEELS" -name '*.whl' | wc -l) files, $(du -sbL "$WHEELS" | cut -f1) bytes"

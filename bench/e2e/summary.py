@@ -341,7 +341,10 @@ def main():
     loads = [r.get("load1") for r in runs if r.get("load1") is not None]
 
     scenarios = present(cells)
-    commit = machine.get("commits") or f"commit {machine.get('commit', '?')[:7]} + working tree"
+    # Runs before `tree:` was recorded said "+ working tree" whether or not it was dirty.
+    commit = (machine.get("commits")
+              or (f"commit {machine['tree']}" if "tree" in machine else None)
+              or f"commit {machine.get('commit', '?')[:7]} + working tree")
     md = []
     md.append(f"Engine: {ENGINE_DESC.get(engine, engine)}. "
               f"App: {app} ({APP_DESC.get(app, 'bench/e2e.sh --app ' + app)}). "
