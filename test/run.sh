@@ -69,7 +69,12 @@ for s in "${SERVICES[@]}"; do log "start $s"; "${s}_start"; done
 export CICACHE_TEST_REQUIRE_SERVICES=1
 
 log "Rust tests"
-cargo test --workspace -- --test-threads="${CICACHE_TEST_THREADS:-2}"
+cargo test --workspace -- --test-threads="${CICACHE_TEST_THREADS:-2}" || {
+  rc=$?
+  log "the registries' 5xx answers (the last 20 each), for a failure they caused"
+  registry_server_errors >&2 || true
+  exit $rc
+}
 
 if [ -x test/groovy/run.sh ]; then
   log "Groovy tests"

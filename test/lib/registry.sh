@@ -82,3 +82,13 @@ registry_stop() {
     rm -f "$f"
   done
 }
+
+# registry_server_errors: the last requests each registry answered with a 5xx, with its
+# err.detail (for a failed run: a 500 is the registry's own trouble, and its log says which).
+registry_server_errors() {
+  local f
+  for f in "$CICACHE_TEST_WORK"/registry/*.log; do
+    [ -f "$f" ] || continue
+    grep 'http.response.status=5' "$f" | tail -n 20 | cut -c1-1200 | sed "s|^|$(basename "$f"): |"
+  done
+}

@@ -16,8 +16,9 @@ use std::time::Instant;
 use cicache_docker::build::{BuildPlan, cache_refs};
 use cicache_docker::dance::{self, DanceOptions};
 use cicache_docker::dockerfile::{self, CacheMount};
-use cicache_docker::engine::{BuildMode, Docker, Exporter, Flavour};
+use cicache_docker::engine::{BuildMode, Docker, DockerError, Exporter, Flavour};
 use cicache_docker::report::BuildReport;
+use cicache_docker::transient::transient_reason;
 
 use crate::base::{BaseRequest, ensure_base};
 use crate::cache_dir::{self, CacheStore, RestoreDoc, SaveDoc, SaveMode};
@@ -496,6 +497,9 @@ fn refused_cache_export(out: &cicache_docker::engine::RunOutput) -> bool {
     })
 }
 
+/// How long a push the registry failed transiently waits before it goes again.
+const PUSH_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs the image build. A builder that still refuses the registry cache export is a cache
 /// problem, not a failed build: the build runs again with inline cache (and the cache tag
 /// pushed after it), with a warning; strict, it fails. Returns docker's output, the command
@@ -505,22 +509,8 @@ fn run_docker_build(
     env: &Env,
     ph: &mut PhaseLog,
 ) -> Result<(cicache_docker::engine::RunOutput, Vec<String>, Exporter), BuildError> {
-    let echo = |line: &str| env.events.docker_line(line);
-    let run = |cmd: &[String]| {
-        env.events.info(&format!(
-            "build: {} {}",
-            p.docker.program.display(),
-            cmd.join(" ")
-        ));
-        p.docker
-            .run_streamed(cmd, None, Some(&echo), p.spec.log.as_deref())
-            .map_err(|source| BuildError::Docker {
-                what: "running the docker build".into(),
-                source,
-            })
-    };
     let cmd = p.build_args();
-    let out = run(&cmd)?;
+    let out = run_build_retrying_push(p, env, ph, &cmd)?;
     if out.code == 0
         || p.mode.exporter != Exporter::Registry
         || !p.plan.registry_cache
@@ -547,8 +537,51 @@ fn run_docker_build(
     let cmd = p
         .plan
         .build_args_with(Exporter::Inline, p.mode.builder.as_deref());
-    let out = run(&cmd)?;
+    let out = run_build_retrying_push(p, env, ph, &cmd)?;
     Ok((out, cmd, Exporter::Inline))
+}
+
+/// Runs one docker build command. When its push failed on an answer that another try may
+/// not get (a registry's 500 or 503, throttling, a dropped connection: see
+/// [`cicache_docker::transient`]), it runs once more after [`PUSH_RETRY_PAUSE`], with a
+/// warning: every step is in the builder's cache by then, so the second run is the export
+/// and the push. A failed build step never runs again.
+fn run_build_retrying_push(
+    p: &Prepared,
+    env: &Env,
+    ph: &mut PhaseLog,
+    cmd: &[String],
+) -> Result<cicache_docker::engine::RunOutput, BuildError> {
+    let echo = |line: &str| env.events.docker_line(line);
+    let run = || {
+        env.events.info(&format!(
+            "build: {} {}",
+            p.docker.program.display(),
+            cmd.join(" ")
+        ));
+        p.docker
+            .run_streamed(cmd, None, Some(&echo), p.spec.log.as_deref())
+            .map_err(|source| BuildError::Docker {
+                what: "running the docker build".into(),
+                source,
+            })
+    };
+    let out = run()?;
+    if out.code == 0 {
+        return Ok(out);
+    }
+    let Some(why) = cicache_docker::transient::push_failure(&out.lines) else {
+        return Ok(out);
+    };
+    let msg = format!(
+        "the registry failed the push ({why}); building again in {} s to push once more \
+         (the steps come from the builder's cache)",
+        PUSH_RETRY_PAUSE.as_secs()
+    );
+    env.events.warn(&msg);
+    ph.warnings.push(format!("{}build: {msg}", ph.prefix));
+    std::thread::sleep(PUSH_RETRY_PAUSE);
+    run()
 }
 
 /// After a failed build: no push, but the cache mounts are extracted and saved, so the
@@ -795,14 +828,30 @@ fn push_and_export(
             ph.ok("push", t, "pushed by docker buildx build --push", None);
         } else {
             for c in &cmds {
-                p.docker
-                    .run_checked(c, None, Some(&echo), log)
-                    .map_err(|e| {
-                        BuildError::Push(format!(
-                            "pushing {}: {e}",
-                            c.last().cloned().unwrap_or_default()
-                        ))
-                    })?;
+                let push = || p.docker.run_checked(c, None, Some(&echo), log);
+                let pushed = match push() {
+                    Err(DockerError::Failed { tail, .. })
+                        if let Some(why) = transient_reason(&tail.join("\n")) =>
+                    {
+                        // The same retry as a push inside the build (run_build_retrying_push).
+                        let msg = format!(
+                            "the registry failed the push of {} ({why}); pushing again in {} s",
+                            c.last().cloned().unwrap_or_default(),
+                            PUSH_RETRY_PAUSE.as_secs()
+                        );
+                        env.events.warn(&msg);
+                        ph.warnings.push(format!("{}push: {msg}", ph.prefix));
+                        std::thread::sleep(PUSH_RETRY_PAUSE);
+                        push()
+                    }
+                    other => other,
+                };
+                pushed.map_err(|e| {
+                    BuildError::Push(format!(
+                        "pushing {}: {e}",
+                        c.last().cloned().unwrap_or_default()
+                    ))
+                })?;
             }
             ph.ok(
                 "push",

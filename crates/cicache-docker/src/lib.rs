@@ -10,3 +10,4 @@ pub mod engine;
 pub mod prune;
 pub mod report;
 pub mod skip;
+pub mod transient;

@@ -1487,6 +1487,41 @@ fn unchanged_inputs_are_tagged_not_built(engine: Engine) {
     for tag in ["cache", "latest", "v1", "v3", "v5"] {
         assert!(registry_digest(&repo, tag).is_some(), "{on}: gc took {tag}");
     }
+
+    // 7. A registry that fails the push: a real fault of the real registry (the new tag's
+    // link in its filesystem storage is a directory, so distribution answers the tag's HEAD
+    // and PUT with a 500, as it did once in CI under load). The push goes once more after a
+    // pause (buildx's push on 26, cicache's `docker push` on 20.10), fails again, and the
+    // build fails naming the registry's answer. With the fault gone, the same build pushes.
+    if let Ok(storage) = std::env::var("CICACHE_TEST_REGISTRY_STORAGE") {
+        let (_, path) = repo.split_once('/').unwrap();
+        let tag_dir = Path::new(&storage)
+            .join("docker/registry/v2/repositories")
+            .join(path)
+            .join("_manifests/tags/broken");
+        std::fs::create_dir_all(tag_dir.join("current/link")).unwrap();
+        let tags = ["--tag", "broken", "--push", "--rebuild"];
+        let r = build_example(&d, &ws, &store, &repo, &pypi, &tags);
+        assert_ne!(r.code, 0, "{on}: {}", r.stderr);
+        let retries = r.stderr.matches("the registry failed the push").count();
+        assert_eq!(retries, 1, "{on}: one more try, not more: {}", r.stderr);
+        let last = r
+            .stderr
+            .rsplit("the registry failed the push")
+            .next()
+            .unwrap();
+        assert!(
+            last.contains("500 Internal Server Error"),
+            "{on}: the second try's error names the answer: {}",
+            r.stderr
+        );
+        assert!(registry_digest(&repo, "broken").is_none());
+        std::fs::remove_dir_all(&tag_dir).unwrap();
+        let r = build_example(&d, &ws, &store, &repo, &pypi, &tags);
+        ok(&r);
+        assert!(!r.stderr.contains("the registry failed the push"), "{on}");
+        assert!(registry_digest(&repo, "broken").is_some(), "{on}");
+    }
     eprintln!(
         "unchanged_inputs_are_tagged_not_built on {on}: {:.1}s",
         started.elapsed().as_secs_f64()

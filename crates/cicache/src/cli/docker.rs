@@ -232,7 +232,8 @@ pub struct BuildOptions {
     /// Do not use or export the registry layer cache.
     #[arg(long, env = "CICACHE_NO_REGISTRY_CACHE")]
     pub no_registry_cache: bool,
-    /// Push the image tags.
+    /// Push the image tags. A push the registry answers with a 5xx or 429, or whose
+    /// connection drops, goes once more after 2 s (with a warning).
     #[arg(long, env = "CICACHE_PUSH")]
     pub push: bool,
     #[command(flatten)]
