@@ -156,13 +156,22 @@ pub fn decide(input: &CheckInput, found: &[CacheTag], caches: &[CacheManifest]) 
             let from = format!("{}:{}", input.image, t.tag);
             // Up to the last cache-mount RUN of the image's own stages: a later one in another
             // stage is not in the inline cache, and the prefetch would run it (the build
-            // itself does not need that stage).
-            let prefetch = input.mount_steps.last().map(|(end, _)| Prefetch {
-                end_line: *end,
-                unchanged: input.mount_steps.len(),
-                total: input.mount_steps.len(),
-                from: from.clone(),
-            });
+            // itself does not need that stage). Not when every input is unchanged (`--rebuild`,
+            // or no `--push`): every step comes from the cache tag, and after a pull of it
+            // BuildKit (0.13 on Docker 26's graph store, measured) exports an image without
+            // inline cache, which the cache-export then pushed as the cache tag: the next
+            // fresh agent ran every step. Without the pull BuildKit loads what it needs and
+            // the inline cache stays whole, as by hand.
+            let prefetch = input
+                .mount_steps
+                .last()
+                .filter(|_| whole.is_none())
+                .map(|(end, _)| Prefetch {
+                    end_line: *end,
+                    unchanged: input.mount_steps.len(),
+                    total: input.mount_steps.len(),
+                    from: from.clone(),
+                });
             Decision::MountsFromLayerCache {
                 from,
                 prefetch,
@@ -288,11 +297,21 @@ mod tests {
         let mut i = input(Ok("h1"), Some("m1"), &[(3, "s1")]);
         i.rebuild = true;
         let labels = [(skip::LABEL, "h1"), (skip::LABEL_MOUNT_STEPS, "m1")];
-        // Inline cache: the cache tag's steps, prefetched.
+        // Inline cache, every input unchanged: the cache tag's steps, not prefetched (after a
+        // pull of the cache tag BuildKit exports no inline cache when every step is cached).
         let found = [tag("cache", &labels, "linux/amd64")];
         match decide(&i, &found, &[]) {
             Decision::MountsFromLayerCache { from, prefetch, .. } => {
                 assert_eq!(from, "r:5000/app:cache");
+                assert_eq!(prefetch, None);
+            }
+            d => panic!("{d:?}"),
+        }
+        // The app's code changed too: the steps after the last cache mount run, so the
+        // mount steps are prefetched.
+        let code = [(skip::LABEL, "h0"), (skip::LABEL_MOUNT_STEPS, "m1")];
+        match decide(&i, &[tag("cache", &code, "linux/amd64")], &[]) {
+            Decision::MountsFromLayerCache { prefetch, .. } => {
                 assert_eq!(prefetch.map(|p| p.unchanged), Some(1));
             }
             d => panic!("{d:?}"),

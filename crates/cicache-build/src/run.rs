@@ -421,6 +421,13 @@ fn execute(
     let parsed = cicache_docker::report::parse_log(&out.lines.join("\n"));
     // Every RUN with a cache mount came from the layer cache: the mounts hold nothing new.
     let mounts_untouched = parsed.cache_mount_steps_cached() == Some(true);
+    // The inline cache tag this build took every step from: pushing the image over it would
+    // leave a cache tag without the steps (BuildReport::every_step_cached_from).
+    let cache_tag_kept = (exporter == Exporter::Inline)
+        .then_some(p.plan.cache_to.as_deref())
+        .flatten()
+        .filter(|r| parsed.every_step_cached_from(r))
+        .map(str::to_string);
     let mut report = spec.switches.report.then_some(parsed);
     if let Some(r) = report.as_mut() {
         r.set_wall_time(build_secs);
@@ -462,7 +469,7 @@ fn execute(
     let (pushed, saved) = std::thread::scope(|s| {
         let worker =
             s.spawn(|| extract_and_save(p, env, hooks, injected, mounts_untouched, &mut out_ph));
-        let pushed = push_and_export(p, env, exporter, &mut ph);
+        let pushed = push_and_export(p, env, exporter, cache_tag_kept.as_deref(), &mut ph);
         let saved = worker.join().unwrap_or_else(|_| {
             Err(BuildError::Strict {
                 phase: "extract".into(),
@@ -815,6 +822,7 @@ fn push_and_export(
     p: &Prepared,
     env: &Env,
     exporter: Exporter,
+    cache_tag_kept: Option<&str>,
     ph: &mut PhaseLog,
 ) -> Result<(), BuildError> {
     let echo = |line: &str| env.events.docker_line(line);
@@ -865,6 +873,14 @@ fn push_and_export(
         ph.skipped("cache-export", "registry cache off");
     } else if p.flavour == Flavour::Buildx && exporter == Exporter::Registry {
         ph.skipped("cache-export", "done by the build's --cache-to");
+    } else if let Some(tag) = cache_tag_kept {
+        ph.skipped(
+            "cache-export",
+            format!(
+                "every step came from {tag}, which keeps them: not replaced by this image, \
+                 whose inline cache BuildKit leaves without them (moby/buildkit#1981)"
+            ),
+        );
     } else {
         let t = Instant::now();
         let pushed = p

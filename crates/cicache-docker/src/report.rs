@@ -291,6 +291,19 @@ pub fn parse_log_bytes(bytes: &[u8]) -> BuildReport {
 }
 
 impl BuildReport {
+    /// Whether every step of the build came from the cache (none ran) and BuildKit found
+    /// the cache manifest `reference`. An inline-cache image built that way carries no usable
+    /// inline cache (moby/buildkit#1981: every second build misses; measured on Docker 26's
+    /// graph store): pushing it as `reference` would replace a cache tag that has the steps.
+    pub fn every_step_cached_from(&self, reference: &str) -> bool {
+        self.steps.total > 0
+            && self.steps.run == 0
+            && self
+                .cache_imports
+                .iter()
+                .any(|c| c.found && c.reference == reference)
+    }
+
     /// Whether every `RUN` with a cache mount that the log shows came from the layer cache
     /// (so the cache mounts hold nothing new): `Some(true)` when the log shows at least one
     /// such step and none of them ran, `Some(false)` when one ran, `None` when the log shows
@@ -959,5 +972,30 @@ mod tests {
         let no_mounts = "#6 [2/2] RUN make\n#6 CACHED\n";
         assert_eq!(parse_log(no_mounts).cache_mount_steps_cached(), None);
         assert_eq!(parse_log("").cache_mount_steps_cached(), None);
+    }
+
+    #[test]
+    fn every_step_cached_from_a_found_cache_tag() {
+        let log = |import: &str, pip: &str| {
+            format!(
+                "#2 importing cache manifest from r:5000/app:cache\n{import}\n\
+                 #5 [1/3] FROM docker.io/library/python:3.12\n#5 DONE 0.1s\n\
+                 #6 [2/3] COPY requirements.txt .\n#6 CACHED\n\
+                 #7 [3/3] RUN pip install -r requirements.txt\n{pip}\n\
+                 #8 exporting to image\n#8 DONE 0.2s\n"
+            )
+        };
+        let all = parse_log(&log("#2 DONE 0.0s", "#7 CACHED"));
+        assert!(all.every_step_cached_from("r:5000/app:cache"));
+        assert!(!all.every_step_cached_from("r:5000/app:cache-feature"));
+        let ran = parse_log(&log(
+            "#2 DONE 0.0s",
+            "#7 0.5 Collecting torch\n#7 DONE 3.1s",
+        ));
+        assert!(!ran.every_step_cached_from("r:5000/app:cache"));
+        // Cached from the daemon, the cache tag not found: pushing it is how it gets one.
+        let missing = parse_log(&log("#2 ERROR: r:5000/app:cache: not found", "#7 CACHED"));
+        assert!(!missing.every_step_cached_from("r:5000/app:cache"));
+        assert!(!parse_log("").every_step_cached_from("r:5000/app:cache"));
     }
 }
