@@ -585,10 +585,16 @@ fn run_build_retrying_push(
          (the steps come from the builder's cache)",
         PUSH_RETRY_PAUSE.as_secs()
     );
-    env.events.warn(&msg);
-    ph.warnings.push(format!("{}build: {msg}", ph.prefix));
-    std::thread::sleep(PUSH_RETRY_PAUSE);
+    before_push_retry(env, ph, "build", &msg);
     run()
+}
+
+/// Before a push goes once more: the warning (stderr and the phase log's warnings, under
+/// `phase`), then [`PUSH_RETRY_PAUSE`].
+fn before_push_retry(env: &Env, ph: &mut PhaseLog, phase: &str, msg: &str) {
+    env.events.warn(msg);
+    ph.warnings.push(format!("{}{phase}: {msg}", ph.prefix));
+    std::thread::sleep(PUSH_RETRY_PAUSE);
 }
 
 /// After a failed build: no push, but the cache mounts are extracted and saved, so the
@@ -836,6 +842,7 @@ fn push_and_export(
             ph.ok("push", t, "pushed by docker buildx build --push", None);
         } else {
             for c in &cmds {
+                let image = c.last().map(String::as_str).unwrap_or_default();
                 let push = || p.docker.run_checked(c, None, Some(&echo), log);
                 let pushed = match push() {
                     Err(DockerError::Failed { tail, .. })
@@ -843,23 +850,16 @@ fn push_and_export(
                     {
                         // The same retry as a push inside the build (run_build_retrying_push).
                         let msg = format!(
-                            "the registry failed the push of {} ({why}); pushing again in {} s",
-                            c.last().cloned().unwrap_or_default(),
+                            "the registry failed the push of {image} ({why}); pushing again in \
+                             {} s",
                             PUSH_RETRY_PAUSE.as_secs()
                         );
-                        env.events.warn(&msg);
-                        ph.warnings.push(format!("{}push: {msg}", ph.prefix));
-                        std::thread::sleep(PUSH_RETRY_PAUSE);
+                        before_push_retry(env, ph, "push", &msg);
                         push()
                     }
                     other => other,
                 };
-                pushed.map_err(|e| {
-                    BuildError::Push(format!(
-                        "pushing {}: {e}",
-                        c.last().cloned().unwrap_or_default()
-                    ))
-                })?;
+                pushed.map_err(|e| BuildError::Push(format!("pushing {image}: {e}")))?;
             }
             ph.ok(
                 "push",
