@@ -9,13 +9,19 @@
 //! one, a build of the Dockerfile up to it (stdin, --cache-from), which pulls only those
 //! layers, and faster beside the inject: the image build loads that step, so it is kept, and
 //! the steps before it only lose what no build needs.
+//!
+//! Only Docker 20.10 and older need it ([`not_needed_on`]): on Docker 26 (BuildKit 0.13,
+//! graph-driver store, inline cache) the pull does not keep the cache tag whole (its inline
+//! cache keeps only the steps the build ran, pull or no pull) and costs more than the build
+//! saves (docs/BENCHMARKS.md, 26-graph); with the registry exporter (containerd store) the
+//! check plans no prefetch at all.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use cicache_docker::build::BuildPlan;
-use cicache_docker::engine::{Docker, DockerError, RunOutput};
+use cicache_docker::engine::{Docker, DockerError, RunOutput, major_version};
 use cicache_docker::skip;
 
 use crate::check::Prefetch;
@@ -29,6 +35,27 @@ pub(crate) struct Job {
     pub args: Vec<String>,
     pub build: Option<(Vec<u8>, PathBuf)>,
     pub note: String,
+}
+
+/// The first docker (major version) whose builds do without the prefetch. 23.0 moved
+/// `docker build` to buildx and a newer BuildKit; measured: 20.10 needs it, 26 does not.
+const NOT_NEEDED_FROM: u32 = 23;
+
+/// Why a prefetch the check planned does not run on the daemon of this `docker version`
+/// (`None`: it runs: Docker 20.10 and older). An unknown version counts as new.
+pub(crate) fn not_needed_on(server_version: Option<&str>) -> Option<String> {
+    let v = server_version.map(str::trim).unwrap_or_default();
+    match major_version(v) {
+        Some(m) if m < NOT_NEEDED_FROM => None,
+        Some(_) => Some(format!(
+            "docker {v}: a workaround for docker 20.10's BuildKit; on this engine a pull \
+             does not keep the cache tag's inline cache whole and costs more than it saves"
+        )),
+        None => Some(
+            "the daemon's version is unknown; the prefetch is a workaround for docker 20.10 only"
+                .to_string(),
+        ),
+    }
 }
 
 /// The command that brings in the layers of `p`.
@@ -186,4 +213,21 @@ pub(crate) fn record(
         let _ = std::fs::remove_file(iid);
     }
     Ok(removable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_docker_20_10_and_older_prefetch() {
+        assert_eq!(not_needed_on(Some("20.10.24+dfsg1")), None);
+        assert_eq!(not_needed_on(Some("19.03.15\n")), None);
+        let why = not_needed_on(Some("26.1.5+dfsg1")).unwrap();
+        assert!(why.starts_with("docker 26.1.5+dfsg1: "), "{why}");
+        assert!(not_needed_on(Some("23.0.0")).is_some());
+        assert!(not_needed_on(Some("29.1.0")).is_some());
+        assert!(not_needed_on(Some("")).unwrap().contains("unknown"));
+        assert!(not_needed_on(None).unwrap().contains("unknown"));
+    }
 }

@@ -157,6 +157,8 @@ pub(crate) struct Prepared<'s> {
     pub dance: DanceOptions,
     pub plan: BuildPlan,
     pub hashed: Hashed,
+    /// The daemon's version, asked once when the build mode did not ask it.
+    daemon_version: std::sync::OnceLock<Option<String>>,
 }
 
 /// One build, without its base.
@@ -311,6 +313,7 @@ fn prepare<'s>(
         dance,
         plan,
         hashed,
+        daemon_version: std::sync::OnceLock::new(),
     })
 }
 
@@ -393,7 +396,13 @@ fn execute(
             ph.skipped("prefetch", "--no-prefetch");
             None
         }
-        Some(pf) => Some(prefetch::plan(pf, &p.dockerfile, &p.plan)),
+        Some(pf) => match prefetch::not_needed_on(p.daemon_version()) {
+            Some(why) => {
+                ph.skipped("prefetch", why);
+                None
+            }
+            None => Some(prefetch::plan(pf, &p.dockerfile, &p.plan)),
+        },
         None => None,
     };
     let gate = prefetch::Gate::new(job.as_ref());
@@ -421,13 +430,12 @@ fn execute(
     let parsed = cicache_docker::report::parse_log(&out.lines.join("\n"));
     // Every RUN with a cache mount came from the layer cache: the mounts hold nothing new.
     let mounts_untouched = parsed.cache_mount_steps_cached() == Some(true);
-    // The inline cache tag this build took every step from: pushing the image over it would
-    // leave a cache tag without the steps (BuildReport::every_step_cached_from).
+    // The inline cache tag this build took every step from, or (after docker 20.10) its
+    // cache-mount steps: pushing the image over it would leave a cache tag without them.
     let cache_tag_kept = (exporter == Exporter::Inline)
         .then_some(p.plan.cache_to.as_deref())
         .flatten()
-        .filter(|r| parsed.every_step_cached_from(r))
-        .map(str::to_string);
+        .and_then(|r| kept_cache_tag(p, &parsed, r));
     let mut report = spec.switches.report.then_some(parsed);
     if let Some(r) = report.as_mut() {
         r.set_wall_time(build_secs);
@@ -487,6 +495,18 @@ fn execute(
 }
 
 impl Prepared<'_> {
+    /// The daemon's version (`None`: it did not say).
+    pub(crate) fn daemon_version(&self) -> Option<&str> {
+        self.daemon_version
+            .get_or_init(|| {
+                self.mode
+                    .daemon_version
+                    .clone()
+                    .or_else(|| self.docker.server_version().ok())
+            })
+            .as_deref()
+    }
+
     /// The image build's docker arguments on this engine.
     fn build_args(&self) -> Vec<String> {
         self.plan
@@ -822,8 +842,35 @@ fn restore_and_inject(
     Ok(restored)
 }
 
+/// Why the inline cache tag `cache_to` keeps its image instead of this build's (`None`: the
+/// build's image replaces it). BuildKit leaves an image built with every step from the cache
+/// without usable inline cache (moby/buildkit#1981); and after docker 20.10 (measured on
+/// Docker 26's graph store) one whose cache-mount steps came from the cache tag, with only
+/// `COPY` run after them, without those steps: the next fresh agent would run pip's steps
+/// again (on 20.10 the prefetch's pull keeps them). The cache tag that has them stays; the
+/// steps this build ran are not in it (docs/BUILD.md, "Unchanged builds").
+fn kept_cache_tag(p: &Prepared, parsed: &BuildReport, cache_to: &str) -> Option<String> {
+    if parsed.every_step_cached_from(cache_to) {
+        return Some(format!(
+            "every step came from {cache_to}, which keeps them: not replaced by this image, \
+             whose inline cache BuildKit leaves without them (moby/buildkit#1981)"
+        ));
+    }
+    let daemon = p.daemon_version();
+    (parsed.cache_mount_steps_cached_from(cache_to) && prefetch::not_needed_on(daemon).is_some())
+        .then(|| {
+            format!(
+                "the cache-mount steps came from {cache_to}, which keeps them: not replaced by \
+                 this image, whose inline cache docker {}'s BuildKit leaves without the steps \
+                 it took from the cache (the next fresh agent would run them again)",
+                daemon.unwrap_or("(unknown version)")
+            )
+        })
+}
+
 /// The image push (a failure fails the build) and the registry cache export (inline cache:
-/// tag and push the cache tag; the registry exporter: done by the build's --cache-to).
+/// tag and push the cache tag, unless `cache_tag_kept` says why it keeps its image; the
+/// registry exporter: done by the build's --cache-to).
 fn push_and_export(
     p: &Prepared,
     env: &Env,
@@ -873,14 +920,8 @@ fn push_and_export(
         ph.skipped("cache-export", "registry cache off");
     } else if p.flavour == Flavour::Buildx && exporter == Exporter::Registry {
         ph.skipped("cache-export", "done by the build's --cache-to");
-    } else if let Some(tag) = cache_tag_kept {
-        ph.skipped(
-            "cache-export",
-            format!(
-                "every step came from {tag}, which keeps them: not replaced by this image, \
-                 whose inline cache BuildKit leaves without them (moby/buildkit#1981)"
-            ),
-        );
+    } else if let Some(why) = cache_tag_kept {
+        ph.skipped("cache-export", why);
     } else {
         let t = Instant::now();
         let pushed = p

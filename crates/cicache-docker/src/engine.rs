@@ -192,6 +192,9 @@ pub struct BuildMode {
     pub builder: Option<String>,
     /// One line for the log: what was chosen and why.
     pub reason: String,
+    /// The daemon's version (`docker version`'s Server.Version), when the choice asked it.
+    #[serde(skip)]
+    pub daemon_version: Option<String>,
 }
 
 impl BuildMode {
@@ -206,6 +209,7 @@ impl BuildMode {
             },
             builder: None,
             reason: String::new(),
+            daemon_version: None,
         }
     }
 
@@ -364,6 +368,7 @@ impl Capabilities {
     /// inline cache with the cache tag pushed separately. `forced` is `--flavour`.
     pub fn decide(&self, forced: Option<Flavour>) -> BuildMode {
         let builder = self.requested_builder.clone();
+        let daemon_version = self.server_version.clone();
         let registry = self.registry_export();
         let on = self.describe_builder();
         match (forced, registry) {
@@ -371,18 +376,21 @@ impl Capabilities {
                 flavour: Flavour::Classic,
                 exporter: Exporter::Inline,
                 builder,
+                daemon_version,
                 reason: format!("--flavour classic: inline cache and a pushed cache tag ({on})"),
             },
             (Some(Flavour::Buildx), Ok(())) | (None, Ok(())) => BuildMode {
                 flavour: Flavour::Buildx,
                 exporter: Exporter::Registry,
                 builder,
+                daemon_version,
                 reason: format!("registry cache exporter, mode=max: {on} exports a registry cache"),
             },
             (Some(Flavour::Buildx), Err(r)) => BuildMode {
                 flavour: Flavour::Buildx,
                 exporter: Exporter::Inline,
                 builder,
+                daemon_version,
                 reason: format!(
                     "--flavour buildx with inline cache and a pushed cache tag: {}",
                     r.why
@@ -392,6 +400,7 @@ impl Capabilities {
                 flavour: Flavour::Classic,
                 exporter: Exporter::Inline,
                 builder,
+                daemon_version,
                 reason: format!("inline cache and a pushed cache tag: {}", r.why),
             },
         }

@@ -304,6 +304,19 @@ impl BuildReport {
                 .any(|c| c.found && c.reference == reference)
     }
 
+    /// Whether every `RUN` with a cache mount came from the layer cache
+    /// ([`Self::cache_mount_steps_cached`]) and BuildKit found the cache manifest
+    /// `reference`. On Docker 26's graph store (BuildKit 0.13, inline cache) an image built
+    /// that way, with only `COPY` steps run after them, carries no inline cache for the steps
+    /// it took from the cache (measured: the next fresh agent runs them all again).
+    pub fn cache_mount_steps_cached_from(&self, reference: &str) -> bool {
+        self.cache_mount_steps_cached() == Some(true)
+            && self
+                .cache_imports
+                .iter()
+                .any(|c| c.found && c.reference == reference)
+    }
+
     /// Whether every `RUN` with a cache mount that the log shows came from the layer cache
     /// (so the cache mounts hold nothing new): `Some(true)` when the log shows at least one
     /// such step and none of them ran, `Some(false)` when one ran, `None` when the log shows
@@ -981,7 +994,7 @@ mod tests {
                 "#2 importing cache manifest from r:5000/app:cache\n{import}\n\
                  #5 [1/3] FROM docker.io/library/python:3.12\n#5 DONE 0.1s\n\
                  #6 [2/3] COPY requirements.txt .\n#6 CACHED\n\
-                 #7 [3/3] RUN pip install -r requirements.txt\n{pip}\n\
+                 #7 [3/3] RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt\n{pip}\n\
                  #8 exporting to image\n#8 DONE 0.2s\n"
             )
         };
@@ -997,5 +1010,16 @@ mod tests {
         let missing = parse_log(&log("#2 ERROR: r:5000/app:cache: not found", "#7 CACHED"));
         assert!(!missing.every_step_cached_from("r:5000/app:cache"));
         assert!(!parse_log("").every_step_cached_from("r:5000/app:cache"));
+        // The cache-mount step cached, a later COPY run: the steps came from the cache tag.
+        let code = format!(
+            "{}#9 [4/4] COPY app.py .\n#9 DONE 0.0s\n",
+            log("#2 DONE 0.0s", "#7 CACHED")
+        );
+        let code = parse_log(&code);
+        assert!(!code.every_step_cached_from("r:5000/app:cache"));
+        assert!(code.cache_mount_steps_cached_from("r:5000/app:cache"));
+        assert!(!code.cache_mount_steps_cached_from("r:5000/app:cache-feature"));
+        assert!(!ran.cache_mount_steps_cached_from("r:5000/app:cache"));
+        assert!(!missing.cache_mount_steps_cached_from("r:5000/app:cache"));
     }
 }
