@@ -21,7 +21,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use cicache_docker::build::BuildPlan;
-use cicache_docker::engine::{Docker, DockerError, RunOutput, major_version};
+use cicache_docker::engine::{Docker, DockerError, RunOutput, pull_keeps_inline_cache};
 use cicache_docker::skip;
 
 use crate::check::Prefetch;
@@ -37,25 +37,20 @@ pub(crate) struct Job {
     pub note: String,
 }
 
-/// The first docker (major version) whose builds do without the prefetch. 23.0 moved
-/// `docker build` to buildx and a newer BuildKit; measured: 20.10 needs it, 26 does not.
-const NOT_NEEDED_FROM: u32 = 23;
-
 /// Why a prefetch the check planned does not run on the daemon of this `docker version`
-/// (`None`: it runs: Docker 20.10 and older). An unknown version counts as new.
+/// (`None`: it runs: Docker 20.10 and older, [`pull_keeps_inline_cache`]).
 pub(crate) fn not_needed_on(server_version: Option<&str>) -> Option<String> {
-    let v = server_version.map(str::trim).unwrap_or_default();
-    match major_version(v) {
-        Some(m) if m < NOT_NEEDED_FROM => None,
-        Some(_) => Some(format!(
+    if pull_keeps_inline_cache(server_version) {
+        return None;
+    }
+    Some(match server_version.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(v) => format!(
             "docker {v}: a workaround for docker 20.10's BuildKit; on this engine a pull \
              does not keep the cache tag's inline cache whole and costs more than it saves"
-        )),
-        None => Some(
-            "the daemon's version is unknown; the prefetch is a workaround for docker 20.10 only"
-                .to_string(),
         ),
-    }
+        None => "the daemon's version is unknown; the prefetch is a workaround for docker 20.10 only"
+            .to_string(),
+    })
 }
 
 /// The command that brings in the layers of `p`.

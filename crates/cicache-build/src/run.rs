@@ -16,7 +16,9 @@ use std::time::Instant;
 use cicache_docker::build::{BuildPlan, cache_refs};
 use cicache_docker::dance::{self, DanceOptions};
 use cicache_docker::dockerfile::{self, CacheMount};
-use cicache_docker::engine::{BuildMode, Docker, DockerError, Exporter, Flavour};
+use cicache_docker::engine::{
+    BuildMode, Docker, DockerError, Exporter, Flavour, pull_keeps_inline_cache,
+};
 use cicache_docker::report::BuildReport;
 use cicache_docker::transient::transient_reason;
 
@@ -857,15 +859,16 @@ fn kept_cache_tag(p: &Prepared, parsed: &BuildReport, cache_to: &str) -> Option<
         ));
     }
     let daemon = p.daemon_version();
-    (parsed.cache_mount_steps_cached_from(cache_to) && prefetch::not_needed_on(daemon).is_some())
-        .then(|| {
+    (parsed.cache_mount_steps_cached_from(cache_to) && !pull_keeps_inline_cache(daemon)).then(
+        || {
             format!(
                 "the cache-mount steps came from {cache_to}, which keeps them: not replaced by \
                  this image, whose inline cache docker {}'s BuildKit leaves without the steps \
                  it took from the cache (the next fresh agent would run them again)",
                 daemon.unwrap_or("(unknown version)")
             )
-        })
+        },
+    )
 }
 
 /// The image push (a failure fails the build) and the registry cache export (inline cache:

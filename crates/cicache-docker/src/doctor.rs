@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::build::{Compression, CompressionKind};
 use crate::dockerfile::{self, Dockerfile, Instruction};
-use crate::engine::{Capabilities, Docker, Exporter, Flavour};
+use crate::engine::{Capabilities, Docker, Exporter, Flavour, pull_keeps_inline_cache};
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -343,13 +343,20 @@ fn buildx_check(caps: &Capabilities, forced: Option<Flavour>, stages: Option<usi
             format!(
                 "{on}: cicache build runs {command} and exports the layer cache with the \
                  registry cache exporter (--cache-to type=registry,ref=IMAGE:cache,mode=max): \
-                 every stage's layers are cached"
+                 every stage's layers are cached, and every step's, whatever the last build ran"
             ),
         );
     }
+    let kept = if pull_keeps_inline_cache(caps.server_version.as_deref()) {
+        "the prefetch pulls the cache tag where that keeps it whole"
+    } else {
+        "after a build that took its cache-mount steps from the cache tag the tag stays as it \
+         was (this BuildKit would push it without them), so a fresh agent reruns the steps \
+         after them"
+    };
     let inline = format!(
         "cicache build runs {command} with inline cache (BUILDKIT_INLINE_CACHE=1) and pushes \
-         the `cache` tag itself; inline cache holds only the final image's layers"
+         the `cache` tag itself; inline cache holds only the final image's layers; {kept}"
     );
     let earlier = match stages {
         Some(n) if n > 1 => format!(
@@ -1198,6 +1205,13 @@ mod tests {
             "{c:?}"
         );
         assert!(c.fix.unwrap().contains("containerd-snapshotter"));
+        // Inline cache on 26: the cache tag stays when the cache-mount steps came from it;
+        // on 20.10 the prefetch keeps it whole.
+        assert!(c.message.contains("the tag stays as it was"), "{}", c.message);
+        let mut old = caps("graph");
+        old.server_version = Some("20.10.24+dfsg1".into());
+        let c = buildx_check(&old, None, Some(1));
+        assert!(c.message.contains("the prefetch pulls the cache tag"), "{c:?}");
         // Forced classic where the registry exporter works: fine for one stage, a warning
         // for several, and never "no buildx plugin".
         let c = buildx_check(&caps("containerd"), Some(Flavour::Classic), Some(1));

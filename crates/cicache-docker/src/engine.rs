@@ -224,6 +224,20 @@ impl BuildMode {
     }
 }
 
+/// The first docker daemon (major version) whose BuildKit does not keep an inline cache whole
+/// when the cache tag is pulled before the build. 23.0 moved `docker build` to buildx and a
+/// newer BuildKit; measured: 20.10 (BuildKit 0.8) keeps it, 26 (0.13) does not.
+const PULL_KEEPS_INLINE_CACHE_BEFORE: u32 = 23;
+
+/// Whether a `docker pull` of the inline cache tag before the build keeps the cache tag the
+/// build pushes whole, on the daemon of this `docker version` (cicache's prefetch): Docker
+/// 20.10 and older. An unknown version counts as new.
+pub fn pull_keeps_inline_cache(server_version: Option<&str>) -> bool {
+    server_version
+        .and_then(major_version)
+        .is_some_and(|m| m < PULL_KEEPS_INLINE_CACHE_BEFORE)
+}
+
 /// The first docker client version whose `docker build` needs the buildx plugin for
 /// BuildKit (the classic BuildKit client path was removed in 23.0).
 const BUILD_IS_BUILDX_FROM: u32 = 23;

@@ -166,7 +166,7 @@ pub struct ExtractArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Phases, in order: check (unchanged inputs: tag instead of building), restore, \
-        inject (with a prefetch beside them when the cache tag has the first cache-mount steps: a pull of it, or a build of the lines up to the first one), build, \
+        inject (on docker 20.10 with a prefetch beside them when the cache tag has the first cache-mount steps: a pull of it, or a build of the lines up to the first one), build, \
         push, cache export, extract (only what changed, when the cache dir holds files), save, \
         report. See docs/BUILD.md. A failing cache phase is a warning unless --strict; a failing Dockerfile step fails with \
         docker's exit code. Arguments after `--` go to the docker build unchanged, e.g. \
@@ -244,6 +244,7 @@ pub struct BuildOptions {
     /// it (or a build of the lines up to the first one, when only that one is unchanged)
     /// while the cache dir is restored and injected (without it the build pulls their layers
     /// itself, after the inject, and with docker 20.10 the cache tag it pushes loses steps).
+    /// Docker 20.10 only: a daemon of 23.0 or newer never prefetches.
     #[arg(long, env = "CICACHE_NO_PREFETCH")]
     pub no_prefetch: bool,
     /// After a failed build, skip the extract and save too (by default the cache mounts are
