@@ -47,15 +47,29 @@ pub struct CheckInput {
     pub rebuild: bool,
     /// Where the build's layer cache goes: what the found manifests are.
     pub exporter: Exporter,
+    /// The tags (without the repository) of the cache tags among the found manifests: with
+    /// inline cache only these hold the layer cache; the image tags found after them count
+    /// for unchanged inputs only.
+    pub cache_tags: Vec<String>,
 }
 
-/// The references whose image labels the check reads, in order: the cache tags
-/// (`cache_from`: own scope, then the default) where the cache is inline (the cache tag is
-/// the image); the image tags the build pushes (`image_refs`) with the registry exporter (the
-/// cache tag is a cache manifest, which has no labels).
+/// The references whose image labels the check reads, in order: where the cache is inline,
+/// the cache tags (`cache_from`: own scope, then the default; the cache tag is the image),
+/// then the image tags the build pushes (`image_refs`: a cache tag may keep an older image
+/// than the last build's, run.rs `kept_cache_tag`); with the registry exporter the image
+/// tags only (the cache tag is a cache manifest, which has no labels).
 pub fn label_refs(exporter: Exporter, cache_from: &[String], image_refs: &[String]) -> Vec<String> {
     match exporter {
-        Exporter::Inline => cache_from.to_vec(),
+        Exporter::Inline => {
+            let mut refs = cache_from.to_vec();
+            refs.extend(
+                image_refs
+                    .iter()
+                    .filter(|r| !cache_from.contains(r))
+                    .cloned(),
+            );
+            refs
+        }
         Exporter::Registry => image_refs.to_vec(),
     }
 }
@@ -108,20 +122,26 @@ pub fn skip_reason(
 pub fn decide(input: &CheckInput, found: &[CacheTag], caches: &[CacheManifest]) -> Decision {
     // The label, and the image's own platform as a backstop.
     let same_platform = |t: &CacheTag| input.platform.starts_with(t.platform.as_str());
-    let has = |label: &str, value: &str| {
+    let has = |t: &CacheTag, label: &str, value: &str| {
+        t.labels.get(label).map(String::as_str) == Some(value) && same_platform(t)
+    };
+    // With inline cache the layer cache is the cache tags' (an image tag's steps are not in it).
+    let layer_caches: Vec<&CacheTag> = found
+        .iter()
+        .filter(|t| input.exporter == Exporter::Registry || input.cache_tags.contains(&t.tag))
+        .collect();
+    let whole = input.inputs.as_ref().ok().and_then(|h| {
         found
             .iter()
-            .find(|t| t.labels.get(label).map(String::as_str) == Some(value) && same_platform(t))
-    };
-    let whole = input
-        .inputs
-        .as_ref()
-        .ok()
-        .and_then(|h| has(skip::LABEL, h).map(|t| (h, t)));
-    let steps = input
-        .mount_inputs
-        .as_deref()
-        .and_then(|h| has(skip::LABEL_MOUNT_STEPS, h));
+            .find(|t| has(t, skip::LABEL, h))
+            .map(|t| (h, t))
+    });
+    let steps = input.mount_inputs.as_deref().and_then(|h| {
+        layer_caches
+            .iter()
+            .copied()
+            .find(|t| has(t, skip::LABEL_MOUNT_STEPS, h))
+    });
     match (whole, steps) {
         (Some((hash, t)), _) if input.push && !input.rebuild => Decision::TagUnchanged {
             from: t.clone(),
@@ -180,7 +200,7 @@ pub fn decide(input: &CheckInput, found: &[CacheTag], caches: &[CacheManifest]) 
         }
         _ => {
             let mine: Vec<String> = input.mount_steps.iter().map(|(_, h)| h.clone()).collect();
-            let prefetch = found
+            let prefetch = layer_caches
                 .iter()
                 .filter(|t| same_platform(t))
                 .map(|t| {
@@ -273,6 +293,7 @@ mod tests {
             push: true,
             rebuild: false,
             exporter: Exporter::Inline,
+            cache_tags: vec!["cache-feature".into(), "cache".into(), "cache-a".into()],
         }
     }
 
@@ -359,6 +380,50 @@ mod tests {
             decide(&local, &found, &[]),
             Decision::MountsFromLayerCache { .. }
         ));
+    }
+
+    #[test]
+    fn inline_cache_tags_an_image_tag_but_takes_layers_from_cache_tags_only() {
+        let i = input(Ok("h2"), Some("m1"), &[(3, "s1")]);
+        // The cache tag kept an older image (run.rs kept_cache_tag); `latest` is the last
+        // build's, from the same inputs: tagged from `latest`.
+        let found = [
+            tag(
+                "cache",
+                &[(skip::LABEL, "h1"), (skip::LABEL_MOUNT_STEPS, "m1")],
+                "linux/amd64",
+            ),
+            tag(
+                "latest",
+                &[(skip::LABEL, "h2"), (skip::LABEL_MOUNT_STEPS, "m1")],
+                "linux/amd64",
+            ),
+        ];
+        match decide(&i, &found, &[]) {
+            Decision::TagUnchanged { from, .. } => assert_eq!(from.tag, "latest"),
+            d => panic!("{d:?}"),
+        }
+        // An image tag's mount steps are not in the layer cache: only the cache tag's count.
+        let mut other = i.clone();
+        other.inputs = Ok("h3".into());
+        match decide(&other, &found, &[]) {
+            Decision::MountsFromLayerCache { from, .. } => assert_eq!(from, "r:5000/app:cache"),
+            d => panic!("{d:?}"),
+        }
+        let only_latest = [found[1].clone()];
+        assert!(matches!(
+            decide(&other, &only_latest, &[]),
+            Decision::Build { prefetch: None }
+        ));
+        // Both unchanged: the cache tag first (its image is the one with the layer cache).
+        let both = [
+            tag("cache", &[(skip::LABEL, "h2")], "linux/amd64"),
+            found[1].clone(),
+        ];
+        match decide(&i, &both, &[]) {
+            Decision::TagUnchanged { from, .. } => assert_eq!(from.tag, "cache"),
+            d => panic!("{d:?}"),
+        }
     }
 
     #[test]
@@ -456,8 +521,11 @@ mod tests {
             "r:5000/app:cache".into(),
         ];
         let images = ["r:5000/app:1.0".to_string(), "r:5000/app:latest".into()];
-        // Inline cache: the cache tag is the image.
-        assert_eq!(label_refs(Exporter::Inline, &cache, &images), cache);
+        // Inline cache: the cache tag is the image; the image tags after it.
+        assert_eq!(
+            label_refs(Exporter::Inline, &cache, &images),
+            [&cache[..], &images[..]].concat()
+        );
         // The registry exporter: the cache tag is a cache manifest; the image tags are read.
         assert_eq!(label_refs(Exporter::Registry, &cache, &images), images);
     }
@@ -545,10 +613,17 @@ mod tests {
             decide(&i, &arm, &whole),
             Decision::Build { prefetch: None }
         ));
-        // The same labels on an inline cache tag: from the layer cache, with a prefetch.
+        // The same labels on an inline cache tag: from the layer cache, with a prefetch; on
+        // an image tag with inline cache: not in the layer cache.
         i.exporter = Exporter::Inline;
         assert!(matches!(
             decide(&i, &found, &[]),
+            Decision::Build { prefetch: None }
+        ));
+        let mut on_cache = found.clone();
+        on_cache[0].tag = "cache".into();
+        assert!(matches!(
+            decide(&i, &on_cache, &[]),
             Decision::MountsFromLayerCache {
                 prefetch: Some(_),
                 layers_in: None,

@@ -706,6 +706,12 @@ fn run_check(
         push: p.spec.push,
         rebuild: p.spec.rebuild,
         exporter,
+        cache_tags: p
+            .plan
+            .cache_from
+            .iter()
+            .filter_map(|r| r.rsplit_once(':').map(|(_, t)| t.to_string()))
+            .collect(),
     };
     match check::decide(&input, &found.tags, &found.caches) {
         Decision::TagUnchanged { from, hash } => Ok(Checked::Unchanged(from, hash)),

@@ -47,11 +47,18 @@ pub(crate) fn tag(
     ph.skipped("build", why.clone());
     let t = Instant::now();
     let mut tags: Vec<String> = plan.tags.clone();
-    // With inline cache the own scope's cache tag is the image too; with the registry
+    // With inline cache the own scope's cache tag is the image too, when the image found is
+    // a cache tag's (an image tag's may lack the inline cache of the steps its build took
+    // from the cache: run.rs `kept_cache_tag`; the cache tag stays then); with the registry
     // exporter it is a cache manifest, which stays as it is (the build reads the default
     // branch's when its own is missing).
+    let from_cache_tag = plan
+        .cache_from
+        .iter()
+        .any(|r| r.rsplit_once(':').is_some_and(|(_, t)| t == found.tag));
     if let Some(own) = plan.cache_to.as_ref().and_then(|r| r.rsplit_once(':'))
         && p.mode.exporter == Exporter::Inline
+        && from_cache_tag
         && own.1 != found.tag
         && !tags.iter().any(|t| t == own.1)
     {

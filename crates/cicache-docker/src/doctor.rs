@@ -1207,11 +1207,18 @@ mod tests {
         assert!(c.fix.unwrap().contains("containerd-snapshotter"));
         // Inline cache on 26: the cache tag stays when the cache-mount steps came from it;
         // on 20.10 the prefetch keeps it whole.
-        assert!(c.message.contains("the tag stays as it was"), "{}", c.message);
+        assert!(
+            c.message.contains("the tag stays as it was"),
+            "{}",
+            c.message
+        );
         let mut old = caps("graph");
         old.server_version = Some("20.10.24+dfsg1".into());
         let c = buildx_check(&old, None, Some(1));
-        assert!(c.message.contains("the prefetch pulls the cache tag"), "{c:?}");
+        assert!(
+            c.message.contains("the prefetch pulls the cache tag"),
+            "{c:?}"
+        );
         // Forced classic where the registry exporter works: fine for one stage, a warning
         // for several, and never "no buildx plugin".
         let c = buildx_check(&caps("containerd"), Some(Flavour::Classic), Some(1));

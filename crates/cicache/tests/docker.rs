@@ -1473,6 +1473,26 @@ fn unchanged_inputs_are_tagged_not_built(engine: Engine) {
         }
     }
 
+    // 4d. 4c's inputs again on a fresh agent (a re-run of the commit): tagged, not built. On
+    // 26-graph the cache tag kept an older image, so the image comes from `latest` (4c's),
+    // and the cache tag stays as it is (4c's image lacks the pip step's inline cache).
+    {
+        forget_repo();
+        let cache_before = registry_digest(&repo, "cache");
+        let r = build("v4d", &[]);
+        ok(&r);
+        let j = r.json();
+        assert!(!j["unchanged"].is_null(), "{on}: {j}");
+        if engine == Engine::Docker26Graph {
+            assert_eq!(
+                j["unchanged"]["from"],
+                format!("{repo}:latest"),
+                "{on}: {j}"
+            );
+            assert_eq!(registry_digest(&repo, "cache"), cache_before, "{on}");
+        }
+    }
+
     // 5. A requirement added: pip's step runs, with the cache restored and injected.
     let mut reqs = std::fs::read_to_string(ws.join("requirements.txt")).unwrap();
     reqs.push_str("tomli==2.0.1\n");
