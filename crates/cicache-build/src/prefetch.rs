@@ -11,10 +11,11 @@
 //! the steps before it only lose what no build needs.
 //!
 //! Only Docker 20.10 and older need it ([`not_needed_on`]): on Docker 26 (BuildKit 0.13,
-//! graph-driver store, inline cache) the pull does not keep the cache tag whole (its inline
-//! cache keeps only the steps the build ran, pull or no pull) and costs more than the build
-//! saves (docs/BENCHMARKS.md, 26-graph); with the registry exporter (containerd store) the
-//! check plans no prefetch at all.
+//! graph-driver store, inline cache) the pull does not keep the cache tag whole (an image
+//! whose cache-mount steps came from the cache, with only `COPY` run after them, has no
+//! inline cache for them, pull or no pull: run.rs `kept_cache_tag` keeps the cache tag
+//! instead) and costs more than the build saves (docs/BENCHMARKS.md, 26-graph); with the
+//! registry exporter (containerd store) the check plans no prefetch at all.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
