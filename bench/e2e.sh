@@ -35,7 +35,9 @@
 #                mount:    plain DOCKER_BUILDKIT=1 docker build (local layer cache and the pip
 #                          cache mount: what the guide's first step gives), docker push
 #                registry: cicache build --push with the registry layer cache only
-#                          (--no-restore --no-inject --no-extract --no-save --rebuild)
+#                          (--no-restore --no-inject --no-extract --no-save --no-prefetch
+#                          --rebuild; --no-prefetch from 2026-12-06 21:00: --rebuild keeps the
+#                          check since e01e6fb, so the prefetch ran in this strategy before)
 #                hand:     26: the registry layer cache by hand, no cicache: docker buildx build
 #                          --push --cache-from type=registry,ref=IMAGE:cache and, on the
 #                          containerd store, --cache-to type=registry,ref=IMAGE:cache,mode=max,
@@ -347,8 +349,9 @@ build() {
       ;;
     registry|full|full-zstd|full-gzip1)
       local off=()
-      # --rebuild: the unchanged-inputs check is cicache's, not part of the by-hand recipe.
-      [[ $s == registry ]] && off=(--no-restore --no-inject --no-extract --no-save --rebuild)
+      # --rebuild: the unchanged-inputs check is cicache's, not part of the by-hand recipe;
+      # nor is the prefetch (Docker 20.10 only).
+      [[ $s == registry ]] && off=(--no-restore --no-inject --no-extract --no-save --no-prefetch --rebuild)
       [[ $s == full-zstd ]] && off=(--compression zstd)
       [[ $s == full-gzip1 ]] && off=(--compression gzip --compression-level 1)
       [[ $sc == rebuild && $s != registry ]] && off+=(--rebuild)
