@@ -706,11 +706,9 @@ fn run_check(
         push: p.spec.push,
         rebuild: p.spec.rebuild,
         exporter,
-        cache_tags: p
-            .plan
-            .cache_from
-            .iter()
-            .filter_map(|r| r.rsplit_once(':').map(|(_, t)| t.to_string()))
+        cache_tags: cache_tag_names(&p.plan)
+            .into_iter()
+            .map(str::to_string)
             .collect(),
     };
     match check::decide(&input, &found.tags, &found.caches) {
@@ -753,6 +751,14 @@ fn run_check(
             go(None, prefetch)
         }
     }
+}
+
+/// The tags of the cache tags the build reads (`cache_from`, without the repository).
+pub(crate) fn cache_tag_names(plan: &BuildPlan) -> Vec<&str> {
+    plan.cache_from
+        .iter()
+        .filter_map(|r| r.rsplit_once(':').map(|(_, t)| t))
+        .collect()
 }
 
 /// Restore the cache dir from the store, then inject it into the cache mounts (after the

@@ -12,7 +12,7 @@ use crate::check::CacheTag;
 use crate::outcome::{BuildDoc, Unchanged};
 use crate::phase::{PhaseDetail, PhaseLog, human_duration};
 use crate::registry::local_image;
-use crate::run::{Env, Hooks, Prepared, finish};
+use crate::run::{Env, Hooks, Prepared, cache_tag_names, finish};
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn tag(
@@ -52,10 +52,7 @@ pub(crate) fn tag(
     // from the cache: run.rs `kept_cache_tag`; the cache tag stays then); with the registry
     // exporter it is a cache manifest, which stays as it is (the build reads the default
     // branch's when its own is missing).
-    let from_cache_tag = plan
-        .cache_from
-        .iter()
-        .any(|r| r.rsplit_once(':').is_some_and(|(_, t)| t == found.tag));
+    let from_cache_tag = cache_tag_names(plan).contains(&found.tag.as_str());
     if let Some(own) = plan.cache_to.as_ref().and_then(|r| r.rsplit_once(':'))
         && p.mode.exporter == Exporter::Inline
         && from_cache_tag

@@ -296,12 +296,14 @@ impl BuildReport {
     /// inline cache (moby/buildkit#1981: every second build misses; measured on Docker 26's
     /// graph store): pushing it as `reference` would replace a cache tag that has the steps.
     pub fn every_step_cached_from(&self, reference: &str) -> bool {
-        self.steps.total > 0
-            && self.steps.run == 0
-            && self
-                .cache_imports
-                .iter()
-                .any(|c| c.found && c.reference == reference)
+        self.steps.total > 0 && self.steps.run == 0 && self.imported(reference)
+    }
+
+    /// Whether BuildKit found the cache manifest `reference` (`--cache-from`).
+    fn imported(&self, reference: &str) -> bool {
+        self.cache_imports
+            .iter()
+            .any(|c| c.found && c.reference == reference)
     }
 
     /// Whether every `RUN` with a cache mount came from the layer cache
@@ -310,11 +312,7 @@ impl BuildReport {
     /// that way, with only `COPY` steps run after them, carries no inline cache for the steps
     /// it took from the cache (measured: the next fresh agent runs them all again).
     pub fn cache_mount_steps_cached_from(&self, reference: &str) -> bool {
-        self.cache_mount_steps_cached() == Some(true)
-            && self
-                .cache_imports
-                .iter()
-                .any(|c| c.found && c.reference == reference)
+        self.cache_mount_steps_cached() == Some(true) && self.imported(reference)
     }
 
     /// Whether every `RUN` with a cache mount that the log shows came from the layer cache
