@@ -870,17 +870,19 @@ fn kept_cache_tag(p: &Prepared, parsed: &BuildReport, cache_to: &str) -> Option<
              whose inline cache BuildKit leaves without them (moby/buildkit#1981)"
         ));
     }
+    if !parsed.cache_mount_steps_cached_from(cache_to) {
+        return None;
+    }
+    // Only now: with a forced flavour the daemon's version costs a `docker version`.
     let daemon = p.daemon_version();
-    (parsed.cache_mount_steps_cached_from(cache_to) && !pull_keeps_inline_cache(daemon)).then(
-        || {
-            format!(
-                "the cache-mount steps came from {cache_to}, which keeps them: not replaced by \
-                 this image, whose inline cache docker {}'s BuildKit leaves without the steps \
-                 it took from the cache (the next fresh agent would run them again)",
-                daemon.unwrap_or("(unknown version)")
-            )
-        },
-    )
+    (!pull_keeps_inline_cache(daemon)).then(|| {
+        format!(
+            "the cache-mount steps came from {cache_to}, which keeps them: not replaced by \
+             this image, whose inline cache docker {}'s BuildKit leaves without the steps it \
+             took from the cache (the next fresh agent would run them again)",
+            daemon.unwrap_or("(unknown version)")
+        )
+    })
 }
 
 /// The image push (a failure fails the build) and the registry cache export (inline cache:
