@@ -33,6 +33,7 @@ mod inputs;
 pub mod mount;
 mod mounts;
 mod outcome;
+mod overlap;
 mod phase;
 mod prefetch;
 mod registry;

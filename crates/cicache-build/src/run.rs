@@ -1,13 +1,15 @@
 //! The phase sequence of one build, with its overlaps:
 //!
 //! ```text
-//! check ─┬─ restore ── inject ─┬─ build ─┬─ push ── cache-export ─┬─ outcome
-//!        └─ prefetch ──────────┘         └─ extract ── save ──────┘
+//! check ─┬─ restore ── inject ─┬─ build ─────────────┬─ push ── cache-export ─┬─ outcome
+//!        └─ prefetch ──────────┘   └ at its export ── extract ── save ───────┘
 //! ```
 //!
 //! Restore and inject run beside the prefetch (the store's disk and the daemon's network);
-//! extract and save run beside the push (the daemon's disk and the store beside the
-//! registry's network). The check may end the build early: an unchanged image is tagged.
+//! extract and save start when BuildKit begins the build's export (every step has run:
+//! overlap.rs) and run beside the export and the push (the daemon's disk and the store beside
+//! gzip and the registry's network). The check may end the build early: an unchanged image is
+//! tagged.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -30,6 +32,7 @@ use crate::events::Events;
 use crate::inputs::{self, Hashed};
 use crate::mounts::{describe_dance, select_mounts};
 use crate::outcome::{BaseFailedDoc, BuildDoc, BuildResult, DryRunDoc, DryRunMount};
+use crate::overlap::StepsDone;
 use crate::phase::{PhaseDetail, PhaseLog};
 use crate::prefetch;
 use crate::registry::{RegistryAccess, has_registry_host};
@@ -422,22 +425,42 @@ fn execute(
         _ => None,
     };
 
-    // The build.
+    // The build, with extract and save beside its export and push (overlap.rs): they start
+    // at BuildKit's first `exporting` line, when every step has run, or else when the build
+    // returns.
+    let steps_done = StepsDone::default();
+    let mut out_ph = PhaseLog::new(env.events, env.settings.strict, hooks.prefix);
     let t = Instant::now();
-    let (out, build_cmd, exporter) = run_docker_build(p, env, &mut ph)?;
-    let build_secs = t.elapsed().as_secs_f64();
-    if let Some(r) = &removable {
-        let _ = p.docker.output(&["rmi".to_string(), r.clone()]);
-    }
-    let parsed = cicache_docker::report::parse_log(&out.lines.join("\n"));
-    // Every RUN with a cache mount came from the layer cache: the mounts hold nothing new.
-    let mounts_untouched = parsed.cache_mount_steps_cached() == Some(true);
-    // The inline cache tag this build took every step from, or (after docker 20.10) its
-    // cache-mount steps: pushing the image over it would leave a cache tag without them.
-    let cache_tag_kept = (exporter == Exporter::Inline)
-        .then_some(p.plan.cache_to.as_deref())
-        .flatten()
-        .and_then(|r| kept_cache_tag(p, &parsed, r));
+    let (built, early_saved) = std::thread::scope(|s| {
+        let worker = s.spawn(|| {
+            let (lines, at_export) = steps_done.wait()?;
+            let untouched = mounts_untouched(&lines);
+            Some(extract_and_save(
+                p,
+                env,
+                hooks,
+                injected,
+                untouched,
+                at_export,
+                &mut out_ph,
+            ))
+        });
+        let built = build_then_push(p, env, &mut ph, &steps_done, t, &removable);
+        let saved = worker.join().unwrap_or_else(|_| {
+            Some(Err(BuildError::Strict {
+                phase: "extract".into(),
+                message: "the extract and save thread panicked".into(),
+            }))
+        });
+        (built, saved)
+    });
+    let Built {
+        out,
+        build_cmd,
+        build_secs,
+        parsed,
+        pushed,
+    } = built?;
     let mut report = spec.switches.report.then_some(parsed);
     if let Some(r) = report.as_mut() {
         r.set_wall_time(build_secs);
@@ -458,7 +481,24 @@ fn execute(
             out.code,
             errs.join("\n  ")
         ));
-        let saved = save_after_failure(p, env, hooks, injected, mounts_untouched, &mut ph);
+        let saved = match early_saved {
+            // Every step had run when the export began: the mounts were extracted and saved
+            // as after a successful build.
+            Some(saved) => {
+                ph.skipped("push", "the build failed");
+                ph.skipped("cache-export", "the build failed");
+                env.events.warn(
+                    "the docker build failed in its export or push, after every step had run: \
+                     extract and save had started at the export and ran as for a successful build",
+                );
+                ph.append(out_ph);
+                saved.ok().flatten()
+            }
+            None => {
+                let untouched = mounts_untouched(&out.lines);
+                save_after_failure(p, env, hooks, injected, untouched, &mut ph)
+            }
+        };
         let code = u8::try_from(out.code).ok().filter(|c| *c != 0).unwrap_or(1);
         let mut doc = finish(
             p, hooks, ph, restored, saved, report, total, false, out.code,
@@ -466,34 +506,82 @@ fn execute(
         doc.code = code;
         return Ok(doc);
     }
+    pushed?;
+    ph.append(out_ph);
+    let saved = early_saved.unwrap_or(Ok(None))?;
+    Ok(finish(
+        p, hooks, ph, restored, saved, report, total, true, 0,
+    ))
+}
+
+/// What [`build_then_push`] did.
+struct Built {
+    out: cicache_docker::engine::RunOutput,
+    build_cmd: Vec<String>,
+    build_secs: f64,
+    parsed: BuildReport,
+    /// The push and cache export's result (`Ok` when the build failed: they did not run).
+    pushed: Result<(), BuildError>,
+}
+
+/// The image build, then (when it succeeded) the push and the cache export; `steps_done`
+/// hears its lines and is told how it ended. The build phase is recorded by the caller.
+fn build_then_push(
+    p: &Prepared,
+    env: &Env,
+    ph: &mut PhaseLog,
+    steps_done: &StepsDone,
+    t: Instant,
+    removable: &Option<String>,
+) -> Result<Built, BuildError> {
+    let watch = |line: &str| steps_done.observe(line);
+    let built = run_docker_build(p, env, ph, &watch);
+    steps_done.finish(matches!(&built, Ok((out, _, _)) if out.code == 0));
+    let build_secs = t.elapsed().as_secs_f64();
+    let (out, build_cmd, exporter) = built?;
+    if let Some(r) = removable {
+        let _ = p.docker.output(&["rmi".to_string(), r.clone()]);
+    }
+    let parsed = cicache_docker::report::parse_log(&out.lines.join("\n"));
+    if out.code != 0 {
+        return Ok(Built {
+            out,
+            build_cmd,
+            build_secs,
+            parsed,
+            pushed: Ok(()),
+        });
+    }
     ph.ok(
         "build",
         t,
         format!("built {}", p.plan.image_refs().join(", ")),
-        Some(PhaseDetail::Build { command: build_cmd }),
+        Some(PhaseDetail::Build {
+            command: build_cmd.clone(),
+        }),
     );
-
+    // The inline cache tag this build took every step from, or (after docker 20.10) its
+    // cache-mount steps: pushing the image over it would leave a cache tag without them.
+    let cache_tag_kept = (exporter == Exporter::Inline)
+        .then_some(p.plan.cache_to.as_deref())
+        .flatten()
+        .and_then(|r| kept_cache_tag(p, &parsed, r));
     // Push and cache export beside extract and save: the push is network and gzip, the
     // extract and save are the daemon's and the store's disk; the cache work hides behind it.
-    let mut out_ph = PhaseLog::new(env.events, env.settings.strict, hooks.prefix);
-    let (pushed, saved) = std::thread::scope(|s| {
-        let worker =
-            s.spawn(|| extract_and_save(p, env, hooks, injected, mounts_untouched, &mut out_ph));
-        let pushed = push_and_export(p, env, exporter, cache_tag_kept.as_deref(), &mut ph);
-        let saved = worker.join().unwrap_or_else(|_| {
-            Err(BuildError::Strict {
-                phase: "extract".into(),
-                message: "the extract and save thread panicked".into(),
-            })
-        });
-        (pushed, saved)
-    });
-    pushed?;
-    ph.append(out_ph);
-    let saved = saved?;
-    Ok(finish(
-        p, hooks, ph, restored, saved, report, total, true, 0,
-    ))
+    let pushed = push_and_export(p, env, exporter, cache_tag_kept.as_deref(), ph);
+    Ok(Built {
+        out,
+        build_cmd,
+        build_secs,
+        parsed,
+        pushed,
+    })
+}
+
+/// Every RUN with a cache mount came from the layer cache (by the build's log): the mounts
+/// hold nothing new.
+fn mounts_untouched(lines: &[String]) -> bool {
+    cicache_docker::report::parse_log(&lines.join("\n")).cache_mount_steps_cached() == Some(true)
 }
 
 impl Prepared<'_> {
@@ -537,9 +625,10 @@ fn run_docker_build(
     p: &Prepared,
     env: &Env,
     ph: &mut PhaseLog,
+    watch: &(dyn Fn(&str) + Sync),
 ) -> Result<(cicache_docker::engine::RunOutput, Vec<String>, Exporter), BuildError> {
     let cmd = p.build_args();
-    let out = run_build_retrying_push(p, env, ph, &cmd)?;
+    let out = run_build_retrying_push(p, env, ph, &cmd, watch)?;
     if out.code == 0
         || p.mode.exporter != Exporter::Registry
         || !p.plan.registry_cache
@@ -566,7 +655,7 @@ fn run_docker_build(
     let cmd = p
         .plan
         .build_args_with(Exporter::Inline, p.mode.builder.as_deref());
-    let out = run_build_retrying_push(p, env, ph, &cmd)?;
+    let out = run_build_retrying_push(p, env, ph, &cmd, watch)?;
     Ok((out, cmd, Exporter::Inline))
 }
 
@@ -580,8 +669,12 @@ fn run_build_retrying_push(
     env: &Env,
     ph: &mut PhaseLog,
     cmd: &[String],
+    watch: &(dyn Fn(&str) + Sync),
 ) -> Result<cicache_docker::engine::RunOutput, BuildError> {
-    let echo = |line: &str| env.events.docker_line(line);
+    let echo = |line: &str| {
+        watch(line);
+        env.events.docker_line(line);
+    };
     let run = || {
         env.events.info(&format!(
             "build: {} {}",
@@ -645,7 +738,7 @@ fn save_after_failure(
         "the docker build failed; skipping push, but extracting and saving what its cache \
          mounts hold (--no-save-on-failure skips that)",
     );
-    extract_and_save(p, env, hooks, injected, mounts_untouched, ph)
+    extract_and_save(p, env, hooks, injected, mounts_untouched, false, ph)
         .ok()
         .flatten()
 }
@@ -962,13 +1055,15 @@ fn push_and_export(
     Ok(())
 }
 
-/// Extract the cache mounts into the cache dir, then save it to the store.
+/// Extract the cache mounts into the cache dir, then save it to the store. `at_export`: the
+/// build's export had begun, the build not yet returned (overlap.rs); the extract says so.
 fn extract_and_save(
     p: &Prepared,
     env: &Env,
     hooks: &Hooks,
     injected: bool,
     mounts_untouched: bool,
+    at_export: bool,
     ph: &mut PhaseLog,
 ) -> Result<Option<SaveDoc>, BuildError> {
     let spec = p.spec;
@@ -995,7 +1090,10 @@ fn extract_and_save(
             .then_some(&echo as &(dyn Fn(&str) + Sync));
         match dance::extract(&p.docker, &refs, cache_dir, &p.dance, merge, verbose) {
             Ok(r) => {
-                let msg = describe_dance(&r, "extracted").join("; ");
+                let mut msg = describe_dance(&r, "extracted").join("; ");
+                if at_export {
+                    msg.push_str(" (started at the build's export)");
+                }
                 ph.ok("extract", t, msg, Some(PhaseDetail::Dance(r)));
             }
             Err(e) => ph.cache_failed("extract", t, e)?,

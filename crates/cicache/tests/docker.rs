@@ -531,6 +531,13 @@ fn dance_and_build_over_tcp() {
     // The cache dir held build-1: only build-2 came out of the builder.
     let extract = phase(&j, "extract");
     assert_eq!(extract["detail"]["method"], "changed", "{extract}");
+    assert!(
+        extract["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("(started at the build's export)"),
+        "{extract}"
+    );
     assert_eq!(
         extract["detail"]["mounts"][0]["copied_files"], 1,
         "{extract}"
@@ -1248,6 +1255,16 @@ fn unchanged_inputs_are_tagged_not_built(engine: Engine) {
             "{on}: {check}"
         );
         assert_eq!(phase(&j, "build")["status"], "ok");
+        // The extract started at BuildKit's export, beside the export and the push.
+        let extract = phase(&j, "extract");
+        assert_eq!(extract["status"], "ok", "{on}: {extract}");
+        assert!(
+            extract["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("(started at the build's export)"),
+            "{on}: {extract}"
+        );
         let registry_exporter = phase(&j, "cache-export")["status"] == "skipped";
         (
             check["detail"]["inputs"].as_str().unwrap().to_string(),
@@ -1598,6 +1615,15 @@ fn unchanged_inputs_are_tagged_not_built(engine: Engine) {
             r.stderr
         );
         assert!(registry_digest(&repo, "broken").is_none());
+        if registry_exporter {
+            // buildx pushes inside the build: it failed after every step had run, with the
+            // extract and save already started at its export.
+            assert!(
+                r.stderr.contains("after every step had run"),
+                "{on}: {}",
+                r.stderr
+            );
+        }
         std::fs::remove_dir_all(&tag_dir).unwrap();
         let r = build_example(&d, &ws, &store, &repo, &pypi, &tags);
         ok(&r);

@@ -248,7 +248,9 @@ pub struct BuildOptions {
     #[arg(long, env = "CICACHE_NO_PREFETCH")]
     pub no_prefetch: bool,
     /// After a failed build, skip the extract and save too (by default the cache mounts are
-    /// extracted and saved, so the wheels downloaded before the failing step are kept).
+    /// extracted and saved, so the wheels downloaded before the failing step are kept). A
+    /// build that fails in its export or push, after every step ran, has its cache mounts
+    /// saved all the same: extract and save start at the export.
     #[arg(long, env = "CICACHE_NO_SAVE_ON_FAILURE")]
     pub no_save_on_failure: bool,
     /// Skip the report at the end.
