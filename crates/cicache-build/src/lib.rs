@@ -13,8 +13,8 @@
 //!   -> tag instead of building              unchanged.rs
 //!   -> restore + inject, prefetch beside    run.rs, cache_dir.rs, prefetch.rs
 //!   -> docker build                         run.rs
-//!   -> push + cache export, beside them     run.rs
-//!      extract + save
+//!   -> push + cache export; extract + save  run.rs, overlap.rs (extract + save start at the
+//!      beside the export and the push                         build's export: every step done)
 //!   -> BuildOutcome                         outcome.rs, phase.rs (typed; the binary prints
 //!                                                        text or the JSON of docs/JSON.md)
 //! ```

@@ -39,6 +39,11 @@ pub struct Phase {
     /// check, restore, inject, prefetch, build, push, cache-export, extract, save, parse.
     pub name: &'static str,
     pub status: PhaseStatus,
+    /// When it began, in seconds from the start of the build (absent when skipped): phases
+    /// overlap (the prefetch beside restore and inject, extract and save beside the build's
+    /// export and the push), so their order and seconds alone do not place them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<f64>,
     pub seconds: f64,
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,17 +122,30 @@ pub(crate) struct PhaseLog<'a> {
     pub warnings: Vec<String>,
     /// Put before each log line (`base ` for the base image's build).
     pub prefix: &'static str,
+    /// The start of the build: each phase's `start` is counted from it.
+    origin: Instant,
 }
 
 impl<'a> PhaseLog<'a> {
-    pub fn new(events: &'a dyn Events, strict: bool, prefix: &'static str) -> Self {
+    pub fn new(
+        events: &'a dyn Events,
+        strict: bool,
+        prefix: &'static str,
+        origin: Instant,
+    ) -> Self {
         PhaseLog {
             events,
             strict,
             list: Vec::new(),
             warnings: Vec::new(),
             prefix,
+            origin,
         }
+    }
+
+    /// Seconds from the build's start to `started`.
+    fn start_of(&self, started: Instant) -> Option<f64> {
+        Some(started.saturating_duration_since(self.origin).as_secs_f64())
     }
 
     pub fn skipped(&mut self, name: &'static str, why: impl Into<String>) {
@@ -137,6 +155,7 @@ impl<'a> PhaseLog<'a> {
         self.list.push(Phase {
             name,
             status: PhaseStatus::Skipped,
+            start: None,
             seconds: 0.0,
             message: Some(why),
             detail: None,
@@ -159,6 +178,7 @@ impl<'a> PhaseLog<'a> {
         self.list.push(Phase {
             name,
             status: PhaseStatus::Ok,
+            start: self.start_of(started),
             seconds: started.elapsed().as_secs_f64(),
             message: Some(message),
             detail,
@@ -184,6 +204,7 @@ impl<'a> PhaseLog<'a> {
         self.list.push(Phase {
             name,
             status: PhaseStatus::Warning,
+            start: self.start_of(started),
             seconds: started.elapsed().as_secs_f64(),
             message: Some(msg),
             detail: Some(detail),
@@ -203,6 +224,7 @@ impl<'a> PhaseLog<'a> {
             self.list.push(Phase {
                 name,
                 status: PhaseStatus::Failed,
+                start: self.start_of(started),
                 seconds,
                 message: Some(msg),
                 detail: None,
@@ -219,6 +241,7 @@ impl<'a> PhaseLog<'a> {
         self.list.push(Phase {
             name,
             status: PhaseStatus::Warning,
+            start: self.start_of(started),
             seconds,
             message: Some(msg),
             detail: None,
@@ -226,10 +249,12 @@ impl<'a> PhaseLog<'a> {
         Ok(())
     }
 
-    /// A phase that failed the build (the Dockerfile build, the push).
+    /// A phase that failed the build (the Dockerfile build, the push): it began at `started`
+    /// and took `seconds`.
     pub fn failed(
         &mut self,
         name: &'static str,
+        started: Instant,
         seconds: f64,
         message: String,
         detail: Option<PhaseDetail>,
@@ -237,6 +262,7 @@ impl<'a> PhaseLog<'a> {
         self.list.push(Phase {
             name,
             status: PhaseStatus::Failed,
+            start: self.start_of(started),
             seconds,
             message: Some(message),
             detail,

@@ -185,7 +185,7 @@ pub(crate) fn run_build(
                 source,
             })?;
     }
-    let mut ph = PhaseLog::new(env.events, env.settings.strict, hooks.prefix);
+    let mut ph = PhaseLog::new(env.events, env.settings.strict, hooks.prefix, total);
     ph.warnings = hooks.warnings.clone();
     let p = prepare(&spec, env, hooks, &mut ph)?;
     if spec.dry_run {
@@ -429,7 +429,7 @@ fn execute(
     // at BuildKit's first `exporting` line, when every step has run, or else when the build
     // returns.
     let steps_done = StepsDone::default();
-    let mut out_ph = PhaseLog::new(env.events, env.settings.strict, hooks.prefix);
+    let mut out_ph = PhaseLog::new(env.events, env.settings.strict, hooks.prefix, total);
     let t = Instant::now();
     let (built, early_saved) = std::thread::scope(|s| {
         let worker = s.spawn(|| {
@@ -469,6 +469,7 @@ fn execute(
         let errs = out.error_lines(12);
         ph.failed(
             "build",
+            t,
             build_secs,
             errs.join("\n"),
             Some(PhaseDetail::BuildFailed {

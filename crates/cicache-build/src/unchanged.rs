@@ -94,7 +94,7 @@ pub(crate) fn tag(
         }
         Err(e) => {
             env.events.error(&e);
-            ph.failed("push", t.elapsed().as_secs_f64(), e, None);
+            ph.failed("push", t, t.elapsed().as_secs_f64(), e, None);
             false
         }
     };

@@ -1265,6 +1265,12 @@ fn unchanged_inputs_are_tagged_not_built(engine: Engine) {
                 .ends_with("(started at the build's export)"),
             "{on}: {extract}"
         );
+        let build = phase(&j, "build");
+        let at = |p: &Value, k: &str| p[k].as_f64().unwrap_or_else(|| panic!("{p}"));
+        assert!(
+            at(extract, "start") < at(build, "start") + at(build, "seconds"),
+            "{on}: the extract began before the build returned: {build} {extract}"
+        );
         let registry_exporter = phase(&j, "cache-export")["status"] == "skipped";
         (
             check["detail"]["inputs"].as_str().unwrap().to_string(),
