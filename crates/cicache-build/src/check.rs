@@ -39,6 +39,8 @@ pub struct CheckInput {
     pub mount_inputs: Option<String>,
     /// (last line, hash) of the steps up to each cache-mount RUN of the image's own stages.
     pub mount_steps: Vec<(usize, String)>,
+    /// The command of each of those RUNs (after its flags), in the same order.
+    pub mount_commands: Vec<String>,
     /// `os/arch[/variant]` the build is for.
     pub platform: String,
     pub push: bool,
@@ -98,8 +100,87 @@ pub enum Decision {
         /// layer of `from`, where the build finds those steps.
         layers_in: Option<String>,
     },
-    /// Build; `prefetch` when a cache tag shares the first cache-mount steps.
-    Build { prefetch: Option<Prefetch> },
+    /// Build; `prefetch` when a cache tag shares the first cache-mount steps; `rerun` when
+    /// the layer cache has the first of them and the image it read says what the others made.
+    Build {
+        prefetch: Option<Prefetch>,
+        rerun: Option<Rerun>,
+    },
+}
+
+/// The cache-mount steps a build runs again while the layer cache has the ones before them,
+/// and what they made in the image the check read: the most the pip cache can save them
+/// (the wheels of a step are about the size of its layer). When that is a small part of the
+/// cache dir, copying all of it into the builder costs more than the downloads it can save
+/// (run.rs, `inject_cannot_pay`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rerun {
+    /// `IMAGE:tag` whose steps were measured.
+    pub from: String,
+    /// The first `unchanged` of `total` cache-mount steps come from the layer cache.
+    pub unchanged: usize,
+    pub total: usize,
+    /// Bytes of the layers the other steps made in `from` (compressed, as pushed).
+    pub bytes: u64,
+}
+
+/// `a b` for `a  b`: whitespace as one space.
+fn words(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The layer bytes of the RUNs `commands` in the image's history `steps`, matched in order
+/// by their command (BuildKit writes `RUN [|N ARG=v ...] /bin/sh -c COMMAND # buildkit`,
+/// the flags left out); `None` when one is not found.
+pub fn layer_bytes_of(steps: &[crate::registry::LayerStep], commands: &[String]) -> Option<u64> {
+    let mut from = 0;
+    let mut total = 0u64;
+    for c in commands {
+        let want = words(c);
+        if want.is_empty() {
+            return None;
+        }
+        let at = steps.iter().skip(from).position(|s| {
+            let have = words(s.created_by.trim_end_matches("# buildkit"));
+            have.starts_with("RUN ") && have.ends_with(&format!(" -c {want}"))
+        })? + from;
+        total = total.checked_add(steps[at].bytes)?;
+        from = at + 1;
+    }
+    Some(total)
+}
+
+/// The steps that run again (module [`Rerun`]): the layer cache image (of `candidates`, on
+/// the build's platform) that shares the longest prefix of the cache-mount steps, some but
+/// not all of them, with the bytes its history gives the others.
+fn rerun(input: &CheckInput, candidates: &[&CacheTag]) -> Option<Rerun> {
+    let mine: Vec<String> = input.mount_steps.iter().map(|(_, h)| h.clone()).collect();
+    if input.mount_commands.len() != mine.len() {
+        return None;
+    }
+    let (k, t) = candidates
+        .iter()
+        .filter(|t| input.platform.starts_with(t.platform.as_str()))
+        .map(|t| {
+            let theirs: Vec<String> = t
+                .labels
+                .get(skip::LABEL_MOUNT_STEP_LIST)
+                .map(String::as_str)
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            (skip::common_prefix(&mine, &theirs), *t)
+        })
+        .filter(|(k, _)| *k > 0 && *k < mine.len())
+        .max_by_key(|(k, _)| *k)?;
+    let bytes = layer_bytes_of(&t.steps, &input.mount_commands[k..])?;
+    Some(Rerun {
+        from: format!("{}:{}", input.image, t.tag),
+        unchanged: k,
+        total: mine.len(),
+        bytes,
+    })
 }
 
 /// Why the check does not ask the registry at all, if it does not: it asks whenever one of
@@ -170,7 +251,22 @@ pub fn decide(input: &CheckInput, found: &[CacheTag], caches: &[CacheManifest]) 
                     prefetch: None,
                     layers_in: Some(format!("{}:{}", input.image, c.tag)),
                 },
-                None => Decision::Build { prefetch: None },
+                None => {
+                    // The image tags whose layers a cache manifest the build reads holds.
+                    let in_cache: Vec<&CacheTag> = found
+                        .iter()
+                        .filter(|t| {
+                            !t.layers.is_empty()
+                                && caches
+                                    .iter()
+                                    .any(|c| t.layers.iter().all(|l| c.layers.contains(l)))
+                        })
+                        .collect();
+                    Decision::Build {
+                        prefetch: None,
+                        rerun: rerun(input, &in_cache),
+                    }
+                }
             }
         }
         (_, Some(t)) => {
@@ -222,7 +318,10 @@ pub fn decide(input: &CheckInput, found: &[CacheTag], caches: &[CacheManifest]) 
                     total: input.mount_steps.len(),
                     from: format!("{}:{tag}", input.image),
                 });
-            Decision::Build { prefetch }
+            Decision::Build {
+                prefetch,
+                rerun: rerun(input, &layer_caches),
+            }
         }
     }
 }
@@ -269,6 +368,7 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             platform: platform.to_string(),
             layers: vec![format!("sha256:base"), format!("sha256:{name}-top")],
+            steps: Vec::new(),
         }
     }
 
@@ -289,6 +389,10 @@ mod tests {
             inputs: inputs.map(str::to_string).map_err(str::to_string),
             mount_inputs: mount.map(str::to_string),
             mount_steps: steps.iter().map(|(l, h)| (*l, h.to_string())).collect(),
+            mount_commands: steps
+                .iter()
+                .map(|(l, _)| format!("pip install -r r{l}.txt"))
+                .collect(),
             platform: "linux/amd64".into(),
             push: true,
             rebuild: false,
@@ -348,7 +452,7 @@ mod tests {
         // Nothing held: build, and the message says why it was not tagged.
         assert!(matches!(
             decide(&i, &found, &[]),
-            Decision::Build { prefetch: None }
+            Decision::Build { prefetch: None, .. }
         ));
         assert!(
             build_message(&i).starts_with("--rebuild"),
@@ -413,7 +517,7 @@ mod tests {
         let only_latest = [found[1].clone()];
         assert!(matches!(
             decide(&other, &only_latest, &[]),
-            Decision::Build { prefetch: None }
+            Decision::Build { prefetch: None, .. }
         ));
         // Both unchanged: the cache tag first (its image is the one with the layer cache).
         let both = [
@@ -436,7 +540,7 @@ mod tests {
         )];
         assert!(matches!(
             decide(&i, &found, &[]),
-            Decision::Build { prefetch: None }
+            Decision::Build { prefetch: None, .. }
         ));
     }
 
@@ -481,7 +585,9 @@ mod tests {
             ),
         ];
         match decide(&i, &found, &[]) {
-            Decision::Build { prefetch: Some(p) } => {
+            Decision::Build {
+                prefetch: Some(p), ..
+            } => {
                 assert_eq!(p.unchanged, 2);
                 assert_eq!(p.total, 3);
                 assert_eq!(p.end_line, 5);
@@ -497,8 +603,144 @@ mod tests {
         )];
         assert!(matches!(
             decide(&i, &none, &[]),
-            Decision::Build { prefetch: None }
+            Decision::Build { prefetch: None, .. }
         ));
+    }
+
+    fn steps(entries: &[(&str, u64)]) -> Vec<crate::registry::LayerStep> {
+        entries
+            .iter()
+            .map(|(c, b)| crate::registry::LayerStep {
+                created_by: c.to_string(),
+                bytes: *b,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_history_gives_the_layer_bytes_of_runs_by_their_command() {
+        let h = steps(&[
+            ("/bin/sh -c #(nop) ADD file:1 in / ", 30),
+            ("WORKDIR /app", 0),
+            ("COPY requirements-ml.txt . # buildkit", 1),
+            (
+                "RUN /bin/sh -c pip install    --no-deps -r requirements-ml.txt # buildkit",
+                340,
+            ),
+            ("COPY requirements.txt . # buildkit", 1),
+            (
+                "RUN |1 N=2 /bin/sh -c pip install --no-deps -r requirements.txt # buildkit",
+                16,
+            ),
+            (
+                "RUN /bin/bash -o pipefail -c pip install -r requirements.txt # buildkit",
+                4,
+            ),
+        ]);
+        let cmd = |c: &str| vec![c.to_string()];
+        // Whitespace as written, build arguments and the shell do not matter.
+        assert_eq!(
+            layer_bytes_of(&h, &cmd("pip install --no-deps -r requirements-ml.txt")),
+            Some(340)
+        );
+        assert_eq!(
+            layer_bytes_of(&h, &cmd("pip install --no-deps   -r requirements.txt")),
+            Some(16)
+        );
+        // In order: the same command twice takes the next entry each time.
+        let twice = vec![
+            "pip install -r requirements.txt".to_string(),
+            "pip install -r requirements.txt".to_string(),
+        ];
+        assert_eq!(layer_bytes_of(&h, &twice), None, "only one such RUN");
+        assert_eq!(layer_bytes_of(&h, &twice[..1]), Some(4));
+        let both = vec![
+            "pip install --no-deps -r requirements-ml.txt".to_string(),
+            "pip install --no-deps -r requirements.txt".to_string(),
+        ];
+        assert_eq!(layer_bytes_of(&h, &both), Some(356));
+        // Out of order, unknown, empty (a heredoc), or only a suffix of a word: nothing.
+        let reversed: Vec<String> = both.iter().rev().cloned().collect();
+        assert_eq!(layer_bytes_of(&h, &reversed), None);
+        assert_eq!(layer_bytes_of(&h, &cmd("pip install numpy")), None);
+        assert_eq!(layer_bytes_of(&h, &cmd("")), None);
+        assert_eq!(
+            layer_bytes_of(&h, &cmd("install -r requirements.txt")),
+            None
+        );
+        assert_eq!(layer_bytes_of(&h, &cmd("COPY requirements.txt .")), None);
+        // A size that does not add up is no answer.
+        let huge = steps(&[("RUN /bin/sh -c a", u64::MAX), ("RUN /bin/sh -c b", 1)]);
+        assert_eq!(
+            layer_bytes_of(&huge, &["a".to_string(), "b".to_string()]),
+            None
+        );
+    }
+
+    #[test]
+    fn the_steps_that_run_again_are_measured_in_the_layer_cache_image() {
+        let mut i = input(Ok("h2"), Some("m2"), &[(3, "s1"), (5, "s2")]);
+        let history = steps(&[
+            ("RUN /bin/sh -c pip install -r r3.txt # buildkit", 300),
+            ("RUN /bin/sh -c pip install -r r5.txt # buildkit", 16),
+        ]);
+        let mut cache_tag = tag(
+            "cache",
+            &[(skip::LABEL_MOUNT_STEP_LIST, "s1 old")],
+            "linux/amd64",
+        );
+        cache_tag.steps = history.clone();
+        let want = Rerun {
+            from: "r:5000/app:cache".into(),
+            unchanged: 1,
+            total: 2,
+            bytes: 16,
+        };
+        match decide(&i, std::slice::from_ref(&cache_tag), &[]) {
+            Decision::Build { rerun, .. } => assert_eq!(rerun, Some(want.clone())),
+            d => panic!("{d:?}"),
+        }
+        // Nothing shared: every step runs, the whole cache can help.
+        let mut first = cache_tag.clone();
+        first
+            .labels
+            .insert(skip::LABEL_MOUNT_STEP_LIST.into(), "new s2".into());
+        match decide(&i, &[first], &[]) {
+            Decision::Build { rerun, .. } => assert_eq!(rerun, None),
+            d => panic!("{d:?}"),
+        }
+        // Inline cache: an image tag is not layer cache.
+        let mut latest = cache_tag.clone();
+        latest.tag = "latest".into();
+        match decide(&i, std::slice::from_ref(&latest), &[]) {
+            Decision::Build { rerun, .. } => assert_eq!(rerun, None),
+            d => panic!("{d:?}"),
+        }
+        // The registry exporter: an image tag whose layers a cache manifest holds.
+        i.exporter = Exporter::Registry;
+        let held = [cache("cache", &["sha256:base", "sha256:cache-top"])];
+        match decide(&i, std::slice::from_ref(&latest), &held) {
+            Decision::Build { rerun, .. } => assert_eq!(
+                rerun,
+                Some(Rerun {
+                    from: "r:5000/app:latest".into(),
+                    ..want.clone()
+                })
+            ),
+            d => panic!("{d:?}"),
+        }
+        // ... and not when none does.
+        let lost = [cache("cache", &["sha256:base"])];
+        match decide(&i, std::slice::from_ref(&latest), &lost) {
+            Decision::Build { rerun, .. } => assert_eq!(rerun, None),
+            d => panic!("{d:?}"),
+        }
+        // A history that does not name the steps: nothing to go by.
+        latest.steps = Vec::new();
+        match decide(&i, std::slice::from_ref(&latest), &held) {
+            Decision::Build { rerun, .. } => assert_eq!(rerun, None),
+            d => panic!("{d:?}"),
+        }
     }
 
     #[test]
@@ -558,7 +800,7 @@ mod tests {
         let arm = [tag("latest", &[(skip::LABEL, "h1")], "linux/arm64")];
         assert!(matches!(
             decide(&i, &arm, &[]),
-            Decision::Build { prefetch: None }
+            Decision::Build { prefetch: None, .. }
         ));
     }
 
@@ -603,7 +845,7 @@ mod tests {
         for caches in [&other[..], &[]] {
             assert!(matches!(
                 decide(&i, &found, caches),
-                Decision::Build { prefetch: None }
+                Decision::Build { prefetch: None, .. }
             ));
         }
         // Another platform's image never counts.
@@ -611,14 +853,14 @@ mod tests {
         arm[0].platform = "linux/arm64".into();
         assert!(matches!(
             decide(&i, &arm, &whole),
-            Decision::Build { prefetch: None }
+            Decision::Build { prefetch: None, .. }
         ));
         // The same labels on an inline cache tag: from the layer cache, with a prefetch; on
         // an image tag with inline cache: not in the layer cache.
         i.exporter = Exporter::Inline;
         assert!(matches!(
             decide(&i, &found, &[]),
-            Decision::Build { prefetch: None }
+            Decision::Build { prefetch: None, .. }
         ));
         let mut on_cache = found.clone();
         on_cache[0].tag = "cache".into();
@@ -636,7 +878,7 @@ mod tests {
         i.inputs = Ok("h1".into());
         assert!(matches!(
             decide(&i, &found, &[]),
-            Decision::Build { prefetch: None }
+            Decision::Build { prefetch: None, .. }
         ));
         assert!(build_message(&i).contains("no --push"));
         i.push = true;

@@ -23,6 +23,8 @@ pub(crate) struct Hashed {
     pub mount_inputs: Option<String>,
     /// (last line, hash) of the steps up to each cache-mount RUN of the image's stages.
     pub mount_steps: Vec<(usize, String)>,
+    /// The command of each of those RUNs (after its flags), in the same order.
+    pub mount_commands: Vec<String>,
     /// The platform the hashes cover, when they were computed.
     pub platform: Option<String>,
 }
@@ -106,6 +108,14 @@ pub(crate) fn hash(
             }
         }
     }
+    let mount_commands = mount_steps
+        .iter()
+        .map(|(end, _)| {
+            df.and_then(|df| df.instructions.iter().find(|i| i.end_line == *end))
+                .map(|i| i.args.clone())
+                .unwrap_or_default()
+        })
+        .collect();
     let mut mount_inputs = None;
     if let Some(end) = last_mount_end {
         let h = match mount_steps.iter().find(|(e, _)| *e == end) {
@@ -149,6 +159,7 @@ pub(crate) fn hash(
         inputs,
         mount_inputs,
         mount_steps,
+        mount_commands,
         platform: Some(platform),
     }
 }

@@ -38,6 +38,36 @@ pub struct CacheTag {
     pub platform: String,
     /// The layer blobs of the platform's image.
     pub layers: Vec<String>,
+    /// The image's history with each entry's layer bytes (empty when the history does not
+    /// match the layers): what each step of the last build made (check.rs [`crate::check::rerun`]).
+    pub steps: Vec<LayerStep>,
+}
+
+/// An instruction of an image's history and the bytes of the layer it made (0: none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerStep {
+    pub created_by: String,
+    pub bytes: u64,
+}
+
+/// The history entries with their layers' sizes: the entries that are not `empty_layer` take
+/// the layers in order. Empty when their count is not the layers' (nothing to go by).
+pub(crate) fn layer_steps(history: &[cicache_registry::History], sizes: &[u64]) -> Vec<LayerStep> {
+    if history.iter().filter(|h| !h.empty_layer).count() != sizes.len() {
+        return Vec::new();
+    }
+    let mut sizes = sizes.iter();
+    history
+        .iter()
+        .map(|h| LayerStep {
+            created_by: h.created_by.clone(),
+            bytes: if h.empty_layer {
+                0
+            } else {
+                sizes.next().copied().unwrap_or(0)
+            },
+        })
+        .collect()
 }
 
 /// A registry exporter's cache manifest the build reads, with the layer blobs it lists.
@@ -162,6 +192,7 @@ impl RegistryAccess {
                 platform: img.config.platform.to_string(),
                 labels: img.config.labels,
                 layers: layer_blobs(&img.manifest),
+                steps: layer_steps(&img.config.history, &img.manifest.layer_sizes()),
                 manifest: img.tagged,
             });
         }
@@ -340,6 +371,25 @@ pub(crate) fn daemon_platform(docker: &Docker) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_history_takes_the_layer_sizes_in_order() {
+        let h = |c: &str, empty| cicache_registry::History {
+            created_by: c.into(),
+            empty_layer: empty,
+        };
+        let history = [h("ADD", false), h("WORKDIR /app", true), h("RUN a", false)];
+        let steps = layer_steps(&history, &[30, 16]);
+        let bytes: Vec<(&str, u64)> = steps
+            .iter()
+            .map(|s| (s.created_by.as_str(), s.bytes))
+            .collect();
+        assert_eq!(bytes, [("ADD", 30), ("WORKDIR /app", 0), ("RUN a", 16)]);
+        // A history that does not match the layers says nothing.
+        assert!(layer_steps(&history, &[30]).is_empty());
+        assert!(layer_steps(&history, &[30, 16, 1]).is_empty());
+        assert!(layer_steps(&[], &[]).is_empty());
+    }
 
     #[test]
     fn registry_hosts() {

@@ -269,6 +269,19 @@ pub struct ImageConfig {
     pub labels: BTreeMap<String, String>,
     /// `config.OnBuild`: triggers that run in a build `FROM` this image.
     pub onbuild: Vec<String>,
+    /// `history`: one entry per instruction that built the image, base image's first; those
+    /// that are not `empty_layer` match the manifest's layers in order.
+    pub history: Vec<History>,
+}
+
+/// One entry of an image config's `history`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct History {
+    /// The instruction, as the builder wrote it (BuildKit: `RUN /bin/sh -c pip install ... #
+    /// buildkit`, the `--mount` flags left out).
+    pub created_by: String,
+    /// Whether the instruction made no layer.
+    pub empty_layer: bool,
 }
 
 impl ImageConfig {
@@ -288,6 +301,25 @@ impl ImageConfig {
                     .collect()
             })
             .unwrap_or_default();
+        let history = v
+            .get("history")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|h| History {
+                        created_by: h
+                            .get("created_by")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                        empty_layer: h
+                            .get("empty_layer")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Some(ImageConfig {
             digest: digest.to_string(),
             platform: Platform::new(
@@ -298,6 +330,7 @@ impl ImageConfig {
             created: str_of("created").and_then(parse_time),
             labels,
             onbuild,
+            history,
         })
     }
 
@@ -447,6 +480,12 @@ mod tests {
             "architecture": "arm", "os": "linux", "variant": "v7",
             "created": "2026-11-25T08:00:00.123456789Z",
             "config": {"Labels": {"io.cicache.base": "r/app:base-1", "n": 3}, "OnBuild": ["RUN x"]},
+            "history": [
+                {"created_by": "/bin/sh -c #(nop) ADD file:1 in / "},
+                {"created_by": "WORKDIR /app", "empty_layer": true, "comment": "buildkit.dockerfile.v0"},
+                {"empty_layer": "yes"},
+                "not an object",
+            ],
         })
         .to_string();
         let c = ImageConfig::parse("sha256:c", bytes.as_bytes()).unwrap();
@@ -455,8 +494,23 @@ mod tests {
         assert_eq!(c.label("n"), None);
         assert_eq!(c.onbuild, vec!["RUN x"]);
         assert!(c.created.is_some());
+        assert_eq!(
+            c.history,
+            vec![
+                History {
+                    created_by: "/bin/sh -c #(nop) ADD file:1 in / ".into(),
+                    empty_layer: false
+                },
+                History {
+                    created_by: "WORKDIR /app".into(),
+                    empty_layer: true
+                },
+                History::default(),
+                History::default(),
+            ]
+        );
         let bare = ImageConfig::parse("sha256:c", br#"{"config": {"Labels": null}}"#).unwrap();
-        assert!(bare.labels.is_empty() && bare.created.is_none());
+        assert!(bare.labels.is_empty() && bare.created.is_none() && bare.history.is_empty());
         assert!(ImageConfig::parse("sha256:c", b"not json").is_none());
     }
 }

@@ -35,7 +35,7 @@ use std::time::Duration;
 pub use credentials::{Credentials, Secret};
 pub use ecr::{DeleteFailure, EcrClient, ExplicitEndpoint};
 pub use error::{Error, Result};
-pub use image::{Image, ImageConfig, Platform};
+pub use image::{History, Image, ImageConfig, Platform};
 pub use model::{ImageRecord, RepositoryInfo};
 pub use oci::{OciClient, OciOptions};
 pub use reference::{Kind, Target};

@@ -99,6 +99,14 @@ impl Manifest {
         config.saturating_add(layers)
     }
 
+    /// Each layer's size, in the manifest's order (0 where the descriptor gives none).
+    pub fn layer_sizes(&self) -> Vec<u64> {
+        self.descriptors("layers")
+            .iter()
+            .map(|l| l.get("size").and_then(Value::as_u64).unwrap_or(0))
+            .collect()
+    }
+
     pub fn children(&self) -> Vec<String> {
         self.descriptors("manifests")
             .iter()

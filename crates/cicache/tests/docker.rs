@@ -1643,6 +1643,108 @@ fn unchanged_inputs_are_tagged_not_built(engine: Engine) {
 }
 on_each_engine!(unchanged_inputs_are_tagged_not_built);
 
+/// Two cache-mount steps, a heavy first one (4 MB of random bytes into the mount and into its
+/// layer) and a small second one: when only the second changes, the first comes from the
+/// layer cache and the inject would copy 4 MB for a step whose layer was a few hundred bytes.
+/// It is skipped (inject_cannot_pay in run.rs); the extract keeps the cache dir's files beside
+/// the new one, so the store keeps the first step's.
+fn a_small_step_that_runs_again_skips_the_inject(engine: Engine) {
+    let Some((images, registry, _)) = example_services_on(engine) else {
+        return;
+    };
+    let on = engine.name();
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let ws = t.path().join("ws");
+    write(
+        &ws.join("Dockerfile"),
+        "FROM cicache-test/busybox:latest\n\
+         RUN --mount=type=cache,target=/root/.cache/pip \\\n    \
+         dd if=/dev/urandom of=/root/.cache/pip/big bs=1024 count=4096 2>/dev/null && cp /root/.cache/pip/big /big\n\
+         COPY small.txt /small.txt\n\
+         RUN --mount=type=cache,target=/root/.cache/pip \\\n    \
+         cp /small.txt /root/.cache/pip/small-$(cat /small.txt) && ls /root/.cache/pip > /seen\n",
+        0o644,
+    );
+    // The cache key's file (the default key hashes requirements*.txt).
+    write(&ws.join("requirements.txt"), "big\n", 0o644);
+    let repo = format!(
+        "{registry}/u{}-{}/rerun",
+        std::process::id(),
+        engine.name().replace('.', "")
+    );
+    let build = |d: &Daemon, small: &str| {
+        write(&ws.join("small.txt"), small, 0o644);
+        let mut c = d.cicache(&store);
+        c.current_dir(&ws).args([
+            "--json",
+            "build",
+            "--image",
+            &repo,
+            "--tag",
+            "latest",
+            "--push",
+            ".",
+            "--",
+            "--network",
+            "none",
+        ]);
+        run(c)
+    };
+    // 1. Cold: both steps run; the cache dir gets big and small-a.
+    let d = fresh_agent_on(engine, &images);
+    let r = build(&d, "a");
+    ok(&r);
+    drop(d);
+    let pip = ws.join(".pip-cache");
+    for f in ["big", "small-a"] {
+        assert!(pip.join(f).is_file(), "{on}: {f}: {}", r.stderr);
+    }
+    // 2. A fresh agent, the small step's input changed.
+    std::fs::remove_dir_all(&pip).unwrap();
+    let d = fresh_agent_on(engine, &images);
+    let r = build(&d, "b");
+    ok(&r);
+    let j = r.json();
+    assert_eq!(phase(&j, "restore")["status"], "ok", "{on}: {j}");
+    let inject = phase(&j, "inject");
+    assert_eq!(inject["status"], "skipped", "{on}: {j}");
+    let why = inject["message"].as_str().unwrap();
+    assert!(
+        why.contains("run again (1 of 2)") && why.contains(&format!("{repo}:")),
+        "{on}: {why}"
+    );
+    assert_eq!(
+        phase(&j, "check")["detail"]["mount_steps_unchanged"],
+        1,
+        "{on}: {j}"
+    );
+    // The heavy step came from the layer cache; the small one ran with an empty mount.
+    let seen = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &format!("{repo}:latest"),
+        "cat",
+        "/seen",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&seen.stdout).trim(),
+        "small-b",
+        "{on}: {}",
+        String::from_utf8_lossy(&seen.stderr)
+    );
+    // The extract merged: the store keeps the heavy step's file.
+    let extract = phase(&j, "extract");
+    assert_eq!(extract["detail"]["merged"], true, "{on}: {extract}");
+    for f in ["big", "small-a", "small-b"] {
+        assert!(pip.join(f).is_file(), "{on}: {f}: {extract}");
+    }
+    assert_eq!(phase(&j, "save")["status"], "ok", "{on}: {j}");
+}
+on_each_engine!(a_small_step_that_runs_again_skips_the_inject);
+
 // ---------------------------------------------------------------------------------------
 // Test 5: cache phases fail, the build goes on; --strict makes it fail; a failing step
 // fails with docker's code and its error lines.
