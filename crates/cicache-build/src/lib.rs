@@ -9,9 +9,11 @@
 //!   -> hash the inputs (labels)             inputs.rs   (io.cicache.inputs, mount steps)
 //!   -> read the labels                      registry.rs (cache tags, or image tags: check.rs)
 //!   -> decide                               check.rs    (pure: tag unchanged / mounts from the
-//!                                                        layer cache / prefetch / build)
+//!                                                        layer cache / prefetch / build, and
+//!                                                        what the steps that run again made)
 //!   -> tag instead of building              unchanged.rs
-//!   -> restore + inject, prefetch beside    run.rs, cache_dir.rs, prefetch.rs
+//!   -> restore + inject, prefetch beside    run.rs, cache_dir.rs, prefetch.rs (no inject when
+//!                                                        those steps made little: run.rs)
 //!   -> docker build                         run.rs
 //!   -> push + cache export; extract + save  run.rs, overlap.rs (extract + save start at the
 //!      beside the export and the push                         build's export: every step done)

@@ -39,7 +39,7 @@ pub struct CacheTag {
     /// The layer blobs of the platform's image.
     pub layers: Vec<String>,
     /// The image's history with each entry's layer bytes (empty when the history does not
-    /// match the layers): what each step of the last build made (check.rs [`crate::check::rerun`]).
+    /// match the layers): what each step of the last build made (check.rs, `Rerun`).
     pub steps: Vec<LayerStep>,
 }
 
