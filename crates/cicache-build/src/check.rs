@@ -131,23 +131,24 @@ fn words(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The layer bytes of the RUNs `commands` in the image's history `steps`, matched in order
-/// by their command (BuildKit writes `RUN [|N ARG=v ...] /bin/sh -c COMMAND # buildkit`,
-/// the flags left out); `None` when one is not found.
+/// The layer bytes of the RUNs `commands` in the image's history `steps`, matched by their
+/// command (BuildKit writes `RUN [|N ARG=v ...] /bin/sh -c COMMAND # buildkit`, the flags
+/// left out) from the end, where the image's own steps are (a base image may have run the
+/// same command), each before the one after it; `None` when one is not found.
 pub fn layer_bytes_of(steps: &[crate::registry::LayerStep], commands: &[String]) -> Option<u64> {
-    let mut from = 0;
+    let mut before = steps.len();
     let mut total = 0u64;
-    for c in commands {
+    for c in commands.iter().rev() {
         let want = words(c);
         if want.is_empty() {
             return None;
         }
-        let at = steps.iter().skip(from).position(|s| {
+        let at = steps[..before].iter().rposition(|s| {
             let have = words(s.created_by.trim_end_matches("# buildkit"));
             have.starts_with("RUN ") && have.ends_with(&format!(" -c {want}"))
-        })? + from;
+        })?;
         total = total.checked_add(steps[at].bytes)?;
-        from = at + 1;
+        before = at;
     }
     Some(total)
 }
@@ -649,13 +650,18 @@ mod tests {
             layer_bytes_of(&h, &cmd("pip install --no-deps   -r requirements.txt")),
             Some(16)
         );
-        // In order: the same command twice takes the next entry each time.
+        // From the end, in order: the same command twice takes one entry each.
         let twice = vec![
             "pip install -r requirements.txt".to_string(),
             "pip install -r requirements.txt".to_string(),
         ];
         assert_eq!(layer_bytes_of(&h, &twice), None, "only one such RUN");
         assert_eq!(layer_bytes_of(&h, &twice[..1]), Some(4));
+        // A base image that ran the same command earlier: the image's own step counts.
+        let mut based = steps(&[("RUN /bin/sh -c pip install -r requirements.txt", 900)]);
+        based.extend(h.clone());
+        assert_eq!(layer_bytes_of(&based, &twice[..1]), Some(4));
+        assert_eq!(layer_bytes_of(&based, &twice), Some(904));
         let both = vec![
             "pip install --no-deps -r requirements-ml.txt".to_string(),
             "pip install --no-deps -r requirements.txt".to_string(),

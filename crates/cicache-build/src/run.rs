@@ -979,7 +979,9 @@ fn inject_cannot_pay(rerun: &check::Rerun, cache_bytes: u64) -> Option<String> {
     let enough = rerun.bytes.checked_mul(INJECT_PAYS_FROM)?;
     (enough < cache_bytes).then(|| {
         format!(
-            "the cache-mount steps that run again ({} of {}) made {} of layers in {}, under              1/{INJECT_PAYS_FROM} of the cache dir's {}: copying it into the builder would              cost more than it can save them; the extract keeps its files",
+            "the cache-mount steps that run again ({} of {}) made {} of layers in {}, under \
+             1/{INJECT_PAYS_FROM} of the cache dir's {}: copying it into the builder would \
+             cost more than it can save them; the extract keeps its files",
             rerun.total - rerun.unchanged,
             rerun.total,
             human_bytes(rerun.bytes),
@@ -1252,6 +1254,7 @@ mod tests {
         assert!(why.contains("(1 of 2)"), "{why}");
         assert!(why.contains("r/app:latest"), "{why}");
         assert!(why.contains("16.0 MB") && why.contains("316 MB"), "{why}");
+        assert!(!why.contains("  "), "{why}");
         // A tenth or more: the inject runs.
         assert_eq!(inject_cannot_pay(&rerun(31_600_000), 316_000_000), None);
         assert_eq!(inject_cannot_pay(&rerun(340_000_000), 316_000_000), None);
