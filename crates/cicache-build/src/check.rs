@@ -153,6 +153,20 @@ pub fn layer_bytes_of(steps: &[crate::registry::LayerStep], commands: &[String])
     Some(total)
 }
 
+/// How many of the build's cache-mount step hashes `mine` the image `t` shares, from the first
+/// (its label `io.cicache.mount-step-list`).
+fn shared_mount_steps(mine: &[String], t: &CacheTag) -> usize {
+    let theirs: Vec<String> = t
+        .labels
+        .get(skip::LABEL_MOUNT_STEP_LIST)
+        .map(String::as_str)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    skip::common_prefix(mine, &theirs)
+}
+
 /// The steps that run again (module [`Rerun`]): the layer cache image (of `candidates`, on
 /// the build's platform) that shares the longest prefix of the cache-mount steps, some but
 /// not all of them, with the bytes its history gives the others.
@@ -164,17 +178,7 @@ fn rerun(input: &CheckInput, candidates: &[&CacheTag]) -> Option<Rerun> {
     let (k, t) = candidates
         .iter()
         .filter(|t| input.platform.starts_with(t.platform.as_str()))
-        .map(|t| {
-            let theirs: Vec<String> = t
-                .labels
-                .get(skip::LABEL_MOUNT_STEP_LIST)
-                .map(String::as_str)
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(str::to_string)
-                .collect();
-            (skip::common_prefix(&mine, &theirs), *t)
-        })
+        .map(|t| (shared_mount_steps(&mine, t), *t))
         .filter(|(k, _)| *k > 0 && *k < mine.len())
         .max_by_key(|(k, _)| *k)?;
     let bytes = layer_bytes_of(&t.steps, &input.mount_commands[k..])?;
@@ -302,17 +306,7 @@ pub fn decide(input: &CheckInput, found: &[CacheTag], caches: &[CacheManifest]) 
             let prefetch = layer_caches
                 .iter()
                 .filter(|t| same_platform(t))
-                .map(|t| {
-                    let theirs: Vec<String> = t
-                        .labels
-                        .get(skip::LABEL_MOUNT_STEP_LIST)
-                        .map(String::as_str)
-                        .unwrap_or_default()
-                        .split_whitespace()
-                        .map(str::to_string)
-                        .collect();
-                    (skip::common_prefix(&mine, &theirs), &t.tag)
-                })
+                .map(|t| (shared_mount_steps(&mine, t), &t.tag))
                 .filter(|(k, _)| *k > 0)
                 .max_by_key(|(k, _)| *k)
                 .map(|(k, tag)| Prefetch {
