@@ -982,7 +982,7 @@ fn inject_cannot_pay(rerun: &check::Rerun, cache_bytes: u64) -> Option<String> {
             "the cache-mount steps that run again ({} of {}) made {} of layers in {}, under \
              1/{INJECT_PAYS_FROM} of the cache dir's {}: copying it into the builder would \
              cost more than it can save them; the extract keeps its files",
-            rerun.total - rerun.unchanged,
+            rerun.total.saturating_sub(rerun.unchanged),
             rerun.total,
             human_bytes(rerun.bytes),
             rerun.from,
