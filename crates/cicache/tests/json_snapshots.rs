@@ -90,6 +90,7 @@ const VOLATILE: &[&str] = &[
     "wall_seconds",
     "created_at",
     "build_seconds",
+    "start",
 ];
 
 /// Digit runs of 8 or more (nonces, temp names) become `[N]`; durations like `1.2s` or
