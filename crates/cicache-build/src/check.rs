@@ -153,6 +153,17 @@ pub fn layer_bytes_of(steps: &[crate::registry::LayerStep], commands: &[String])
     Some(total)
 }
 
+/// The first of the registry exporter's cache manifests that lists every layer of the image
+/// `t` (none for an image whose layers are unknown).
+fn holding_cache<'c>(t: &CacheTag, caches: &'c [CacheManifest]) -> Option<&'c CacheManifest> {
+    if t.layers.is_empty() {
+        return None;
+    }
+    caches
+        .iter()
+        .find(|c| t.layers.iter().all(|l| c.layers.contains(l)))
+}
+
 /// How many of the build's cache-mount step hashes `mine` the image `t` shares, from the first
 /// (its label `io.cicache.mount-step-list`).
 fn shared_mount_steps(mine: &[String], t: &CacheTag) -> usize {
@@ -243,14 +254,8 @@ pub fn decide(input: &CheckInput, found: &[CacheTag], caches: &[CacheManifest]) 
                     .filter(|t| {
                         t.labels.get(skip::LABEL_MOUNT_STEPS).map(String::as_str) == Some(h)
                             && same_platform(t)
-                            && !t.layers.is_empty()
                     })
-                    .find_map(|t| {
-                        let c = caches
-                            .iter()
-                            .find(|c| t.layers.iter().all(|l| c.layers.contains(l)))?;
-                        Some((t, c))
-                    })
+                    .find_map(|t| Some((t, holding_cache(t, caches)?)))
             });
             match held {
                 Some((t, c)) => Decision::MountsFromLayerCache {
@@ -262,12 +267,7 @@ pub fn decide(input: &CheckInput, found: &[CacheTag], caches: &[CacheManifest]) 
                     // The image tags whose layers a cache manifest the build reads holds.
                     let in_cache: Vec<&CacheTag> = found
                         .iter()
-                        .filter(|t| {
-                            !t.layers.is_empty()
-                                && caches
-                                    .iter()
-                                    .any(|c| t.layers.iter().all(|l| c.layers.contains(l)))
-                        })
+                        .filter(|t| holding_cache(t, caches).is_some())
                         .collect();
                     Decision::Build {
                         prefetch: None,

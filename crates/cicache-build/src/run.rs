@@ -464,6 +464,7 @@ fn execute(
         parsed,
         pushed,
     } = built?;
+    let untouched = parsed.cache_mount_steps_cached() == Some(true);
     let mut report = spec.switches.report.then_some(parsed);
     if let Some(r) = report.as_mut() {
         r.set_wall_time(build_secs);
@@ -498,10 +499,7 @@ fn execute(
                 ph.append(out_ph);
                 saved.ok().flatten()
             }
-            None => {
-                let untouched = mounts_untouched(&out.lines);
-                save_after_failure(p, env, hooks, injected, untouched, &mut ph)
-            }
+            None => save_after_failure(p, env, hooks, injected, untouched, &mut ph),
         };
         let code = u8::try_from(out.code).ok().filter(|c| *c != 0).unwrap_or(1);
         let mut doc = finish(
