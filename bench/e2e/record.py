@@ -92,7 +92,8 @@ def main():
     if doc is not None and a.scenario != "cleanup":
         rec["cicache_seconds"] = doc.get("seconds")
         rec["phases"] = {
-            p["name"]: {"seconds": p.get("seconds"), "status": p.get("status"), "message": p.get("message")}
+            p["name"]: {"start": p.get("start"), "seconds": p.get("seconds"), "status": p.get("status"),
+                        "message": p.get("message")}
             for p in doc.get("phases", [])
         }
         rec["warnings"] = doc.get("warnings", [])

@@ -258,6 +258,31 @@ pub fn restore(
     })
 }
 
+/// The bytes of the entry a [`restore`] with these keys would take (`None`: none matched, or
+/// the store could not say). Quiet: the restore that follows reports what it finds.
+pub fn lookup_bytes(
+    store: &CacheStore,
+    settings: &CacheSettings,
+    key: &str,
+    restore_keys: &[String],
+    path: &Path,
+) -> Option<u64> {
+    let req = RestoreRequest {
+        scope: settings.scope.as_str(),
+        fallback_scopes: &settings.fallback_scopes,
+        key,
+        restore_keys,
+        path,
+        lookup_only: true,
+    };
+    let outcome = store
+        .get()
+        .ok()?
+        .restore(&req, &cicache_store::NoProgress)
+        .ok()?;
+    outcome.hit.then_some(outcome.total_size)
+}
+
 /// How a save treats an existing entry.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SaveMode {

@@ -114,7 +114,7 @@ pub enum Decision {
 /// and what they made in the image the check read: the most the pip cache can save them
 /// (the wheels of a step are about the size of its layer). When that is a small part of the
 /// cache dir, copying all of it into the builder costs more than the downloads it can save
-/// (run.rs, `inject_cannot_pay`).
+/// (cache_in.rs, `inject_cannot_pay`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rerun {
     /// `IMAGE:tag` whose steps were measured.

@@ -12,8 +12,9 @@
 //!                                                        layer cache / prefetch / build, and
 //!                                                        what the steps that run again made)
 //!   -> tag instead of building              unchanged.rs
-//!   -> restore + inject, prefetch beside    run.rs, cache_dir.rs, prefetch.rs (no inject when
-//!                                                        those steps made little: run.rs)
+//!   -> restore + inject, prefetch beside    cache_in.rs, cache_dir.rs, prefetch.rs (no inject
+//!                                                        when those steps made little; the
+//!                                                        restore then waits for the extract)
 //!   -> docker build                         run.rs
 //!   -> push + cache export; extract + save  run.rs, overlap.rs (extract + save start at the
 //!      beside the export and the push                         build's export: every step done)
@@ -27,6 +28,7 @@
 
 mod base;
 pub mod cache_dir;
+mod cache_in;
 pub mod check;
 pub mod doctor;
 mod error;

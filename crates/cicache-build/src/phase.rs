@@ -103,6 +103,20 @@ pub enum PhaseDetail {
     },
 }
 
+/// The order of a build's phase list (docs/JSON.md).
+const ORDER: [&str; 10] = [
+    "parse",
+    "check",
+    "restore",
+    "inject",
+    "prefetch",
+    "build",
+    "push",
+    "cache-export",
+    "extract",
+    "save",
+];
+
 /// `1m12s`, `3.4s`.
 pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs_f64();
@@ -269,9 +283,77 @@ impl<'a> PhaseLog<'a> {
         });
     }
 
+    /// The phases in the order docs/JSON.md lists them (a phase is recorded when it ends, and
+    /// some run beside others: the prefetch beside restore and inject, a restore left for
+    /// after the build's steps beside the export). The same phase twice keeps its order.
+    pub fn in_order(mut self) -> (Vec<Phase>, Vec<String>) {
+        let rank = |name: &str| ORDER.iter().position(|n| *n == name).unwrap_or(ORDER.len());
+        self.list.sort_by_key(|p| rank(p.name));
+        (self.list, self.warnings)
+    }
+
     /// Takes over the phases and warnings of a log that ran beside this one.
     pub fn append(&mut self, other: PhaseLog) {
         self.list.extend(other.list);
         self.warnings.extend(other.warnings);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Quiet;
+    impl Events for Quiet {
+        fn info(&self, _: &str) {}
+        fn warn(&self, _: &str) {}
+        fn error(&self, _: &str) {}
+        fn summary(&self, _: &str) {}
+        fn docker_line(&self, _: &str) {}
+        fn verbose(&self) -> bool {
+            false
+        }
+        fn progress(&self, _: &str) -> Box<dyn cicache_store::Progress> {
+            Box::new(cicache_store::NoProgress)
+        }
+    }
+
+    #[test]
+    fn the_list_is_in_the_documented_order_whenever_a_phase_ended() {
+        let start = Instant::now();
+        let mut ph = PhaseLog::new(&Quiet, false, "", start);
+        ph.ok("check", start, "built", None);
+        ph.skipped("inject", "a small step");
+        ph.ok("prefetch", start, "pulled", None);
+        ph.ok("build", start, "built", None);
+        // Beside the build's export: a restore left for after the steps, then extract, save.
+        let mut beside = PhaseLog::new(&Quiet, false, "", start);
+        beside.ok("restore", start, "restored", None);
+        beside.ok("extract", start, "extracted", None);
+        beside
+            .cache_failed("save", start, "the store is down")
+            .unwrap();
+        ph.append(beside);
+        ph.ok("push", start, "pushed", None);
+        ph.skipped("cache-export", "kept");
+        ph.skipped("unknown", "last");
+        let (list, warnings) = ph.in_order();
+        let names: Vec<&str> = list.iter().map(|p| p.name).collect();
+        assert_eq!(
+            names,
+            [
+                "check",
+                "restore",
+                "inject",
+                "prefetch",
+                "build",
+                "push",
+                "cache-export",
+                "extract",
+                "save",
+                "unknown"
+            ]
+        );
+        assert_eq!(warnings, ["save failed: the store is down"]);
     }
 }

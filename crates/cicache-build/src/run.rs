@@ -6,7 +6,8 @@
 //! ```
 //!
 //! Restore and inject run beside the prefetch (the store's disk and the daemon's network);
-//! extract and save start when BuildKit begins the build's export (every step has run:
+//! when the inject cannot pay, the restore waits for the extract (cache_in.rs). Extract and
+//! save start when BuildKit begins the build's export (every step has run:
 //! overlap.rs) and run beside the export and the push (the daemon's disk and the store beside
 //! gzip and the registry's network). The check may end the build early: an unchanged image is
 //! tagged.
@@ -21,11 +22,12 @@ use cicache_docker::dockerfile::{self, CacheMount};
 use cicache_docker::engine::{
     BuildMode, Docker, DockerError, Exporter, Flavour, pull_keeps_inline_cache,
 };
-use cicache_docker::report::{BuildReport, human_bytes};
+use cicache_docker::report::BuildReport;
 use cicache_docker::transient::transient_reason;
 
 use crate::base::{BaseRequest, ensure_base};
 use crate::cache_dir::{self, CacheStore, RestoreDoc, SaveDoc, SaveMode};
+use crate::cache_in::{self, CacheIn};
 use crate::check::{self, CheckInput, Decision};
 use crate::error::BuildError;
 use crate::events::Events;
@@ -64,7 +66,7 @@ impl<'a> Env<'a> {
 
     /// The key and the restore-key prefixes, rendered on first use (`hashFiles` walks the
     /// tree once per command).
-    fn keys(&self, spec: &BuildSpec) -> Result<&(String, Vec<String>), String> {
+    pub(crate) fn keys(&self, spec: &BuildSpec) -> Result<&(String, Vec<String>), String> {
         self.keys
             .get_or_init(|| {
                 let restore_keys = spec
@@ -366,12 +368,12 @@ fn dry_run(p: &Prepared, hooks: &Hooks) -> DryRunDoc {
 }
 
 /// What the check left to do.
-struct Plan {
+pub(crate) struct Plan {
     /// The cache-mount steps come from the layer cache of this cache tag.
-    mounts_from: Option<String>,
-    prefetch: Option<check::Prefetch>,
+    pub mounts_from: Option<String>,
+    pub prefetch: Option<check::Prefetch>,
     /// The cache-mount steps that run again while the layer cache has the ones before them.
-    rerun: Option<check::Rerun>,
+    pub rerun: Option<check::Rerun>,
 }
 
 /// Runs the phases.
@@ -414,15 +416,14 @@ fn execute(
         None => None,
     };
     let gate = prefetch::Gate::new(job.as_ref());
-    let mut injected = false;
-    let (restored, finished) = std::thread::scope(|s| {
+    let (cache_in, finished) = std::thread::scope(|s| {
         let worker = job
             .as_ref()
             .map(|j| s.spawn(|| prefetch::run(&p.docker, j, &gate)));
-        let restored = restore_and_inject(p, env, hooks, &plan, &gate, &mut ph, &mut injected);
-        (restored, worker.map(|h| h.join()))
+        let cache_in = cache_in::restore_and_inject(p, env, hooks, &plan, &gate, &mut ph);
+        (cache_in, worker.map(|h| h.join()))
     });
-    let restored = restored?;
+    let cache_in = cache_in?;
     let removable = match (&job, finished) {
         (Some(j), Some(f)) => prefetch::record(&mut ph, j, f)?,
         _ => None,
@@ -438,11 +439,11 @@ fn execute(
         let worker = s.spawn(|| {
             let (lines, at_export) = steps_done.wait()?;
             let untouched = mounts_untouched(&lines);
-            Some(extract_and_save(
+            Some(after_steps(
                 p,
                 env,
                 hooks,
-                injected,
+                &cache_in,
                 untouched,
                 at_export,
                 &mut out_ph,
@@ -486,7 +487,7 @@ fn execute(
             out.code,
             errs.join("\n  ")
         ));
-        let saved = match early_saved {
+        let (restored, saved) = match early_saved {
             // Every step had run when the export began: the mounts were extracted and saved
             // as after a successful build.
             Some(saved) => {
@@ -497,10 +498,11 @@ fn execute(
                      extract and save had started at the export and ran as for a successful build",
                 );
                 ph.append(out_ph);
-                saved.ok().flatten()
+                saved.unwrap_or_default()
             }
-            None => save_after_failure(p, env, hooks, injected, untouched, &mut ph),
+            None => save_after_failure(p, env, hooks, &cache_in, untouched, &mut ph),
         };
+        let restored = restored.or(cache_in.restored);
         let code = u8::try_from(out.code).ok().filter(|c| *c != 0).unwrap_or(1);
         let mut doc = finish(
             p, hooks, ph, restored, saved, report, total, false, out.code,
@@ -510,7 +512,8 @@ fn execute(
     }
     pushed?;
     ph.append(out_ph);
-    let saved = early_saved.unwrap_or(Ok(None))?;
+    let (restored, saved) = early_saved.unwrap_or(Ok((None, None)))?;
+    let restored = restored.or(cache_in.restored);
     Ok(finish(
         p, hooks, ph, restored, saved, report, total, true, 0,
     ))
@@ -722,27 +725,33 @@ fn save_after_failure(
     p: &Prepared,
     env: &Env,
     hooks: &Hooks,
-    injected: bool,
+    cache_in: &CacheIn,
     mounts_untouched: bool,
     ph: &mut PhaseLog,
-) -> Option<SaveDoc> {
+) -> (Option<RestoreDoc>, Option<SaveDoc>) {
     ph.skipped("push", "the build failed");
     ph.skipped("cache-export", "the build failed");
     if !p.spec.switches.save_on_failure {
+        // The cache dir ends restored all the same, as when the restore ran before the build.
+        let restored = if cache_in.restore_later {
+            cache_in::restore(p, env, ph, Some(RESTORED_AFTER_BUILD))
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
         env.events.warn(
             "the docker build failed; skipping push, extract and save (--no-save-on-failure)",
         );
         ph.skipped("extract", "the build failed (--no-save-on-failure)");
         ph.skipped("save", "the build failed (--no-save-on-failure)");
-        return None;
+        return (restored, None);
     }
     env.events.warn(
         "the docker build failed; skipping push, but extracting and saving what its cache \
          mounts hold (--no-save-on-failure skips that)",
     );
-    extract_and_save(p, env, hooks, injected, mounts_untouched, false, ph)
-        .ok()
-        .flatten()
+    after_steps(p, env, hooks, cache_in, mounts_untouched, false, ph).unwrap_or_default()
 }
 
 /// The check's verdict.
@@ -861,134 +870,6 @@ pub(crate) fn cache_tag_names(plan: &BuildPlan) -> Vec<&str> {
         .collect()
 }
 
-/// Restore the cache dir from the store, then inject it into the cache mounts (after the
-/// prefetch build matched its steps, when one runs).
-fn restore_and_inject(
-    p: &Prepared,
-    env: &Env,
-    hooks: &Hooks,
-    plan: &Plan,
-    gate: &prefetch::Gate,
-    ph: &mut PhaseLog,
-    injected: &mut bool,
-) -> Result<Option<RestoreDoc>, BuildError> {
-    let spec = p.spec;
-    let cache_dir = &spec.cache_dir;
-    let from_layers = plan
-        .mounts_from
-        .as_ref()
-        .map(|from| format!("the cache-mount steps come from the layer cache of {from}"));
-    let mut restored = None;
-    if let Some(why) = hooks.restored_by {
-        ph.skipped("restore", why);
-    } else if let Some(why) = &from_layers {
-        ph.skipped("restore", why.clone());
-    } else if !spec.switches.restore {
-        ph.skipped("restore", "--no-restore");
-    } else {
-        let t = Instant::now();
-        let result = env.keys(spec).and_then(|(key, restore_keys)| {
-            cache_dir::restore(
-                env.store,
-                env.settings,
-                key,
-                restore_keys,
-                cache_dir,
-                false,
-                env.events,
-            )
-            .map_err(|e| e.to_string())
-        });
-        match result {
-            Ok(doc) => {
-                let o = &doc.outcome;
-                let msg = if o.hit {
-                    format!(
-                        "restored {} from {} (scope {})",
-                        cache_dir.display(),
-                        o.matched_key.as_deref().unwrap_or_default(),
-                        o.matched_scope.as_deref().unwrap_or_default()
-                    )
-                } else {
-                    "cache miss: starting with the cache dir as it is".to_string()
-                };
-                let problems = o.warnings.clone();
-                restored = Some(doc.clone());
-                ph.store_result(
-                    "restore",
-                    t,
-                    msg,
-                    &problems,
-                    false,
-                    PhaseDetail::Restore(doc),
-                );
-            }
-            Err(e) => ph.cache_failed("restore", t, e)?,
-        }
-    }
-
-    if !spec.switches.inject {
-        ph.skipped("inject", "--no-inject");
-    } else if let Some(why) = from_layers {
-        ph.skipped("inject", why);
-    } else if p.mounts.is_empty() {
-        ph.skipped("inject", "the Dockerfile has no RUN --mount=type=cache");
-    } else if !cache_dir.is_dir() {
-        ph.skipped("inject", format!("{} does not exist", cache_dir.display()));
-    } else if let Some(why) = plan
-        .rerun
-        .as_ref()
-        .and_then(|r| inject_cannot_pay(r, dance::dir_stats(cache_dir).1))
-    {
-        ph.skipped("inject", why);
-    } else {
-        let t = Instant::now();
-        gate.wait();
-        let refs: Vec<&CacheMount> = p.mounts.iter().collect();
-        let echo = |line: &str| env.events.docker_line(line);
-        let verbose = env
-            .events
-            .verbose()
-            .then_some(&echo as &(dyn Fn(&str) + Sync));
-        match dance::inject(&p.docker, &refs, cache_dir, &p.dance, verbose) {
-            Ok(r) => {
-                *injected = true;
-                let msg = describe_dance(&r, "injected").join("; ");
-                ph.ok("inject", t, msg, Some(PhaseDetail::Dance(r)));
-            }
-            Err(e) => ph.cache_failed("inject", t, e)?,
-        }
-    }
-    Ok(restored)
-}
-
-/// How many times the bytes the steps that run again made must the cache dir hold for its
-/// inject to be skipped. The inject copies the whole dir into the builder (316 MB: 2.5 s on
-/// the bench VM, and the pull after it slower by its writes); the steps can save at most about
-/// their layers' bytes of downloads (a wheel is about the size of what it installs, both
-/// compressed): 16 MB, 0.8 s at 20 MB/s, for the layered bench app's second pip step.
-const INJECT_PAYS_FROM: u64 = 10;
-
-/// Why the inject is skipped when the cache-mount steps that run again (`rerun`) made a
-/// small part of the `cache_bytes` it would copy (`None`: it runs). pip then downloads what
-/// those steps need; the extract keeps the cache dir's files beside what they add
-/// (`merge`), so the store loses nothing.
-fn inject_cannot_pay(rerun: &check::Rerun, cache_bytes: u64) -> Option<String> {
-    let enough = rerun.bytes.checked_mul(INJECT_PAYS_FROM)?;
-    (enough < cache_bytes).then(|| {
-        format!(
-            "the cache-mount steps that run again ({} of {}) made {} of layers in {}, under \
-             1/{INJECT_PAYS_FROM} of the cache dir's {}: copying it into the builder would \
-             cost more than it can save them; the extract keeps its files",
-            rerun.total.saturating_sub(rerun.unchanged),
-            rerun.total,
-            human_bytes(rerun.bytes),
-            rerun.from,
-            human_bytes(cache_bytes),
-        )
-    })
-}
-
 /// Why the inline cache tag `cache_to` keeps its image instead of this build's (`None`: the
 /// build's image replaces it). BuildKit leaves an image built with every step from the cache
 /// without usable inline cache (moby/buildkit#1981); and after docker 20.10 (measured on
@@ -1097,6 +978,45 @@ fn push_and_export(
 
 /// Extract the cache mounts into the cache dir, then save it to the store. `at_export`: the
 /// build's export had begun, the build not yet returned (overlap.rs); the extract says so.
+/// How the restore's message ends when it was left for after the build's steps.
+const RESTORED_AT_EXPORT: &str =
+    " (at the build's export: the inject was skipped and nothing read the dir before)";
+const RESTORED_AFTER_BUILD: &str =
+    " (after the build: the inject was skipped and nothing read the dir before)";
+
+/// The phases after the build's steps: the restore when it was left for now (cache_in.rs),
+/// then extract and save. What the restore and the save did.
+fn after_steps(
+    p: &Prepared,
+    env: &Env,
+    hooks: &Hooks,
+    cache_in: &CacheIn,
+    mounts_untouched: bool,
+    at_export: bool,
+    ph: &mut PhaseLog,
+) -> Result<(Option<RestoreDoc>, Option<SaveDoc>), BuildError> {
+    let restored = if cache_in.restore_later {
+        let note = if at_export {
+            RESTORED_AT_EXPORT
+        } else {
+            RESTORED_AFTER_BUILD
+        };
+        cache_in::restore(p, env, ph, Some(note))?
+    } else {
+        None
+    };
+    let saved = extract_and_save(
+        p,
+        env,
+        hooks,
+        cache_in.injected,
+        mounts_untouched,
+        at_export,
+        ph,
+    )?;
+    Ok((restored, saved))
+}
+
 fn extract_and_save(
     p: &Prepared,
     env: &Env,
@@ -1203,6 +1123,7 @@ pub(crate) fn finish(
     exit_code: i32,
 ) -> BuildDoc {
     let plan = &p.plan;
+    let (phases, warnings) = ph.in_order();
     BuildDoc {
         code: if ok { 0 } else { 1 },
         ok,
@@ -1222,8 +1143,8 @@ pub(crate) fn finish(
             None
         },
         cache_dir: p.spec.cache_dir.clone(),
-        phases: ph.list,
-        warnings: ph.warnings,
+        phases,
+        warnings,
         restore: restored,
         save: saved,
         report,
@@ -1232,33 +1153,5 @@ pub(crate) fn finish(
         unchanged: None,
         steps: None,
         verdict: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_inject_is_skipped_only_for_a_small_part_of_the_cache() {
-        let rerun = |bytes| check::Rerun {
-            from: "r/app:latest".into(),
-            unchanged: 1,
-            total: 2,
-            bytes,
-        };
-        // The layered bench app: 16 MB of layers against a 316 MB cache dir.
-        let why = inject_cannot_pay(&rerun(16_000_000), 316_000_000).expect("skipped");
-        assert!(why.contains("(1 of 2)"), "{why}");
-        assert!(why.contains("r/app:latest"), "{why}");
-        assert!(why.contains("16.0 MB") && why.contains("316 MB"), "{why}");
-        assert!(!why.contains("  "), "{why}");
-        // A tenth or more: the inject runs.
-        assert_eq!(inject_cannot_pay(&rerun(31_600_000), 316_000_000), None);
-        assert_eq!(inject_cannot_pay(&rerun(340_000_000), 316_000_000), None);
-        // Steps that made nothing, an empty dir, a size that overflows.
-        assert!(inject_cannot_pay(&rerun(0), 1).is_some());
-        assert_eq!(inject_cannot_pay(&rerun(0), 0), None);
-        assert_eq!(inject_cannot_pay(&rerun(u64::MAX), u64::MAX), None);
     }
 }

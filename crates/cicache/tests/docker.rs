@@ -1663,7 +1663,8 @@ fn a_small_step_that_runs_again_skips_the_inject(engine: Engine) {
          dd if=/dev/urandom of=/root/.cache/pip/big bs=1024 count=4096 2>/dev/null && cp /root/.cache/pip/big /big\n\
          COPY small.txt /small.txt\n\
          RUN --mount=type=cache,target=/root/.cache/pip \\\n    \
-         cp /small.txt /root/.cache/pip/small-$(cat /small.txt) && ls /root/.cache/pip > /seen\n",
+         cp /small.txt /root/.cache/pip/small-$(cat /small.txt) && ls /root/.cache/pip > /seen \\\n    \
+         && test \"$(cat /small.txt)\" != fail\n",
         0o644,
     );
     // The cache key's file (the default key hashes requirements*.txt).
@@ -1706,7 +1707,45 @@ fn a_small_step_that_runs_again_skips_the_inject(engine: Engine) {
     let r = build(&d, "b");
     ok(&r);
     let j = r.json();
-    assert_eq!(phase(&j, "restore")["status"], "ok", "{on}: {j}");
+    // Nothing reads the cache dir before the extract: restored at the build's export, beside
+    // it, listed before the inject all the same.
+    let restore = phase(&j, "restore");
+    assert_eq!(restore["status"], "ok", "{on}: {j}");
+    assert!(
+        restore["message"].as_str().unwrap().ends_with(
+            "(at the build's export: the inject was skipped and nothing read the dir before)"
+        ),
+        "{on}: {restore}"
+    );
+    let build_start = phase(&j, "build")["start"].as_f64().unwrap();
+    assert!(
+        restore["start"].as_f64().unwrap() > build_start,
+        "{on}: {j}"
+    );
+    let names: Vec<&str> = j["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "check",
+            "restore",
+            "inject",
+            "prefetch",
+            "build",
+            "push",
+            "cache-export",
+            "extract",
+            "save"
+        ]
+        .into_iter()
+        .filter(|n| names.contains(n))
+        .collect::<Vec<_>>(),
+        "{on}"
+    );
     let inject = phase(&j, "inject");
     assert_eq!(inject["status"], "skipped", "{on}: {j}");
     let why = inject["message"].as_str().unwrap();
@@ -1742,6 +1781,27 @@ fn a_small_step_that_runs_again_skips_the_inject(engine: Engine) {
         assert!(pip.join(f).is_file(), "{on}: {f}: {extract}");
     }
     assert_eq!(phase(&j, "save")["status"], "ok", "{on}: {j}");
+    drop(d);
+    // 3. The small step fails on a fresh agent: the restore left for later still runs (after
+    //    the failed build), so the cache dir ends restored and the store keeps its files.
+    std::fs::remove_dir_all(&pip).unwrap();
+    let d = fresh_agent_on(engine, &images);
+    let r = build(&d, "fail");
+    assert_ne!(r.code, 0, "{on}: {}", r.stdout);
+    let j = r.json();
+    assert_eq!(phase(&j, "inject")["status"], "skipped", "{on}: {j}");
+    let restore = phase(&j, "restore");
+    assert_eq!(restore["status"], "ok", "{on}: {j}");
+    assert!(
+        restore["message"]
+            .as_str()
+            .unwrap()
+            .contains("(after the build: "),
+        "{on}: {restore}"
+    );
+    for f in ["big", "small-a"] {
+        assert!(pip.join(f).is_file(), "{on}: {f}: {j}");
+    }
 }
 on_each_engine!(a_small_step_that_runs_again_skips_the_inject);
 
