@@ -111,11 +111,13 @@ pub(crate) fn restore_and_inject(
 
 /// Why the inject is skipped, decided from the size of the store entry the restore would take
 /// (`None`: restore now, and decide after it as before). Only when the whole build's inputs
-/// were hashed: the hash refuses a Dockerfile that copies the cache dir into the image, so
-/// nothing reads the dir before the extract and the restore may wait for it.
+/// were hashed: the hash refuses a Dockerfile that copies the cache dir into the image (or
+/// would copy what a restore puts there), so nothing reads the dir before the extract and
+/// the restore may wait for it. Not with `strict`: a failed restore ends the command before
+/// the build, not after its push.
 fn inject_cannot_pay_before_restore(p: &Prepared, env: &Env, plan: &Plan) -> Option<String> {
     let rerun = plan.rerun.as_ref()?;
-    if p.hashed.inputs.is_err() {
+    if p.hashed.inputs.is_err() || env.settings.strict {
         return None;
     }
     let (key, restore_keys) = env.keys(p.spec).ok()?;

@@ -12,7 +12,7 @@
 //! - **build**, with a prefetch of the first `k` cache-mount steps that a cache tag shares
 //!   (label `io.cicache.mount-steps`, the hash of the steps up to each cache-mount RUN), and
 //!   ([`Rerun`]) the layer bytes the other cache-mount steps made in that image (its history):
-//!   run.rs skips the inject when they are a small part of the cache dir.
+//!   cache_in.rs skips the inject when they are a small part of the cache dir.
 //!
 //! Which manifests carry the labels depends on the build mode's cache exporter
 //! ([`label_refs`]): with inline cache the cache tag is the image itself, so the cache tags

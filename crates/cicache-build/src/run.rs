@@ -458,6 +458,10 @@ fn execute(
         });
         (built, saved)
     });
+    if built.is_err() && early_saved.is_none() && cache_in.restore_later {
+        // docker did not run the build: the cache dir ends restored all the same.
+        let _ = cache_in::restore(p, env, &mut ph, Some(RESTORED_AFTER_BUILD));
+    }
     let Built {
         out,
         build_cmd,
@@ -976,8 +980,6 @@ fn push_and_export(
     Ok(())
 }
 
-/// Extract the cache mounts into the cache dir, then save it to the store. `at_export`: the
-/// build's export had begun, the build not yet returned (overlap.rs); the extract says so.
 /// How the restore's message ends when it was left for after the build's steps.
 const RESTORED_AT_EXPORT: &str =
     " (at the build's export: the inject was skipped and nothing read the dir before)";
@@ -1017,6 +1019,8 @@ fn after_steps(
     Ok((restored, saved))
 }
 
+/// Extract the cache mounts into the cache dir, then save it to the store. `at_export`: the
+/// build's export had begun, the build not yet returned (overlap.rs); the extract says so.
 fn extract_and_save(
     p: &Prepared,
     env: &Env,

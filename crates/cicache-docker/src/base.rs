@@ -230,7 +230,7 @@ pub fn copy_sources(df: &Dockerfile) -> (Vec<String>, Vec<String>) {
 }
 
 /// `./a/b/` -> `a/b`; `.` -> ``. `None` when the path leaves the context.
-fn normalize(pattern: &str) -> Option<String> {
+pub(crate) fn normalize(pattern: &str) -> Option<String> {
     let p = Path::new(pattern);
     let mut parts: Vec<String> = Vec::new();
     for c in p.components() {
@@ -246,7 +246,7 @@ fn normalize(pattern: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-fn is_glob(s: &str) -> bool {
+pub(crate) fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 

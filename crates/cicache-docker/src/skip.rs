@@ -314,7 +314,7 @@ fn compute_text(
         }
         Err(e) => return Err(e),
     };
-    if let Some(why) = files_refusal(spec, &sources, &hashed.files) {
+    if let Some(why) = files_refusal(spec, &sources, &hashed.files, &base_spec.ignore) {
         return Ok(Plan::Never(why));
     }
     let mut inputs = hashed.inputs;
@@ -447,17 +447,28 @@ fn ignore_refusal(text: &str) -> Option<String> {
         })
 }
 
-/// Copied files the hash cannot stand for: the cache dir itself, a symlink docker follows.
-fn files_refusal(spec: &SkipSpec, sources: &[String], files: &[String]) -> Option<String> {
+/// Copied files the hash cannot stand for: the cache dir itself (its files now, or the ones a
+/// restore puts there: a COPY source that covers its path and `.dockerignore` does not
+/// exclude), a symlink docker follows.
+fn files_refusal(
+    spec: &SkipSpec,
+    sources: &[String],
+    files: &[String],
+    ignore: &base::Ignore,
+) -> Option<String> {
     if let Some(cache_rel) = relative_inside(&spec.context, &spec.cache_dir) {
         let in_inputs = files.iter().any(|f| {
             cache_rel.is_empty()
                 || f == &cache_rel
                 || (f.starts_with(&cache_rel) && f.as_bytes().get(cache_rel.len()) == Some(&b'/'))
         });
-        if in_inputs {
+        let restored_into = !cache_rel.is_empty()
+            && !ignore.excludes(&cache_rel)
+            && sources.iter().any(|s| source_covers(s, &cache_rel));
+        if in_inputs || restored_into {
             return Some(format!(
-                "the Dockerfile copies the cache dir {} into the image",
+                "the Dockerfile copies the cache dir {} into the image (a restore changes \
+                 what it copies: exclude it in .dockerignore)",
                 spec.cache_dir.display()
             ));
         }
@@ -520,6 +531,40 @@ fn hash_ignore_files(
         }
     }
     Ok(())
+}
+
+/// Whether the COPY/ADD source `source` copies the context path `rel` (or a directory above
+/// it), whether or not it exists yet: `.`, the path or a parent named, or a glob that matches
+/// one of them.
+fn source_covers(source: &str, rel: &str) -> bool {
+    let Some(n) = base::normalize(source) else {
+        return false;
+    };
+    if n.is_empty() || rel == n || rel.strip_prefix(&n).is_some_and(|r| r.starts_with('/')) {
+        return true;
+    }
+    if !base::is_glob(&n) {
+        return false;
+    }
+    let Ok(glob) = globset::GlobBuilder::new(&n)
+        .literal_separator(true)
+        .build()
+    else {
+        return false;
+    };
+    let m = glob.compile_matcher();
+    let mut end = 0;
+    loop {
+        match rel[end..].find('/') {
+            Some(i) => {
+                if m.is_match(&rel[..end + i]) {
+                    return true;
+                }
+                end += i + 1;
+            }
+            None => return m.is_match(rel),
+        }
+    }
 }
 
 /// `path` relative to `context` (`/`-separated) when it lies inside it.
@@ -771,6 +816,25 @@ mod tests {
         let (d, spec) = ctx("FROM alpine\nCOPY . /src\n");
         std::fs::create_dir(d.path().join(".pip-cache")).unwrap();
         std::fs::write(d.path().join(".pip-cache/w.whl"), "wheel").unwrap();
+        assert!(never(&spec).contains("cache dir"));
+        // Before any restore (a fresh agent: no cache dir yet) all the same: a restore would
+        // put files where this COPY takes them. Excluded in .dockerignore, it is hashed.
+        for df in [
+            "FROM alpine\nCOPY . /src\n",
+            "FROM alpine\nCOPY ./ /src\n",
+            "FROM alpine\nCOPY * /src/\n",
+        ] {
+            let (d, spec) = ctx(df);
+            assert!(never(&spec).contains("cache dir"), "{df}");
+            std::fs::write(d.path().join(".dockerignore"), ".pip-cache\n").unwrap();
+            assert!(!hash(&spec).is_empty(), "{df}");
+        }
+        let (_d, spec) = ctx("FROM alpine\nCOPY *.py requirements.txt /src/\n");
+        assert!(!hash(&spec).is_empty());
+        let (_d, mut spec) = ctx("FROM alpine\nCOPY deps /deps\n");
+        spec.cache_dir = spec.context.join("deps/.pip-cache");
+        std::fs::create_dir(spec.context.join("deps")).unwrap();
+        std::fs::write(spec.context.join("deps/x"), "1").unwrap();
         assert!(never(&spec).contains("cache dir"));
         let (_d, spec) = ctx("FROM alpine\nCOPY missing.txt /\n");
         assert!(!never(&spec).is_empty());

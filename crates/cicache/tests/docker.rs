@@ -1646,8 +1646,9 @@ on_each_engine!(unchanged_inputs_are_tagged_not_built);
 /// Two cache-mount steps, a heavy first one (4 MB of random bytes into the mount and into its
 /// layer) and a small second one: when only the second changes, the first comes from the
 /// layer cache and the inject would copy 4 MB for a step whose layer was a few hundred bytes.
-/// It is skipped (inject_cannot_pay in run.rs); the extract keeps the cache dir's files beside
-/// the new one, so the store keeps the first step's.
+/// It is skipped (inject_cannot_pay in cache_in.rs) and the restore waits for the build's
+/// export; the extract keeps the cache dir's files beside the new one, so the store keeps the
+/// first step's. A third build whose small step fails restores after it all the same.
 fn a_small_step_that_runs_again_skips_the_inject(engine: Engine) {
     let Some((images, registry, _)) = example_services_on(engine) else {
         return;
@@ -1799,7 +1800,9 @@ fn a_small_step_that_runs_again_skips_the_inject(engine: Engine) {
             .contains("(after the build: "),
         "{on}: {restore}"
     );
-    for f in ["big", "small-a"] {
+    let extract = phase(&j, "extract");
+    assert_eq!(extract["detail"]["merged"], true, "{on}: {extract}");
+    for f in ["big", "small-a", "small-fail"] {
         assert!(pip.join(f).is_file(), "{on}: {f}: {j}");
     }
 }
