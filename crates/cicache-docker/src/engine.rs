@@ -609,7 +609,7 @@ impl Docker {
             }
         };
         // `docker version` prints the client part and fails when the daemon is down.
-        let version = match self
+        let version = || match self
             .command(["version", "--format", "{{json .}}"])
             .stdin(Stdio::null())
             .output()
@@ -617,12 +617,22 @@ impl Docker {
             Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
             Err(_) => String::new(),
         };
-        let info = capture(&["info", "--format", "{{json .}}"]).unwrap_or_default();
         let mut inspect = vec!["buildx", "inspect"];
         if let Some(b) = builder {
             inspect.extend(["--builder", b]);
         }
-        let inspect = capture(&inspect);
+        // The three client calls at once: each starts a docker client (about 0.1 s), and an
+        // unchanged build that is only tagged takes 0.5 s in all.
+        let (version, info, inspect) = std::thread::scope(|s| {
+            let info = s.spawn(|| capture(&["info", "--format", "{{json .}}"]).unwrap_or_default());
+            let inspect = s.spawn(|| capture(&inspect));
+            let version = version();
+            let info = info.join().unwrap_or_default();
+            let inspect = inspect
+                .join()
+                .unwrap_or_else(|_| Err("docker buildx inspect: the thread panicked".to_string()));
+            (version, info, inspect)
+        });
         Capabilities::from_outputs(
             &version,
             &info,
