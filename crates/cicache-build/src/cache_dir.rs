@@ -166,14 +166,7 @@ pub fn restore(
 ) -> Result<RestoreDoc, CacheError> {
     let scope = settings.scope.as_str();
     let fallbacks = &settings.fallback_scopes;
-    let req = RestoreRequest {
-        scope,
-        fallback_scopes: fallbacks,
-        key,
-        restore_keys,
-        path,
-        lookup_only,
-    };
+    let req = request(settings, key, restore_keys, path, lookup_only);
     let progress = events.progress("restore");
     let result = store.get().map_err(StoreFailure::Open).and_then(|store| {
         events.info(&format!(
@@ -267,20 +260,31 @@ pub fn lookup_bytes(
     restore_keys: &[String],
     path: &Path,
 ) -> Option<u64> {
-    let req = RestoreRequest {
-        scope: settings.scope.as_str(),
-        fallback_scopes: &settings.fallback_scopes,
-        key,
-        restore_keys,
-        path,
-        lookup_only: true,
-    };
+    let req = request(settings, key, restore_keys, path, true);
     let outcome = store
         .get()
         .ok()?
         .restore(&req, &cicache_store::NoProgress)
         .ok()?;
     outcome.hit.then_some(outcome.total_size)
+}
+
+/// The store's restore request for the cache dir `path`: the own scope, then the fallbacks.
+fn request<'a>(
+    settings: &'a CacheSettings,
+    key: &'a str,
+    restore_keys: &'a [String],
+    path: &'a Path,
+    lookup_only: bool,
+) -> RestoreRequest<'a> {
+    RestoreRequest {
+        scope: settings.scope.as_str(),
+        fallback_scopes: &settings.fallback_scopes,
+        key,
+        restore_keys,
+        path,
+        lookup_only,
+    }
 }
 
 /// How a save treats an existing entry.

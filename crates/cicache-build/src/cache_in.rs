@@ -28,8 +28,8 @@ use crate::run::{Env, Hooks, Plan, Prepared};
 pub(crate) struct CacheIn {
     /// The restore's record, when it ran before the build.
     pub restored: Option<RestoreDoc>,
-    /// The restore was left for after the build's steps: [`restore`] runs before the extract
-    /// (nothing reads the dir before then).
+    /// The restore was left for after the build's steps: [`restore_left`] runs before the
+    /// extract (nothing reads the dir before then).
     pub restore_later: bool,
     /// The mounts started with the cache dir's files (else the extract merges).
     pub injected: bool,
@@ -82,11 +82,15 @@ pub(crate) fn restore_and_inject(
         ph.skipped("inject", why);
     } else if !cache_dir.is_dir() {
         ph.skipped("inject", format!("{} does not exist", cache_dir.display()));
-    } else if let Some(why) = plan
-        .rerun
-        .as_ref()
-        .and_then(|r| inject_cannot_pay(r, dance::dir_stats(cache_dir).1))
-    {
+    } else if let Some(why) = plan.rerun.as_ref().and_then(|r| {
+        // A hit made the dir the entry (the restore swaps it into place): its size, as the
+        // lookup gives it; else walk the dir as it is.
+        let bytes = match &done.restored {
+            Some(doc) if doc.outcome.hit => doc.outcome.total_size,
+            _ => dance::dir_stats(cache_dir).1,
+        };
+        inject_cannot_pay(r, bytes)
+    }) {
         ph.skipped("inject", why);
     } else {
         let t = Instant::now();
@@ -131,8 +135,28 @@ fn inject_cannot_pay_before_restore(p: &Prepared, env: &Env, plan: &Plan) -> Opt
     inject_cannot_pay(rerun, bytes)
 }
 
+/// The restore that was left for after the build's steps ([`CacheIn::restore_later`]; `None`
+/// when there is none): `at_export`, beside the build's export, else after the build returned.
+pub(crate) fn restore_left(
+    p: &Prepared,
+    env: &Env,
+    cache_in: &CacheIn,
+    at_export: bool,
+    ph: &mut PhaseLog,
+) -> Result<Option<RestoreDoc>, BuildError> {
+    if !cache_in.restore_later {
+        return Ok(None);
+    }
+    let note = if at_export {
+        " (at the build's export: the inject was skipped and nothing read the dir before)"
+    } else {
+        " (after the build: the inject was skipped and nothing read the dir before)"
+    };
+    restore(p, env, ph, Some(note))
+}
+
 /// The restore phase: the cache dir from the store (`note` ends its message: when it ran).
-pub(crate) fn restore(
+fn restore(
     p: &Prepared,
     env: &Env,
     ph: &mut PhaseLog,

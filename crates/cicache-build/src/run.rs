@@ -458,9 +458,9 @@ fn execute(
         });
         (built, saved)
     });
-    if built.is_err() && early_saved.is_none() && cache_in.restore_later {
+    if built.is_err() && early_saved.is_none() {
         // docker did not run the build: the cache dir ends restored all the same.
-        let _ = cache_in::restore(p, env, &mut ph, Some(RESTORED_AFTER_BUILD));
+        let _ = cache_in::restore_left(p, env, &cache_in, false, &mut ph);
     }
     let Built {
         out,
@@ -737,13 +737,9 @@ fn save_after_failure(
     ph.skipped("cache-export", "the build failed");
     if !p.spec.switches.save_on_failure {
         // The cache dir ends restored all the same, as when the restore ran before the build.
-        let restored = if cache_in.restore_later {
-            cache_in::restore(p, env, ph, Some(RESTORED_AFTER_BUILD))
-                .ok()
-                .flatten()
-        } else {
-            None
-        };
+        let restored = cache_in::restore_left(p, env, cache_in, false, ph)
+            .ok()
+            .flatten();
         env.events.warn(
             "the docker build failed; skipping push, extract and save (--no-save-on-failure)",
         );
@@ -980,12 +976,6 @@ fn push_and_export(
     Ok(())
 }
 
-/// How the restore's message ends when it was left for after the build's steps.
-const RESTORED_AT_EXPORT: &str =
-    " (at the build's export: the inject was skipped and nothing read the dir before)";
-const RESTORED_AFTER_BUILD: &str =
-    " (after the build: the inject was skipped and nothing read the dir before)";
-
 /// The phases after the build's steps: the restore when it was left for now (cache_in.rs),
 /// then extract and save. What the restore and the save did.
 fn after_steps(
@@ -997,16 +987,7 @@ fn after_steps(
     at_export: bool,
     ph: &mut PhaseLog,
 ) -> Result<(Option<RestoreDoc>, Option<SaveDoc>), BuildError> {
-    let restored = if cache_in.restore_later {
-        let note = if at_export {
-            RESTORED_AT_EXPORT
-        } else {
-            RESTORED_AFTER_BUILD
-        };
-        cache_in::restore(p, env, ph, Some(note))?
-    } else {
-        None
-    };
+    let restored = cache_in::restore_left(p, env, cache_in, at_export, ph)?;
     let saved = extract_and_save(
         p,
         env,

@@ -142,19 +142,7 @@ impl Ignore {
     pub fn excludes(&self, rel: &str) -> bool {
         let mut out = false;
         for (glob, exception) in &self.rules {
-            let mut hit = glob.is_match(rel);
-            let mut end = 0;
-            while !hit {
-                match rel[end..].find('/') {
-                    Some(i) => {
-                        end += i;
-                        hit = glob.is_match(&rel[..end]);
-                        end += 1;
-                    }
-                    None => break,
-                }
-            }
-            if hit {
+            if matches_path_or_parent(glob, rel) {
                 out = !exception;
             }
         }
@@ -164,6 +152,15 @@ impl Ignore {
     fn has_exceptions(&self) -> bool {
         self.rules.iter().any(|(_, e)| *e)
     }
+}
+
+/// Whether `glob` matches the context path `rel` (`/`-separated) or one of its parent
+/// directories, as docker matches `.dockerignore` rules and COPY sources.
+pub(crate) fn matches_path_or_parent(glob: &globset::GlobMatcher, rel: &str) -> bool {
+    glob.is_match(rel)
+        || rel
+            .match_indices('/')
+            .any(|(i, _)| glob.is_match(&rel[..i]))
 }
 
 /// The inputs of a base, hashed.

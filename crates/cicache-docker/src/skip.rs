@@ -546,25 +546,10 @@ fn source_covers(source: &str, rel: &str) -> bool {
     if !base::is_glob(&n) {
         return false;
     }
-    let Ok(glob) = globset::GlobBuilder::new(&n)
+    globset::GlobBuilder::new(&n)
         .literal_separator(true)
         .build()
-    else {
-        return false;
-    };
-    let m = glob.compile_matcher();
-    let mut end = 0;
-    loop {
-        match rel[end..].find('/') {
-            Some(i) => {
-                if m.is_match(&rel[..end + i]) {
-                    return true;
-                }
-                end += i + 1;
-            }
-            None => return m.is_match(rel),
-        }
-    }
+        .is_ok_and(|g| base::matches_path_or_parent(&g.compile_matcher(), rel))
 }
 
 /// `path` relative to `context` (`/`-separated) when it lies inside it.
