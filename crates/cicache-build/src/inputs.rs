@@ -48,7 +48,9 @@ pub(crate) fn not_hashed(
     }
 }
 
-/// Hashes the build's inputs (`docker version` runs once, for the platform).
+/// Hashes the build's inputs (`daemon_platform`: the daemon's, when the build mode read it;
+/// else `docker version` runs once, for the platform).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn hash(
     spec: &BuildSpec,
     dockerfile: &std::path::Path,
@@ -56,10 +58,11 @@ pub(crate) fn hash(
     mounts: &[CacheMount],
     labels: Vec<String>,
     docker: &Docker,
+    daemon_platform: Option<&str>,
     registry: &RegistryAccess,
 ) -> Hashed {
     let mut labels = labels;
-    let platform = build_platform(docker);
+    let platform = build_platform(docker, daemon_platform);
     let skip_spec = skip::SkipSpec {
         context: spec.context.clone(),
         dockerfile: dockerfile.to_path_buf(),

@@ -346,11 +346,13 @@ pub(crate) fn local_image(docker: &Docker, reference: &str) -> bool {
         .is_ok()
 }
 
-/// The platform docker builds for: `DOCKER_DEFAULT_PLATFORM` when set, else the daemon's.
-pub(crate) fn build_platform(docker: &Docker) -> String {
+/// The platform docker builds for: `DOCKER_DEFAULT_PLATFORM` when set, else the daemon's
+/// (`known`: what the capability calls read, else `docker version` is asked).
+pub(crate) fn build_platform(docker: &Docker, known: Option<&str>) -> String {
     std::env::var("DOCKER_DEFAULT_PLATFORM")
         .ok()
         .filter(|p| !p.is_empty())
+        .or_else(|| known.map(str::to_string))
         .unwrap_or_else(|| daemon_platform(docker))
 }
 

@@ -292,6 +292,7 @@ fn prepare<'s>(
             &mounts,
             hooks.labels.clone(),
             &docker,
+            mode.daemon_platform.as_deref(),
             &env.registry,
         ),
     };

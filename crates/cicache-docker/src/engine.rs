@@ -154,6 +154,10 @@ pub struct Capabilities {
     pub client_version: Option<String>,
     /// `docker version`: Server.Version (`None`: the daemon did not answer).
     pub server_version: Option<String>,
+    /// `docker version`: Server.Os/Server.Arch (`linux/amd64`), what the daemon builds for
+    /// unless told otherwise.
+    #[serde(skip)]
+    pub server_platform: Option<String>,
     pub image_store: ImageStore,
     /// The builder asked for (`--builder NAME`), if any; else buildx's current one.
     pub requested_builder: Option<String>,
@@ -195,6 +199,9 @@ pub struct BuildMode {
     /// The daemon's version (`docker version`'s Server.Version), when the choice asked it.
     #[serde(skip)]
     pub daemon_version: Option<String>,
+    /// The daemon's platform (`linux/amd64`), when the choice asked it.
+    #[serde(skip)]
+    pub daemon_platform: Option<String>,
 }
 
 impl BuildMode {
@@ -210,6 +217,7 @@ impl BuildMode {
             builder: None,
             reason: String::new(),
             daemon_version: None,
+            daemon_platform: None,
         }
     }
 
@@ -270,6 +278,15 @@ impl Capabilities {
             text(&version["Client"]["Version"]).or_else(|| text(&info["ClientInfo"]["Version"]));
         let server_version =
             text(&version["Server"]["Version"]).or_else(|| text(&info["ServerVersion"]));
+        let server_platform = match (
+            text(&version["Server"]["Os"]),
+            text(&version["Server"]["Arch"]),
+        ) {
+            (Some(os), Some(arch)) if !format!("{os}{arch}").contains(['/', ' ']) => {
+                Some(format!("{os}/{arch}"))
+            }
+            _ => None,
+        };
         let image_store = image_store(&info);
         let (buildx, builder, buildx_error) = match buildx_inspect {
             Ok(out) => (true, parse_buildx_inspect(out), None),
@@ -298,6 +315,7 @@ impl Capabilities {
         Capabilities {
             client_version,
             server_version,
+            server_platform,
             image_store,
             requested_builder: requested_builder.map(str::to_string),
             builder,
@@ -383,6 +401,7 @@ impl Capabilities {
     pub fn decide(&self, forced: Option<Flavour>) -> BuildMode {
         let builder = self.requested_builder.clone();
         let daemon_version = self.server_version.clone();
+        let daemon_platform = self.server_platform.clone();
         let registry = self.registry_export();
         let on = self.describe_builder();
         match (forced, registry) {
@@ -391,6 +410,7 @@ impl Capabilities {
                 exporter: Exporter::Inline,
                 builder,
                 daemon_version,
+                daemon_platform,
                 reason: format!("--flavour classic: inline cache and a pushed cache tag ({on})"),
             },
             (Some(Flavour::Buildx), Ok(())) | (None, Ok(())) => BuildMode {
@@ -398,6 +418,7 @@ impl Capabilities {
                 exporter: Exporter::Registry,
                 builder,
                 daemon_version,
+                daemon_platform,
                 reason: format!("registry cache exporter, mode=max: {on} exports a registry cache"),
             },
             (Some(Flavour::Buildx), Err(r)) => BuildMode {
@@ -405,6 +426,7 @@ impl Capabilities {
                 exporter: Exporter::Inline,
                 builder,
                 daemon_version,
+                daemon_platform,
                 reason: format!(
                     "--flavour buildx with inline cache and a pushed cache tag: {}",
                     r.why
@@ -415,6 +437,7 @@ impl Capabilities {
                 exporter: Exporter::Inline,
                 builder,
                 daemon_version,
+                daemon_platform,
                 reason: format!("inline cache and a pushed cache tag: {}", r.why),
             },
         }

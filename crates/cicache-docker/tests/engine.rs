@@ -32,6 +32,8 @@ fn docker26_containerd_store_exports_a_registry_cache() {
     let c = docker26("containerd");
     assert_eq!(c.client_version.as_deref(), Some("28.2.2"));
     assert_eq!(c.server_version.as_deref(), Some("26.1.5+dfsg1"));
+    // The daemon's, not the client's: the build hashes the platform it builds for.
+    assert_eq!(c.server_platform.as_deref(), Some("linux/amd64"));
     assert!(
         matches!(c.image_store, ImageStore::Containerd { .. }),
         "{c:?}"
@@ -48,6 +50,7 @@ fn docker26_containerd_store_exports_a_registry_cache() {
         (Flavour::Buildx, Exporter::Registry)
     );
     assert!(m.reason.contains("containerd image store"), "{}", m.reason);
+    assert_eq!(m.daemon_platform.as_deref(), Some("linux/amd64"));
     assert!(m.reason.contains("docker driver"), "{}", m.reason);
 }
 
@@ -194,7 +197,12 @@ fn parsing_odd_outputs() {
     // Nothing answered: unknown store, no builder, inline cache.
     let c = Capabilities::from_outputs("", "", Err("Cannot connect to the Docker daemon"), None);
     assert_eq!(c.image_store, ImageStore::Unknown);
+    assert_eq!(c.server_platform, None);
     assert_eq!(c.decide(None).exporter, Exporter::Inline);
+    // A client whose daemon is down prints its own platform only: not the daemon's.
+    let client_only = r#"{"Client":{"Version":"28.2.2","Os":"linux","Arch":"arm64"}}"#;
+    let c = Capabilities::from_outputs(client_only, "", Err("Cannot connect"), None);
+    assert_eq!(c.server_platform, None);
 }
 
 fn plan(flavour: Flavour) -> BuildPlan {
