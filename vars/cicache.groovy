@@ -3,7 +3,7 @@
 //   cicache.key('pip-{{ hashFiles "requirements*.txt" }}')   -> the rendered key
 //   cicache.restore(key: ..., restoreKeys: [...], path: '.pip-cache')  -> Map (--json result)
 //   cicache.save(key: ..., path: '.pip-cache')                         -> Map
-//   cicache.prune(maxAge: '14d', ...) / cicache.report(logs: [...]) / cicache.doctor()
+//   cicache.prune(maxAge: '14d', ...) / cicache.report(logs: [...]) / cicache.doctor(context: '.')
 //   cicache.run(['list'])  or  cicache(['list'])                       -> Map
 import io.cicache.Args
 import io.cicache.Cli
@@ -195,10 +195,12 @@ def report(Object args = null) {
     return r.stdout
 }
 
-/** Checks docker, BuildKit, the Dockerfile, the store and the registry. */
+/** Checks docker, BuildKit, the Dockerfile (and whether it copies cacheDir from context), the store and the registry. */
 def doctor(Object args = null) {
     Map a = checked('cicache.doctor', args, [
         dockerfile: [type: 'string', nonEmpty: true],
+        context   : [type: 'string', nonEmpty: true],
+        cacheDir  : [type: 'string', nonEmpty: true],
         store     : [type: 'string'],
         failOnProblem: [type: 'boolean', default: false],
     ])
@@ -206,6 +208,12 @@ def doctor(Object args = null) {
     List<String> cmd = Cli.globalArgs(a.store, null, false) + ['doctor']
     if (a.dockerfile) {
         cmd.addAll(['--dockerfile', a.dockerfile])
+    }
+    if (a.context) {
+        cmd.addAll(['--context', Cli.pathArg(a.context)])
+    }
+    if (a.cacheDir) {
+        cmd.addAll(['--cache-dir', Cli.pathArg(a.cacheDir)])
     }
     Map r = Cli.exec(this, bin, cmd, [label: 'cicache doctor'])
     if (r.result == null || (a.failOnProblem && r.exitCode != 0)) {

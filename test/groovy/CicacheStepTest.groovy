@@ -121,6 +121,8 @@ class CicacheStepTest {
         Map r = cicache.doctor(dockerfile: 'Dockerfile')
         assertEquals('docker', r.checks[0].name)
         assertEquals([['--json', 'doctor', '--dockerfile', 'Dockerfile']], h.helperCalls('doctor'))
+        cicache.doctor(context: 'app', cacheDir: '-odd/pip')
+        assertEquals(['--json', 'doctor', '--context', 'app', '--cache-dir', './-odd/pip'], h.helperCalls('doctor')[1])
         String msg = Harness.expectError { cicache.doctor(failOnProblem: true) }
         assertTrue(msg, msg.contains('cicache doctor failed (exit code 1)'))
     }

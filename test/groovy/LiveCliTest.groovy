@@ -192,7 +192,7 @@ class LiveCliTest {
     @Test
     void doctorAcceptsItsFlags() {
         h.file('Dockerfile').text = 'FROM scratch\n'
-        String failure = attempt { cicache.doctor(dockerfile: 'Dockerfile', store: store.path) }
+        String failure = attempt { cicache.doctor(dockerfile: 'Dockerfile', context: '.', cacheDir: '.pip-cache', store: store.path) }
         assertFlagsAccepted('cicache.doctor', failure)
     }
 }

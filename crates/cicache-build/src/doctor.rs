@@ -14,8 +14,12 @@ use cicache_store::Backend;
 /// What to check.
 #[derive(Debug, Clone)]
 pub struct DoctorRequest {
-    /// The Dockerfile (`None`: ./Dockerfile when present).
+    /// The Dockerfile (`None`: CONTEXT/Dockerfile when present).
     pub dockerfile: Option<PathBuf>,
+    /// The build context and the cache dir a build restores into (whether the Dockerfile
+    /// copies it into the image).
+    pub context: PathBuf,
+    pub cache_dir: PathBuf,
     /// The image repository whose registry to check (`None`: skipped).
     pub image: Option<String>,
     /// The docker client.
@@ -41,15 +45,29 @@ pub fn run(req: &DoctorRequest, store: StoreState) -> DoctorReport {
     let mut checks: Vec<Check> = Vec::new();
     // The Dockerfile first: its stage count tells the buildx line what inline cache loses.
     let dockerfile = req.dockerfile.clone().or_else(|| {
-        let d = PathBuf::from("Dockerfile");
+        let d = req.context.join("Dockerfile");
         d.is_file().then_some(d)
     });
     let (df_checks, df) = match &dockerfile {
-        Some(path) => doctor::dockerfile_checks(path),
+        Some(path) => {
+            let (mut checks, df) = doctor::dockerfile_checks(path);
+            if let Some(d) = &df {
+                checks.extend(doctor::cache_dir_finding(
+                    d,
+                    path,
+                    &req.context,
+                    &req.cache_dir,
+                ));
+            }
+            (checks, df)
+        }
         None => (
             vec![Check::skip(
                 "dockerfile",
-                "no --dockerfile given and no ./Dockerfile",
+                format!(
+                    "no --dockerfile given and no {}",
+                    req.context.join("Dockerfile").display()
+                ),
             )],
             None,
         ),

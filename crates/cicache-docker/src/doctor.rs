@@ -425,6 +425,69 @@ pub fn dockerfile_checks(path: &Path) -> (Vec<Check>, Option<Dockerfile>) {
     (out, Some(df))
 }
 
+/// The `dockerfile.copies-cache-dir` finding: a COPY/ADD from the context takes the cache
+/// dir (`cache_dir`, the workspace copy a restore fills) into the image. `None` when it does
+/// not (or the cache dir lies outside the context); a warning when the ignore file cannot be
+/// read.
+pub fn cache_dir_finding(
+    df: &Dockerfile,
+    dockerfile: &Path,
+    context: &Path,
+    cache_dir: &Path,
+) -> Option<Check> {
+    const NAME: &str = "dockerfile.copies-cache-dir";
+    match crate::skip::cache_dir_copy(df, dockerfile, context, cache_dir) {
+        Ok(None) => None,
+        Ok(Some(c)) => Some(Check::warn(
+            NAME,
+            format!(
+                "{} takes the cache dir {} into the image (context {}): the image carries the \
+                 pip cache, its layer changes with every restore, and an unchanged build is \
+                 never only tagged",
+                copy_line(df, &c.source),
+                c.cache_rel,
+                context.display()
+            ),
+            format!(
+                "add the line `{}` to {} (or copy only what the image needs)",
+                c.cache_rel,
+                c.ignore_file.display()
+            ),
+        )),
+        Err(e) => Some(Check::warn(
+            NAME,
+            format!("cannot tell whether the Dockerfile copies the cache dir: {e}"),
+            "check that the context and its .dockerignore are readable",
+        )),
+    }
+}
+
+/// `line N: COPY . /app`: the first COPY/ADD from the context that names `source`.
+fn copy_line(df: &Dockerfile, source: &str) -> String {
+    df.instructions
+        .iter()
+        .find(|i| {
+            matches!(i.keyword.as_str(), "COPY" | "ADD")
+                && !i.flags.iter().any(|f| f.starts_with("--from"))
+                && {
+                    // The sources: every word but the destination.
+                    let words: Vec<&str> = i
+                        .args
+                        .split_whitespace()
+                        .map(|w| w.trim_matches(|c| matches!(c, '[' | ']' | '"' | ',')))
+                        .filter(|w| !w.is_empty())
+                        .collect();
+                    words
+                        .split_last()
+                        .is_some_and(|(_, sources)| sources.contains(&source))
+                }
+        })
+        .map_or_else(
+            || format!("a COPY of {source}"),
+            |i| format!("line {}: `{} {}`", i.line, i.keyword, i.args.trim()),
+        )
+}
+
 /// Which package tool a `RUN` uses to install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tool {

@@ -290,7 +290,7 @@ fn compute_text(
         return Ok(Plan::Never(why));
     }
     let df_ignore = dockerfile_ignore(&spec.dockerfile);
-    let ignore_text = ignore_text(spec, &df_ignore)?;
+    let ignore_text = ignore_text(&spec.context, &df_ignore)?;
     if let Some(why) = ignore_text.as_deref().and_then(ignore_refusal) {
         return Ok(Plan::Never(why));
     }
@@ -415,7 +415,7 @@ fn dockerfile_ignore(dockerfile: &Path) -> PathBuf {
 }
 
 /// The text of the ignore file docker reads, if any.
-fn ignore_text(spec: &SkipSpec, df_ignore: &Path) -> Result<Option<String>, BaseError> {
+fn ignore_text(context: &Path, df_ignore: &Path) -> Result<Option<String>, BaseError> {
     let read_ignore = |path: &Path| match std::fs::read_to_string(path) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -426,7 +426,7 @@ fn ignore_text(spec: &SkipSpec, df_ignore: &Path) -> Result<Option<String>, Base
     };
     match read_ignore(df_ignore)? {
         Some(t) => Ok(Some(t)),
-        None => read_ignore(&spec.context.join(".dockerignore")),
+        None => read_ignore(&context.join(".dockerignore")),
     }
 }
 
@@ -462,9 +462,7 @@ fn files_refusal(
                 || f == &cache_rel
                 || (f.starts_with(&cache_rel) && f.as_bytes().get(cache_rel.len()) == Some(&b'/'))
         });
-        let restored_into = !cache_rel.is_empty()
-            && !ignore.excludes(&cache_rel)
-            && sources.iter().any(|s| source_covers(s, &cache_rel));
+        let restored_into = covering_source(sources, &cache_rel, ignore).is_some();
         if in_inputs || restored_into {
             return Some(format!(
                 "the Dockerfile copies the cache dir {} into the image (a restore changes \
@@ -531,6 +529,68 @@ fn hash_ignore_files(
         }
     }
     Ok(())
+}
+
+/// The COPY/ADD source that takes the context path `cache_rel` (the cache dir) into the
+/// image, whether or not it exists yet, unless the ignore file excludes it.
+fn covering_source<'a>(
+    sources: &'a [String],
+    cache_rel: &str,
+    ignore: &base::Ignore,
+) -> Option<&'a str> {
+    if cache_rel.is_empty() || ignore.excludes(cache_rel) {
+        return None;
+    }
+    sources
+        .iter()
+        .map(String::as_str)
+        .find(|s| source_covers(s, cache_rel))
+}
+
+/// Where a Dockerfile copies the cache dir into its image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheDirCopy {
+    /// The COPY or ADD source that covers it (`.`, a parent, a glob).
+    pub source: String,
+    /// The cache dir, relative to the context.
+    pub cache_rel: String,
+    /// The ignore file docker reads for this Dockerfile (where the exclusion goes).
+    pub ignore_file: PathBuf,
+}
+
+/// Whether `df` (read from `dockerfile`) copies `cache_dir` into its image from `context`:
+/// a COPY/ADD source covers the cache dir's path (whether or not it exists yet) and the
+/// ignore file docker reads does not exclude it. Such an image carries the pip cache, its
+/// COPY layer changes with every restore, and the unchanged-inputs check never tags it
+/// (`cicache doctor`'s finding; the check refuses the same). `None` too when the cache dir
+/// lies outside the context.
+pub fn cache_dir_copy(
+    df: &Dockerfile,
+    dockerfile: &Path,
+    context: &Path,
+    cache_dir: &Path,
+) -> Result<Option<CacheDirCopy>, BaseError> {
+    let Some(cache_rel) = relative_inside(context, cache_dir) else {
+        return Ok(None);
+    };
+    let (sources, _) = base::copy_sources(df);
+    let df_ignore = dockerfile_ignore(dockerfile);
+    let ignore = match ignore_text(context, &df_ignore)? {
+        Some(t) => base::Ignore::parse(&t)?,
+        None => base::Ignore::default(),
+    };
+    let ignore_file = if df_ignore.is_file() {
+        df_ignore
+    } else {
+        context.join(".dockerignore")
+    };
+    Ok(
+        covering_source(&sources, &cache_rel, &ignore).map(|source| CacheDirCopy {
+            source: source.to_string(),
+            cache_rel: cache_rel.clone(),
+            ignore_file,
+        }),
+    )
 }
 
 /// Whether the COPY/ADD source `source` copies the context path `rel` (or a directory above
@@ -763,6 +823,69 @@ mod tests {
         );
         let df = dockerfile::parse("ARG B\nFROM $B\n").unwrap();
         assert!(external_images(&df, &[]).is_err());
+    }
+
+    #[test]
+    fn which_copy_takes_the_cache_dir() {
+        let copy = |df: &str, ignore: Option<(&str, &str)>, cache: &str| {
+            let (d, spec) = ctx(df);
+            if let Some((name, text)) = ignore {
+                std::fs::write(d.path().join(name), text).unwrap();
+            }
+            let parsed = dockerfile::parse(df).unwrap();
+            cache_dir_copy(
+                &parsed,
+                &spec.dockerfile,
+                &spec.context,
+                &d.path().join(cache),
+            )
+            .unwrap()
+            .map(|c| {
+                let file = c.ignore_file.strip_prefix(d.path()).unwrap().to_owned();
+                (c.source, c.cache_rel, file.display().to_string())
+            })
+        };
+        let found = |src: &str, rel: &str, file: &str| Some((src.into(), rel.into(), file.into()));
+        assert_eq!(
+            copy("FROM a\nCOPY . /app\n", None, ".pip-cache"),
+            found(".", ".pip-cache", ".dockerignore")
+        );
+        assert_eq!(
+            copy("FROM a\nCOPY app.py ci /app/\n", None, "ci/pip"),
+            found("ci", "ci/pip", ".dockerignore")
+        );
+        assert_eq!(
+            copy("FROM a\nADD [\"./\", \"/app\"]\n", None, ".pip-cache"),
+            found("./", ".pip-cache", ".dockerignore")
+        );
+        // The Dockerfile's own ignore file is the one docker reads, and the one to edit.
+        assert_eq!(
+            copy(
+                "FROM a\nCOPY . /app\n",
+                Some(("Dockerfile.dockerignore", "*.md\n")),
+                ".pip-cache"
+            ),
+            found(".", ".pip-cache", "Dockerfile.dockerignore")
+        );
+        for (df, ignore) in [
+            (
+                "FROM a\nCOPY . /app\n",
+                Some((".dockerignore", ".pip-cache\n")),
+            ),
+            ("FROM a\nCOPY . /app\n", Some((".dockerignore", ".*\n"))),
+            ("FROM a\nCOPY requirements.txt app.py /app/\n", None),
+            ("FROM a AS b\nFROM a\nCOPY --from=b / /\n", None),
+        ] {
+            assert_eq!(copy(df, ignore, ".pip-cache"), None, "{df} {ignore:?}");
+        }
+        // A cache dir outside the context is never copied.
+        let (_d, spec) = ctx("FROM a\nCOPY . /app\n");
+        let df = dockerfile::parse("FROM a\nCOPY . /app\n").unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        assert_eq!(
+            cache_dir_copy(&df, &spec.dockerfile, &spec.context, outside.path()).unwrap(),
+            None
+        );
     }
 
     #[test]

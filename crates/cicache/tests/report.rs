@@ -26,6 +26,7 @@ fn cicache() -> Command {
         .env_remove("CICACHE_IMAGE")
         .env_remove("CICACHE_STORE")
         .env_remove("CICACHE_CONFIG")
+        .env_remove("CICACHE_CACHE_DIR")
         .env_remove("DOCKER_BUILDKIT")
         .env("CICACHE_PROGRESS", "never")
         .stdin(Stdio::null());
@@ -260,6 +261,111 @@ fn doctor_without_a_daemon_fails_and_says_how_to_fix() {
             .unwrap()
             .contains("/nonexistent/Dockerfile")
     );
+}
+
+/// A workspace whose `COPY . /app` takes the cache dir (`.pip-cache`, which a restore fills)
+/// into the image: doctor says so, names the line and the ignore file, and stops once
+/// `.dockerignore` excludes it, the cache dir lies elsewhere, or the COPY names files only.
+#[test]
+fn doctor_says_when_the_dockerfile_copies_the_cache_dir() {
+    let ws = tempfile::tempdir().unwrap();
+    write(
+        ws.path(),
+        "Dockerfile",
+        "FROM python:3.12\nWORKDIR /app\nCOPY requirements.txt .\n\
+         RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt\n\
+         COPY . /app\n",
+    );
+    let doctor = |extra: &[&str], env: Option<(&str, &str)>| {
+        let mut c = cicache();
+        c.current_dir(ws.path())
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}/no.sock", ws.path().display()),
+            )
+            .env("CICACHE_DOCKER", DOCKER)
+            .args(["--json", "doctor", "--store"])
+            .arg(ws.path().join("store"))
+            .args(extra);
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        let (_, out, err) = run(&mut c);
+        let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+        doc
+    };
+    let copies = |doc: &Value| {
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "dockerfile.copies-cache-dir")
+            .cloned()
+    };
+    // The default cache dir does not exist yet: a restore would make it.
+    let doc = doctor(&[], None);
+    let c = copies(&doc).unwrap_or_else(|| panic!("no finding in {doc:#}"));
+    assert_eq!(c["status"], "warn");
+    let msg = c["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("line 5: `COPY . /app` takes the cache dir .pip-cache"),
+        "{msg}"
+    );
+    let fix = c["fix"].as_str().unwrap();
+    assert!(fix.contains("`.pip-cache`"), "{fix}");
+    assert!(fix.contains(".dockerignore"), "{fix}");
+    // Listed with the other Dockerfile lines, before the store.
+    let names: Vec<&str> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    let at = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(
+        at("dockerfile") < at("dockerfile.copies-cache-dir"),
+        "{names:?}"
+    );
+    assert!(at("dockerfile.copies-cache-dir") < at("store"), "{names:?}");
+
+    // Another cache dir, from the flag or the environment, inside the context or not.
+    let doc = doctor(&["--cache-dir", "ci/pip"], None);
+    assert!(
+        copies(&doc).unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("cache dir ci/pip")
+    );
+    assert!(copies(&doctor(&[], Some(("CICACHE_CACHE_DIR", "/var/tmp/pip")))).is_none());
+    // The context elsewhere: the Dockerfile is CONTEXT/Dockerfile, the cache dir outside it.
+    let outer = tempfile::tempdir().unwrap();
+    let doc = {
+        let mut c = cicache();
+        c.current_dir(outer.path())
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}/no.sock", outer.path().display()),
+            )
+            .env("CICACHE_DOCKER", DOCKER)
+            .args(["--json", "doctor", "--context"])
+            .arg(ws.path());
+        let (_, out, _) = run(&mut c);
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    assert_eq!(check(&doc, "dockerfile")["status"], "ok");
+    assert!(copies(&doc).is_none(), "{doc:#}");
+
+    // Excluded: no finding.
+    write(ws.path(), ".dockerignore", ".git\n.pip-cache\n");
+    assert!(copies(&doctor(&[], None)).is_none());
+    // Copying named files only: no finding either.
+    std::fs::remove_file(ws.path().join(".dockerignore")).unwrap();
+    write(
+        ws.path(),
+        "Dockerfile",
+        "FROM python:3.12\nCOPY requirements.txt app.py /app/\n",
+    );
+    assert!(copies(&doctor(&[], None)).is_none());
 }
 
 /// A dockerd of our own (no bridge: the doctor's probe build needs no network), listening on

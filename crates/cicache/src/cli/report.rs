@@ -73,13 +73,14 @@ pub struct ReportArgs {
         changes, the Dockerfile (pip or uv install without a cache mount, --no-cache-dir or \
         PIP_NO_CACHE_DIR defeating the mount, a cache mount where the tool does not look, a \
         `# syntax=` line that needs Docker Hub, cache mounts on one target with different ids \
-        in different stages), the store (a list call) and the registry (GET /v2/).\n\n\
+        in different stages, a COPY that takes the cache dir into the image), the store (a list call) and the registry (GET /v2/).\n\n\
         Exit codes: 0 when nothing failed (warnings allowed), 1 when a check failed.\n\n\
         Examples:\n  cicache doctor\n  cicache doctor --dockerfile docker/Dockerfile --image 127.0.0.1:5000/app\n  \
+        cicache doctor --context app --cache-dir .pip-cache\n  \
         DOCKER_HOST=tcp://127.0.0.1:2375 cicache doctor --json"
 )]
 pub struct DoctorArgs {
-    /// The Dockerfile to check. [default: ./Dockerfile when present]
+    /// The Dockerfile to check. [default: CONTEXT/Dockerfile when present]
     #[arg(long, short = 'f', env = "CICACHE_DOCKERFILE", value_name = "FILE")]
     pub dockerfile: Option<PathBuf>,
 
@@ -87,6 +88,16 @@ pub struct DoctorArgs {
     /// line is skipped.
     #[arg(long, env = "CICACHE_IMAGE", value_name = "REPO")]
     pub image: Option<String>,
+
+    /// The build context (the CONTEXT of `cicache build`): whether the Dockerfile copies the
+    /// cache dir into the image.
+    #[arg(long, env = "CICACHE_CONTEXT", default_value = ".", value_name = "DIR")]
+    pub context: PathBuf,
+
+    /// The cache dir a build restores into (as `cicache build --cache-dir`).
+    /// [default: build.cache_dir of cicache.yml, else .pip-cache]
+    #[arg(long = "cache-dir", env = "CICACHE_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 
     #[command(flatten)]
     pub client: super::docker::DockerClient,

@@ -3,7 +3,7 @@
 //! `cicache_build::doctor`.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -116,11 +116,16 @@ pub fn doctor(a: DoctorArgs, ctx: &Context) -> Result<u8> {
         }
         Err(e) => StoreState::Failed(format!("{e:#}")),
     };
-    let compression =
-        crate::settings::compression(&a.compression, &crate::settings::build_config(ctx)?)?
-            .map(|(c, source)| (c, source.to_string()));
+    let cfg = crate::settings::build_config(ctx)?;
+    let compression = crate::settings::compression(&a.compression, &cfg)?
+        .map(|(c, source)| (c, source.to_string()));
     let req = DoctorRequest {
         dockerfile: a.dockerfile,
+        context: a.context,
+        cache_dir: a
+            .cache_dir
+            .or(cfg.cache_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(".pip-cache")),
         image: a.image,
         docker: a.client.docker,
         timeout,
