@@ -46,6 +46,12 @@
 #                          with -t IMAGE:cache
 #                full:     cicache build --push: store + cache dance + registry layer cache
 #                full-zstd: the same with --compression zstd (26-containerd)
+#                hand-args: hand with the arguments cicache adds to the same command (-f, three
+#                          labels, ignore-error=true on --cache-to; not in the default lists)
+#                full-nodir: cicache build --push without the cache dir (--no-restore --no-inject
+#                          --no-extract --no-save; not in the default lists): the check and the
+#                          registry layer cache only, to tell the build's time from the cache dir's
+#                          work beside it
 #                full-gzip1: the same with --compression gzip --compression-level 1 (26-containerd;
 #                          not in the default list): gzip that every puller reads, compressed
 #                          faster than BuildKit's default level
@@ -337,23 +343,31 @@ build() {
           -t "$image:$sc" -t "$image:latest" . >"$blog" 2>&1) || rc=$?
       fi
       ;;
-    hand)
-      local cache=(--cache-from "type=registry,ref=$image:cache")
+    hand|hand-args)
+      local cache=(--cache-from "type=registry,ref=$image:cache") ignore=""
+      if [[ $s == hand-args ]]; then
+        # The by-hand command with the arguments cicache adds (-f, its three labels, ignore-error).
+        ignore=,ignore-error=true
+        cache+=(-f ./Dockerfile --label "io.cicache.mount-inputs=$(printf %064d 1)"
+          --label "io.cicache.mount-steps=$(printf %064d 2) $(printf %064d 1)"
+          --label "io.cicache.inputs=$(printf %064d 3)")
+      fi
       if [[ $ENGINE == 26-containerd ]]; then
-        cache+=(--cache-to "type=registry,ref=$image:cache,mode=max,image-manifest=true,oci-mediatypes=true")
+        cache+=(--cache-to "type=registry,ref=$image:cache,mode=max,image-manifest=true,oci-mediatypes=true$ignore")
       else
         cache+=(--cache-to type=inline -t "$image:cache")
       fi
       (cd "$ws" && "$DOCKER" buildx build --progress=plain --push --network host "${args[@]}" \
         "${cache[@]}" -t "$image:$sc" -t "$image:latest" . >"$blog" 2>&1) || rc=$?
       ;;
-    registry|full|full-zstd|full-gzip1)
+    registry|full|full-zstd|full-gzip1|full-nodir)
       local off=()
       # --rebuild: the unchanged-inputs check is cicache's, not part of the by-hand recipe;
       # nor is the prefetch (Docker 20.10 only).
       [[ $s == registry ]] && off=(--no-restore --no-inject --no-extract --no-save --no-prefetch --rebuild)
       [[ $s == full-zstd ]] && off=(--compression zstd)
       [[ $s == full-gzip1 ]] && off=(--compression gzip --compression-level 1)
+      [[ $s == full-nodir ]] && off=(--no-restore --no-inject --no-extract --no-save)
       [[ $sc == rebuild && $s != registry ]] && off+=(--rebuild)
       [[ $ENGINE != 20.10 ]] && off+=(--tag latest)
       (cd "$ws" && /usr/bin/time -v -o "$timef" "$CICACHE" --json --progress never build \

@@ -15,7 +15,7 @@ import shutil
 import statistics
 
 # Every strategy bench/e2e.sh knows; main() keeps those the run measured.
-ALL_STRATEGIES = ["none", "mount", "registry", "hand", "full", "full-gzip1", "full-zstd"]
+ALL_STRATEGIES = ["none", "mount", "registry", "hand", "hand-args", "full", "full-nodir", "full-gzip1", "full-zstd"]
 STRATEGIES = list(ALL_STRATEGIES)
 LABEL = {
     "none": "no cache",
@@ -23,6 +23,8 @@ LABEL = {
     "registry": "registry layer cache only",
     "hand": "registry cache by hand (buildx)",
     "full": "full cicache",
+    "full-nodir": "cicache without the cache dir",
+    "hand-args": "by hand with cicache's arguments",
     "full-gzip1": "full cicache, gzip level 1",
     "full-zstd": "full cicache, zstd",
 }
@@ -48,7 +50,7 @@ CHART_LABEL = {
     "changed-ml": ["heavy requirement", "changed, fresh agent"],
 }
 COLOR = {"none": "#9e9e9e", "mount": "#f0a33a", "registry": "#5b8fd6", "hand": "#5b8fd6",
-         "full": "#2e9e5b", "full-gzip1": "#7cc08e", "full-zstd": "#8e44ad"}
+         "full": "#2e9e5b", "full-nodir": "#a3b18a", "hand-args": "#d4a373", "full-gzip1": "#7cc08e", "full-zstd": "#8e44ad"}
 # The targets of the Docker 26 engines (issue 20), full cicache against the same run's cold build
 # without any cache; the single-step app has one: its one pip step re-runs on a changed requirement.
 TARGETS_26 = {"layered": {"warm-fresh": 0.01, "rebuild": 0.08, "code": 0.08, "changed": 0.12, "cold": 0.75},
@@ -400,7 +402,7 @@ def main():
     md.append("")
     md.append("| strategy, scenario | " + " | ".join(PHASES) + " | wall |")
     md.append("|---|" + "---:|" * (len(PHASES) + 1))
-    for s in ("registry", "full", "full-gzip1", "full-zstd"):
+    for s in ("registry", "full", "full-nodir", "full-gzip1", "full-zstd"):
         for sc in scenarios:
             c = cells.get((s, sc))
             if not c:

@@ -587,7 +587,7 @@ pub fn cache_dir_copy(
     Ok(
         covering_source(&sources, &cache_rel, &ignore).map(|source| CacheDirCopy {
             source: source.to_string(),
-            cache_rel: cache_rel.clone(),
+            cache_rel,
             ignore_file,
         }),
     )
