@@ -276,16 +276,14 @@ fn doctor_says_when_the_dockerfile_copies_the_cache_dir() {
          RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt\n\
          COPY . /app\n",
     );
-    let doctor = |extra: &[&str], env: Option<(&str, &str)>| {
+    // doctor run from `cwd` (no daemon: the Dockerfile lines do not need one).
+    let doctor_in = |cwd: &Path, extra: &[&str], env: Option<(&str, &str)>| {
         let mut c = cicache();
-        c.current_dir(ws.path())
-            .env(
-                "DOCKER_HOST",
-                format!("unix://{}/no.sock", ws.path().display()),
-            )
+        c.current_dir(cwd)
+            .env("DOCKER_HOST", format!("unix://{}/no.sock", cwd.display()))
             .env("CICACHE_DOCKER", DOCKER)
             .args(["--json", "doctor", "--store"])
-            .arg(ws.path().join("store"))
+            .arg(cwd.join("store"))
             .args(extra);
         if let Some((k, v)) = env {
             c.env(k, v);
@@ -294,6 +292,7 @@ fn doctor_says_when_the_dockerfile_copies_the_cache_dir() {
         let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
         doc
     };
+    let doctor = |extra: &[&str], env| doctor_in(ws.path(), extra, env);
     let copies = |doc: &Value| {
         doc["checks"]
             .as_array()
@@ -339,19 +338,8 @@ fn doctor_says_when_the_dockerfile_copies_the_cache_dir() {
     assert!(copies(&doctor(&[], Some(("CICACHE_CACHE_DIR", "/var/tmp/pip")))).is_none());
     // The context elsewhere: the Dockerfile is CONTEXT/Dockerfile, the cache dir outside it.
     let outer = tempfile::tempdir().unwrap();
-    let doc = {
-        let mut c = cicache();
-        c.current_dir(outer.path())
-            .env(
-                "DOCKER_HOST",
-                format!("unix://{}/no.sock", outer.path().display()),
-            )
-            .env("CICACHE_DOCKER", DOCKER)
-            .args(["--json", "doctor", "--context"])
-            .arg(ws.path());
-        let (_, out, _) = run(&mut c);
-        serde_json::from_str::<Value>(&out).unwrap()
-    };
+    let context = ws.path().display().to_string();
+    let doc = doctor_in(outer.path(), &["--context", &context], None);
     assert_eq!(check(&doc, "dockerfile")["status"], "ok");
     assert!(copies(&doc).is_none(), "{doc:#}");
 

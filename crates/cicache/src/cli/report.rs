@@ -73,7 +73,8 @@ pub struct ReportArgs {
         changes, the Dockerfile (pip or uv install without a cache mount, --no-cache-dir or \
         PIP_NO_CACHE_DIR defeating the mount, a cache mount where the tool does not look, a \
         `# syntax=` line that needs Docker Hub, cache mounts on one target with different ids \
-        in different stages, a COPY that takes the cache dir into the image), the store (a list call) and the registry (GET /v2/).\n\n\
+        in different stages, a COPY that takes the cache dir into the image), the store (a \
+        list call) and the registry (GET /v2/).\n\n\
         Exit codes: 0 when nothing failed (warnings allowed), 1 when a check failed.\n\n\
         Examples:\n  cicache doctor\n  cicache doctor --dockerfile docker/Dockerfile --image 127.0.0.1:5000/app\n  \
         cicache doctor --context app --cache-dir .pip-cache\n  \
