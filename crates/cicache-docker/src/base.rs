@@ -192,38 +192,53 @@ pub fn copy_sources(df: &Dockerfile) -> (Vec<String>, Vec<String>) {
     let mut out: Vec<String> = Vec::new();
     let mut notes = Vec::new();
     for ins in &df.instructions {
-        if !matches!(ins.keyword.as_str(), "COPY" | "ADD") {
-            continue;
+        let (sources, fetched) = instruction_sources(ins);
+        for src in fetched {
+            notes.push(format!(
+                "line {}: {} {src} is fetched by docker: its content is not part of the \
+                 base's hash (only the URL is, through the Dockerfile)",
+                ins.line, ins.keyword
+            ));
         }
-        if ins.flags.iter().any(|f| f.starts_with("--from")) {
-            continue;
-        }
-        let words: Vec<String> = if ins.args.trim_start().starts_with('[') {
-            serde_json::from_str::<Vec<String>>(ins.args.trim()).unwrap_or_default()
-        } else {
-            ins.args.split_whitespace().map(str::to_string).collect()
-        };
-        if words.len() < 2 {
-            continue;
-        }
-        for src in &words[..words.len() - 1] {
-            if src.starts_with("<<") {
-                continue; // a heredoc: its body is in the Dockerfile's bytes
-            }
-            if src.contains("://") || src.starts_with("git@") {
-                notes.push(format!(
-                    "line {}: {} {src} is fetched by docker: its content is not part of the \
-                     base's hash (only the URL is, through the Dockerfile)",
-                    ins.line, ins.keyword
-                ));
-                continue;
-            }
-            if !out.contains(src) {
-                out.push(src.clone());
+        for src in sources {
+            if !out.contains(&src) {
+                out.push(src);
             }
         }
     }
     (out, notes)
+}
+
+/// One instruction's sources: those from the build context, then those docker fetches (URLs,
+/// git). Both empty for anything but a `COPY`/`ADD` without `--from=`; heredocs are neither
+/// (their body is in the Dockerfile's bytes).
+pub(crate) fn instruction_sources(ins: &dockerfile::Instruction) -> (Vec<String>, Vec<String>) {
+    let (mut context, mut fetched) = (Vec::new(), Vec::new());
+    if !matches!(ins.keyword.as_str(), "COPY" | "ADD")
+        || ins.flags.iter().any(|f| f.starts_with("--from"))
+    {
+        return (context, fetched);
+    }
+    let mut words: Vec<String> = if ins.args.trim_start().starts_with('[') {
+        serde_json::from_str::<Vec<String>>(ins.args.trim()).unwrap_or_default()
+    } else {
+        ins.args.split_whitespace().map(str::to_string).collect()
+    };
+    // The last word is the destination.
+    if words.pop().is_none() {
+        return (context, fetched);
+    }
+    for src in words {
+        if src.starts_with("<<") {
+            continue;
+        }
+        if src.contains("://") || src.starts_with("git@") {
+            fetched.push(src);
+        } else {
+            context.push(src);
+        }
+    }
+    (context, fetched)
 }
 
 /// `./a/b/` -> `a/b`; `.` -> ``. `None` when the path leaves the context.

@@ -441,10 +441,11 @@ pub fn cache_dir_finding(
         Ok(Some(c)) => Some(Check::warn(
             NAME,
             format!(
-                "{} takes the cache dir {} into the image (context {}): the image carries the \
-                 pip cache, its layer changes with every restore, and an unchanged build is \
-                 never only tagged",
-                copy_line(df, &c.source),
+                "line {}: `{}` takes the cache dir {} into the image (context {}): the image \
+                 carries the pip cache, its layer changes with every restore, and an unchanged \
+                 build is never only tagged",
+                c.line,
+                c.instruction,
                 c.cache_rel,
                 context.display()
             ),
@@ -460,32 +461,6 @@ pub fn cache_dir_finding(
             "check that the context and its .dockerignore are readable",
         )),
     }
-}
-
-/// `line N: COPY . /app`: the first COPY/ADD from the context that names `source`.
-fn copy_line(df: &Dockerfile, source: &str) -> String {
-    df.instructions
-        .iter()
-        .find(|i| {
-            matches!(i.keyword.as_str(), "COPY" | "ADD")
-                && !i.flags.iter().any(|f| f.starts_with("--from"))
-                && {
-                    // The sources: every word but the destination.
-                    let words: Vec<&str> = i
-                        .args
-                        .split_whitespace()
-                        .map(|w| w.trim_matches(|c| matches!(c, '[' | ']' | '"' | ',')))
-                        .filter(|w| !w.is_empty())
-                        .collect();
-                    words
-                        .split_last()
-                        .is_some_and(|(_, sources)| sources.contains(&source))
-                }
-        })
-        .map_or_else(
-            || format!("a COPY of {source}"),
-            |i| format!("line {}: `{} {}`", i.line, i.keyword, i.args.trim()),
-        )
 }
 
 /// Which package tool a `RUN` uses to install.

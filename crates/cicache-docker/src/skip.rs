@@ -552,6 +552,9 @@ fn covering_source<'a>(
 pub struct CacheDirCopy {
     /// The COPY or ADD source that covers it (`.`, a parent, a glob).
     pub source: String,
+    /// The instruction's first line and its text (`COPY . /app`).
+    pub line: usize,
+    pub instruction: String,
     /// The cache dir, relative to the context.
     pub cache_rel: String,
     /// The ignore file docker reads for this Dockerfile (where the exclusion goes).
@@ -559,11 +562,11 @@ pub struct CacheDirCopy {
 }
 
 /// Whether `df` (read from `dockerfile`) copies `cache_dir` into its image from `context`:
-/// a COPY/ADD source covers the cache dir's path (whether or not it exists yet) and the
-/// ignore file docker reads does not exclude it. Such an image carries the pip cache, its
-/// COPY layer changes with every restore, and the unchanged-inputs check never tags it
-/// (`cicache doctor`'s finding; the check refuses the same). `None` too when the cache dir
-/// lies outside the context.
+/// the first COPY/ADD with a source that covers the cache dir's path (whether or not it
+/// exists yet) while the ignore file docker reads does not exclude it. Such an image carries
+/// the pip cache, its COPY layer changes with every restore, and the unchanged-inputs check
+/// never tags it (`cicache doctor`'s finding; the check refuses the same). `None` too when
+/// the cache dir lies outside the context.
 pub fn cache_dir_copy(
     df: &Dockerfile,
     dockerfile: &Path,
@@ -573,24 +576,30 @@ pub fn cache_dir_copy(
     let Some(cache_rel) = relative_inside(context, cache_dir) else {
         return Ok(None);
     };
-    let (sources, _) = base::copy_sources(df);
     let df_ignore = dockerfile_ignore(dockerfile);
     let ignore = match ignore_text(context, &df_ignore)? {
         Some(t) => base::Ignore::parse(&t)?,
         None => base::Ignore::default(),
+    };
+    let found = df.instructions.iter().find_map(|ins| {
+        let (sources, _) = base::instruction_sources(ins);
+        covering_source(&sources, &cache_rel, &ignore).map(|s| (ins, s.to_string()))
+    });
+    let Some((ins, source)) = found else {
+        return Ok(None);
     };
     let ignore_file = if df_ignore.is_file() {
         df_ignore
     } else {
         context.join(".dockerignore")
     };
-    Ok(
-        covering_source(&sources, &cache_rel, &ignore).map(|source| CacheDirCopy {
-            source: source.to_string(),
-            cache_rel,
-            ignore_file,
-        }),
-    )
+    Ok(Some(CacheDirCopy {
+        source,
+        line: ins.line,
+        instruction: format!("{} {}", ins.keyword, ins.args.trim()),
+        cache_rel,
+        ignore_file,
+    }))
 }
 
 /// Whether the COPY/ADD source `source` copies the context path `rel` (or a directory above
@@ -878,6 +887,23 @@ mod tests {
         ] {
             assert_eq!(copy(df, ignore, ".pip-cache"), None, "{df} {ignore:?}");
         }
+        // The first instruction that takes it, its line and text (for doctor's message).
+        let (d, spec) = ctx("FROM a\nCOPY app.py /app/\nADD [\"./\", \"/app\"]\nCOPY . /x\n");
+        let df =
+            dockerfile::parse("FROM a\nCOPY app.py /app/\nADD [\"./\", \"/app\"]\nCOPY . /x\n")
+                .unwrap();
+        let c = cache_dir_copy(
+            &df,
+            &spec.dockerfile,
+            &spec.context,
+            &d.path().join(".pip-cache"),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (c.line, c.instruction.as_str()),
+            (3, r#"ADD ["./", "/app"]"#)
+        );
         // A cache dir outside the context is never copied.
         let (_d, spec) = ctx("FROM a\nCOPY . /app\n");
         let df = dockerfile::parse("FROM a\nCOPY . /app\n").unwrap();
